@@ -1,0 +1,73 @@
+package remediator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Error codes. Each says what kind of failure happened; HTTP handlers map them to statuses and
+// the queue maps them to ack, nak or term, each in one place.
+const (
+	// EINVALID is bad input: it will never succeed as it is.
+	EINVALID = "invalid"
+	// ENOTFOUND is a missing incident, cluster or remediation.
+	ENOTFOUND = "not_found"
+	// EUNAUTHORIZED is a missing or wrong credential.
+	EUNAUTHORIZED = "unauthorized"
+	// ETOOLARGE is a payload over its size limit.
+	ETOOLARGE = "too_large"
+	// ECONFLICT is a lost compare-and-set race: trying again may succeed.
+	ECONFLICT = "conflict"
+	// EUNAVAILABLE is a dependency that is down or slow: trying again later may succeed.
+	EUNAVAILABLE = "unavailable"
+	// EPRECONDITION is a safety check that refused to go on: it needs a human, not a retry.
+	EPRECONDITION = "failed_precondition"
+	// EINTERNAL is everything else, including bugs.
+	EINTERNAL = "internal"
+)
+
+// Error is an error with a code and a message fit to show to the operator.
+type Error struct {
+	Code    string
+	Message string
+	Err     error
+}
+
+// Errorf returns an *Error with the code and a formatted message; a %w verb wraps its operand.
+func Errorf(code, format string, args ...any) *Error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Code: code, Message: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the wrapped error, so errors.Is sees through the code.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorCode returns the code of the outermost *Error in err's chain; a context that ran out or
+// was cancelled (a shutdown) is EUNAVAILABLE and anything else EINTERNAL. A nil error has no
+// code.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return EUNAVAILABLE
+	}
+	return EINTERNAL
+}
+
+// Retriable says whether trying the same thing again later may succeed.
+func Retriable(err error) bool {
+	switch ErrorCode(err) {
+	case EUNAVAILABLE, ECONFLICT:
+		return true
+	}
+	return false
+}

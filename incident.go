@@ -1,0 +1,213 @@
+package remediator
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// State is where an incident is in its life.
+type State string
+
+// The incident states. The last five are terminal.
+const (
+	StatePending          State = "pending"
+	StateAwaitingApproval State = "awaiting_approval"
+	StateRunning          State = "running"
+	StateSucceeded        State = "succeeded"
+	StateFailed           State = "failed"
+	StateRejected         State = "rejected"
+	StateSkipped          State = "skipped"
+	StateCancelled        State = "cancelled"
+)
+
+// States lists every state, in the order a report or a metric shows them.
+var States = []State{StatePending, StateAwaitingApproval, StateRunning, StateSucceeded,
+	StateFailed, StateRejected, StateSkipped, StateCancelled}
+
+// Terminal says whether the incident is over: nothing more will run for it.
+func (s State) Terminal() bool {
+	switch s {
+	case StateSucceeded, StateFailed, StateRejected, StateSkipped, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// StepState is where one step of a remediation is.
+type StepState string
+
+// The step states.
+const (
+	StepPending   StepState = "pending"
+	StepRunning   StepState = "running"
+	StepSucceeded StepState = "succeeded"
+	StepFailed    StepState = "failed"
+	StepSkipped   StepState = "skipped"
+)
+
+// Step is the record of one step of an incident's remediation: what it planned and what it did.
+type Step struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Risk        Risk      `json:"risk"`
+	State       StepState `json:"state"`
+	Attempts    int       `json:"attempts"`
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	Output      string    `json:"output,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	// Progress is what an interrupted attempt had finished, so that the next attempt resumes
+	// instead of repeating it.
+	Progress json.RawMessage `json:"progress,omitempty"`
+}
+
+// Duration is how long the step ran, or zero if it has not finished.
+func (s Step) Duration() time.Duration {
+	if s.StartedAt.IsZero() || s.FinishedAt.IsZero() {
+		return 0
+	}
+	return s.FinishedAt.Sub(s.StartedAt)
+}
+
+// Event kinds in an incident's timeline.
+const (
+	EventOpened        = "opened"
+	EventEvidence      = "evidence"
+	EventState         = "state"
+	EventStepStarted   = "step_started"
+	EventStepSucceeded = "step_succeeded"
+	EventStepFailed    = "step_failed"
+	EventStepRetry     = "step_retry"
+	EventStepSkipped   = "step_skipped"
+)
+
+// Event is one line of an incident's timeline.
+type Event struct {
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Step    string    `json:"step,omitempty"`
+	Message string    `json:"message"`
+}
+
+// MemberStatus is what one etcd member reported at one moment: the figures a report compares
+// before and after a remediation.
+type MemberStatus struct {
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Endpoint    string   `json:"endpoint"`
+	Version     string   `json:"version,omitempty"`
+	Leader      bool     `json:"leader"`
+	Learner     bool     `json:"learner,omitempty"`
+	DBSize      int64    `json:"db_size"`
+	DBSizeInUse int64    `json:"db_size_in_use"`
+	Quota       int64    `json:"quota"`
+	Revision    int64    `json:"revision"`
+	RaftIndex   uint64   `json:"raft_index"`
+	RaftTerm    uint64   `json:"raft_term"`
+	Alarms      []string `json:"alarms,omitempty"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// Incident is one problem on one cluster, the alerts that are its evidence, and the
+// remediation that answers it.
+type Incident struct {
+	ID          string            `json:"id"`
+	Cluster     string            `json:"cluster"`
+	Remediation string            `json:"remediation"`
+	Policy      string            `json:"policy"`
+	Mode        Mode              `json:"mode"`
+	Params      map[string]string `json:"params,omitempty"`
+	State       State             `json:"state"`
+	// Reason says why the incident is in its state, when that is not obvious from it.
+	Reason     string         `json:"reason,omitempty"`
+	Evidence   []Alert        `json:"evidence"`
+	Steps      []Step         `json:"steps"`
+	Before     []MemberStatus `json:"before,omitempty"`
+	After      []MemberStatus `json:"after,omitempty"`
+	Timeline   []Event        `json:"timeline"`
+	CreatedAt  time.Time      `json:"created_at"`
+	UpdatedAt  time.Time      `json:"updated_at"`
+	FinishedAt time.Time      `json:"finished_at,omitzero"`
+}
+
+// NewIncident opens an incident for a decision about a cluster.
+func NewIncident(id, cluster string, d Decision, now time.Time) *Incident {
+	inc := &Incident{
+		ID:          id,
+		Cluster:     cluster,
+		Remediation: d.Remediation,
+		Policy:      d.Policy,
+		Mode:        d.Mode,
+		Params:      d.Params,
+		State:       StatePending,
+		Evidence:    []Alert{},
+		Steps:       []Step{},
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	inc.Record(now, EventOpened, "", "incident opened on cluster %q for %s (policy %q, mode %s)",
+		cluster, d.Remediation, d.Policy, d.Mode)
+	return inc
+}
+
+// Record appends an event to the timeline.
+func (inc *Incident) Record(at time.Time, kind, step, format string, args ...any) {
+	inc.Timeline = append(inc.Timeline, Event{At: at, Kind: kind, Step: step, Message: fmt.Sprintf(format, args...)})
+	inc.UpdatedAt = at
+}
+
+// AddEvidence attaches the alerts the incident does not hold yet and returns how many it
+// added; an alert re-sent by its source is not evidence twice.
+func (inc *Incident) AddEvidence(alerts []Alert) int {
+	seen := make(map[string]bool, len(inc.Evidence))
+	for _, a := range inc.Evidence {
+		seen[a.key()] = true
+	}
+	added := 0
+	for _, a := range alerts {
+		if seen[a.key()] {
+			continue
+		}
+		seen[a.key()] = true
+		inc.Evidence = append(inc.Evidence, a)
+		inc.Record(a.ReceivedAt, EventEvidence, "", "%s %s from %s (fingerprint %s)", a.Name(), a.Status, a.Source, a.Fingerprint)
+		added++
+	}
+	return added
+}
+
+// SetState moves the incident to a state, records why, and stamps the finish time of a
+// terminal state.
+func (inc *Incident) SetState(s State, reason string, at time.Time) {
+	inc.State = s
+	inc.Reason = reason
+	msg := "state " + string(s)
+	if reason != "" {
+		msg += ": " + reason
+	}
+	inc.Record(at, EventState, "", "%s", msg)
+	if s.Terminal() {
+		inc.FinishedAt = at
+	}
+}
+
+// ReceivedAt is when the first of the incident's evidence reached remediator.
+func (inc *Incident) ReceivedAt() time.Time {
+	var first time.Time
+	for _, a := range inc.Evidence {
+		if first.IsZero() || a.ReceivedAt.Before(first) {
+			first = a.ReceivedAt
+		}
+	}
+	return first
+}
+
+// TimeToRecovery is the time from the first webhook to the last step of a succeeded
+// remediation (its verification), or zero if it has not recovered.
+func (inc *Incident) TimeToRecovery() time.Duration {
+	if inc.State != StateSucceeded || len(inc.Steps) == 0 || inc.ReceivedAt().IsZero() {
+		return 0
+	}
+	return inc.Steps[len(inc.Steps)-1].FinishedAt.Sub(inc.ReceivedAt())
+}

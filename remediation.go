@@ -1,0 +1,55 @@
+package remediator
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+)
+
+// Risk is how much a step can hurt if it goes wrong; approval gates are set by it.
+type Risk string
+
+// The risk levels, from harmless to irreversible.
+const (
+	// RiskReadOnly steps change nothing in the cluster.
+	RiskReadOnly Risk = "read-only"
+	// RiskLow steps change something that is easily undone.
+	RiskLow Risk = "low"
+	// RiskHigh steps disturb serving, for example by blocking a member for a while.
+	RiskHigh Risk = "high"
+	// RiskDestructive steps cannot be undone without the backup.
+	RiskDestructive Risk = "destructive"
+)
+
+// PlannedStep is one step of a remediation's plan.
+type PlannedStep struct {
+	Name        string
+	Description string
+	Risk        Risk
+	Run         StepFunc
+}
+
+// StepFunc runs one step. A step must be safe to run again after an interruption: it saves
+// its progress as it goes and resumes from it. Its error's code says whether retrying makes
+// sense (see Retriable).
+type StepFunc func(ctx context.Context, in StepInput) (StepResult, error)
+
+// StepInput is what a running step gets.
+type StepInput struct {
+	// Incident is a copy of the incident the step runs for; changing it changes nothing.
+	Incident Incident
+	// Progress is what an earlier, interrupted attempt of this step saved, or nil.
+	Progress json.RawMessage
+	// SaveProgress persists the step's progress so far before it goes on.
+	SaveProgress func(ctx context.Context, progress any) error
+	Log          *slog.Logger
+}
+
+// StepResult is what a finished step reports.
+type StepResult struct {
+	// Output says what the step saw and did, in a few lines for the operator.
+	Output string
+	// Before and After, when set, are the member figures the report compares.
+	Before []MemberStatus
+	After  []MemberStatus
+}
