@@ -1,0 +1,297 @@
+// Package config loads remediator's configuration: defaults first, then the YAML file, then
+// validation whose messages name the key that is wrong.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/remediator/remediator/internal/yamlstrict"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the HTTP address.
+	Listen string `yaml:"listen"`
+	// DataDir holds the embedded NATS server's storage and the etcd snapshots.
+	DataDir string `yaml:"data_dir"`
+	NATS    NATS   `yaml:"nats"`
+	// Clusters are the etcd clusters remediator may act on.
+	Clusters []Cluster `yaml:"clusters"`
+	Webhook  Webhook   `yaml:"webhook"`
+	// PoliciesDir holds the policy files; empty means the built-in default policies.
+	PoliciesDir string `yaml:"policies_dir"`
+}
+
+// NATS says where the queue is.
+type NATS struct {
+	// URL of an existing NATS cluster with JetStream; empty starts an embedded server.
+	URL string `yaml:"url"`
+	// CredsFile is a NATS credentials file for URL.
+	CredsFile string `yaml:"creds_file"`
+	// Replicas of remediator's streams and buckets on a NATS cluster.
+	Replicas int `yaml:"replicas"`
+	// AckWait is how long a worker may stay silent before its work goes to another worker.
+	AckWait Duration `yaml:"ack_wait"`
+}
+
+// Cluster is one etcd cluster.
+type Cluster struct {
+	Name string `yaml:"name"`
+	Etcd Etcd   `yaml:"etcd"`
+}
+
+// Etcd is how to reach a cluster's etcd.
+type Etcd struct {
+	Endpoints []string `yaml:"endpoints"`
+	TLS       TLS      `yaml:"tls"`
+}
+
+// TLS holds the files of an etcd client certificate.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled says whether any TLS file is set.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// Webhook configures the intake endpoints.
+type Webhook struct {
+	// BearerTokenFile holds the token senders must present; empty means no auth.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// BearerToken is read from BearerTokenFile by Load.
+	BearerToken string `yaml:"-"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 30s or 2m", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Defaults is the configuration with no file: everything on this machine, etcd where etcdctl
+// would look for it.
+func Defaults(getenv func(string) string) Config {
+	endpoints := []string{"127.0.0.1:2379"}
+	if e := getenv("ETCDCTL_ENDPOINTS"); e != "" {
+		endpoints = strings.Split(e, ",")
+	}
+	return Config{
+		Listen:  "127.0.0.1:9095",
+		DataDir: "data",
+		NATS:    NATS{Replicas: 1, AckWait: Duration(30 * time.Second)},
+		Clusters: []Cluster{{
+			Name: "default",
+			Etcd: Etcd{
+				Endpoints: endpoints,
+				TLS:       TLS{CAFile: getenv("ETCDCTL_CACERT"), CertFile: getenv("ETCDCTL_CERT"), KeyFile: getenv("ETCDCTL_KEY")},
+			},
+		}},
+	}
+}
+
+// Load reads the file at path over the defaults (an empty path means defaults only), resolves
+// relative paths against the file's folder, reads the secrets and validates the result.
+func Load(path string, getenv func(string) string) (Config, error) {
+	cfg := Defaults(getenv)
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		if err := yamlstrict.Decode(data, &cfg); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		cfg.resolvePaths(filepath.Dir(path))
+	}
+	if err := cfg.Validate(); err != nil {
+		if path == "" {
+			return Config{}, fmt.Errorf("config (defaults): %w", err)
+		}
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.PoliciesDir)
+	abs(&c.Webhook.BearerTokenFile)
+	abs(&c.NATS.CredsFile)
+	for i := range c.Clusters {
+		t := &c.Clusters[i].Etcd.TLS
+		abs(&t.CAFile)
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+	}
+}
+
+// clusterName is what a cluster name may be: it becomes part of queue keys and file paths.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// Validate checks every key and reads the secrets; each error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not a host:port address", c.Listen)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	for _, u := range splitNonEmpty(c.NATS.URL) {
+		if p, err := url.Parse(u); err != nil || p.Host == "" {
+			bad("nats.url", "%q is not a URL such as nats://127.0.0.1:4222", u)
+		}
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("nats.replicas", "must be between 1 and 5, not %d", c.NATS.Replicas)
+	} else if c.NATS.URL == "" && c.NATS.Replicas != 1 {
+		bad("nats.replicas", "must be 1 with the embedded server (nats.url is empty)")
+	}
+	if c.NATS.CredsFile != "" {
+		if c.NATS.URL == "" {
+			bad("nats.creds_file", "only applies with nats.url")
+		} else if err := readable(c.NATS.CredsFile); err != nil {
+			bad("nats.creds_file", "%v", err)
+		}
+	}
+	if time.Duration(c.NATS.AckWait) < time.Second {
+		bad("nats.ack_wait", "must be at least 1s, not %s", time.Duration(c.NATS.AckWait))
+	}
+	if len(c.Clusters) == 0 {
+		bad("clusters", "must not be empty")
+	}
+	names := map[string]bool{}
+	for i, cl := range c.Clusters {
+		key := fmt.Sprintf("clusters[%d]", i)
+		switch {
+		case !clusterName.MatchString(cl.Name):
+			bad(key+".name", "%q must be 1 to 63 letters, digits, '-' or '_', starting with a letter or digit", cl.Name)
+		case names[cl.Name]:
+			bad(key+".name", "%q is used by an earlier cluster", cl.Name)
+		}
+		names[cl.Name] = true
+		if len(cl.Etcd.Endpoints) == 0 {
+			bad(key+".etcd.endpoints", "must not be empty")
+		}
+		for j, e := range cl.Etcd.Endpoints {
+			if err := checkEndpoint(e); err != nil {
+				bad(fmt.Sprintf("%s.etcd.endpoints[%d]", key, j), "%v", err)
+			}
+		}
+		t := cl.Etcd.TLS
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			bad(key+".etcd.tls", "cert_file and key_file must be set together")
+		}
+		for _, f := range []struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+			if f.path == "" {
+				continue
+			}
+			if err := readable(f.path); err != nil {
+				bad(key+".etcd.tls."+f.key, "%v", err)
+			}
+		}
+	}
+	if f := c.Webhook.BearerTokenFile; f != "" {
+		tok, err := readSecret(f)
+		if err != nil {
+			bad("webhook.bearer_token_file", "%v", err)
+		}
+		c.Webhook.BearerToken = tok
+	}
+	if c.PoliciesDir != "" {
+		if fi, err := os.Stat(c.PoliciesDir); err != nil {
+			bad("policies_dir", "%v", err)
+		} else if !fi.IsDir() {
+			bad("policies_dir", "%s is not a directory", c.PoliciesDir)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ClusterNames lists the configured clusters' names.
+func (c *Config) ClusterNames() []string {
+	names := make([]string, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		names[i] = cl.Name
+	}
+	return names
+}
+
+func checkEndpoint(e string) error {
+	if strings.Contains(e, "://") {
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("%q is not a URL such as https://10.0.0.1:2379", e)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs" {
+			return fmt.Errorf("%q: scheme must be http, https, unix or unixs", e)
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(e); err != nil {
+		return fmt.Errorf("%q is not host:port or a URL", e)
+	}
+	return nil
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func readSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+func splitNonEmpty(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
