@@ -1,0 +1,229 @@
+// Package policies decides which remediation answers an alert: policy files name a CEL match
+// over the alert, a remediation, its parameters and the mode it may run in.
+package policies
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/yamlstrict"
+)
+
+//go:embed default.yaml
+var defaultPolicies []byte
+
+// Catalog is what policies need of the remediations: to check that one exists and takes the
+// parameters a policy gives it.
+type Catalog interface {
+	Validate(remediation string, params map[string]string) error
+}
+
+// file is the format of one policy file.
+type file struct {
+	Policies []struct {
+		Name        string            `yaml:"name"`
+		Description string            `yaml:"description"`
+		Match       string            `yaml:"match"`
+		Remediation string            `yaml:"remediation"`
+		Mode        string            `yaml:"mode"`
+		Params      map[string]string `yaml:"params"`
+	} `yaml:"policies"`
+}
+
+// Policy is one compiled policy.
+type Policy struct {
+	Name        string
+	Description string
+	// Source is the file the policy came from.
+	Source   string
+	Match    string
+	Decision remediator.Decision
+	program  cel.Program
+}
+
+// Set is an ordered list of policies; the first that matches decides.
+type Set struct {
+	policies []Policy
+}
+
+// Default returns the built-in policies.
+func Default(cat Catalog) (*Set, error) {
+	ps, err := parse("default.yaml (built in)", defaultPolicies, cat)
+	if err != nil {
+		return nil, err
+	}
+	return &Set{policies: ps}, nil
+}
+
+// LoadDir loads every *.yaml and *.yml file in dir, in name order. Every invalid policy is
+// reported, each with its file, its name and the reason.
+func LoadDir(dir string, cat Catalog) (*Set, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	var (
+		set  Set
+		errs []error
+	)
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policies: %w", err))
+			continue
+		}
+		ps, err := parse(path, data, cat)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		set.policies = append(set.policies, ps...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if len(set.policies) == 0 {
+		return nil, fmt.Errorf("policies: %s holds no policies (*.yaml or *.yml)", dir)
+	}
+	if err := set.checkNames(); err != nil {
+		return nil, err
+	}
+	return &set, nil
+}
+
+var env = func() *cel.Env {
+	e, err := cel.NewEnv(
+		cel.Variable("labels", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("annotations", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("status", cel.StringType),
+		cel.Variable("cluster", cel.StringType),
+		cel.Variable("text", cel.StringType),
+	)
+	if err != nil {
+		panic(err) // the declarations above are constant
+	}
+	return e
+}()
+
+func parse(source string, data []byte, cat Catalog) ([]Policy, error) {
+	var f file
+	if err := yamlstrict.Decode(data, &f); err != nil {
+		return nil, fmt.Errorf("policies %s: %w", source, err)
+	}
+	var (
+		ps   []Policy
+		errs []error
+	)
+	for i, p := range f.Policies {
+		name := p.Name
+		if name == "" {
+			name = fmt.Sprintf("#%d", i+1)
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("policies %s: policy %q: %s", source, name, fmt.Sprintf(format, args...)))
+		}
+		if p.Name == "" {
+			bad("name: must not be empty")
+		}
+		if strings.TrimSpace(p.Match) == "" {
+			bad("match: must not be empty")
+			continue
+		}
+		ast, iss := env.Compile(p.Match)
+		if iss.Err() != nil {
+			bad("match: %v", iss.Err())
+			continue
+		}
+		if ast.OutputType() != cel.BoolType {
+			bad("match: must be a bool expression, not %s", ast.OutputType())
+			continue
+		}
+		prg, err := env.Program(ast, cel.CostLimit(100000))
+		if err != nil {
+			bad("match: %v", err)
+			continue
+		}
+		mode := remediator.Mode(p.Mode)
+		if !slices.Contains(remediator.Modes, mode) {
+			bad("mode: %q must be one of %v", p.Mode, remediator.Modes)
+			continue
+		}
+		if mode != remediator.ModeDeny {
+			if err := cat.Validate(p.Remediation, p.Params); err != nil {
+				bad("%v", err)
+				continue
+			}
+		}
+		ps = append(ps, Policy{
+			Name:        p.Name,
+			Description: strings.TrimSpace(p.Description),
+			Source:      source,
+			Match:       strings.TrimSpace(p.Match),
+			Decision:    remediator.Decision{Policy: p.Name, Remediation: p.Remediation, Mode: mode, Params: p.Params},
+			program:     prg,
+		})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+func (s *Set) checkNames() error {
+	seen := map[string]string{}
+	for _, p := range s.policies {
+		if first, ok := seen[p.Name]; ok {
+			return fmt.Errorf("policies %s: policy %q: name is already used in %s", p.Source, p.Name, first)
+		}
+		seen[p.Name] = p.Source
+	}
+	return nil
+}
+
+// Policies returns the policies in the order they are tried.
+func (s *Set) Policies() []Policy { return slices.Clone(s.policies) }
+
+// Match returns the decision of the first policy whose match is true for the alert. A policy
+// whose expression fails on this alert (a missing label, say) does not match; its error is
+// returned alongside so the caller can log it.
+func (s *Set) Match(a remediator.Alert) (remediator.Decision, bool, error) {
+	vars := map[string]any{
+		"labels":      nonNil(a.Labels),
+		"annotations": nonNil(a.Annotations),
+		"status":      string(a.Status),
+		"cluster":     a.Cluster,
+		"text":        a.Text(),
+	}
+	var errs []error
+	for _, p := range s.policies {
+		out, _, err := p.program.Eval(vars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy %q: %w", p.Name, err))
+			continue
+		}
+		if out.Value() == true {
+			return p.Decision, true, errors.Join(errs...)
+		}
+	}
+	return remediator.Decision{}, false, errors.Join(errs...)
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
