@@ -1,0 +1,242 @@
+// Package queue is remediator's durable state on NATS JetStream: the streams that carry
+// webhooks to the correlator and incidents to the executor, the consumers that deliver them
+// with explicit acks, and the key-value buckets that hold incidents. With no URL it runs an
+// embedded NATS server in the same process.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/remediator/remediator"
+)
+
+// Subjects remediator publishes on.
+const (
+	// SubjectAlerts carries alert batches from the Alertmanager webhook.
+	SubjectAlerts = "remediator.events.alertmanager"
+	// SubjectRun carries requests to run (or resume) an incident's remediation.
+	SubjectRun = "remediator.work.run"
+)
+
+// Stream, consumer and bucket names.
+const (
+	streamEvents    = "REMEDIATOR_EVENTS"
+	streamWork      = "REMEDIATOR_WORK"
+	bucketIncidents = "remediator_incidents"
+	bucketOpen      = "remediator_open"
+	bucketAlerts    = "remediator_alerts"
+)
+
+// Consumer names a durable consumer of one of remediator's streams.
+type Consumer struct{ stream, name string }
+
+// The durable consumers.
+var (
+	// Correlator receives alert batches and turns them into incidents.
+	Correlator = Consumer{streamEvents, "correlator"}
+	// Executor receives run requests and carries out remediations.
+	Executor = Consumer{streamWork, "executor"}
+)
+
+// defaultTimeout bounds a queue call whose context has no deadline.
+const defaultTimeout = 10 * time.Second
+
+// Options say how to reach JetStream.
+type Options struct {
+	// URL of a NATS cluster with JetStream; empty starts an embedded server in StoreDir.
+	URL       string
+	CredsFile string
+	StoreDir  string
+	Replicas  int
+	// AckWait is how long a delivered message may go unacknowledged before it is delivered
+	// again; workers report progress at a third of it.
+	AckWait time.Duration
+	// Backoff is the delay before each retry of a message that failed in a way that may pass,
+	// the n-th entry for the n-th retry (the last repeats). Its length plus one is the number
+	// of deliveries after which a message is given up.
+	Backoff []time.Duration
+	Log     *slog.Logger
+}
+
+// DefaultBackoff waits longer before each retry, up to ten minutes: about half an hour in all.
+var DefaultBackoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+	2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 10 * time.Minute}
+
+// Queue is a connection to JetStream with remediator's streams and buckets in place.
+type Queue struct {
+	opts     Options
+	embedded *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	// Incidents is the incident store.
+	Incidents *Store
+}
+
+// Open connects (starting the embedded server if there is no URL) and creates or updates the
+// streams, consumers and buckets.
+func Open(ctx context.Context, opts Options) (*Queue, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.AckWait == 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	if len(opts.Backoff) == 0 {
+		opts.Backoff = DefaultBackoff
+	}
+	q := &Queue{opts: opts}
+	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
+	url := opts.URL
+	if url == "" {
+		ns, err := startEmbedded(opts.StoreDir, opts.Log)
+		if err != nil {
+			return nil, err
+		}
+		q.embedded = ns
+		natsOpts = append(natsOpts, nats.InProcessServer(ns))
+	} else if opts.CredsFile != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(opts.CredsFile))
+	}
+	nc, err := nats.Connect(url, natsOpts...)
+	if err != nil {
+		q.Close()
+		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS: %w", err)
+	}
+	q.nc = nc
+	q.js, err = jetstream.New(nc)
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	if err := q.setup(ctx); err != nil {
+		q.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *Queue) setup(ctx context.Context) error {
+	streams := []jetstream.StreamConfig{{
+		Name:        streamEvents,
+		Description: "Webhook payloads, as enqueued by the intake handlers.",
+		Subjects:    []string{"remediator.events.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+		Replicas:    q.opts.Replicas,
+	}, {
+		Name:        streamWork,
+		Description: "Requests to run an incident's remediation.",
+		Subjects:    []string{"remediator.work.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  10 * time.Minute,
+		Replicas:    q.opts.Replicas,
+	}}
+	for _, cfg := range streams {
+		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return unavailable("create stream %s", cfg.Name, err)
+		}
+	}
+	for _, c := range []Consumer{Correlator, Executor} {
+		_, err := q.js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
+			Durable:       c.name,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       q.opts.AckWait,
+			MaxDeliver:    len(q.opts.Backoff) + 1,
+			MaxAckPending: 1000,
+			Replicas:      q.opts.Replicas,
+		})
+		if err != nil {
+			return unavailable("create consumer %s", c.name, err)
+		}
+	}
+	buckets := []jetstream.KeyValueConfig{
+		{Bucket: bucketIncidents, Description: "Incidents by ID.", History: 8},
+		{Bucket: bucketOpen, Description: "The open incident of each cluster and remediation."},
+		{Bucket: bucketAlerts, Description: "The incident each alert fingerprint last joined.", TTL: 7 * 24 * time.Hour},
+	}
+	kvs := make([]jetstream.KeyValue, len(buckets))
+	for i, cfg := range buckets {
+		cfg.Storage = jetstream.FileStorage
+		cfg.Replicas = q.opts.Replicas
+		kv, err := q.js.CreateOrUpdateKeyValue(ctx, cfg)
+		if err != nil {
+			return unavailable("create bucket %s", cfg.Bucket, err)
+		}
+		kvs[i] = kv
+	}
+	q.Incidents = &Store{incidents: kvs[0], open: kvs[1], alerts: kvs[2]}
+	return nil
+}
+
+// Publish stores data on subject once: a second publish with the same msgID within the
+// duplicate window is acknowledged as a duplicate and stored nothing.
+func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID string) (duplicate bool, err error) {
+	if max := q.nc.MaxPayload(); int64(len(data)) > max {
+		return false, remediator.Errorf(remediator.ETOOLARGE, "queue: message of %d bytes is over the NATS server's max_payload of %d", len(data), max)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	ack, err := q.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return false, unavailable("publish to %s", subject, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// Ready checks that NATS is connected and JetStream answers.
+func (q *Queue) Ready(ctx context.Context) error {
+	if s := q.nc.Status(); s != nats.CONNECTED {
+		return remediator.Errorf(remediator.EUNAVAILABLE, "queue: NATS connection is %s", s)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	if _, err := q.js.AccountInfo(ctx); err != nil {
+		return unavailable("JetStream account info", "", err)
+	}
+	return nil
+}
+
+// Close closes the connection and stops the embedded server, if any.
+func (q *Queue) Close() {
+	if q.nc != nil {
+		q.nc.Close()
+	}
+	if q.embedded != nil {
+		q.embedded.Shutdown()
+		q.embedded.WaitForShutdown()
+	}
+}
+
+func unavailable(what, name string, err error) error {
+	if name != "" {
+		what = fmt.Sprintf(what, name)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("queue: %s: %w", what, err)
+	}
+	return remediator.Errorf(remediator.EUNAVAILABLE, "queue: %s: %w", what, err)
+}
+
+// withDefaultTimeout gives ctx a deadline if it has none.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}

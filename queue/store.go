@@ -1,0 +1,202 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/remediator/remediator"
+)
+
+// Store keeps incidents in JetStream key-value buckets. Every change is a compare-and-set on
+// the incident's revision, so replicas never overwrite each other's work.
+type Store struct {
+	incidents jetstream.KeyValue
+	// open maps "<cluster>.<remediation>" to the incident that is open for it.
+	open jetstream.KeyValue
+	// alerts maps an alert fingerprint to the incident it last joined.
+	alerts jetstream.KeyValue
+}
+
+// maxUpdateTries bounds the compare-and-set loop of Update under contention.
+const maxUpdateTries = 20
+
+// Get returns the incident with the given ID.
+func (s *Store) Get(ctx context.Context, id string) (*remediator.Incident, error) {
+	inc, _, err := s.get(ctx, id)
+	return inc, err
+}
+
+func (s *Store) get(ctx context.Context, id string) (*remediator.Incident, uint64, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	e, err := s.incidents.Get(ctx, id)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
+		return nil, 0, remediator.Errorf(remediator.ENOTFOUND, "incident %q not found", id)
+	case err != nil:
+		return nil, 0, unavailable("get incident %s", id, err)
+	}
+	var inc remediator.Incident
+	if err := json.Unmarshal(e.Value(), &inc); err != nil {
+		return nil, 0, fmt.Errorf("queue: incident %s: %w", id, err)
+	}
+	return &inc, e.Revision(), nil
+}
+
+// List returns every incident, the newest first.
+func (s *Store) List(ctx context.Context) ([]*remediator.Incident, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	keys, err := s.incidents.ListKeys(ctx)
+	if err != nil {
+		return nil, unavailable("list incidents", "", err)
+	}
+	defer keys.Stop()
+	var out []*remediator.Incident
+	for id := range keys.Keys() {
+		inc, err := s.Get(ctx, id)
+		if remediator.ErrorCode(err) == remediator.ENOTFOUND {
+			continue // deleted while we listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inc)
+	}
+	slices.SortFunc(out, func(a, b *remediator.Incident) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, nil
+}
+
+// Create stores a new incident; an incident with the same ID is ECONFLICT.
+func (s *Store) Create(ctx context.Context, inc *remediator.Incident) error {
+	data, err := json.Marshal(inc)
+	if err != nil {
+		return fmt.Errorf("queue: incident %s: %w", inc.ID, err)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	if _, err := s.incidents.Create(ctx, inc.ID, data); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return remediator.Errorf(remediator.ECONFLICT, "incident %s already exists", inc.ID)
+		}
+		return unavailable("create incident %s", inc.ID, err)
+	}
+	return nil
+}
+
+// Update applies fn to the current incident and stores the result if nobody changed it in
+// between; otherwise it reads it again and retries. An error from fn stops it and is
+// returned as it is. When the incident reaches a terminal state, its cluster and remediation
+// are free for a new incident.
+func (s *Store) Update(ctx context.Context, id string, fn func(*remediator.Incident) error) (*remediator.Incident, error) {
+	for range maxUpdateTries {
+		inc, rev, err := s.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(inc); err != nil {
+			return nil, err
+		}
+		data, err := json.Marshal(inc)
+		if err != nil {
+			return nil, fmt.Errorf("queue: incident %s: %w", id, err)
+		}
+		uctx, cancel := withDefaultTimeout(ctx)
+		_, err = s.incidents.Update(uctx, id, data, rev)
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return nil, unavailable("update incident %s", id, err)
+		}
+		if inc.State.Terminal() {
+			if err := s.ReleaseOpen(ctx, inc.Cluster, inc.Remediation, inc.ID); err != nil {
+				return inc, err
+			}
+		}
+		return inc, nil
+	}
+	return nil, remediator.Errorf(remediator.ECONFLICT, "incident %s: changed by others %d times in a row", id, maxUpdateTries)
+}
+
+func openKey(cluster, remediation string) string { return cluster + "." + remediation }
+
+// ClaimOpen makes id the open incident for the cluster and remediation unless one is open
+// already; it returns the ID of the open incident, which is id if the claim won.
+func (s *Store) ClaimOpen(ctx context.Context, cluster, remediation, id string) (string, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	key := openKey(cluster, remediation)
+	for range maxUpdateTries {
+		_, err := s.open.Create(ctx, key, []byte(id))
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", unavailable("claim %s", key, err)
+		}
+		e, err := s.open.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // released in between
+		}
+		if err != nil {
+			return "", unavailable("read %s", key, err)
+		}
+		return string(e.Value()), nil
+	}
+	return "", remediator.Errorf(remediator.ECONFLICT, "open incident for %s: contended", key)
+}
+
+// ReleaseOpen frees the cluster and remediation for a new incident, if id holds them.
+func (s *Store) ReleaseOpen(ctx context.Context, cluster, remediation, id string) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	key := openKey(cluster, remediation)
+	e, err := s.open.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return unavailable("read %s", key, err)
+	}
+	if string(e.Value()) != id {
+		return nil
+	}
+	err = s.open.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return unavailable("release %s", key, err)
+	}
+	return nil
+}
+
+// IndexAlerts remembers that the alerts with these fingerprints joined incident id.
+func (s *Store) IndexAlerts(ctx context.Context, id string, fingerprints []string) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	for _, fp := range fingerprints {
+		if _, err := s.alerts.Put(ctx, fp, []byte(id)); err != nil {
+			return unavailable("index alert %s", fp, err)
+		}
+	}
+	return nil
+}
+
+// AlertIncident returns the incident the alert with this fingerprint last joined.
+func (s *Store) AlertIncident(ctx context.Context, fingerprint string) (string, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	e, err := s.alerts.Get(ctx, fingerprint)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
+		return "", remediator.Errorf(remediator.ENOTFOUND, "no incident for alert %s", fingerprint)
+	case err != nil:
+		return "", unavailable("read alert %s", fingerprint, err)
+	}
+	return string(e.Value()), nil
+}
