@@ -1,0 +1,216 @@
+package handlers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/alertmanager/template"
+
+	"github.com/remediator/remediator"
+)
+
+// amMessage is Alertmanager's webhook payload (notify/webhook.Message), declared here so
+// that only the template package, and not Alertmanager's notifiers, is a dependency.
+type amMessage struct {
+	*template.Data
+	Version         string `json:"version"`
+	GroupKey        string `json:"groupKey"`
+	TruncatedAlerts uint64 `json:"truncatedAlerts"`
+}
+
+// amVersion is the only webhook payload version Alertmanager has sent since 0.9.
+const amVersion = "4"
+
+// fingerprintRE is what a fingerprint may be: it becomes a queue key.
+var fingerprintRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// accepted is the 202 body.
+type accepted struct {
+	Status    string   `json:"status"`
+	ID        string   `json:"id"`
+	Duplicate bool     `json:"duplicate"`
+	Alerts    int      `json:"alerts"`
+	Rejected  []string `json:"rejected,omitempty"`
+}
+
+func (a *api) alertmanager(c echo.Context) error {
+	const source = "alertmanager"
+	res, err := a.receiveAlertmanager(c)
+	if err != nil {
+		a.webhooks.WithLabelValues(source, remediator.ErrorCode(err)).Inc()
+		a.Log.Warn("webhook refused", "source", source, "status", statusOf(err), "err", err)
+		return err
+	}
+	outcome := "accepted"
+	if res.Duplicate {
+		outcome = "duplicate"
+	}
+	a.webhooks.WithLabelValues(source, outcome).Inc()
+	for _, reason := range res.Rejected {
+		a.Log.Warn("alert refused", "source", source, "batch", res.ID, "reason", reason)
+	}
+	a.Log.Info("alerts enqueued", "source", source, "batch", res.ID, "alerts", res.Alerts, "duplicate", res.Duplicate)
+	return c.JSON(http.StatusAccepted, res)
+}
+
+func (a *api) receiveAlertmanager(c echo.Context) (accepted, error) {
+	r := c.Request()
+	if err := a.authorize(r); err != nil {
+		return accepted{}, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, a.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return accepted{}, remediator.Errorf(remediator.ETOOLARGE, "body is over the %d byte limit", a.MaxBodyBytes)
+		}
+		return accepted{}, remediator.Errorf(remediator.EINVALID, "reading body: %v", err)
+	}
+	batch, rejected, err := decodeAlertmanager(body, a.Clusters, a.Now())
+	if err != nil {
+		return accepted{}, err
+	}
+	data, err := json.Marshal(batch)
+	if err != nil {
+		return accepted{}, fmt.Errorf("encode batch: %w", err)
+	}
+	dup, err := a.Publisher.Publish(r.Context(), a.AlertsSubject, data, batch.ID)
+	if err != nil {
+		if remediator.ErrorCode(err) == remediator.ETOOLARGE {
+			return accepted{}, err
+		}
+		return accepted{}, remediator.Errorf(remediator.EUNAVAILABLE, "the queue cannot take the alerts now, send them again: %v", err)
+	}
+	return accepted{Status: "accepted", ID: batch.ID, Duplicate: dup, Alerts: len(batch.Alerts), Rejected: rejected}, nil
+}
+
+// decodeAlertmanager validates a webhook body and turns it into a batch of the alerts whose
+// cluster is known. Alerts for unknown clusters are returned as rejection reasons; if no alert
+// is left, that is an EINVALID error.
+func decodeAlertmanager(body []byte, clusters []string, now time.Time) (remediator.Batch, []string, error) {
+	var m amMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&m); err != nil {
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: %s", jsonError(err, body))
+	}
+	if dec.More() {
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: data after the payload object at byte %d", dec.InputOffset())
+	}
+	if m.Version != amVersion {
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID,
+			"version %q is not supported: remediator takes Alertmanager webhook payloads of version %q", m.Version, amVersion)
+	}
+	if m.Data == nil || len(m.Alerts) == 0 {
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "the payload holds no alerts")
+	}
+	batch := remediator.Batch{Source: "alertmanager", Receiver: m.Receiver, GroupKey: m.GroupKey, ReceivedAt: now}
+	var rejected []string
+	for i, in := range m.Alerts {
+		what := fmt.Sprintf("alerts[%d]", i)
+		if name := in.Labels["alertname"]; name != "" {
+			what += " (" + name + ")"
+		}
+		status := remediator.AlertStatus(in.Status)
+		if status != remediator.AlertFiring && status != remediator.AlertResolved {
+			return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "%s: status %q must be firing or resolved", what, in.Status)
+		}
+		if len(in.Labels) == 0 {
+			return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "%s: has no labels", what)
+		}
+		fp := in.Fingerprint
+		if fp == "" {
+			fp = labelsFingerprint(in.Labels)
+		} else if !fingerprintRE.MatchString(fp) {
+			return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "%s: fingerprint %q must be 1 to 64 letters, digits, '-' or '_'", what, fp)
+		}
+		cluster, err := resolveCluster(in.Labels, clusters)
+		if err != nil {
+			rejected = append(rejected, fmt.Sprintf("%s: %v", what, err))
+			continue
+		}
+		batch.Alerts = append(batch.Alerts, remediator.Alert{
+			Source:       "alertmanager",
+			Fingerprint:  fp,
+			Status:       status,
+			Cluster:      cluster,
+			Labels:       in.Labels,
+			Annotations:  in.Annotations,
+			StartsAt:     in.StartsAt,
+			EndsAt:       in.EndsAt,
+			GeneratorURL: in.GeneratorURL,
+			ReceivedAt:   now,
+		})
+	}
+	if len(batch.Alerts) == 0 {
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "no alert is for a configured cluster: %s", strings.Join(rejected, "; "))
+	}
+	batch.ID = batchID(batch.Alerts)
+	return batch, rejected, nil
+}
+
+// resolveCluster takes the alert's cluster label, or the only configured cluster when the
+// alert has none.
+func resolveCluster(labels map[string]string, clusters []string) (string, error) {
+	name, ok := labels["cluster"]
+	switch {
+	case ok && slices.Contains(clusters, name):
+		return name, nil
+	case ok:
+		return "", fmt.Errorf("unknown cluster %q (configured: %s)", name, strings.Join(clusters, ", "))
+	case len(clusters) == 1:
+		return clusters[0], nil
+	}
+	return "", fmt.Errorf("no cluster label, and %d clusters are configured (%s): add a cluster label", len(clusters), strings.Join(clusters, ", "))
+}
+
+// batchID derives the message ID from what the alerts are and whether they fire: the same
+// notification sent again is the same message, and is stored once.
+func batchID(alerts []remediator.Alert) string {
+	parts := make([]string, len(alerts))
+	for i, a := range alerts {
+		parts[i] = a.Fingerprint + ":" + string(a.Status)
+	}
+	slices.Sort(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
+	return "am-" + hex.EncodeToString(sum[:16])
+}
+
+// labelsFingerprint stands in for Alertmanager's fingerprint when a sender leaves it out.
+func labelsFingerprint(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s\xff%s\xff", k, labels[k])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// jsonError says where in the body JSON decoding failed.
+func jsonError(err error, body []byte) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("%v at byte %d", syntax, syntax.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q: %s is not a %s (byte %d)", typ.Field, typ.Value, typ.Type, typ.Offset)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("the body ends early (%d bytes)", len(body))
+	}
+	return err.Error()
+}

@@ -1,0 +1,170 @@
+// Package handlers is remediator's HTTP surface: the webhook intake, which validates and
+// enqueues and never does the work itself, the incidents API, health and metrics.
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/remediator/remediator"
+)
+
+// DefaultMaxBodyBytes is the largest webhook body accepted.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Publisher enqueues a message durably, once per msgID.
+type Publisher interface {
+	Publish(ctx context.Context, subject string, data []byte, msgID string) (duplicate bool, err error)
+}
+
+// Incidents reads incidents.
+type Incidents interface {
+	Get(ctx context.Context, id string) (*remediator.Incident, error)
+	List(ctx context.Context) ([]*remediator.Incident, error)
+}
+
+// Reporter renders an incident's report in a format ("md" or "json").
+type Reporter interface {
+	Render(inc *remediator.Incident, format string) (contentType string, body []byte, err error)
+}
+
+// Config is what the handlers need.
+type Config struct {
+	Publisher Publisher
+	// AlertsSubject is where alert batches are published.
+	AlertsSubject string
+	Incidents     Incidents
+	Reports       Reporter
+	// Ready reports whether the service can take work (the queue is reachable).
+	Ready func(ctx context.Context) error
+	// Clusters are the configured cluster names, to resolve an alert's cluster.
+	Clusters []string
+	// BearerToken, when set, must be presented by webhook senders.
+	BearerToken  string
+	MaxBodyBytes int64
+	Registry     *prometheus.Registry
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+type api struct {
+	Config
+	webhooks *prometheus.CounterVec
+}
+
+// New returns the HTTP handler with every route.
+func New(cfg Config) *echo.Echo {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &api{
+		Config: cfg,
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "remediator_webhooks_received_total",
+			Help: "Webhook requests received, by source and outcome.",
+		}, []string{"source", "outcome"}),
+	}
+	cfg.Registry.MustRegister(a.webhooks)
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = a.handleError
+
+	e.POST("/webhooks/alertmanager", a.alertmanager)
+	e.GET("/api/v1/incidents", a.listIncidents)
+	e.GET("/api/v1/incidents/:id", a.getIncident)
+	e.GET("/api/v1/incidents/:id/report", a.getReport)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", a.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	return e
+}
+
+// statusOf maps an error code to its HTTP status; this is the only place that does.
+func statusOf(err error) int {
+	switch remediator.ErrorCode(err) {
+	case remediator.EINVALID:
+		return http.StatusBadRequest
+	case remediator.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case remediator.ENOTFOUND:
+		return http.StatusNotFound
+	case remediator.ECONFLICT:
+		return http.StatusConflict
+	case remediator.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	case remediator.EPRECONDITION:
+		return http.StatusUnprocessableEntity
+	case remediator.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func (a *api) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) { // echo's own: no route, wrong method
+		msg, _ := he.Message.(string)
+		_ = c.JSON(he.Code, errorBody{Error: msg, Code: strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_")})
+		return
+	}
+	status := statusOf(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		a.Log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		msg = "internal error; see the service log"
+	}
+	if status == http.StatusUnauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="remediator"`)
+	}
+	_ = c.JSON(status, errorBody{Error: msg, Code: remediator.ErrorCode(err)})
+}
+
+// authorize checks the bearer token, if one is configured.
+func (a *api) authorize(r *http.Request) error {
+	if a.BearerToken == "" {
+		return nil
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(a.BearerToken)) != 1 {
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "wrong bearer token")
+	}
+	return nil
+}
+
+func (a *api) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := a.Ready(ctx); err != nil {
+		return remediator.Errorf(remediator.EUNAVAILABLE, "not ready: %v", err)
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
