@@ -1,0 +1,41 @@
+package etcdops
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// compactTimeout bounds a compaction whose caller set no deadline: a physical compaction of
+// a multi-gigabyte backend takes minutes.
+const compactTimeout = 10 * time.Minute
+
+// Revision returns the cluster's current revision, read linearizably.
+func Revision(ctx context.Context, kv clientv3.KV) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	resp, err := kv.Get(ctx, "\x00", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, Classify(err, "read the current revision")
+	}
+	return resp.Header.Revision, nil
+}
+
+// Compact compacts the keyspace to rev and waits until every member has applied it to its
+// backend (so the space is free for defragmentation to reclaim). It reports already when a
+// compaction at or after rev had happened, as it will when an interrupted attempt is repeated.
+func Compact(ctx context.Context, kv clientv3.KV, rev int64) (already bool, err error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, compactTimeout)
+		defer cancel()
+	}
+	_, err = kv.Compact(ctx, rev, clientv3.WithCompactPhysical())
+	if errors.Is(rpctypes.Error(err), rpctypes.ErrCompacted) {
+		return true, nil
+	}
+	return false, Classify(err, "compact to revision %d", rev)
+}

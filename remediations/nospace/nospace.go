@@ -1,0 +1,342 @@
+// Package nospace is the etcd-nospace-recovery remediation (seed 004): an etcd over its space
+// quota raises NOSPACE and turns read-only. Compaction alone does not help, because the quota
+// is checked against the physical size of the backend, so the runbook is: check every member,
+// snapshot, compact, defragment every member one at a time with the leader last, disarm the
+// alarm only where the member is now well under its quota, and prove that writes work again.
+package nospace
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/params"
+)
+
+// Name is the remediation's name in policies.
+const Name = "etcd-nospace-recovery"
+
+// defaultQuota is etcd's own default quota, assumed when a member (etcd before 3.6) does not
+// report its quota.
+const defaultQuota = 2 << 30
+
+// Clients gives the etcd client of a cluster.
+type Clients interface {
+	Get(cluster string) (*clientv3.Client, error)
+}
+
+// Remediation is etcd-nospace-recovery.
+type Remediation struct {
+	clients   Clients
+	backupDir string
+}
+
+// New returns the remediation; snapshots go under backupDir/<cluster>/<incident>.db.
+func New(clients Clients, backupDir string) *Remediation {
+	return &Remediation{clients: clients, backupDir: backupDir}
+}
+
+// settings are the remediation's parameters.
+type settings struct {
+	probePrefix   string
+	disarmBelow   float64
+	pause         time.Duration
+	defragTimeout time.Duration
+	healthTimeout time.Duration
+}
+
+func parse(p map[string]string) (settings, error) {
+	r := params.New(p)
+	s := settings{
+		probePrefix:   r.String("probe_prefix", "remediator/probe"),
+		disarmBelow:   r.Float("disarm_below_ratio", 0.8, 0, 1),
+		pause:         r.Duration("pause_between_members", 0, 0),
+		defragTimeout: r.Duration("defrag_timeout", 5*time.Minute, time.Second),
+		healthTimeout: r.Duration("health_timeout", 30*time.Second, time.Second),
+	}
+	return s, r.Err()
+}
+
+// Plan returns the steps for the given parameters:
+//
+//	probe_prefix           key prefix of the verification write (remediator/probe)
+//	disarm_below_ratio     disarm only where db size / quota is below this (0.8)
+//	pause_between_members  wait between two members' defragmentation (0s)
+//	defrag_timeout         longest one member's defragmentation may take (5m)
+//	health_timeout         longest a member may take to be healthy after it (30s)
+func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
+	s, err := parse(p)
+	if err != nil {
+		return nil, err
+	}
+	run := &run{Remediation: r, settings: s}
+	return []remediator.PlannedStep{
+		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+			Description: "status of every member (db size, quota, leader, revision, alarms); stop if one is unreachable or CORRUPT"},
+		{Name: "snapshot", Risk: remediator.RiskReadOnly, Run: run.snapshot,
+			Description: "save a snapshot of the keyspace under data_dir/backups before changing anything"},
+		{Name: "compact", Risk: remediator.RiskDestructive, Run: run.compact,
+			Description: "compact the keyspace to the current revision, physically; older revisions are gone"},
+		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
+			Description: "defragment one member at a time, followers first and the leader last, each healthy before the next"},
+		{Name: "disarm", Risk: remediator.RiskLow, Run: run.disarm,
+			Description: fmt.Sprintf("disarm NOSPACE where the member's db is now below %.0f%% of its quota", s.disarmBelow*100)},
+		{Name: "verify", Risk: remediator.RiskLow, Run: run.verify,
+			Description: fmt.Sprintf("no alarms remain, and a write under %s succeeds and is deleted", s.probePrefix)},
+	}, nil
+}
+
+type run struct {
+	*Remediation
+	settings
+}
+
+// members connects to the incident's cluster and lists its members.
+func (r *run) members(ctx context.Context, in remediator.StepInput) (*clientv3.Client, []etcdops.Member, []string, error) {
+	cl, err := r.clients.Get(in.Incident.Cluster)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	members, notes, err := etcdops.Members(ctx, cl, cl.Endpoints())
+	return cl, members, notes, err
+}
+
+func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	cl, members, notes, err := r.members(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	statuses, err := etcdops.Status(ctx, cl, members)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	out := strings.Join(append(notes, etcdops.Describe(statuses)), "\n")
+	res := remediator.StepResult{Output: out, Before: statuses}
+	if err := etcdops.Healthy(statuses); err != nil {
+		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to remediate while a member is unreachable or unhealthy: %w", err)
+	}
+	for _, s := range statuses {
+		if slices.Contains(s.Alarms, etcdserverpb.AlarmType_CORRUPT.String()) {
+			return res, remediator.Errorf(remediator.EPRECONDITION,
+				"member %s (%s) has a CORRUPT alarm: its data disagrees with the others; this needs a human (see etcd-member-replace), not a defragmentation", s.Name, s.ID)
+		}
+	}
+	return res, nil
+}
+
+func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	path := filepath.Join(r.backupDir, in.Incident.Cluster, in.Incident.ID+".db")
+	var saved etcdops.SnapshotInfo
+	if json.Unmarshal(in.Progress, &saved) == nil && saved.Path == path {
+		if fi, err := os.Stat(path); err == nil && fi.Size() == saved.Size {
+			return remediator.StepResult{Output: describeSnapshot(saved) + " (by an earlier attempt)"}, nil
+		}
+	}
+	cl, members, _, err := r.members(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	statuses, err := etcdops.Status(ctx, cl, members)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	var largest int64
+	for _, s := range statuses {
+		largest = max(largest, s.DBSize)
+	}
+	need := largest + largest/10 + 1<<20
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	info, err := etcdops.Snapshot(ctx, cl, path, need)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if err := in.SaveProgress(ctx, info); err != nil {
+		return remediator.StepResult{}, err
+	}
+	return remediator.StepResult{Output: describeSnapshot(info)}, nil
+}
+
+func describeSnapshot(s etcdops.SnapshotInfo) string {
+	return fmt.Sprintf("saved %s from member %s at revision %d to %s (sha256 %s)",
+		remediator.HumanBytes(s.Size), s.Member, s.Revision, s.Path, s.SHA256)
+}
+
+type compactProgress struct {
+	Revision int64 `json:"revision"`
+}
+
+func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	cl, err := r.clients.Get(in.Incident.Cluster)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	// The revision is chosen once and saved first, so that a repeated attempt compacts to
+	// the same revision instead of a newer one.
+	var p compactProgress
+	if json.Unmarshal(in.Progress, &p) != nil || p.Revision == 0 {
+		if p.Revision, err = etcdops.Revision(ctx, cl); err != nil {
+			return remediator.StepResult{}, err
+		}
+		if err := in.SaveProgress(ctx, p); err != nil {
+			return remediator.StepResult{}, err
+		}
+	}
+	already, err := etcdops.Compact(ctx, cl, p.Revision)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if already {
+		return remediator.StepResult{Output: fmt.Sprintf("the keyspace was already compacted at or after revision %d", p.Revision)}, nil
+	}
+	return remediator.StepResult{Output: fmt.Sprintf("compacted to revision %d and waited for every member to apply it; the snapshot holds the older revisions", p.Revision)}, nil
+}
+
+type defragProgress struct {
+	Done []etcdops.Defragmented `json:"done"`
+}
+
+func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	cl, members, _, err := r.members(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	var p defragProgress
+	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
+	done, err := etcdops.Defragment(ctx, cl, members, etcdops.DefragOptions{
+		Timeout:       r.defragTimeout,
+		HealthTimeout: r.healthTimeout,
+		Pause:         r.pause,
+		Done:          p.Done,
+		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
+			return in.SaveProgress(ctx, defragProgress{Done: done})
+		},
+	})
+	var b strings.Builder
+	for _, d := range done {
+		role := "follower"
+		if d.Leader {
+			role = "leader"
+		}
+		fmt.Fprintf(&b, "%s (%s, %s): %s -> %s in %s\n", d.Name, d.ID, role,
+			remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond))
+	}
+	return remediator.StepResult{Output: b.String()}, err
+}
+
+func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	cl, members, _, err := r.members(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	statuses, err := etcdops.Status(ctx, cl, members)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	alarms, err := cl.AlarmList(actx)
+	if err != nil {
+		return remediator.StepResult{}, etcdops.Classify(err, "alarm list")
+	}
+	var out, refused []string
+	for _, a := range alarms.Alarms {
+		if a.Alarm != etcdserverpb.AlarmType_NOSPACE {
+			continue
+		}
+		id := fmt.Sprintf("%x", a.MemberID)
+		i := slices.IndexFunc(statuses, func(s remediator.MemberStatus) bool { return s.ID == id })
+		if i >= 0 {
+			s := statuses[i]
+			quota := orDefault(s.Quota, defaultQuota)
+			if ratio := float64(s.DBSize) / float64(quota); ratio >= r.disarmBelow {
+				refused = append(refused, fmt.Sprintf("member %s (%s) db is %s of its %s quota (%.0f%%, limit %.0f%%)",
+					s.Name, id, remediator.HumanBytes(s.DBSize), remediator.HumanBytes(quota), ratio*100, r.disarmBelow*100))
+				continue
+			}
+		}
+		if _, err := cl.AlarmDisarm(actx, &clientv3.AlarmMember{MemberID: a.MemberID, Alarm: a.Alarm}); err != nil {
+			return remediator.StepResult{Output: strings.Join(out, "\n")}, etcdops.Classify(err, "disarm NOSPACE of %s", id)
+		}
+		if i < 0 {
+			out = append(out, fmt.Sprintf("disarmed NOSPACE of %s, which is no longer a member", id))
+		} else {
+			out = append(out, fmt.Sprintf("disarmed NOSPACE of member %s (%s): db %s of %s quota", statuses[i].Name, id,
+				remediator.HumanBytes(statuses[i].DBSize), remediator.HumanBytes(orDefault(statuses[i].Quota, defaultQuota))))
+		}
+	}
+	if len(out) == 0 && len(refused) == 0 {
+		out = append(out, "no NOSPACE alarm was armed")
+	}
+	res := remediator.StepResult{Output: strings.Join(out, "\n")}
+	if len(refused) > 0 {
+		return res, remediator.Errorf(remediator.EPRECONDITION,
+			"left NOSPACE armed, since disarming now would only re-alarm: %s. The live data needs more room: raise --quota-backend-bytes or delete data",
+			strings.Join(refused, "; "))
+	}
+	return res, nil
+}
+
+func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	cl, members, _, err := r.members(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	alarms, err := cl.AlarmList(ctx)
+	if err != nil {
+		return remediator.StepResult{}, etcdops.Classify(err, "alarm list")
+	}
+	if len(alarms.Alarms) > 0 {
+		var armed []string
+		for _, a := range alarms.Alarms {
+			armed = append(armed, fmt.Sprintf("%s on %x", a.Alarm, a.MemberID))
+		}
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "alarms are still armed: %s", strings.Join(armed, ", "))
+	}
+	key := strings.TrimSuffix(r.probePrefix, "/") + "/" + in.Incident.ID
+	value := time.Now().UTC().Format(time.RFC3339Nano)
+	put, err := cl.Put(ctx, key, value)
+	if err != nil {
+		if errors.Is(rpctypes.Error(err), rpctypes.ErrNoSpace) {
+			return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "the probe write to %s was refused: %w", key, err)
+		}
+		return remediator.StepResult{}, etcdops.Classify(err, "probe write to %s", key)
+	}
+	got, err := cl.Get(ctx, key)
+	if err != nil {
+		return remediator.StepResult{}, etcdops.Classify(err, "probe read of %s", key)
+	}
+	if len(got.Kvs) != 1 || string(got.Kvs[0].Value) != value {
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "the probe key %s did not read back what was written", key)
+	}
+	if _, err := cl.Delete(ctx, key); err != nil {
+		return remediator.StepResult{}, etcdops.Classify(err, "probe delete of %s", key)
+	}
+	statuses, err := etcdops.Status(ctx, cl, members)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	out := fmt.Sprintf("no alarms; wrote %s at revision %d, read it back and deleted it\n%s", key, put.Header.Revision, etcdops.Describe(statuses))
+	return remediator.StepResult{Output: out, After: statuses}, etcdops.Healthy(statuses)
+}
+
+func orDefault(v, def int64) int64 {
+	if v == 0 {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,59 @@
+// Package remediations is the catalog of every remediation remediator can run. It is the one
+// place that imports them all; each family lives in its own subpackage.
+package remediations
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/nospace"
+)
+
+// planner is a remediation: it turns its parameters into steps, without touching anything.
+type planner interface {
+	Plan(params map[string]string) ([]remediator.PlannedStep, error)
+}
+
+// Deps is what the remediations act with.
+type Deps struct {
+	Etcd *etcdops.Clients
+	// BackupDir is where snapshots are saved, under a folder per cluster.
+	BackupDir string
+}
+
+// Catalog finds remediations by name.
+type Catalog struct {
+	byName map[string]planner
+}
+
+// New returns the catalog of every remediation.
+func New(d Deps) *Catalog {
+	return &Catalog{byName: map[string]planner{
+		nospace.Name: nospace.New(d.Etcd, d.BackupDir),
+	}}
+}
+
+// Names lists the remediations, sorted.
+func (c *Catalog) Names() []string { return slices.Sorted(maps.Keys(c.byName)) }
+
+// Plan returns the steps of the named remediation with the given parameters.
+func (c *Catalog) Plan(name string, params map[string]string) ([]remediator.PlannedStep, error) {
+	p, ok := c.byName[name]
+	if !ok {
+		return nil, remediator.Errorf(remediator.ENOTFOUND, "remediation %q does not exist (known: %s)", name, strings.Join(c.Names(), ", "))
+	}
+	steps, err := p.Plan(params)
+	if err != nil {
+		return nil, remediator.Errorf(remediator.ErrorCode(err), "remediation %s: %w", name, err)
+	}
+	return steps, nil
+}
+
+// Validate checks that the named remediation exists and takes the parameters.
+func (c *Catalog) Validate(name string, params map[string]string) error {
+	_, err := c.Plan(name, params)
+	return err
+}
