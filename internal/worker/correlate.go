@@ -1,0 +1,170 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+
+	"github.com/remediator/remediator"
+)
+
+// runRequest is the body of a run message.
+type runRequest struct {
+	Incident string `json:"incident"`
+}
+
+// errClosed is a claim held by an incident that is over.
+var errClosed = remediator.Errorf(remediator.ECONFLICT, "the open incident closed while alerts were joining it")
+
+// group is the alerts of one batch that one incident answers.
+type group struct {
+	cluster  string
+	decision remediator.Decision
+	alerts   []remediator.Alert
+}
+
+// Correlate turns one enqueued batch of alerts into incidents: each alert is matched to a
+// policy, and the alerts for the same cluster and remediation join the incident open for
+// them, or open one. Alerts that only resolve join the incident they fired into. It is safe
+// to run again on the same batch: evidence is not added twice and an open incident is only
+// opened once.
+func (w *Worker) Correlate(ctx context.Context, data []byte) error {
+	var b remediator.Batch
+	if err := json.Unmarshal(data, &b); err != nil {
+		return remediator.Errorf(remediator.EINVALID, "batch: %w", err)
+	}
+	log := w.Log.With("batch", b.ID)
+	var groups []*group
+	for _, a := range b.Alerts {
+		d, ok, err := w.Policies.Match(a)
+		if err != nil {
+			log.Warn("a policy could not be evaluated on an alert", "alert", a.Name(), "fingerprint", a.Fingerprint, "err", err)
+		}
+		switch {
+		case !ok:
+			log.Debug("no policy matches the alert", "alert", a.Name(), "fingerprint", a.Fingerprint)
+			w.alerts.WithLabelValues("unmatched").Inc()
+			continue
+		case d.Mode == remediator.ModeDeny:
+			log.Info("policy denies remediation for the alert", "alert", a.Name(), "policy", d.Policy, "cluster", a.Cluster)
+			w.alerts.WithLabelValues("denied").Inc()
+			continue
+		}
+		i := slices.IndexFunc(groups, func(g *group) bool { return g.cluster == a.Cluster && g.decision.Remediation == d.Remediation })
+		if i < 0 {
+			groups = append(groups, &group{cluster: a.Cluster, decision: d})
+			i = len(groups) - 1
+		}
+		groups[i].alerts = append(groups[i].alerts, a)
+	}
+	for _, g := range groups {
+		if err := w.correlate(ctx, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Worker) correlate(ctx context.Context, g *group) error {
+	if !slices.ContainsFunc(g.alerts, func(a remediator.Alert) bool { return a.Status == remediator.AlertFiring }) {
+		return w.resolve(ctx, g.alerts)
+	}
+	now := w.Now()
+	var (
+		id  string
+		inc *remediator.Incident
+		err error
+	)
+	for range 3 {
+		if id, err = w.Store.ClaimOpen(ctx, g.cluster, g.decision.Remediation, newID(now)); err != nil {
+			return err
+		}
+		inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+			if inc.State.Terminal() {
+				return errClosed
+			}
+			inc.AddEvidence(g.alerts)
+			return nil
+		})
+		if !errors.Is(err, errClosed) {
+			break
+		}
+		// The incident closed but still holds the claim (its release failed, or is racing
+		// us): free it, and claim again.
+		if err := w.Store.ReleaseOpen(ctx, g.cluster, g.decision.Remediation, id); err != nil {
+			return err
+		}
+	}
+	log := w.Log.With("incident", id, "cluster", g.cluster, "remediation", g.decision.Remediation)
+	switch remediator.ErrorCode(err) {
+	case "":
+		log.Info("alerts joined the open incident", "alerts", len(g.alerts), "state", inc.State)
+		w.alerts.WithLabelValues("attached").Add(float64(len(g.alerts)))
+	case remediator.ENOTFOUND:
+		// The claim is ours (or an earlier attempt's that stopped before creating it).
+		inc = remediator.NewIncident(id, g.cluster, g.decision, now)
+		inc.AddEvidence(g.alerts)
+		if err := w.Store.Create(ctx, inc); err != nil {
+			return err // a conflict means another worker adopted it: retry and join it
+		}
+		log.Info("incident opened", "policy", g.decision.Policy, "mode", g.decision.Mode, "alerts", len(g.alerts))
+		w.alerts.WithLabelValues("opened").Add(float64(len(g.alerts)))
+	default:
+		return err
+	}
+	fps := make([]string, len(g.alerts))
+	for i, a := range g.alerts {
+		fps[i] = a.Fingerprint
+	}
+	if err := w.Store.IndexAlerts(ctx, id, fps); err != nil {
+		return err
+	}
+	if inc.State == remediator.StatePending {
+		return w.requestRun(ctx, id)
+	}
+	return nil
+}
+
+// resolve adds resolved alerts to the incidents they fired into.
+func (w *Worker) resolve(ctx context.Context, alerts []remediator.Alert) error {
+	byIncident := map[string][]remediator.Alert{}
+	for _, a := range alerts {
+		id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
+		if remediator.ErrorCode(err) == remediator.ENOTFOUND {
+			w.Log.Info("resolved alert belongs to no incident", "alert", a.Name(), "fingerprint", a.Fingerprint)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		byIncident[id] = append(byIncident[id], a)
+	}
+	ids := make([]string, 0, len(byIncident))
+	for id := range byIncident {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, cmp.Compare)
+	for _, id := range ids {
+		if _, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+			inc.AddEvidence(byIncident[id])
+			return nil
+		}); err != nil {
+			return err
+		}
+		w.Log.Info("resolved alerts joined their incident", "incident", id, "alerts", len(byIncident[id]))
+		w.alerts.WithLabelValues("resolved").Add(float64(len(byIncident[id])))
+	}
+	return nil
+}
+
+// requestRun enqueues the incident for the executor, once.
+func (w *Worker) requestRun(ctx context.Context, id string) error {
+	data, err := json.Marshal(runRequest{Incident: id})
+	if err != nil {
+		return err
+	}
+	_, err = w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+id)
+	return err
+}

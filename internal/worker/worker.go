@@ -1,0 +1,128 @@
+// Package worker decides and acts: it correlates enqueued alerts into incidents through the
+// policies, and runs each incident's remediation step by step, recording every step in the
+// incident so that a restarted worker resumes after the last step that finished.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/remediator/remediator"
+)
+
+// Store keeps incidents.
+type Store interface {
+	Get(ctx context.Context, id string) (*remediator.Incident, error)
+	List(ctx context.Context) ([]*remediator.Incident, error)
+	Create(ctx context.Context, inc *remediator.Incident) error
+	Update(ctx context.Context, id string, fn func(*remediator.Incident) error) (*remediator.Incident, error)
+	ClaimOpen(ctx context.Context, cluster, remediation, id string) (string, error)
+	ReleaseOpen(ctx context.Context, cluster, remediation, id string) error
+	IndexAlerts(ctx context.Context, id string, fingerprints []string) error
+	AlertIncident(ctx context.Context, fingerprint string) (string, error)
+}
+
+// Publisher enqueues a message once per msgID.
+type Publisher interface {
+	Publish(ctx context.Context, subject string, data []byte, msgID string) (duplicate bool, err error)
+}
+
+// Matcher decides which remediation, if any, answers an alert.
+type Matcher interface {
+	Match(a remediator.Alert) (remediator.Decision, bool, error)
+}
+
+// Planner turns a remediation's name and parameters into its steps.
+type Planner interface {
+	Plan(name string, params map[string]string) ([]remediator.PlannedStep, error)
+}
+
+// Config is what a worker needs.
+type Config struct {
+	Store        Store
+	Publisher    Publisher
+	RunSubject   string
+	Policies     Matcher
+	Remediations Planner
+	Registry     prometheus.Registerer
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+// Worker correlates alerts and runs remediations.
+type Worker struct {
+	Config
+	alerts *prometheus.CounterVec
+	steps  *prometheus.HistogramVec
+}
+
+// New returns a worker and registers its metrics.
+func New(cfg Config) *Worker {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{
+		Config: cfg,
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "remediator_alerts_correlated_total",
+			Help: "Alerts the correlator handled, by outcome (opened, attached, resolved, unmatched, denied).",
+		}, []string{"outcome"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "remediator_step_duration_seconds",
+			Help:    "How long remediation steps took, by remediation, step and outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		}, []string{"remediation", "step", "outcome"}),
+	}
+	cfg.Registry.MustRegister(w.alerts, w.steps, &stateCollector{store: cfg.Store, log: cfg.Log})
+	return w
+}
+
+// newID returns a new incident ID: sortable by time, unique by its random tail.
+func newID(now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// recordCtx is for saving an outcome after the work's own context was cancelled: the
+// outcome of an interrupted step must still be written down.
+func recordCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+// stateCollector reports how many incidents are in each state, read from the store at
+// scrape time so that every replica reports the same figures.
+type stateCollector struct {
+	store Store
+	log   *slog.Logger
+}
+
+var incidentsDesc = prometheus.NewDesc("remediator_incidents", "Incidents by state.", []string{"state"}, nil)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- incidentsDesc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	all, err := c.store.List(ctx)
+	if err != nil {
+		c.log.Warn("incidents metric: cannot list incidents", "err", err)
+		ch <- prometheus.NewInvalidMetric(incidentsDesc, err)
+		return
+	}
+	counts := map[remediator.State]int{}
+	for _, inc := range all {
+		counts[inc.State]++
+	}
+	for _, s := range remediator.States {
+		ch <- prometheus.MustNewConstMetric(incidentsDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}
