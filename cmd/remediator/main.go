@@ -1,0 +1,80 @@
+// Command remediator heals etcd and the Kubernetes control plane from the alerts about them.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := rootCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "remediator:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
+	var logLevel, logFormat string
+	root := &cobra.Command{
+		Use:           "remediator",
+		Short:         "Heals etcd and the Kubernetes control plane, asking a human first where a step is risky",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	root.PersistentFlags().StringVar(&logFormat, "log-format", "text", "text or json")
+	newLogger := func() (*slog.Logger, error) {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+			return nil, fmt.Errorf("--log-level: %w", err)
+		}
+		opts := &slog.HandlerOptions{Level: level}
+		switch logFormat {
+		case "text":
+			return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		case "json":
+			return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		}
+		return nil, fmt.Errorf("--log-format: %q is not text or json", logFormat)
+	}
+	root.AddCommand(serveCmd(newLogger))
+	return root
+}
+
+func serveCmd(newLogger func() (*slog.Logger, error)) *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the service: webhooks in, remediations out",
+		Long: `Run the service. With no --config it listens on 127.0.0.1:9095, keeps its data in ./data,
+runs an embedded NATS server with JetStream there, and acts on the etcd at $ETCDCTL_ENDPOINTS
+(or 127.0.0.1:2379).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger()
+			if err != nil {
+				return err
+			}
+			m, err := NewMain(configPath, os.Getenv, log)
+			if err != nil {
+				return err
+			}
+			if err := m.Run(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			log.Info("shutting down")
+			return m.Close()
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML); defaults apply without it")
+	return cmd
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/remediator/remediator/handlers"
+	"github.com/remediator/remediator/internal/config"
+	"github.com/remediator/remediator/internal/report"
+	"github.com/remediator/remediator/internal/worker"
+	"github.com/remediator/remediator/policies"
+	"github.com/remediator/remediator/queue"
+	"github.com/remediator/remediator/remediations"
+	"github.com/remediator/remediator/remediations/etcdops"
+)
+
+// shutdownGrace is how long running steps may take to finish when the service stops; after it
+// they are cancelled and their work goes back to the queue for the next worker.
+const shutdownGrace = 20 * time.Second
+
+// Main is the whole service, wired from its configuration.
+type Main struct {
+	Config config.Config
+	Log    *slog.Logger
+	// Addr is the HTTP address, known once Run has returned.
+	Addr string
+
+	queue   *queue.Queue
+	etcd    *etcdops.Clients
+	server  *http.Server
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// NewMain loads the configuration (defaults only when path is empty).
+func NewMain(path string, getenv func(string) string, log *slog.Logger) (*Main, error) {
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return &Main{Config: cfg, Log: log}, nil
+}
+
+// Run starts the service and returns once it is serving; Close stops it.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	clusters := make([]etcdops.ClusterConfig, len(cfg.Clusters))
+	for i, c := range cfg.Clusters {
+		clusters[i] = etcdops.ClusterConfig{Name: c.Name, Endpoints: c.Etcd.Endpoints,
+			CAFile: c.Etcd.TLS.CAFile, CertFile: c.Etcd.TLS.CertFile, KeyFile: c.Etcd.TLS.KeyFile}
+	}
+	m.etcd = etcdops.NewClients(clusters)
+	catalog := remediations.New(remediations.Deps{Etcd: m.etcd, BackupDir: filepath.Join(cfg.DataDir, "backups")})
+	pols, err := loadPolicies(cfg.PoliciesDir, catalog)
+	if err != nil {
+		return err
+	}
+
+	m.queue, err = queue.Open(ctx, queue.Options{
+		URL:       cfg.NATS.URL,
+		CredsFile: cfg.NATS.CredsFile,
+		StoreDir:  filepath.Join(cfg.DataDir, "nats"),
+		Replicas:  cfg.NATS.Replicas,
+		AckWait:   time.Duration(cfg.NATS.AckWait),
+		Log:       m.Log,
+	})
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w := worker.New(worker.Config{
+		Store:        m.queue.Incidents,
+		Publisher:    m.queue,
+		RunSubject:   queue.SubjectRun,
+		Policies:     pols,
+		Remediations: catalog,
+		Registry:     reg,
+		Log:          m.Log,
+	})
+	h := handlers.New(handlers.Config{
+		Publisher:     m.queue,
+		AlertsSubject: queue.SubjectAlerts,
+		Incidents:     m.queue.Incidents,
+		Reports:       report.Renderer{},
+		Ready:         m.queue.Ready,
+		Clusters:      cfg.ClusterNames(),
+		BearerToken:   cfg.Webhook.BearerToken,
+		Registry:      reg,
+		Log:           m.Log,
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		m.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	m.Addr = ln.Addr().String()
+	m.server = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	go func() {
+		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server stopped", "err", err)
+		}
+	}()
+
+	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	consume := func(c queue.Consumer, workers int, h queue.Handler) {
+		m.workers.Add(1)
+		go func() {
+			defer m.workers.Done()
+			if err := m.queue.Consume(workCtx, c, workers, shutdownGrace, h); err != nil {
+				m.Log.Error("consumer stopped", "err", err)
+			}
+		}()
+	}
+	consume(queue.Correlator, 4, func(ctx context.Context, d queue.Delivery) error { return w.Correlate(ctx, d.Data) })
+	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error { return w.Execute(ctx, d.Data, d.Final) })
+
+	nats := cfg.NATS.URL
+	if nats == "" {
+		nats = "embedded"
+	}
+	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "data_dir", cfg.DataDir,
+		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()))
+	return nil
+}
+
+func loadPolicies(dir string, catalog *remediations.Catalog) (*policies.Set, error) {
+	if dir == "" {
+		return policies.Default(catalog)
+	}
+	return policies.LoadDir(dir, catalog)
+}
+
+// Close stops taking requests, lets running steps finish (up to a grace period), and closes
+// the connections.
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.server.Shutdown(ctx))
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.workers.Wait()
+	if m.etcd != nil {
+		errs = append(errs, m.etcd.Close())
+	}
+	if m.queue != nil {
+		m.queue.Close()
+	}
+	return errors.Join(errs...)
+}

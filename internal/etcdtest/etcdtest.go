@@ -1,0 +1,354 @@
+// Package etcdtest runs real etcd clusters for tests and the demo: the official etcd server,
+// built from the tools/etcd module at its pinned version and cached between runs, started as
+// one process per member on free loopback ports.
+package etcdtest
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Binary returns the etcd server binary: $REMEDIATOR_ETCD_BIN if set, or else one built from
+// tools/etcd into the user cache, keyed by that module's files and the Go version.
+func Binary() (string, error) {
+	if bin := os.Getenv("REMEDIATOR_ETCD_BIN"); bin != "" {
+		return bin, nil
+	}
+	_, file, _, _ := runtime.Caller(0)
+	src := filepath.Join(filepath.Dir(file), "..", "..", "tools", "etcd")
+	h := sha256.New()
+	for _, name := range []string{"go.mod", "go.sum", "main.go"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			return "", fmt.Errorf("etcdtest: the etcd tools module: %w", err)
+		}
+		h.Write(b)
+	}
+	h.Write([]byte(runtime.Version()))
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "remediator", "etcd-"+hex.EncodeToString(h.Sum(nil))[:16])
+	bin := filepath.Join(dir, "etcd")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("etcdtest: %w", err)
+	}
+	// Test binaries of several packages start at once: one builds, the others wait for it.
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("etcdtest: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("etcdtest: lock: %w", err)
+	}
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	tmp := bin + ".tmp"
+	cmd := exec.Command("go", "build", "-o", tmp, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("etcdtest: build etcd from %s: %w\n%s", src, err, out)
+	}
+	return bin, os.Rename(tmp, bin)
+}
+
+// Options describe a cluster to start.
+type Options struct {
+	// Members is how many members to start (1 if zero).
+	Members int
+	// QuotaBytes is --quota-backend-bytes (etcd's default if zero).
+	QuotaBytes int64
+	// Dir holds the members' data dirs and logs.
+	Dir string
+}
+
+// Member is one running member.
+type Member struct {
+	Name      string
+	ClientURL string
+	PeerURL   string
+	DataDir   string
+	LogPath   string
+	args      []string
+	bin       string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+}
+
+// Cluster is a running cluster.
+type Cluster struct {
+	Members []*Member
+}
+
+// Start starts a cluster and waits until every member answers with a leader.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	n := max(opts.Members, 1)
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{}
+	var initial []string
+	for i := range n {
+		m := &Member{
+			Name:      fmt.Sprintf("m%d", i+1),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			bin:       bin,
+		}
+		m.DataDir = filepath.Join(opts.Dir, m.Name+".etcd")
+		m.LogPath = filepath.Join(opts.Dir, m.Name+".log")
+		initial = append(initial, m.Name+"="+m.PeerURL)
+		c.Members = append(c.Members, m)
+	}
+	token := fmt.Sprintf("remediator-test-%d", time.Now().UnixNano())
+	for _, m := range c.Members {
+		m.args = []string{
+			"--name", m.Name,
+			"--data-dir", m.DataDir,
+			"--listen-client-urls", m.ClientURL,
+			"--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", m.PeerURL,
+			"--initial-advertise-peer-urls", m.PeerURL,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new",
+			"--initial-cluster-token", token,
+			"--log-outputs", "stderr",
+		}
+		if opts.QuotaBytes > 0 {
+			m.args = append(m.args, "--quota-backend-bytes", fmt.Sprint(opts.QuotaBytes))
+		}
+		if err := m.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	if err := c.WaitReady(ctx, 30*time.Second); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// New starts a cluster for a test and stops it when the test ends; if the test failed, the
+// tail of each member's log goes to the test log.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for _, m := range c.Members {
+				t.Logf("etcd %s log (tail):\n%s", m.Name, tail(m.Log(), 12))
+			}
+		}
+	})
+	return c
+}
+
+// Start starts (or restarts) the member's process, logging to LogPath.
+func (m *Member) Start() error {
+	logf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("etcdtest: %w", err)
+	}
+	m.cmd = exec.Command(m.bin, m.args...)
+	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	if err := m.cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("etcdtest: start %s: %w", m.Name, err)
+	}
+	m.exited = make(chan struct{})
+	go func() {
+		_ = m.cmd.Wait()
+		logf.Close()
+		close(m.exited)
+	}()
+	return nil
+}
+
+// Kill kills the member's process at once, as a crash would.
+func (m *Member) Kill() {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	<-m.exited
+}
+
+// Stop kills every member.
+func (c *Cluster) Stop() {
+	for _, m := range c.Members {
+		m.Kill()
+	}
+}
+
+// Endpoints are the members' client URLs.
+func (c *Cluster) Endpoints() []string {
+	eps := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		eps[i] = m.ClientURL
+	}
+	return eps
+}
+
+// Client returns a client of the whole cluster; the caller closes it.
+func (c *Cluster) Client() (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+}
+
+// WaitReady waits until every member that is running answers with a leader.
+func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	cl, err := c.Client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		var notReady error
+		for _, m := range c.Members {
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			st, err := cl.Status(sctx, m.ClientURL)
+			cancel()
+			if err == nil && st.Leader == 0 {
+				err = errors.New("no leader")
+			}
+			if err != nil {
+				notReady = fmt.Errorf("member %s: %w", m.Name, err)
+				break
+			}
+		}
+		if notReady == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcdtest: cluster not ready after %s: %w", timeout, notReady)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Fill overwrites a few keys with large values until etcd refuses the write with
+// "mvcc: database space exceeded" and raises NOSPACE, as a cluster without compaction does.
+// The live data stays small: only the history grows.
+func Fill(ctx context.Context, kv clientv3.KV) (writes int, err error) {
+	value := strings.Repeat("x", 200<<10)
+	for writes = 0; writes < 10000; writes++ {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := kv.Put(pctx, fmt.Sprintf("fill/%d", writes%4), value)
+		cancel()
+		if errors.Is(rpctypes.Error(err), rpctypes.ErrNoSpace) {
+			return writes, nil
+		}
+		if err != nil {
+			return writes, fmt.Errorf("etcdtest: fill: write %d: %w", writes, err)
+		}
+	}
+	return writes, errors.New("etcdtest: fill: 10000 writes and still no NOSPACE")
+}
+
+// Log returns the member's log so far.
+func (m *Member) Log() string {
+	b, _ := os.ReadFile(m.LogPath)
+	return string(b)
+}
+
+// LogLines returns the times of the member's log lines whose message is msg, such as
+// "finished defragmenting directory".
+func (m *Member) LogLines(msg string) ([]time.Time, error) {
+	f, err := os.Open(m.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []time.Time
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			TS  string `json:"ts"`
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Msg != msg {
+			continue
+		}
+		ts, err := time.Parse(time.RFC3339Nano, line.TS)
+		if err != nil {
+			return nil, fmt.Errorf("etcdtest: %s: time %q: %w", m.Name, line.TS, err)
+		}
+		out = append(out, ts)
+	}
+	return out, sc.Err()
+}
+
+func freePorts(n int) ([]int, error) {
+	var (
+		ports []int
+		lns   []io.Closer
+	)
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("etcdtest: free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
