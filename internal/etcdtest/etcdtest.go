@@ -112,6 +112,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("etcdtest: %w", err)
+	}
 	n := max(opts.Members, 1)
 	ports, err := freePorts(2 * n)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	"github.com/remediator/remediator"
 )
@@ -176,7 +177,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 		switch {
 		case stepErr == nil:
 			s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
-			inc.Record(now, remediator.EventStepSucceeded, s.Name, "succeeded in %s", s.Duration())
+			inc.Record(now, remediator.EventStepSucceeded, s.Name, "succeeded in %s", s.Duration().Round(time.Millisecond))
 		case retry:
 			s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, stepErr)
 			inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, stepErr)

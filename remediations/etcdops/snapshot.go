@@ -15,12 +15,12 @@ import (
 	"github.com/remediator/remediator"
 )
 
-// SnapshotInfo describes a saved snapshot.
+// SnapshotInfo describes a saved snapshot; Revision is the caller's to fill in (etcd does not
+// say which revision a snapshot stream starts at).
 type SnapshotInfo struct {
 	Path     string `json:"path"`
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
-	Member   string `json:"member"`
 	Revision int64  `json:"revision"`
 	Version  string `json:"version,omitempty"`
 }
@@ -68,10 +68,5 @@ func Snapshot(ctx context.Context, mt clientv3.Maintenance, path string, need in
 	if err := os.Rename(tmp, path); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("snapshot: %w", err)
 	}
-	info := SnapshotInfo{Path: path, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Version: resp.Version}
-	if resp.Header != nil {
-		info.Member = fmt.Sprintf("%x", resp.Header.MemberId)
-		info.Revision = resp.Header.Revision
-	}
-	return info, nil
+	return SnapshotInfo{Path: path, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Version: resp.Version}, nil
 }

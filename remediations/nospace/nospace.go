@@ -152,9 +152,10 @@ func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	var largest int64
+	var largest, revision int64
 	for _, s := range statuses {
 		largest = max(largest, s.DBSize)
+		revision = max(revision, s.Revision)
 	}
 	need := largest + largest/10 + 1<<20
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
@@ -163,6 +164,7 @@ func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
+	info.Revision = revision
 	if err := in.SaveProgress(ctx, info); err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -170,8 +172,8 @@ func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator
 }
 
 func describeSnapshot(s etcdops.SnapshotInfo) string {
-	return fmt.Sprintf("saved %s from member %s at revision %d to %s (sha256 %s)",
-		remediator.HumanBytes(s.Size), s.Member, s.Revision, s.Path, s.SHA256)
+	return fmt.Sprintf("saved %s (cluster at revision %d, etcd storage %s) to %s, sha256 %s",
+		remediator.HumanBytes(s.Size), s.Revision, s.Version, s.Path, s.SHA256)
 }
 
 type compactProgress struct {

@@ -1,0 +1,45 @@
+# remediator: `make demo` heals a local etcd filled into NOSPACE; `make test` runs every test.
+GO       ?= go
+BIN      := bin
+ETCD     := $(BIN)/etcd
+# Tests and the demo run this etcd server, built once from the pinned tools/etcd module.
+export REMEDIATOR_ETCD_BIN := $(CURDIR)/$(ETCD)
+
+.PHONY: build run demo test bench fuzz vet clean
+
+build: $(BIN)/remediator $(ETCD)
+
+$(BIN)/remediator: FORCE
+	$(GO) build -o $@ ./cmd/remediator
+
+$(ETCD): tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
+	cd tools/etcd && $(GO) build -o $(CURDIR)/$(ETCD) .
+
+## run: serve on the defaults (127.0.0.1:9095, ./data, embedded NATS, etcd at $ETCDCTL_ENDPOINTS)
+run: $(BIN)/remediator
+	$(BIN)/remediator serve
+
+## demo: a 3-member etcd filled into NOSPACE, healed end to end; prints the report
+demo: build
+	$(GO) run ./cmd/demo
+
+vet:
+	$(GO) vet ./...
+	cd tools/etcd && $(GO) vet ./...
+
+## test: every test, against real etcd and NATS JetStream
+test: $(ETCD) vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## bench: webhook ingest against raw JetStream publishes, in the same run
+bench: $(ETCD)
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 3 ./cmd/remediator/
+
+## fuzz: fuzz the Alertmanager webhook decoder for a while
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAlertmanager -fuzztime 60s ./handlers/
+
+clean:
+	rm -rf $(BIN) .demo
+
+FORCE:
