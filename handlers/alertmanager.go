@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -208,9 +209,27 @@ func jsonError(err error, body []byte) string {
 	case errors.As(err, &syntax):
 		return fmt.Sprintf("%v at byte %d", syntax, syntax.Offset)
 	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q: %s is not a %s (byte %d)", typ.Field, typ.Value, typ.Type, typ.Offset)
+		return fmt.Sprintf("field %q must be %s, not %s (byte %d)", strings.TrimPrefix(typ.Field, "Data."), jsonKind(typ.Type), typ.Value, typ.Offset)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Sprintf("the body ends early (%d bytes)", len(body))
 	}
 	return err.Error()
+}
+
+// jsonKind names what JSON value a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.String:
+		if t == reflect.TypeFor[time.Time]() {
+			return "an RFC 3339 time"
+		}
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "a number"
 }

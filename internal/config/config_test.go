@@ -1,0 +1,79 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func noEnv(string) string { return "" }
+
+// wantError reads a test file's expected error: its leading comment lines, "# error: " first.
+func wantError(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, "# ")
+		if !ok {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(rest, "error: "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestInvalidConfigsNameTheKey(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, path := range files {
+		if filepath.Base(path) == "valid.yaml" {
+			continue
+		}
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".yaml"), func(t *testing.T) {
+			want := wantError(t, path)
+			_, err := Load(path, noEnv)
+			if err == nil || err.Error() != want {
+				t.Errorf("error:\n%v\nwant:\n%s", err, want)
+			}
+		})
+	}
+}
+
+func TestValidConfig(t *testing.T) {
+	cfg, err := Load("testdata/valid.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:9095" || cfg.DataDir != "/var/lib/remediator" || cfg.NATS.Replicas != 3 ||
+		time.Duration(cfg.NATS.AckWait) != time.Minute || len(cfg.Clusters) != 2 || len(cfg.Clusters[0].Etcd.Endpoints) != 3 {
+		t.Errorf("config: %+v", cfg)
+	}
+	if cfg.Webhook.BearerToken != "hunter2" {
+		t.Errorf("bearer token %q, want the file's content trimmed", cfg.Webhook.BearerToken)
+	}
+	if cfg.Clusters[0].Etcd.TLS.CAFile != filepath.Join("testdata", "token") || cfg.PoliciesDir != "testdata" {
+		t.Errorf("relative paths are not resolved against the config's folder: %q, %q", cfg.Clusters[0].Etcd.TLS.CAFile, cfg.PoliciesDir)
+	}
+}
+
+func TestDefaultsFollowEtcdctlsEnvironment(t *testing.T) {
+	cfg, err := Load("", func(k string) string {
+		return map[string]string{"ETCDCTL_ENDPOINTS": "http://10.0.0.1:2379,http://10.0.0.2:2379"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:9095" || cfg.DataDir != "data" || cfg.NATS.URL != "" || len(cfg.Clusters) != 1 ||
+		cfg.Clusters[0].Name != "default" || strings.Join(cfg.Clusters[0].Etcd.Endpoints, ",") != "http://10.0.0.1:2379,http://10.0.0.2:2379" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	cfg, _ = Load("", noEnv)
+	if got := cfg.Clusters[0].Etcd.Endpoints; len(got) != 1 || got[0] != "127.0.0.1:2379" {
+		t.Errorf("default endpoints %v, want 127.0.0.1:2379", got)
+	}
+}
