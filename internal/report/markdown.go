@@ -43,7 +43,11 @@ func Markdown(r Report) string {
 				pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.RaftIndex) }),
 				pair(m, func(s *remediator.MemberStatus) string { return alarms(s) }))
 		}
-		p("\nEach cell is before → after.\n")
+		if r.Members[0].After == nil {
+			p("\nThese are the figures before: the remediation stopped before it measured them again.\n")
+		} else {
+			p("\nEach cell is before → after.\n")
+		}
 	}
 
 	p("\n## Steps\n\n")
@@ -78,14 +82,15 @@ func Markdown(r Report) string {
 	return b.String()
 }
 
+// pair shows a figure before → after, once if it did not change or only one side was taken.
 func pair(m Member, f func(*remediator.MemberStatus) string) string {
-	before, after := "–", "–"
-	if m.Before != nil {
-		before = f(m.Before)
+	switch {
+	case m.After == nil:
+		return f(m.Before)
+	case m.Before == nil:
+		return f(m.After)
 	}
-	if m.After != nil {
-		after = f(m.After)
-	}
+	before, after := f(m.Before), f(m.After)
 	if before == after {
 		return before
 	}

@@ -134,6 +134,8 @@ func summary(inc *remediator.Incident, ms []Member) string {
 			fmt.Fprintf(&b, " %s after the first webhook", d.Round(time.Millisecond))
 		}
 		b.WriteString(".")
+	case remediator.StateFailed:
+		fmt.Fprintf(&b, "failed: %s.", inc.Reason)
 	default:
 		fmt.Fprintf(&b, "is %s", inc.State)
 		if inc.Reason != "" {

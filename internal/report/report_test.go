@@ -1,0 +1,97 @@
+package report
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/remediator/remediator"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// recovered is a NOSPACE incident as the remediation leaves it, with fixed times.
+func recovered() *remediator.Incident {
+	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	inc := remediator.NewIncident("20261121-100000-abc123", "prod",
+		remediator.Decision{Policy: "etcd-nospace", Remediation: "etcd-nospace-recovery", Mode: remediator.ModeAuto}, at(2))
+	inc.AddEvidence([]remediator.Alert{{
+		Source: "alertmanager", Fingerprint: "1c3a5f0d7e2b9a41", Status: remediator.AlertFiring, Cluster: "prod",
+		Labels:      map[string]string{"alertname": "etcdDatabaseQuotaLowSpace", "instance": "10.0.0.11:2379"},
+		Annotations: map[string]string{"summary": "etcd cluster database is running full."},
+		StartsAt:    t0.Add(-10 * time.Minute), ReceivedAt: at(0),
+	}})
+	inc.SetState(remediator.StateRunning, "", at(5))
+	steps := []struct {
+		name, out string
+		risk      remediator.Risk
+		ms        int
+	}{
+		{"preflight", "m1 (8e) leader: db 9.5 MiB", remediator.RiskReadOnly, 10},
+		{"snapshot", "saved 8.9 MiB", remediator.RiskReadOnly, 90},
+		{"compact", "compacted to revision 43", remediator.RiskDestructive, 20},
+		{"defragment", "m2 (2b, follower): 10.3 MiB -> 824.0 KiB in 12ms\nm1 (8e, leader): 10.3 MiB -> 824.0 KiB in 8ms", remediator.RiskHigh, 40},
+		{"disarm", "disarmed NOSPACE of member m2", remediator.RiskLow, 8},
+		{"verify", "no alarms | wrote remediator/probe", remediator.RiskLow, 12},
+	}
+	ms := 5
+	for _, s := range steps {
+		inc.Steps = append(inc.Steps, remediator.Step{Name: s.name, Description: "does " + s.name, Risk: s.risk, State: remediator.StepSucceeded,
+			Attempts: 1, StartedAt: at(ms), FinishedAt: at(ms + s.ms), Output: s.out})
+		inc.Record(at(ms+s.ms), remediator.EventStepSucceeded, s.name, "succeeded")
+		ms += s.ms
+	}
+	member := func(name, id string, leader bool, db int64, alarms ...string) remediator.MemberStatus {
+		return remediator.MemberStatus{ID: id, Name: name, Endpoint: "https://" + name + ":2379", Leader: leader,
+			DBSize: db, DBSizeInUse: db - 1024, Quota: 8 << 20, Revision: 43, RaftIndex: 64, Alarms: alarms}
+	}
+	inc.Before = []remediator.MemberStatus{member("m1", "8e", true, 10<<20), member("m2", "2b", false, 9<<20, "NOSPACE")}
+	inc.After = []remediator.MemberStatus{member("m1", "8e", true, 824<<10), member("m2", "2b", false, 824<<10)}
+	inc.SetState(remediator.StateSucceeded, "", at(ms+1))
+	return inc
+}
+
+func failed() *remediator.Incident {
+	inc := recovered()
+	inc.Steps[3].State, inc.Steps[3].Error = remediator.StepFailed, "not defragmenting m1 (8e) while a member is unhealthy: member m2 (2b) at https://m2:2379: context deadline exceeded"
+	inc.Steps[4].State, inc.Steps[4].Output, inc.Steps[4].Attempts = remediator.StepSkipped, "not run: step defragment failed", 0
+	inc.Steps[5].State, inc.Steps[5].Output, inc.Steps[5].Attempts = remediator.StepSkipped, "not run: step defragment failed", 0
+	inc.After = nil
+	inc.SetState(remediator.StateFailed, "step defragment failed: "+inc.Steps[3].Error, inc.FinishedAt)
+	return inc
+}
+
+func TestReportsMatchTheGoldenFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inc    *remediator.Incident
+		format string
+	}{
+		{"recovered.md", recovered(), "md"},
+		{"recovered.json", recovered(), "json"},
+		{"failed.md", failed(), "md"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got, err := Renderer{}.Render(tc.inc, tc.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tc.name)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("report differs from %s (run go test -update to accept):\n%s", path, got)
+			}
+		})
+	}
+}

@@ -1,0 +1,280 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/policies"
+	"github.com/remediator/remediator/queue"
+)
+
+// testRemediation is a remediation whose steps the test writes, to drive the worker through
+// every outcome; the queue and the policies around it are the real ones.
+type testRemediation struct {
+	mu    sync.Mutex
+	runs  map[string]int
+	steps []remediator.PlannedStep
+}
+
+func (r *testRemediation) Plan(name string, params map[string]string) ([]remediator.PlannedStep, error) {
+	if name != "test-remediation" {
+		return nil, remediator.Errorf(remediator.ENOTFOUND, "remediation %q does not exist", name)
+	}
+	out := make([]remediator.PlannedStep, len(r.steps))
+	for i, s := range r.steps {
+		run := s.Run
+		s.Run = func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+			r.mu.Lock()
+			r.runs[s.Name]++
+			r.mu.Unlock()
+			return run(ctx, in)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+func (r *testRemediation) Validate(name string, params map[string]string) error {
+	_, err := r.Plan(name, params)
+	return err
+}
+
+func (r *testRemediation) ran(step string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs[step]
+}
+
+func ok(out string) remediator.StepFunc {
+	return func(context.Context, remediator.StepInput) (remediator.StepResult, error) {
+		return remediator.StepResult{Output: out}, nil
+	}
+}
+
+const testPolicies = `policies:
+  - name: deny-staging
+    match: cluster == "staging"
+    mode: deny
+  - name: dry-run
+    match: has(labels.mode) && labels.mode == "dry-run"
+    remediation: test-remediation
+    mode: dry-run
+  - name: approve
+    match: has(labels.mode) && labels.mode == "approve"
+    remediation: test-remediation
+    mode: approve
+  - name: auto
+    match: labels.alertname == "TestAlert"
+    remediation: test-remediation
+    mode: auto
+`
+
+type fixture struct {
+	w   *Worker
+	q   *queue.Queue
+	rem *testRemediation
+}
+
+func newFixture(t *testing.T, steps ...remediator.PlannedStep) *fixture {
+	t.Helper()
+	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	rem := &testRemediation{runs: map[string]int{}, steps: steps}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(testPolicies), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pols, err := policies.LoadDir(dir, rem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := New(Config{Store: q.Incidents, Publisher: q, RunSubject: queue.SubjectRun, Policies: pols,
+		Remediations: rem, Registry: prometheus.NewRegistry()})
+	return &fixture{w: w, q: q, rem: rem}
+}
+
+func alert(fp, cluster string, status remediator.AlertStatus, labels ...string) remediator.Alert {
+	l := map[string]string{"alertname": "TestAlert"}
+	for i := 0; i+1 < len(labels); i += 2 {
+		l[labels[i]] = labels[i+1]
+	}
+	return remediator.Alert{Source: "alertmanager", Fingerprint: fp, Status: status, Cluster: cluster, Labels: l, ReceivedAt: time.Now()}
+}
+
+func (f *fixture) correlate(t *testing.T, alerts ...remediator.Alert) {
+	t.Helper()
+	data, _ := json.Marshal(remediator.Batch{ID: "b", Source: "alertmanager", Alerts: alerts})
+	if err := f.w.Correlate(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) incidents(t *testing.T) []*remediator.Incident {
+	t.Helper()
+	all, err := f.q.Incidents.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// only returns the one incident there must be.
+func (f *fixture) only(t *testing.T) *remediator.Incident {
+	t.Helper()
+	all := f.incidents(t)
+	if len(all) != 1 {
+		t.Fatalf("%d incidents, want 1", len(all))
+	}
+	return all[0]
+}
+
+func (f *fixture) execute(t *testing.T, id string, final bool) error {
+	t.Helper()
+	data, _ := json.Marshal(runRequest{Incident: id})
+	return f.w.Execute(context.Background(), data, final)
+}
+
+func TestAlertsForOneClusterAndRemediationMakeOneIncident(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("a1", "prod", "firing"), alert("a2", "prod", "firing"))
+	f.correlate(t, alert("a3", "prod", "firing"))
+	f.correlate(t, alert("a1", "prod", "firing"), alert("a2", "prod", "firing")) // redelivered
+	f.correlate(t, alert("s1", "staging", "firing"))                               // denied
+	f.correlate(t, remediator.Alert{Fingerprint: "x", Status: "firing", Cluster: "prod", Labels: map[string]string{"alertname": "Other"}})
+
+	inc := f.only(t)
+	if inc.Cluster != "prod" || inc.State != remediator.StatePending || len(inc.Evidence) != 3 || inc.Policy != "auto" {
+		t.Errorf("incident %s on %s: %s, %d alerts, policy %s; want pending on prod with 3 alerts", inc.ID, inc.Cluster, inc.State, len(inc.Evidence), inc.Policy)
+	}
+	f.correlate(t, alert("c1", "canary", "firing"))
+	if n := len(f.incidents(t)); n != 2 {
+		t.Errorf("%d incidents after an alert for another cluster, want 2", n)
+	}
+}
+
+func TestResolvedAlertsJoinTheIncidentTheyFiredInto(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	if err := f.execute(t, id, false); err != nil {
+		t.Fatal(err)
+	}
+	f.correlate(t, alert("a1", "prod", "resolved"))
+	f.correlate(t, alert("never-fired", "prod", "resolved"))
+	inc := f.only(t)
+	if inc.State != remediator.StateSucceeded || len(inc.Evidence) != 2 || inc.Evidence[1].Status != remediator.AlertResolved {
+		t.Errorf("incident: %s with evidence %+v; want succeeded with the firing and the resolved alert", inc.State, inc.Evidence)
+	}
+}
+
+func TestModesDryRunAndApproveRunNothing(t *testing.T) {
+	for _, tc := range []struct {
+		mode      string
+		wantState remediator.State
+		wantStep  remediator.StepState
+	}{
+		{"dry-run", remediator.StateSkipped, remediator.StepSkipped},
+		{"approve", remediator.StateAwaitingApproval, remediator.StepPending},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			f := newFixture(t, remediator.PlannedStep{Name: "touch", Risk: remediator.RiskHigh, Run: ok("")})
+			f.correlate(t, alert("a1", "prod", "firing", "mode", tc.mode))
+			if err := f.execute(t, f.only(t).ID, false); err != nil {
+				t.Fatal(err)
+			}
+			inc := f.only(t)
+			if inc.State != tc.wantState || inc.Steps[0].State != tc.wantStep || f.rem.ran("touch") != 0 {
+				t.Errorf("incident %s (%s), step %s, ran %d times; want %s, step %s, never run",
+					inc.State, inc.Reason, inc.Steps[0].State, f.rem.ran("touch"), tc.wantState, tc.wantStep)
+			}
+		})
+	}
+}
+
+func TestARetriableFailureIsRetriedAndResumesFromItsProgress(t *testing.T) {
+	f := newFixture(t,
+		remediator.PlannedStep{Name: "first", Run: ok("done")},
+		remediator.PlannedStep{Name: "flaky", Run: func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+			if in.Progress == nil {
+				if err := in.SaveProgress(ctx, map[string]int{"done": 1}); err != nil {
+					return remediator.StepResult{}, err
+				}
+				return remediator.StepResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "etcd is slow")
+			}
+			return remediator.StepResult{Output: "resumed from " + string(in.Progress)}, nil
+		}},
+	)
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+
+	err := f.execute(t, id, false)
+	if !remediator.Retriable(err) {
+		t.Fatalf("first run: %v, want a retriable error", err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateRunning || inc.Steps[1].State != remediator.StepRunning || !strings.Contains(inc.Steps[1].Error, "attempt 1: etcd is slow") {
+		t.Fatalf("after the first run: %s, step %s (%s)", inc.State, inc.Steps[1].State, inc.Steps[1].Error)
+	}
+	if err := f.execute(t, id, false); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	inc := f.only(t)
+	if inc.State != remediator.StateSucceeded || inc.Steps[1].Attempts != 2 || inc.Steps[1].Output != `resumed from {"done":1}` || inc.Steps[1].Error != "" {
+		t.Errorf("incident %s; flaky step after %d attempts: %q (%s)", inc.State, inc.Steps[1].Attempts, inc.Steps[1].Output, inc.Steps[1].Error)
+	}
+	if n := f.rem.ran("first"); n != 1 {
+		t.Errorf("the step that had succeeded ran %d times, want once", n)
+	}
+}
+
+func TestFailuresEndTheIncidentAndSkipTheRest(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		err        error
+		final      bool
+		wantReason string
+	}{
+		{"safety check", remediator.Errorf(remediator.EPRECONDITION, "member m2 is down"), false, "step check failed: member m2 is down"},
+		{"retriable on the last delivery", remediator.Errorf(remediator.EUNAVAILABLE, "etcd is slow"), true, "step check failed on its last attempt (1): etcd is slow"},
+		{"panic", nil, false, "step check failed: step panicked: boom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t,
+				remediator.PlannedStep{Name: "check", Run: func(context.Context, remediator.StepInput) (remediator.StepResult, error) {
+					if tc.err == nil {
+						panic("boom")
+					}
+					return remediator.StepResult{Output: "saw it"}, tc.err
+				}},
+				remediator.PlannedStep{Name: "act", Run: ok("")},
+			)
+			f.correlate(t, alert("a1", "prod", "firing"))
+			if err := f.execute(t, f.only(t).ID, tc.final); err == nil {
+				t.Fatal("no error")
+			}
+			inc := f.only(t)
+			if inc.State != remediator.StateFailed || !strings.HasPrefix(inc.Reason, tc.wantReason) {
+				t.Errorf("incident %s: %q, want failed: %q", inc.State, inc.Reason, tc.wantReason)
+			}
+			if inc.Steps[0].State != remediator.StepFailed || inc.Steps[1].State != remediator.StepSkipped || f.rem.ran("act") != 0 {
+				t.Errorf("steps %s, %s; act ran %d times", inc.Steps[0].State, inc.Steps[1].State, f.rem.ran("act"))
+			}
+			// A failed incident frees its cluster: the next alert opens a new one.
+			f.correlate(t, alert("a2", "prod", "firing"))
+			if n := len(f.incidents(t)); n != 2 {
+				t.Errorf("%d incidents after a new alert, want 2", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,125 @@
+package policies
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations"
+)
+
+var catalog = remediations.New(remediations.Deps{})
+
+func wantError(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, "# ")
+		if !ok {
+			break
+		}
+		lines = append(lines, strings.TrimPrefix(rest, "error: "))
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestInvalidPoliciesFailWithFilePolicyAndReason(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*.yaml")
+	for _, path := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".yaml"), func(t *testing.T) {
+			data, _ := os.ReadFile(path)
+			_, err := parse(path, data, catalog)
+			if want := wantError(t, path); err == nil || err.Error() != want {
+				t.Errorf("error:\n%v\nwant:\n%s", err, want)
+			}
+		})
+	}
+}
+
+func TestLoadDirRefusesADuplicateName(t *testing.T) {
+	_, err := LoadDir("testdata/duplicate", catalog)
+	want := `policies testdata/duplicate/b.yaml: policy "nospace": name is already used in testdata/duplicate/a.yaml`
+	if err == nil || err.Error() != want {
+		t.Errorf("error: %v\nwant: %s", err, want)
+	}
+}
+
+func TestDefaultPoliciesMatchTheSeedsNOSPACESignals(t *testing.T) {
+	set, err := Default(catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		alert remediator.Alert
+		want  bool
+	}{
+		{"mixin alert", remediator.Alert{Status: "firing", Labels: map[string]string{"alertname": "etcdDatabaseQuotaLowSpace"}}, true},
+		{"seed 004 log line", remediator.Alert{Status: "firing", Labels: map[string]string{"alertname": "EtcdLogs"},
+			Annotations: map[string]string{"description": "etcdserver: mvcc: database space exceeded"}}, true},
+		{"alarm in a label", remediator.Alert{Status: "firing", Labels: map[string]string{"alertname": "EtcdAlarm", "alarm": "alarm:NOSPACE"}}, true},
+		{"another etcd alert", remediator.Alert{Status: "firing", Labels: map[string]string{"alertname": "etcdMembersDown"}}, false},
+		{"no labels at all", remediator.Alert{Status: "firing"}, false},
+	} {
+		d, ok, err := set.Match(tc.alert)
+		if ok != tc.want || err != nil {
+			t.Errorf("%s: matched %v (%v), want %v", tc.name, ok, err, tc.want)
+		}
+		if ok && (d.Remediation != "etcd-nospace-recovery" || d.Mode != remediator.ModeAuto || d.Policy != "etcd-nospace") {
+			t.Errorf("%s: decision %+v", tc.name, d)
+		}
+	}
+}
+
+func TestFirstMatchDecidesAndEvaluationErrorsAreReported(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("10-prod.yaml", `policies:
+  - name: needs-label
+    match: labels.env == "prod"
+    remediation: etcd-nospace-recovery
+    mode: approve
+  - name: staging-dry-run
+    match: has(labels.env) && labels.env == "staging"
+    remediation: etcd-nospace-recovery
+    mode: dry-run
+`)
+	write("20-rest.yaml", `policies:
+  - name: everything-else
+    match: status == "firing"
+    remediation: etcd-nospace-recovery
+    mode: deny
+`)
+	write("README.md", "not a policy")
+	set, err := LoadDir(dir, catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(set.Policies()); n != 3 {
+		t.Fatalf("%d policies, want 3", n)
+	}
+	for _, tc := range []struct {
+		labels     map[string]string
+		wantPolicy string
+		wantErr    bool
+	}{
+		{map[string]string{"env": "prod"}, "needs-label", false},
+		{map[string]string{"env": "staging"}, "staging-dry-run", false},
+		{map[string]string{"team": "etcd"}, "everything-else", true}, // labels.env is missing
+	} {
+		d, ok, err := set.Match(remediator.Alert{Status: "firing", Labels: tc.labels})
+		if !ok || d.Policy != tc.wantPolicy || (err != nil) != tc.wantErr {
+			t.Errorf("labels %v: policy %q (matched %v, err %v), want %q (error: %v)", tc.labels, d.Policy, ok, err, tc.wantPolicy, tc.wantErr)
+		}
+	}
+}
