@@ -33,7 +33,7 @@ test: $(ETCD) vet
 
 ## bench: webhook ingest against raw JetStream publishes, in the same run
 bench: $(ETCD)
-	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 3 ./cmd/remediator/
+	$(GO) test -run '^$$' -bench Ingest -benchtime 5000x -count 3 ./handlers/
 
 ## fuzz: fuzz the Alertmanager webhook decoder for a while
 fuzz:

