@@ -3,7 +3,7 @@ package handlers
 import (
 	"crypto/sha256"
 	"encoding/hex"
-		"errors"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"

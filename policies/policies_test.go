@@ -7,27 +7,12 @@ import (
 	"testing"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/errfile"
 	"github.com/remediator/remediator/remediations"
 )
 
 var catalog = remediations.New(remediations.Deps{})
 
-func wantError(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(l, "# ")
-		if !ok {
-			break
-		}
-		lines = append(lines, strings.TrimPrefix(rest, "error: "))
-	}
-	return strings.Join(lines, "\n")
-}
 
 func TestInvalidPoliciesFailWithFilePolicyAndReason(t *testing.T) {
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")
@@ -35,7 +20,7 @@ func TestInvalidPoliciesFailWithFilePolicyAndReason(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".yaml"), func(t *testing.T) {
 			data, _ := os.ReadFile(path)
 			_, err := parse(path, data, catalog)
-			if want := wantError(t, path); err == nil || err.Error() != want {
+			if want := errfile.Want(t, path); err == nil || err.Error() != want {
 				t.Errorf("error:\n%v\nwant:\n%s", err, want)
 			}
 		})

@@ -6,27 +6,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/remediator/remediator/internal/errfile"
+	"github.com/remediator/remediator/internal/yamlstrict"
 )
 
 func noEnv(string) string { return "" }
 
-// wantError reads a test file's expected error: its leading comment lines, "# error: " first.
-func wantError(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(b), "\n") {
-		rest, ok := strings.CutPrefix(l, "# ")
-		if !ok {
-			break
-		}
-		lines = append(lines, strings.TrimPrefix(rest, "error: "))
-	}
-	return strings.Join(lines, "\n")
-}
 
 func TestInvalidConfigsNameTheKey(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.yaml")
@@ -35,7 +21,7 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 			continue
 		}
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".yaml"), func(t *testing.T) {
-			want := wantError(t, path)
+			want := errfile.Want(t, path)
 			_, err := Load(path, noEnv)
 			if err == nil || err.Error() != want {
 				t.Errorf("error:\n%v\nwant:\n%s", err, want)
@@ -75,5 +61,19 @@ func TestDefaultsFollowEtcdctlsEnvironment(t *testing.T) {
 	cfg, _ = Load("", noEnv)
 	if got := cfg.Clusters[0].Etcd.Endpoints; len(got) != 1 || got[0] != "127.0.0.1:2379" {
 		t.Errorf("default endpoints %v, want 127.0.0.1:2379", got)
+	}
+}
+
+func TestTheExampleConfigHasOnlyKnownKeys(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/remediator.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg Config
+	if err := yamlstrict.Decode(data, &cfg); err != nil {
+		t.Fatalf("deploy/remediator.example.yaml: %v", err)
+	}
+	if len(cfg.Clusters) != 1 || cfg.Clusters[0].Etcd.TLS.CertFile == "" || cfg.Webhook.BearerTokenFile == "" {
+		t.Errorf("example decoded to %+v", cfg)
 	}
 }

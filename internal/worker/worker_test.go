@@ -151,7 +151,7 @@ func TestAlertsForOneClusterAndRemediationMakeOneIncident(t *testing.T) {
 	f.correlate(t, alert("a1", "prod", "firing"), alert("a2", "prod", "firing"))
 	f.correlate(t, alert("a3", "prod", "firing"))
 	f.correlate(t, alert("a1", "prod", "firing"), alert("a2", "prod", "firing")) // redelivered
-	f.correlate(t, alert("s1", "staging", "firing"))                               // denied
+	f.correlate(t, alert("s1", "staging", "firing"))                             // denied
 	f.correlate(t, remediator.Alert{Fingerprint: "x", Status: "firing", Cluster: "prod", Labels: map[string]string{"alertname": "Other"}})
 
 	inc := f.only(t)

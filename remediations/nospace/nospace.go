@@ -103,31 +103,38 @@ type run struct {
 	settings
 }
 
-// members connects to the incident's cluster and lists its members.
-func (r *run) members(ctx context.Context, in remediator.StepInput) (*clientv3.Client, []etcdops.Member, []string, error) {
-	cl, err := r.clients.Get(in.Incident.Cluster)
-	if err != nil {
-		return nil, nil, nil, err
+// view is the cluster as a step finds it.
+type view struct {
+	cl       *clientv3.Client
+	members  []etcdops.Member
+	notes    []string
+	statuses []remediator.MemberStatus
+}
+
+// look connects to the incident's cluster, lists its members and, with status, asks each of
+// them for its status. Every step looks afresh: the cluster may have changed since the last.
+func (r *run) look(ctx context.Context, in remediator.StepInput, status bool) (v view, err error) {
+	if v.cl, err = r.clients.Get(in.Incident.Cluster); err != nil {
+		return v, err
 	}
-	members, notes, err := etcdops.Members(ctx, cl, cl.Endpoints())
-	return cl, members, notes, err
+	if v.members, v.notes, err = etcdops.Members(ctx, v.cl, v.cl.Endpoints()); err != nil || !status {
+		return v, err
+	}
+	v.statuses, err = etcdops.Status(ctx, v.cl, v.members)
+	return v, err
 }
 
 func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	cl, members, notes, err := r.members(ctx, in)
+	v, err := r.look(ctx, in, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	statuses, err := etcdops.Status(ctx, cl, members)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	out := strings.Join(append(notes, etcdops.Describe(statuses)), "\n")
-	res := remediator.StepResult{Output: out, Before: statuses}
-	if err := etcdops.Healthy(statuses); err != nil {
+	out := strings.Join(append(v.notes, etcdops.Describe(v.statuses)), "\n")
+	res := remediator.StepResult{Output: out, Before: v.statuses}
+	if err := etcdops.Healthy(v.statuses); err != nil {
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to remediate while a member is unreachable or unhealthy: %w", err)
 	}
-	for _, s := range statuses {
+	for _, s := range v.statuses {
 		if slices.Contains(s.Alarms, etcdserverpb.AlarmType_CORRUPT.String()) {
 			return res, remediator.Errorf(remediator.EPRECONDITION,
 				"member %s (%s) has a CORRUPT alarm: its data disagrees with the others; this needs a human (see etcd-member-replace), not a defragmentation", s.Name, s.ID)
@@ -144,23 +151,19 @@ func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator
 			return remediator.StepResult{Output: describeSnapshot(saved) + " (by an earlier attempt)"}, nil
 		}
 	}
-	cl, members, _, err := r.members(ctx, in)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	statuses, err := etcdops.Status(ctx, cl, members)
+	v, err := r.look(ctx, in, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
 	var largest, revision int64
-	for _, s := range statuses {
+	for _, s := range v.statuses {
 		largest = max(largest, s.DBSize)
 		revision = max(revision, s.Revision)
 	}
 	need := largest + largest/10 + 1<<20
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	info, err := etcdops.Snapshot(ctx, cl, path, need)
+	info, err := etcdops.Snapshot(ctx, v.cl, path, need)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -211,13 +214,13 @@ type defragProgress struct {
 }
 
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	cl, members, _, err := r.members(ctx, in)
+	v, err := r.look(ctx, in, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
 	var p defragProgress
 	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
-	done, err := etcdops.Defragment(ctx, cl, members, etcdops.DefragOptions{
+	done, err := etcdops.Defragment(ctx, v.cl, v.members, etcdops.DefragOptions{
 		Timeout:       r.defragTimeout,
 		HealthTimeout: r.healthTimeout,
 		Pause:         r.pause,
@@ -239,14 +242,11 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 }
 
 func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	cl, members, _, err := r.members(ctx, in)
+	v, err := r.look(ctx, in, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	statuses, err := etcdops.Status(ctx, cl, members)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
+	cl, statuses := v.cl, v.statuses
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	alarms, err := cl.AlarmList(actx)
@@ -292,10 +292,11 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 }
 
 func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	cl, members, _, err := r.members(ctx, in)
+	v, err := r.look(ctx, in, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
+	cl := v.cl
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	alarms, err := cl.AlarmList(ctx)
@@ -328,7 +329,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 	if _, err := cl.Delete(ctx, key); err != nil {
 		return remediator.StepResult{}, etcdops.Classify(err, "probe delete of %s", key)
 	}
-	statuses, err := etcdops.Status(ctx, cl, members)
+	statuses, err := etcdops.Status(ctx, cl, v.members)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
