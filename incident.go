@@ -94,6 +94,7 @@ type Event struct {
 // before and after a remediation.
 type MemberStatus struct {
 	ID          string   `json:"id"`
+	ClusterID   string   `json:"cluster_id,omitempty"`
 	Name        string   `json:"name"`
 	Endpoint    string   `json:"endpoint"`
 	Version     string   `json:"version,omitempty"`

@@ -54,8 +54,10 @@ func (a *api) alertmanager(c echo.Context) error {
 	res, err := a.receiveAlertmanager(c)
 	if err != nil {
 		a.webhooks.WithLabelValues(source, remediator.ErrorCode(err)).Inc()
-		a.Log.Warn("webhook refused", "source", source, "status", statusOf(err), "err", err)
-		return err
+		if status := statusOf(err); status < http.StatusInternalServerError {
+			a.Log.Warn("webhook refused", "source", source, "status", status, "err", err)
+		}
+		return err // handleError logs what is not the sender's fault
 	}
 	outcome := "accepted"
 	if res.Duplicate {
@@ -175,12 +177,13 @@ func resolveCluster(labels map[string]string, clusters []string) (string, error)
 	return "", fmt.Errorf("no cluster label, and %d clusters are configured (%s): add a cluster label", len(clusters), strings.Join(clusters, ", "))
 }
 
-// batchID derives the message ID from what the alerts are and whether they fire: the same
-// notification sent again is the same message, and is stored once.
+// batchID derives the message ID from what the alerts are, whether they fire and since when:
+// the same notification sent again is the same message, and is stored once, while an alert
+// that fires again after resolving is news.
 func batchID(alerts []remediator.Alert) string {
 	parts := make([]string, len(alerts))
 	for i, a := range alerts {
-		parts[i] = a.Fingerprint + ":" + string(a.Status)
+		parts[i] = a.Fingerprint + ":" + string(a.Status) + ":" + a.StartsAt.UTC().Format(time.RFC3339Nano)
 	}
 	slices.Sort(parts)
 	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))

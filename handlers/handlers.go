@@ -135,9 +135,12 @@ func (a *api) handleError(err error, c echo.Context) {
 	}
 	status := statusOf(err)
 	msg := err.Error()
-	if status == http.StatusInternalServerError {
+	switch {
+	case status == http.StatusInternalServerError:
 		a.Log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 		msg = "internal error; see the service log"
+	case status >= http.StatusInternalServerError:
+		a.Log.Warn("request failed", "method", c.Request().Method, "path", c.Path(), "status", status, "err", err)
 	}
 	if status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="remediator"`)

@@ -13,7 +13,6 @@ import (
 
 var catalog = remediations.New(remediations.Deps{})
 
-
 func TestInvalidPoliciesFailWithFilePolicyAndReason(t *testing.T) {
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")
 	for _, path := range files {

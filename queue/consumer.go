@@ -19,14 +19,13 @@ type Delivery struct {
 	Data    []byte
 	// Attempt counts the deliveries of this message, from 1.
 	Attempt int
-	// Final is set on the last delivery: a failure now is not retried.
-	Final bool
 }
 
 // Handler processes one delivery. Its error decides what happens to the message: nil acks
 // it; a retriable error (remediator.Retriable) naks it to come back after the backoff for its
-// attempt, unless the delivery is final; any other error terminates it with the error as
-// reason. A handler that records its own outcome must do so before it returns.
+// attempt; any other error terminates it with the error as reason. The queue never gives up a
+// retriable message: a handler that has a budget of attempts keeps it itself and returns a
+// permanent error when it is spent.
 type Handler func(ctx context.Context, d Delivery) error
 
 // Consume delivers c's messages to h on up to workers goroutines until ctx ends. Then it
@@ -82,30 +81,30 @@ func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time
 
 func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h Handler) {
 	d := Delivery{Subject: msg.Subject(), Data: msg.Data(), Attempt: 1}
-	maxDeliver := len(q.opts.Backoff) + 1
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt = int(md.NumDelivered)
-		log = log.With("stream_seq", md.Sequence.Stream)
+		log = log.With("stream_seq", md.Sequence.Stream, "attempt", d.Attempt)
 	}
-	d.Final = d.Attempt >= maxDeliver
-
-	stop := q.keepAlive(msg)
-	err := h(ctx, d)
+	hctx, cancel := context.WithCancel(ctx)
+	stop := q.keepAlive(msg, log, cancel)
+	err := h(hctx, d)
 	stop()
+	interrupted := hctx.Err() != nil
+	cancel()
 
 	var ackErr error
 	switch {
 	case err == nil:
 		ackErr = msg.Ack()
-	case ctx.Err() != nil:
-		log.Info("handler interrupted by shutdown; the message goes back to the queue", "err", err)
+	case interrupted:
+		log.Info("handler interrupted; the message goes back to the queue", "err", err)
 		ackErr = msg.Nak()
-	case remediator.Retriable(err) && !d.Final:
+	case remediator.Retriable(err):
 		delay := q.opts.Backoff[min(d.Attempt, len(q.opts.Backoff))-1]
-		log.Warn("handler failed; will retry", "attempt", d.Attempt, "retry_in", delay, "err", err)
+		log.Debug("nak: the message comes back after the backoff", "retry_in", delay, "err", err)
 		ackErr = msg.NakWithDelay(delay)
 	default:
-		log.Error("handler failed; giving the message up", "attempt", d.Attempt, "err", err)
+		log.Warn("term: the message is given up", "err", err)
 		ackErr = msg.TermWithReason(truncate(err.Error(), 1024))
 	}
 	if ackErr != nil {
@@ -114,18 +113,30 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 }
 
 // keepAlive tells the server the message is still being worked on, at a third of the ack
-// wait, until the returned function is called.
-func (q *Queue) keepAlive(msg jetstream.Msg) (stop func()) {
+// wait, until the returned function is called. If the server has not heard so for a whole ack
+// wait, it may already have given the message to another worker: lost is called, so that
+// this worker stops rather than work beside the other.
+func (q *Queue) keepAlive(msg jetstream.Msg, log *slog.Logger, lost func()) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(q.opts.AckWait / 3)
 		defer t.Stop()
+		heard := time.Now()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				_ = msg.InProgress()
+				if err := msg.InProgress(); err != nil {
+					log.Warn("cannot extend the ack deadline", "err", err)
+				} else {
+					heard = time.Now()
+				}
+				if time.Since(heard) >= q.opts.AckWait {
+					log.Error("the ack deadline passed without an extension; stopping the handler, as the message may be redelivered")
+					lost()
+					return
+				}
 			}
 		}
 	}()

@@ -60,14 +60,13 @@ type Options struct {
 	// again; workers report progress at a third of it.
 	AckWait time.Duration
 	// Backoff is the delay before each retry of a message that failed in a way that may pass,
-	// the n-th entry for the n-th retry (the last repeats). Its length plus one is the number
-	// of deliveries after which a message is given up.
+	// the n-th entry for the n-th retry (the last repeats).
 	Backoff []time.Duration
 	Log     *slog.Logger
 }
 
-// DefaultBackoff waits longer before each retry, up to ten minutes: about half an hour in all.
-var DefaultBackoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
+// defaultBackoff waits longer before each retry, up to ten minutes.
+var defaultBackoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
 	2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 10 * time.Minute}
 
 // Queue is a connection to JetStream with remediator's streams and buckets in place.
@@ -93,7 +92,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		opts.AckWait = 30 * time.Second
 	}
 	if len(opts.Backoff) == 0 {
-		opts.Backoff = DefaultBackoff
+		opts.Backoff = defaultBackoff
 	}
 	q := &Queue{opts: opts}
 	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
@@ -157,7 +156,7 @@ func (q *Queue) setup(ctx context.Context) error {
 			Durable:       c.name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       q.opts.AckWait,
-			MaxDeliver:    len(q.opts.Backoff) + 1,
+			MaxDeliver:    -1, // handlers keep their own budgets: a message is never silently dropped
 			MaxAckPending: 1000,
 			Replicas:      q.opts.Replicas,
 		})

@@ -276,9 +276,10 @@ func TestNOSPACEIsHealedEndToEnd(t *testing.T) {
 				after.Name, before.DBSize, after.DBSize, before.Alarms, after.Alarms)
 		}
 	}
-	snap, err := os.Stat(filepath.Join(m.Config.DataDir, "backups", "default", inc.ID+".db"))
-	if err != nil || snap.Size() < 1<<20 {
-		t.Errorf("snapshot: %v, size %d; want the filled keyspace saved", err, snap.Size())
+	if snap, err := os.Stat(filepath.Join(m.Config.DataDir, "backups", "default", inc.ID+".db")); err != nil {
+		t.Errorf("snapshot: %v", err)
+	} else if snap.Size() < 1<<20 {
+		t.Errorf("snapshot of %d bytes; want the filled keyspace saved", snap.Size())
 	}
 
 	// Alertmanager sends the same notification again: the same message, not a second incident.
@@ -365,7 +366,7 @@ func TestMemberDownDuringDefragmentationStopsBeforeTheNext(t *testing.T) {
 	down.Kill()
 
 	inc = waitIncident(t, m.Addr, 2*time.Minute, terminal)
-	if inc.State != remediator.StateFailed || !strings.Contains(inc.Reason, "while a member is unhealthy") || !strings.Contains(inc.Reason, down.Name) {
+	if inc.State != remediator.StateFailed || !strings.Contains(inc.Reason, "not defragmenting") || !strings.Contains(inc.Reason, down.Name) {
 		t.Fatalf("incident: %s (%s), want failed naming %s", inc.State, inc.Reason, down.Name)
 	}
 	for name, ts := range defragTimes(t, etcd) {

@@ -132,7 +132,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	consume(queue.Correlator, 4, func(ctx context.Context, d queue.Delivery) error { return w.Correlate(ctx, d.Data) })
-	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error { return w.Execute(ctx, d.Data, d.Final) })
+	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error { return w.Execute(ctx, d.Data) })
 
 	nats := cfg.NATS.URL
 	if nats == "" {

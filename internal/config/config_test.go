@@ -13,7 +13,6 @@ import (
 
 func noEnv(string) string { return "" }
 
-
 func TestInvalidConfigsNameTheKey(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, path := range files {

@@ -14,9 +14,9 @@ import (
 
 // Execute runs (or resumes) the remediation of the incident named by a run message. Steps
 // that succeeded are not run again; a step that was interrupted runs again from the progress
-// it saved. A step error that may pass is recorded and returned for the queue to retry, unless
-// this is the final delivery; any other failure ends the incident as failed.
-func (w *Worker) Execute(ctx context.Context, data []byte, final bool) error {
+// it saved. A step error that may pass is recorded and returned for the queue to retry, until
+// the step has had its attempts; any other failure ends the incident as failed.
+func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	var req runRequest
 	if err := json.Unmarshal(data, &req); err != nil || req.Incident == "" {
 		return remediator.Errorf(remediator.EINVALID, "run request %q: not an incident reference", data)
@@ -48,7 +48,7 @@ func (w *Worker) Execute(ctx context.Context, data []byte, final bool) error {
 		if s := inc.Steps[i].State; s == remediator.StepSucceeded || s == remediator.StepSkipped {
 			continue
 		}
-		if inc, err = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step, final); err != nil {
+		if inc, err = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step); err != nil {
 			return err
 		}
 	}
@@ -113,7 +113,7 @@ func samePlan(steps []remediator.Step, plan []remediator.PlannedStep) error {
 }
 
 // runStep runs step i and records how it went.
-func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int, step remediator.PlannedStep, final bool) (*remediator.Incident, error) {
+func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int, step remediator.PlannedStep) (*remediator.Incident, error) {
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 		s := &inc.Steps[i]
 		s.State = remediator.StepRunning
@@ -152,9 +152,14 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 	res, stepErr := safeRun(ctx, step.Run, in)
 	took := w.Now().Sub(started)
 
-	retry := stepErr != nil && remediator.Retriable(stepErr) && !final
+	// A step cut short by a shutdown (or a lost ack deadline) has not failed: it runs again,
+	// from its saved progress, wherever the message goes next.
+	interrupted := stepErr != nil && ctx.Err() != nil
+	retry := stepErr != nil && remediator.Retriable(stepErr) && inc.Steps[i].Attempts < w.StepAttempts
 	outcome := "succeeded"
 	switch {
+	case interrupted:
+		outcome = "interrupted"
 	case retry:
 		outcome = "retry"
 	case stepErr != nil:
@@ -178,6 +183,9 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 		case stepErr == nil:
 			s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
 			inc.Record(now, remediator.EventStepSucceeded, s.Name, "succeeded in %s", s.Duration().Round(time.Millisecond))
+		case interrupted:
+			s.Error = fmt.Sprintf("attempt %d interrupted: %v", s.Attempts, stepErr)
+			inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d interrupted (%v); it runs again from its saved progress", s.Attempts, stepErr)
 		case retry:
 			s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, stepErr)
 			inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, stepErr)
@@ -187,7 +195,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 			skipRest(inc, i)
 			reason := fmt.Sprintf("step %s failed: %v", s.Name, stepErr)
 			if remediator.Retriable(stepErr) {
-				reason = fmt.Sprintf("step %s failed on its last attempt (%d): %v", s.Name, s.Attempts, stepErr)
+				reason = fmt.Sprintf("step %s failed on its last attempt (%d of %d): %v", s.Name, s.Attempts, w.StepAttempts, stepErr)
 			}
 			inc.SetState(remediator.StateFailed, reason, now)
 		}
@@ -199,6 +207,8 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 	switch {
 	case stepErr == nil:
 		log.Info("step succeeded", "took", took)
+	case interrupted:
+		log.Warn("step interrupted; it runs again from its saved progress", "took", took, "err", stepErr)
 	case retry:
 		log.Warn("step failed; will retry", "took", took, "err", stepErr)
 	default:

@@ -49,10 +49,16 @@ type Config struct {
 	RunSubject   string
 	Policies     Matcher
 	Remediations Planner
+	// StepAttempts is how many times a step that fails in a way that may pass is tried before
+	// the incident fails (DefaultStepAttempts if zero).
+	StepAttempts int
 	Registry     prometheus.Registerer
 	Log          *slog.Logger
 	Now          func() time.Time
 }
+
+// DefaultStepAttempts, with the queue's backoff, keeps trying a step for about half an hour.
+const DefaultStepAttempts = 9
 
 // Worker correlates alerts and runs remediations.
 type Worker struct {
@@ -68,6 +74,9 @@ func New(cfg Config) *Worker {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StepAttempts == 0 {
+		cfg.StepAttempts = DefaultStepAttempts
 	}
 	w := &Worker{
 		Config: cfg,

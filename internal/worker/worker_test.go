@@ -140,10 +140,10 @@ func (f *fixture) only(t *testing.T) *remediator.Incident {
 	return all[0]
 }
 
-func (f *fixture) execute(t *testing.T, id string, final bool) error {
+func (f *fixture) execute(t *testing.T, id string) error {
 	t.Helper()
 	data, _ := json.Marshal(runRequest{Incident: id})
-	return f.w.Execute(context.Background(), data, final)
+	return f.w.Execute(context.Background(), data)
 }
 
 func TestAlertsForOneClusterAndRemediationMakeOneIncident(t *testing.T) {
@@ -168,7 +168,7 @@ func TestResolvedAlertsJoinTheIncidentTheyFiredInto(t *testing.T) {
 	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
 	f.correlate(t, alert("a1", "prod", "firing"))
 	id := f.only(t).ID
-	if err := f.execute(t, id, false); err != nil {
+	if err := f.execute(t, id); err != nil {
 		t.Fatal(err)
 	}
 	f.correlate(t, alert("a1", "prod", "resolved"))
@@ -191,7 +191,7 @@ func TestModesDryRunAndApproveRunNothing(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			f := newFixture(t, remediator.PlannedStep{Name: "touch", Risk: remediator.RiskHigh, Run: ok("")})
 			f.correlate(t, alert("a1", "prod", "firing", "mode", tc.mode))
-			if err := f.execute(t, f.only(t).ID, false); err != nil {
+			if err := f.execute(t, f.only(t).ID); err != nil {
 				t.Fatal(err)
 			}
 			inc := f.only(t)
@@ -219,14 +219,14 @@ func TestARetriableFailureIsRetriedAndResumesFromItsProgress(t *testing.T) {
 	f.correlate(t, alert("a1", "prod", "firing"))
 	id := f.only(t).ID
 
-	err := f.execute(t, id, false)
+	err := f.execute(t, id)
 	if !remediator.Retriable(err) {
 		t.Fatalf("first run: %v, want a retriable error", err)
 	}
 	if inc := f.only(t); inc.State != remediator.StateRunning || inc.Steps[1].State != remediator.StepRunning || !strings.Contains(inc.Steps[1].Error, "attempt 1: etcd is slow") {
 		t.Fatalf("after the first run: %s, step %s (%s)", inc.State, inc.Steps[1].State, inc.Steps[1].Error)
 	}
-	if err := f.execute(t, id, false); err != nil {
+	if err := f.execute(t, id); err != nil {
 		t.Fatalf("second run: %v", err)
 	}
 	inc := f.only(t)
@@ -242,12 +242,12 @@ func TestFailuresEndTheIncidentAndSkipTheRest(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		err        error
-		final      bool
+		attempts   int
 		wantReason string
 	}{
-		{"safety check", remediator.Errorf(remediator.EPRECONDITION, "member m2 is down"), false, "step check failed: member m2 is down"},
-		{"retriable on the last delivery", remediator.Errorf(remediator.EUNAVAILABLE, "etcd is slow"), true, "step check failed on its last attempt (1): etcd is slow"},
-		{"panic", nil, false, "step check failed: step panicked: boom"},
+		{"safety check", remediator.Errorf(remediator.EPRECONDITION, "member m2 is down"), 1, "step check failed: member m2 is down"},
+		{"retriable until its attempts are spent", remediator.Errorf(remediator.EUNAVAILABLE, "etcd is slow"), 3, "step check failed on its last attempt (3 of 3): etcd is slow"},
+		{"panic", nil, 1, "step check failed: step panicked: boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t,
@@ -259,15 +259,18 @@ func TestFailuresEndTheIncidentAndSkipTheRest(t *testing.T) {
 				}},
 				remediator.PlannedStep{Name: "act", Run: ok("")},
 			)
+			f.w.StepAttempts = 3
 			f.correlate(t, alert("a1", "prod", "firing"))
-			if err := f.execute(t, f.only(t).ID, tc.final); err == nil {
-				t.Fatal("no error")
+			for range tc.attempts {
+				if err := f.execute(t, f.only(t).ID); err == nil {
+					t.Fatal("no error")
+				}
 			}
 			inc := f.only(t)
 			if inc.State != remediator.StateFailed || !strings.HasPrefix(inc.Reason, tc.wantReason) {
 				t.Errorf("incident %s: %q, want failed: %q", inc.State, inc.Reason, tc.wantReason)
 			}
-			if inc.Steps[0].State != remediator.StepFailed || inc.Steps[1].State != remediator.StepSkipped || f.rem.ran("act") != 0 {
+			if inc.Steps[0].State != remediator.StepFailed || inc.Steps[0].Attempts != tc.attempts || inc.Steps[1].State != remediator.StepSkipped || f.rem.ran("act") != 0 {
 				t.Errorf("steps %s, %s; act ran %d times", inc.Steps[0].State, inc.Steps[1].State, f.rem.ran("act"))
 			}
 			// A failed incident frees its cluster: the next alert opens a new one.
@@ -276,5 +279,45 @@ func TestFailuresEndTheIncidentAndSkipTheRest(t *testing.T) {
 				t.Errorf("%d incidents after a new alert, want 2", n)
 			}
 		})
+	}
+}
+
+func TestAnInterruptedStepIsNotAFailure(t *testing.T) {
+	f := newFixture(t,
+		remediator.PlannedStep{Name: "long", Run: func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+			if in.Progress != nil {
+				return remediator.StepResult{Output: "finished"}, nil
+			}
+			if err := in.SaveProgress(ctx, "half"); err != nil {
+				return remediator.StepResult{}, err
+			}
+			<-ctx.Done() // the service shuts down mid-step
+			return remediator.StepResult{}, ctx.Err()
+		}},
+	)
+	f.w.StepAttempts = 1 // an interruption must not spend the only attempt
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	data, _ := json.Marshal(runRequest{Incident: id})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for f.rem.ran("long") == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+	}()
+	if err := f.w.Execute(ctx, data); !remediator.Retriable(err) {
+		t.Fatalf("interrupted run: %v, want a retriable error", err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateRunning || inc.Steps[0].State != remediator.StepRunning || !strings.Contains(inc.Steps[0].Error, "interrupted") {
+		t.Fatalf("after the interruption: %s, step %s (%s); want it still running", inc.State, inc.Steps[0].State, inc.Steps[0].Error)
+	}
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateSucceeded || inc.Steps[0].Output != "finished" {
+		t.Errorf("after the next delivery: %s, step said %q", inc.State, inc.Steps[0].Output)
 	}
 }

@@ -39,9 +39,9 @@ type DefragOptions struct {
 
 // Defragment defragments the members one at a time, followers first and the leader last, as
 // the etcd maintainers' own tools do: defragmentation blocks a member while it runs, and the
-// leader blocking is what costs the cluster most. Before each member it checks that every
-// member is healthy, and after it that the member is healthy again; otherwise it stops with
-// an EPRECONDITION error and touches no further member.
+// leader blocking is what costs the cluster most. Before each member it checks that the
+// cluster is Safe, and after it that the member is healthy again; otherwise it stops with an
+// EPRECONDITION error and touches no further member.
 func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, opts DefragOptions) ([]Defragmented, error) {
 	done := slices.Clone(opts.Done)
 	isDone := func(m Member) bool {
@@ -56,8 +56,8 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 		if !ok {
 			return done, nil
 		}
-		if err := Healthy(statuses); err != nil {
-			return done, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting %s while a member is unhealthy: %w", next, err)
+		if err := Safe(statuses); err != nil {
+			return done, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting %s: %w", next, err)
 		}
 		start := time.Now()
 		dctx, cancel := context.WithTimeout(ctx, opts.Timeout)

@@ -23,7 +23,8 @@ func Classify(err error, format string, args ...any) error {
 		return remediator.Errorf(remediator.EUNAVAILABLE, format, args...)
 	}
 	switch status.Code(rpctypes.Error(err)) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled,
+		codes.Unauthenticated: // an expired auth token, which the client renews
 		return remediator.Errorf(remediator.EUNAVAILABLE, format, args...)
 	}
 	return remediator.Errorf(remediator.EINTERNAL, format, args...)

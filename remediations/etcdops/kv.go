@@ -3,6 +3,8 @@ package etcdops
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -38,4 +40,39 @@ func Compact(ctx context.Context, kv clientv3.KV, rev int64) (already bool, err 
 		return true, nil
 	}
 	return false, Classify(err, "compact to revision %d", rev)
+}
+
+// WaitCompacted waits until every member has finished compacting: a compaction is applied by
+// each member in the background, in batches, after the request returned, and a member
+// defragmented before it finished gives back less space. Finished is read as no member's
+// space in use changing between two looks half a second apart. After timeout it gives up
+// waiting and says so; defragmentation is still safe, only less thorough.
+func WaitCompacted(ctx context.Context, mt clientv3.Maintenance, members []Member, timeout time.Duration) (string, error) {
+	start := time.Now()
+	var last []int64
+	for {
+		statuses, err := Status(ctx, mt, members)
+		if err != nil {
+			return "", err
+		}
+		if err := Safe(statuses); err != nil {
+			return "", err
+		}
+		inUse := make([]int64, len(statuses))
+		for i, s := range statuses {
+			inUse[i] = s.DBSizeInUse
+		}
+		if slices.Equal(inUse, last) {
+			return fmt.Sprintf("every member finished compacting within %s", time.Since(start).Round(100*time.Millisecond)), nil
+		}
+		if time.Since(start) > timeout {
+			return fmt.Sprintf("members were still compacting after %s; defragmenting anyway", timeout), nil
+		}
+		last = inUse
+		select {
+		case <-ctx.Done():
+			return "", Classify(ctx.Err(), "wait for compaction")
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
@@ -61,13 +62,33 @@ func Members(ctx context.Context, cl clientv3.Cluster, configured []string) ([]M
 		}
 		members = append(members, member)
 	}
+	var strangers []string
 	for _, e := range configured {
 		if !used[e] {
-			notes = append(notes, fmt.Sprintf("configured endpoint %s is no member's client URL", e))
+			strangers = append(strangers, e)
 		}
+	}
+	// Endpoints that are all no member's URL are a load balancer or DNS name in front of the
+	// cluster; some that are and some that are not may be another cluster, or a removed
+	// member, in the configuration: acting then could act on the wrong cluster.
+	if len(strangers) > 0 && len(used) > 0 {
+		return members, notes, remediator.Errorf(remediator.EPRECONDITION,
+			"configured endpoints %s are not client URLs of this cluster's members (%s): fix the cluster's etcd.endpoints",
+			strings.Join(strangers, ", "), describeMembers(members))
+	}
+	for _, e := range strangers {
+		notes = append(notes, fmt.Sprintf("configured endpoint %s is a front for the cluster, not a member's client URL", e))
 	}
 	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return members, notes, nil
+}
+
+func describeMembers(members []Member) string {
+	parts := make([]string, len(members))
+	for i, m := range members {
+		parts[i] = m.String() + " at " + m.Endpoint
+	}
+	return strings.Join(parts, ", ")
 }
 
 func hostPort(endpoint string) string {
@@ -118,6 +139,7 @@ func memberStatus(ctx context.Context, mt clientv3.Maintenance, m Member) remedi
 		st.Error = fmt.Sprintf("endpoint %s answers as member %x", m.Endpoint, resp.Header.MemberId)
 		return st
 	}
+	st.ClusterID = fmt.Sprintf("%x", resp.Header.ClusterId)
 	st.Version = resp.Version
 	st.Leader = resp.Leader != 0 && resp.Leader == resp.Header.MemberId
 	st.DBSize = resp.DbSize
@@ -134,12 +156,19 @@ func memberStatus(ctx context.Context, mt clientv3.Maintenance, m Member) remedi
 	return st
 }
 
-// Healthy returns an EPRECONDITION error naming every member that did not answer well.
-func Healthy(statuses []remediator.MemberStatus) error {
+// Safe returns an EPRECONDITION error unless it is safe to change the cluster: every member
+// answers, with a leader, as a member of the same cluster, and none carries a CORRUPT alarm
+// (its data disagrees with the others'; that needs a human, not maintenance).
+func Safe(statuses []remediator.MemberStatus) error {
 	var bad []string
 	for _, s := range statuses {
-		if s.Error != "" {
+		switch {
+		case s.Error != "":
 			bad = append(bad, fmt.Sprintf("member %s (%s) at %s: %s", s.Name, s.ID, s.Endpoint, s.Error))
+		case s.ClusterID != statuses[0].ClusterID:
+			bad = append(bad, fmt.Sprintf("member %s (%s) belongs to cluster %s, member %s to %s", s.Name, s.ID, s.ClusterID, statuses[0].Name, statuses[0].ClusterID))
+		case slices.Contains(s.Alarms, pb.AlarmType_CORRUPT.String()):
+			bad = append(bad, fmt.Sprintf("member %s (%s) has a CORRUPT alarm: its data disagrees with the others' (see etcd-member-replace)", s.Name, s.ID))
 		}
 	}
 	if len(bad) > 0 {

@@ -28,10 +28,6 @@ import (
 // Name is the remediation's name in policies.
 const Name = "etcd-nospace-recovery"
 
-// defaultQuota is etcd's own default quota, assumed when a member (etcd before 3.6) does not
-// report its quota.
-const defaultQuota = 2 << 30
-
 // Clients gives the etcd client of a cluster.
 type Clients interface {
 	Get(cluster string) (*clientv3.Client, error)
@@ -52,7 +48,9 @@ func New(clients Clients, backupDir string) *Remediation {
 type settings struct {
 	probePrefix   string
 	disarmBelow   float64
+	quota         int64
 	pause         time.Duration
+	compactWait   time.Duration
 	defragTimeout time.Duration
 	healthTimeout time.Duration
 }
@@ -62,7 +60,9 @@ func parse(p map[string]string) (settings, error) {
 	s := settings{
 		probePrefix:   r.String("probe_prefix", "remediator/probe"),
 		disarmBelow:   r.Float("disarm_below_ratio", 0.8, 0, 1),
+		quota:         r.Bytes("quota_bytes", 0),
 		pause:         r.Duration("pause_between_members", 0, 0),
+		compactWait:   r.Duration("compact_settle_timeout", 2*time.Minute, 0),
 		defragTimeout: r.Duration("defrag_timeout", 5*time.Minute, time.Second),
 		healthTimeout: r.Duration("health_timeout", 30*time.Second, time.Second),
 	}
@@ -71,11 +71,14 @@ func parse(p map[string]string) (settings, error) {
 
 // Plan returns the steps for the given parameters:
 //
-//	probe_prefix           key prefix of the verification write (remediator/probe)
-//	disarm_below_ratio     disarm only where db size / quota is below this (0.8)
-//	pause_between_members  wait between two members' defragmentation (0s)
-//	defrag_timeout         longest one member's defragmentation may take (5m)
-//	health_timeout         longest a member may take to be healthy after it (30s)
+//	probe_prefix            key prefix of the verification write (remediator/probe)
+//	disarm_below_ratio      disarm only where db size / quota is below this (0.8)
+//	quota_bytes             the members' --quota-backend-bytes, for etcd before 3.6,
+//	                        which does not report it (none: such members are not disarmed)
+//	compact_settle_timeout  longest to wait for every member to finish compacting (2m)
+//	pause_between_members   wait between two members' defragmentation (0s)
+//	defrag_timeout          longest one member's defragmentation may take (5m)
+//	health_timeout          longest a member may take to be healthy after it (30s)
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
 	s, err := parse(p)
 	if err != nil {
@@ -88,7 +91,7 @@ func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error
 		{Name: "snapshot", Risk: remediator.RiskReadOnly, Run: run.snapshot,
 			Description: "save a snapshot of the keyspace under data_dir/backups before changing anything"},
 		{Name: "compact", Risk: remediator.RiskDestructive, Run: run.compact,
-			Description: "compact the keyspace to the current revision, physically; older revisions are gone"},
+			Description: "compact the keyspace to the revision of the snapshot, physically, and wait for every member to finish; older revisions are gone"},
 		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
 			Description: "defragment one member at a time, followers first and the leader last, each healthy before the next"},
 		{Name: "disarm", Risk: remediator.RiskLow, Run: run.disarm,
@@ -131,14 +134,8 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 	}
 	out := strings.Join(append(v.notes, etcdops.Describe(v.statuses)), "\n")
 	res := remediator.StepResult{Output: out, Before: v.statuses}
-	if err := etcdops.Healthy(v.statuses); err != nil {
-		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to remediate while a member is unreachable or unhealthy: %w", err)
-	}
-	for _, s := range v.statuses {
-		if slices.Contains(s.Alarms, etcdserverpb.AlarmType_CORRUPT.String()) {
-			return res, remediator.Errorf(remediator.EPRECONDITION,
-				"member %s (%s) has a CORRUPT alarm: its data disagrees with the others; this needs a human (see etcd-member-replace), not a defragmentation", s.Name, s.ID)
-		}
+	if err := etcdops.Safe(v.statuses); err != nil {
+		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to remediate: %w", err)
 	}
 	return res, nil
 }
@@ -184,29 +181,35 @@ type compactProgress struct {
 }
 
 func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	cl, err := r.clients.Get(in.Incident.Cluster)
+	// The revision is the snapshot's, so that the snapshot holds every revision the
+	// compaction removes; a repeated attempt compacts to the same revision.
+	var snap etcdops.SnapshotInfo
+	if i := slices.IndexFunc(in.Incident.Steps, func(s remediator.Step) bool { return s.Name == "snapshot" }); i >= 0 {
+		_ = json.Unmarshal(in.Incident.Steps[i].Progress, &snap)
+	}
+	if snap.Revision == 0 {
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no snapshot revision recorded: not compacting without a snapshot")
+	}
+	v, err := r.look(ctx, in, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	// The revision is chosen once and saved first, so that a repeated attempt compacts to
-	// the same revision instead of a newer one.
-	var p compactProgress
-	if json.Unmarshal(in.Progress, &p) != nil || p.Revision == 0 {
-		if p.Revision, err = etcdops.Revision(ctx, cl); err != nil {
-			return remediator.StepResult{}, err
-		}
-		if err := in.SaveProgress(ctx, p); err != nil {
-			return remediator.StepResult{}, err
-		}
+	if err := etcdops.Safe(v.statuses); err != nil {
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not compacting: %w", err)
 	}
-	already, err := etcdops.Compact(ctx, cl, p.Revision)
+	if err := in.SaveProgress(ctx, compactProgress{Revision: snap.Revision}); err != nil {
+		return remediator.StepResult{}, err
+	}
+	already, err := etcdops.Compact(ctx, v.cl, snap.Revision)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
+	out := fmt.Sprintf("compacted to revision %d, the snapshot's; it holds the older revisions", snap.Revision)
 	if already {
-		return remediator.StepResult{Output: fmt.Sprintf("the keyspace was already compacted at or after revision %d", p.Revision)}, nil
+		out = fmt.Sprintf("the keyspace was already compacted at or after revision %d", snap.Revision)
 	}
-	return remediator.StepResult{Output: fmt.Sprintf("compacted to revision %d and waited for every member to apply it; the snapshot holds the older revisions", p.Revision)}, nil
+	settled, err := etcdops.WaitCompacted(ctx, v.cl, v.members, r.compactWait)
+	return remediator.StepResult{Output: out + "\n" + settled}, err
 }
 
 type defragProgress struct {
@@ -246,6 +249,9 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
+	if err := etcdops.Safe(v.statuses); err != nil {
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not disarming without every member's size: %w", err)
+	}
 	cl, statuses := v.cl, v.statuses
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -262,7 +268,11 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 		i := slices.IndexFunc(statuses, func(s remediator.MemberStatus) bool { return s.ID == id })
 		if i >= 0 {
 			s := statuses[i]
-			quota := orDefault(s.Quota, defaultQuota)
+			quota := orDefault(s.Quota, r.quota)
+			if quota == 0 {
+				refused = append(refused, fmt.Sprintf("member %s (%s) does not report its quota (etcd %s): set params.quota_bytes to its --quota-backend-bytes", s.Name, id, s.Version))
+				continue
+			}
 			if ratio := float64(s.DBSize) / float64(quota); ratio >= r.disarmBelow {
 				refused = append(refused, fmt.Sprintf("member %s (%s) db is %s of its %s quota (%.0f%%, limit %.0f%%)",
 					s.Name, id, remediator.HumanBytes(s.DBSize), remediator.HumanBytes(quota), ratio*100, r.disarmBelow*100))
@@ -276,7 +286,7 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 			out = append(out, fmt.Sprintf("disarmed NOSPACE of %s, which is no longer a member", id))
 		} else {
 			out = append(out, fmt.Sprintf("disarmed NOSPACE of member %s (%s): db %s of %s quota", statuses[i].Name, id,
-				remediator.HumanBytes(statuses[i].DBSize), remediator.HumanBytes(orDefault(statuses[i].Quota, defaultQuota))))
+				remediator.HumanBytes(statuses[i].DBSize), remediator.HumanBytes(orDefault(statuses[i].Quota, r.quota))))
 		}
 	}
 	if len(out) == 0 && len(refused) == 0 {
@@ -285,7 +295,7 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	res := remediator.StepResult{Output: strings.Join(out, "\n")}
 	if len(refused) > 0 {
 		return res, remediator.Errorf(remediator.EPRECONDITION,
-			"left NOSPACE armed, since disarming now would only re-alarm: %s. The live data needs more room: raise --quota-backend-bytes or delete data",
+			"left NOSPACE armed: %s. Where the live data needs more room, raise --quota-backend-bytes or delete data; disarming now would only re-alarm",
 			strings.Join(refused, "; "))
 	}
 	return res, nil
@@ -334,7 +344,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		return remediator.StepResult{}, err
 	}
 	out := fmt.Sprintf("no alarms; wrote %s at revision %d, read it back and deleted it\n%s", key, put.Header.Revision, etcdops.Describe(statuses))
-	return remediator.StepResult{Output: out, After: statuses}, etcdops.Healthy(statuses)
+	return remediator.StepResult{Output: out, After: statuses}, etcdops.Safe(statuses)
 }
 
 func orDefault(v, def int64) int64 {

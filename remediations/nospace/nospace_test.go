@@ -2,8 +2,10 @@ package nospace
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,23 +19,52 @@ import (
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
-// runPlan runs the plan's steps in order, as the worker would, and returns the first error.
-func runPlan(t *testing.T, r *Remediation, params map[string]string) (map[string]remediator.StepResult, string, error) {
+// runner runs the plan's steps as the worker does: in order, each with the progress it saved,
+// in an incident that records them.
+type runner struct {
+	t    *testing.T
+	plan []remediator.PlannedStep
+	inc  remediator.Incident
+}
+
+func newRunner(t *testing.T, r *Remediation, params map[string]string) *runner {
 	t.Helper()
 	plan, err := r.Plan(params)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inc := remediator.Incident{ID: "test-incident", Cluster: "test"}
+	for _, p := range plan {
+		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
+	}
+	return &runner{t: t, plan: plan, inc: inc}
+}
+
+// step runs one step by name.
+func (rn *runner) step(name string) (remediator.StepResult, error) {
+	rn.t.Helper()
+	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
+	if i < 0 {
+		rn.t.Fatalf("no step %q", name)
+	}
+	return rn.plan[i].Run(context.Background(), remediator.StepInput{
+		Incident: rn.inc,
+		Progress: rn.inc.Steps[i].Progress,
+		SaveProgress: func(_ context.Context, v any) error {
+			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
+			return nil
+		},
+	})
+}
+
+// all runs every step in order and returns the results and the first failing step.
+func (rn *runner) all() (map[string]remediator.StepResult, string, error) {
 	results := map[string]remediator.StepResult{}
-	for _, s := range plan {
-		res, err := s.Run(context.Background(), remediator.StepInput{
-			Incident:     inc,
-			SaveProgress: func(context.Context, any) error { return nil },
-		})
-		results[s.Name] = res
+	for _, p := range rn.plan {
+		res, err := rn.step(p.Name)
+		results[p.Name] = res
 		if err != nil {
-			return results, s.Name, err
+			return results, p.Name, err
 		}
 	}
 	return results, "", nil
@@ -79,7 +110,7 @@ func TestDisarmRefusesWhenTheLiveDataFillsTheQuota(t *testing.T) {
 		}
 	}
 
-	_, failed, err := runPlan(t, r, nil)
+	_, failed, err := newRunner(t, r, nil).all()
 	if failed != "disarm" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "raise --quota-backend-bytes") {
 		t.Fatalf("step %q: %v; want disarm to refuse and say the quota must grow", failed, err)
 	}
@@ -100,7 +131,7 @@ func TestPreflightRefusesACorruptCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, failed, err := runPlan(t, r, nil)
+	res, failed, err := newRunner(t, r, nil).all()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "CORRUPT alarm") {
 		t.Fatalf("step %q: %v; want preflight to refuse a CORRUPT member", failed, err)
 	}
@@ -114,7 +145,7 @@ func TestAHealthyClusterIsLeftHealthy(t *testing.T) {
 	if _, err := cl.Put(context.Background(), "app/key", "kept"); err != nil {
 		t.Fatal(err)
 	}
-	res, failed, err := runPlan(t, r, map[string]string{"probe_prefix": "ops/probe/"})
+	res, failed, err := newRunner(t, r, map[string]string{"probe_prefix": "ops/probe/"}).all()
 	if err != nil {
 		t.Fatalf("step %s: %v", failed, err)
 	}
@@ -134,5 +165,85 @@ func TestParamsAreChecked(t *testing.T) {
 	want := "params.health_timeout: must be at least 1s"
 	if err == nil || err.Error() != want || remediator.ErrorCode(err) != remediator.EINVALID {
 		t.Errorf("error %v, want %q", err, want)
+	}
+}
+
+// fillNOSPACE drives the cluster into NOSPACE with history (so that compaction makes room).
+func fillNOSPACE(t *testing.T, cl *clientv3.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := etcdtest.Fill(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRepeatedStepsDoNotRepeatTheirWork(t *testing.T) {
+	_, cl, r := startCluster(t, 1)
+	fillNOSPACE(t, cl)
+	rn := newRunner(t, r, nil)
+	for _, name := range []string{"preflight", "snapshot"} {
+		if _, err := rn.step(name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// A change after the snapshot (under NOSPACE only deletes are taken) makes a newer
+	// revision, which the compaction must leave alone.
+	if _, err := cl.Delete(context.Background(), "fill/0"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := rn.step("snapshot")
+	if err != nil || !strings.Contains(again.Output, "by an earlier attempt") {
+		t.Errorf("snapshot again: %q (%v), want the saved snapshot reused", again.Output, err)
+	}
+	first, err := rn.step("compact")
+	if err != nil || !strings.Contains(first.Output, "compacted to revision") {
+		t.Fatalf("compact: %q (%v)", first.Output, err)
+	}
+	var snap struct{ Revision int64 }
+	_ = json.Unmarshal(rn.inc.Steps[1].Progress, &snap)
+	if !strings.Contains(first.Output, fmt.Sprintf("revision %d,", snap.Revision)) {
+		t.Errorf("compact said %q, want the snapshot's revision %d", first.Output, snap.Revision)
+	}
+	second, err := rn.step("compact")
+	if err != nil || !strings.Contains(second.Output, "already compacted") {
+		t.Errorf("compact again: %q (%v), want it to see the compaction done", second.Output, err)
+	}
+	// Compacted to the snapshot's revision, not to the newer one of the delete: the
+	// snapshot's revision is still readable.
+	resp, err := cl.Get(context.Background(), "fill/0", clientv3.WithRev(snap.Revision))
+	if err != nil || resp.Count != 1 {
+		t.Errorf("reading at the snapshot's revision %d: %v, want the key as the snapshot has it", snap.Revision, err)
+	}
+}
+
+func TestDisarmRefusesWhileAMemberIsDown(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	fillNOSPACE(t, cl)
+	rn := newRunner(t, r, nil)
+	for _, name := range []string{"preflight", "snapshot", "compact", "defragment"} {
+		if _, err := rn.step(name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	etcd.Members[2].Kill()
+	_, err := rn.step("disarm")
+	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "not disarming") || !strings.Contains(err.Error(), "member m3") {
+		t.Fatalf("disarm with m3 down: %v, want a refusal naming m3", err)
+	}
+	if a := alarms(t, cl); !slices.Contains(a, "NOSPACE") {
+		t.Errorf("alarms %v, want NOSPACE left armed", a)
+	}
+}
+
+func TestPreflightRefusesEndpointsOfAnotherCluster(t *testing.T) {
+	a := etcdtest.New(t, etcdtest.Options{})
+	b := etcdtest.New(t, etcdtest.Options{})
+	clients := etcdops.NewClients([]etcdops.ClusterConfig{{Name: "test", Endpoints: append(a.Endpoints(), b.Endpoints()...)}})
+	t.Cleanup(func() { clients.Close() })
+
+	_, failed, err := newRunner(t, New(clients, t.TempDir()), nil).all()
+	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "are not client URLs of this cluster's members") {
+		t.Fatalf("step %q: %v; want preflight to refuse a configuration that mixes two clusters", failed, err)
 	}
 }

@@ -55,6 +55,19 @@ func (r *Reader) Duration(key string, def, lo time.Duration) time.Duration {
 	return d
 }
 
+// Bytes returns the parameter as a positive byte count, or def if it is not set.
+func (r *Reader) Bytes(key string, def int64) int64 {
+	v, ok := r.get(key)
+	if !ok {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		r.errs = append(r.errs, fmt.Errorf("params.%s: %q must be a positive number of bytes", key, v))
+	}
+	return n
+}
+
 // Float returns the parameter as a number in (lo, hi], or def if it is not set.
 func (r *Reader) Float(key string, def, lo, hi float64) float64 {
 	v, ok := r.get(key)
