@@ -24,4 +24,5 @@ type Decision struct {
 	Remediation string            `json:"remediation"`
 	Mode        Mode              `json:"mode"`
 	Params      map[string]string `json:"params,omitempty"`
+	Gates       Gates             `json:"gates"`
 }

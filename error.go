@@ -15,6 +15,8 @@ const (
 	ENOTFOUND = "not_found"
 	// EUNAUTHORIZED is a missing or wrong credential.
 	EUNAUTHORIZED = "unauthorized"
+	// EFORBIDDEN is a known caller that may not do this, such as a user who is no approver.
+	EFORBIDDEN = "forbidden"
 	// ETOOLARGE is a payload over its size limit.
 	ETOOLARGE = "too_large"
 	// ECONFLICT is a lost compare-and-set race: trying again may succeed.

@@ -80,6 +80,16 @@ const (
 	EventStepFailed    = "step_failed"
 	EventStepRetry     = "step_retry"
 	EventStepSkipped   = "step_skipped"
+	// EventWaiting is a run held back: by the cluster lock or a maintenance window.
+	EventWaiting           = "waiting"
+	EventApprovalRequested = "approval_requested"
+	EventApproved          = "approved"
+	EventRejected          = "rejected"
+	// EventRefused is an approval or rejection that was not accepted, and why.
+	EventRefused = "refused"
+	EventExpired = "expired"
+	// EventNotice is something the incident reported to the humans without acting.
+	EventNotice = "notice"
 )
 
 // Event is one line of an incident's timeline.
@@ -119,9 +129,15 @@ type Incident struct {
 	Policy      string            `json:"policy"`
 	Mode        Mode              `json:"mode"`
 	Params      map[string]string `json:"params,omitempty"`
-	State       State             `json:"state"`
+	// Gates are the policy's rules the incident runs under.
+	Gates Gates `json:"gates"`
+	State State `json:"state"`
 	// Reason says why the incident is in its state, when that is not obvious from it.
-	Reason     string         `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Approval is the incident's request for approval, once one was made.
+	Approval *ApprovalRequest `json:"approval,omitempty"`
+	// Chat is the chat message that tracks the incident, once one was posted.
+	Chat       *ChatMessage   `json:"chat,omitempty"`
 	Evidence   []Alert        `json:"evidence"`
 	Steps      []Step         `json:"steps"`
 	Before     []MemberStatus `json:"before,omitempty"`
@@ -130,6 +146,14 @@ type Incident struct {
 	CreatedAt  time.Time      `json:"created_at"`
 	UpdatedAt  time.Time      `json:"updated_at"`
 	FinishedAt time.Time      `json:"finished_at,omitzero"`
+}
+
+// ChatMessage is where an incident is reported in chat, and what its thread already holds.
+type ChatMessage struct {
+	Channel string `json:"channel"`
+	ID      string `json:"id"`
+	// Posted lists the thread replies posted so far, by key, so that none is posted twice.
+	Posted []string `json:"posted,omitempty"`
 }
 
 // NewIncident opens an incident for a decision about a cluster.
@@ -141,6 +165,7 @@ func NewIncident(id, cluster string, d Decision, now time.Time) *Incident {
 		Policy:      d.Policy,
 		Mode:        d.Mode,
 		Params:      d.Params,
+		Gates:       d.Gates,
 		State:       StatePending,
 		Evidence:    []Alert{},
 		Steps:       []Step{},

@@ -84,7 +84,7 @@ func (a *api) receiveAlertmanager(c echo.Context) (accepted, error) {
 		}
 		return accepted{}, remediator.Errorf(remediator.EINVALID, "reading body: %v", err)
 	}
-	batch, rejected, err := decodeAlertmanager(body, a.Clusters, a.Now())
+	batch, rejected, err := DecodeAlertmanager(body, a.Clusters, a.Now())
 	if err != nil {
 		return accepted{}, err
 	}
@@ -102,10 +102,10 @@ func (a *api) receiveAlertmanager(c echo.Context) (accepted, error) {
 	return accepted{Status: "accepted", ID: batch.ID, Duplicate: dup, Alerts: len(batch.Alerts), Rejected: rejected}, nil
 }
 
-// decodeAlertmanager validates a webhook body and turns it into a batch of the alerts whose
+// DecodeAlertmanager validates a webhook body and turns it into a batch of the alerts whose
 // cluster is known. Alerts for unknown clusters are returned as rejection reasons; if no alert
 // is left, that is an EINVALID error.
-func decodeAlertmanager(body []byte, clusters []string, now time.Time) (remediator.Batch, []string, error) {
+func DecodeAlertmanager(body []byte, clusters []string, now time.Time) (remediator.Batch, []string, error) {
 	var m amMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: %s", jsonError(err))

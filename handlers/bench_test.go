@@ -42,7 +42,7 @@ func BenchmarkIngest(b *testing.B) {
 	for i := range b.N {
 		// Every request is a distinct notification, so that none is a duplicate.
 		bodies[i] = bytes.ReplaceAll(template, []byte(`"fingerprint":"`), fmt.Appendf(nil, `"fingerprint":"r%d-`, i))
-		batch, _, err := decodeAlertmanager(bodies[i], []string{"prod", "staging"}, now)
+		batch, _, err := DecodeAlertmanager(bodies[i], []string{"prod", "staging"}, now)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -49,11 +49,19 @@ type Config struct {
 	// Clusters are the configured cluster names, to resolve an alert's cluster.
 	Clusters []string
 	// BearerToken, when set, must be presented by webhook senders.
-	BearerToken  string
-	MaxBodyBytes int64
-	Registry     *prometheus.Registry
-	Log          *slog.Logger
-	Now          func() time.Time
+	BearerToken string
+	// OperatorToken, when set, lets operators approve and reject over the API.
+	OperatorToken string
+	Answers       Answerer
+	// SlackSigningSecret, when set, turns on the Slack interactions endpoint, whose answers
+	// go to AnswersSubject.
+	SlackSigningSecret string
+	AnswersSubject     string
+	Replays            Replays
+	MaxBodyBytes       int64
+	Registry           *prometheus.Registry
+	Log                *slog.Logger
+	Now                func() time.Time
 }
 
 type api struct {
@@ -90,6 +98,11 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/api/v1/incidents", a.listIncidents)
 	e.GET("/api/v1/incidents/:id", a.getIncident)
 	e.GET("/api/v1/incidents/:id/report", a.getReport)
+	e.POST("/api/v1/incidents/:id/approve", a.answer(true))
+	e.POST("/api/v1/incidents/:id/reject", a.answer(false))
+	if cfg.SlackSigningSecret != "" {
+		e.POST("/slack/interactions", a.slackInteraction)
+	}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", a.ready)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
@@ -103,6 +116,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case remediator.EUNAUTHORIZED:
 		return http.StatusUnauthorized
+	case remediator.EFORBIDDEN:
+		return http.StatusForbidden
 	case remediator.ENOTFOUND:
 		return http.StatusNotFound
 	case remediator.ECONFLICT:

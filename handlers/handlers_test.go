@@ -267,7 +267,7 @@ func FuzzDecodeAlertmanager(f *testing.F) {
 	clusters := []string{"prod"}
 	now := time.Date(2026, 11, 21, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		batch, _, err := decodeAlertmanager(body, clusters, now)
+		batch, _, err := DecodeAlertmanager(body, clusters, now)
 		if err != nil {
 			if remediator.ErrorCode(err) != remediator.EINVALID {
 				t.Fatalf("error %v has code %q, want invalid", err, remediator.ErrorCode(err))
@@ -285,7 +285,7 @@ func FuzzDecodeAlertmanager(f *testing.F) {
 				t.Fatalf("accepted alert %+v", a)
 			}
 		}
-		again, _, _ := decodeAlertmanager(body, clusters, now)
+		again, _, _ := DecodeAlertmanager(body, clusters, now)
 		if again.ID != batch.ID {
 			t.Fatalf("the same body gave IDs %s and %s", batch.ID, again.ID)
 		}

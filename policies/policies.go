@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 
@@ -28,14 +29,43 @@ type Catalog interface {
 
 // file is the format of one policy file.
 type file struct {
-	Policies []struct {
-		Name        string            `yaml:"name"`
-		Description string            `yaml:"description"`
-		Match       string            `yaml:"match"`
-		Remediation string            `yaml:"remediation"`
-		Mode        string            `yaml:"mode"`
-		Params      map[string]string `yaml:"params"`
-	} `yaml:"policies"`
+	Policies []policy `yaml:"policies"`
+}
+
+type policy struct {
+	Name           string            `yaml:"name"`
+	Description    string            `yaml:"description"`
+	Match          string            `yaml:"match"`
+	Remediation    string            `yaml:"remediation"`
+	Mode           string            `yaml:"mode"`
+	Params         map[string]string `yaml:"params"`
+	Approval       *approval         `yaml:"approval"`
+	Cooldown       string            `yaml:"cooldown"`
+	MaxAttempts    int               `yaml:"max_attempts"`
+	AttemptsWindow string            `yaml:"attempts_window"`
+	Maintenance    *maintenance      `yaml:"maintenance"`
+}
+
+type approval struct {
+	Users    []string `yaml:"users"`
+	Groups   []string `yaml:"groups"`
+	Required int      `yaml:"required"`
+	Timeout  string   `yaml:"timeout"`
+	FromRisk string   `yaml:"from_risk"`
+}
+
+type maintenance struct {
+	Outside string   `yaml:"outside"`
+	Windows []window `yaml:"windows"`
+}
+
+type window struct {
+	Cron     string   `yaml:"cron"`
+	Duration string   `yaml:"duration"`
+	Days     []string `yaml:"days"`
+	Start    string   `yaml:"start"`
+	End      string   `yaml:"end"`
+	TimeZone string   `yaml:"timezone"`
 }
 
 // Policy is one compiled policy.
@@ -167,12 +197,19 @@ func parse(source string, data []byte, cat Catalog) ([]Policy, error) {
 				continue
 			}
 		}
+		gates, gerrs := p.gates(mode)
+		for _, err := range gerrs {
+			bad("%v", err)
+		}
+		if len(gerrs) > 0 {
+			continue
+		}
 		ps = append(ps, Policy{
 			Name:        p.Name,
 			Description: strings.TrimSpace(p.Description),
 			Source:      source,
 			Match:       strings.TrimSpace(p.Match),
-			Decision:    remediator.Decision{Policy: p.Name, Remediation: p.Remediation, Mode: mode, Params: p.Params},
+			Decision:    remediator.Decision{Policy: p.Name, Remediation: p.Remediation, Mode: mode, Params: p.Params, Gates: gates},
 			program:     prg,
 		})
 	}
@@ -180,6 +217,90 @@ func parse(source string, data []byte, cat Catalog) ([]Policy, error) {
 		return nil, err
 	}
 	return ps, nil
+}
+
+// Defaults of the gates.
+const (
+	defaultApprovalTimeout = time.Hour
+	defaultAttemptsWindow  = 24 * time.Hour
+)
+
+// gates checks and converts the policy's gates; every error names its key.
+func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
+	var (
+		g    remediator.Gates
+		errs []error
+	)
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	duration := func(key, v string, def time.Duration) remediator.Duration {
+		if v == "" {
+			return remediator.Duration(def)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			bad("%s: %q is not a duration such as 30m", key, v)
+			return remediator.Duration(def)
+		}
+		return remediator.Duration(d)
+	}
+	if a := p.Approval; a != nil {
+		rule := &remediator.ApprovalRule{Users: a.Users, Groups: a.Groups, Required: max(a.Required, 1),
+			Timeout: duration("approval.timeout", a.Timeout, defaultApprovalTimeout), FromRisk: remediator.Risk(a.FromRisk)}
+		switch {
+		case len(a.Users) == 0 && len(a.Groups) == 0:
+			bad("approval: needs users or groups who may approve")
+		case a.Required < 0:
+			bad("approval.required: must be at least 1")
+		case len(a.Groups) == 0 && rule.Required > len(a.Users):
+			bad("approval.required: %d approvers needed but only %d users may approve", rule.Required, len(a.Users))
+		}
+		if rule.Timeout <= 0 {
+			bad("approval.timeout: must be more than 0")
+		}
+		if a.FromRisk == "" && mode == remediator.ModeApprove {
+			rule.FromRisk = remediator.RiskReadOnly
+		}
+		if rule.FromRisk != "" && !slices.Contains(remediator.Risks, rule.FromRisk) {
+			bad("approval.from_risk: %q must be one of %v", a.FromRisk, remediator.Risks)
+		}
+		g.Approval = rule
+	} else if mode == remediator.ModeApprove {
+		bad("approval: mode approve needs an approval block saying who may approve")
+	}
+	g.Cooldown = duration("cooldown", p.Cooldown, 0)
+	if p.MaxAttempts < 0 {
+		bad("max_attempts: must not be negative")
+	}
+	g.MaxAttempts = p.MaxAttempts
+	g.AttemptsWindow = duration("attempts_window", p.AttemptsWindow, defaultAttemptsWindow)
+	if m := p.Maintenance; m != nil {
+		mt := &remediator.Maintenance{Outside: m.Outside}
+		switch m.Outside {
+		case "":
+			mt.Outside = remediator.OutsideWait
+		case remediator.OutsideWait:
+		case remediator.OutsideApprove:
+			if p.Approval == nil {
+				bad("maintenance.outside: approve needs an approval block saying who may approve")
+			}
+		default:
+			bad("maintenance.outside: %q must be wait or approve", m.Outside)
+		}
+		if len(m.Windows) == 0 {
+			bad("maintenance.windows: must not be empty")
+		}
+		for i, w := range m.Windows {
+			key := fmt.Sprintf("maintenance.windows[%d]", i)
+			win := remediator.Window{Cron: w.Cron, Days: w.Days, Start: w.Start, End: w.End, TimeZone: w.TimeZone,
+				Duration: duration(key+".duration", w.Duration, 0)}
+			if err := win.Validate(); err != nil {
+				bad("%s: %v", key, err)
+			}
+			mt.Windows = append(mt.Windows, win)
+		}
+		g.Maintenance = mt
+	}
+	return g, errs
 }
 
 func (s *Set) checkNames() error {

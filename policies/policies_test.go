@@ -73,6 +73,8 @@ func TestFirstMatchDecidesAndEvaluationErrorsAreReported(t *testing.T) {
     match: labels.env == "prod"
     remediation: etcd-nospace-recovery
     mode: approve
+    approval:
+      users: [U01OPERATOR]
   - name: staging-dry-run
     match: has(labels.env) && labels.env == "staging"
     remediation: etcd-nospace-recovery

@@ -22,8 +22,9 @@ type Delivery struct {
 }
 
 // Handler processes one delivery. Its error decides what happens to the message: nil acks
-// it; a retriable error (remediator.Retriable) naks it to come back after the backoff for its
-// attempt; any other error terminates it with the error as reason. The queue never gives up a
+// it; a *remediator.Later naks it to come back when it says; a retriable error
+// (remediator.Retriable) naks it to come back after the backoff for its attempt; any other
+// error terminates it with the error as reason. The queue never gives up a
 // retriable message: a handler that has a budget of attempts keeps it itself and returns a
 // permanent error when it is spent.
 type Handler func(ctx context.Context, d Delivery) error
@@ -92,13 +93,19 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg,
 	interrupted := hctx.Err() != nil
 	cancel()
 
-	var ackErr error
+	var (
+		ackErr error
+		later  *remediator.Later
+	)
 	switch {
 	case err == nil:
 		ackErr = msg.Ack()
 	case interrupted:
 		log.Info("handler interrupted; the message goes back to the queue", "err", err)
 		ackErr = msg.Nak()
+	case errors.As(err, &later):
+		log.Debug("nak: not yet", "retry_in", later.After, "reason", later.Reason)
+		ackErr = msg.NakWithDelay(later.After)
 	case remediator.Retriable(err):
 		delay := q.opts.Backoff[min(d.Attempt, len(q.opts.Backoff))-1]
 		log.Debug("nak: the message comes back after the backoff", "retry_in", delay, "err", err)

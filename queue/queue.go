@@ -6,6 +6,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,16 +26,29 @@ const (
 	SubjectAlerts = "remediator.events.alertmanager"
 	// SubjectRun carries requests to run (or resume) an incident's remediation.
 	SubjectRun = "remediator.work.run"
+	// SubjectExpire carries the deadline of an incident's approval request.
+	SubjectExpire = "remediator.work.expire"
+	// SubjectAnswer carries approvals and rejections clicked in chat, to be authorized.
+	SubjectAnswer = "remediator.work.answer"
+	// SubjectNotify carries what the humans should be told about an incident.
+	SubjectNotify = "remediator.notify.incident"
 )
 
 // Stream, consumer and bucket names.
 const (
 	streamEvents    = "REMEDIATOR_EVENTS"
 	streamWork      = "REMEDIATOR_WORK"
+	streamNotify    = "REMEDIATOR_NOTIFY"
 	bucketIncidents = "remediator_incidents"
 	bucketOpen      = "remediator_open"
 	bucketAlerts    = "remediator_alerts"
+	bucketLocks     = "remediator_locks"
+	bucketSeen      = "remediator_seen"
 )
+
+// seenFor is how long FirstSeen remembers a key: longer than Slack's five-minute window for
+// request timestamps, so a replayed request is refused for as long as it could be valid.
+const seenFor = 10 * time.Minute
 
 // Consumer names a durable consumer of one of remediator's streams.
 type Consumer struct{ stream, name string }
@@ -42,8 +57,11 @@ type Consumer struct{ stream, name string }
 var (
 	// Correlator receives alert batches and turns them into incidents.
 	Correlator = Consumer{streamEvents, "correlator"}
-	// Executor receives run requests and carries out remediations.
+	// Executor receives run requests, approval deadlines and answers, and carries out
+	// remediations.
 	Executor = Consumer{streamWork, "executor"}
+	// Notifier receives notifications for the humans.
+	Notifier = Consumer{streamNotify, "notifier"}
 )
 
 // defaultTimeout bounds a queue call whose context has no deadline.
@@ -77,6 +95,9 @@ type Queue struct {
 	js       jetstream.JetStream
 	// Incidents is the incident store.
 	Incidents *Store
+	// Locks are the cluster locks.
+	Locks *Locks
+	seen  jetstream.KeyValue
 }
 
 // Open connects (starting the embedded server if there is no URL) and creates or updates the
@@ -138,6 +159,15 @@ func (q *Queue) setup(ctx context.Context) error {
 		Duplicates:  10 * time.Minute,
 		Replicas:    q.opts.Replicas,
 	}, {
+		Name:        streamNotify,
+		Description: "What the humans should be told, for the chat notifier.",
+		Subjects:    []string{"remediator.notify.>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		MaxAge:      24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+		Replicas:    q.opts.Replicas,
+	}, {
 		Name:        streamWork,
 		Description: "Requests to run an incident's remediation.",
 		Subjects:    []string{"remediator.work.>"},
@@ -151,7 +181,7 @@ func (q *Queue) setup(ctx context.Context) error {
 			return unavailable("create stream %s", cfg.Name, err)
 		}
 	}
-	for _, c := range []Consumer{Correlator, Executor} {
+	for _, c := range []Consumer{Correlator, Executor, Notifier} {
 		_, err := q.js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
 			Durable:       c.name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -168,6 +198,8 @@ func (q *Queue) setup(ctx context.Context) error {
 		{Bucket: bucketIncidents, Description: "Incidents by ID.", History: 8},
 		{Bucket: bucketOpen, Description: "The open incident of each cluster and remediation."},
 		{Bucket: bucketAlerts, Description: "The incident each alert fingerprint last joined.", TTL: 7 * 24 * time.Hour},
+		{Bucket: bucketLocks, Description: "The incident holding each cluster; refreshed while it runs.", TTL: q.opts.AckWait},
+		{Bucket: bucketSeen, Description: "Requests already handled, against replays.", TTL: seenFor},
 	}
 	kvs := make([]jetstream.KeyValue, len(buckets))
 	for i, cfg := range buckets {
@@ -180,6 +212,8 @@ func (q *Queue) setup(ctx context.Context) error {
 		kvs[i] = kv
 	}
 	q.Incidents = &Store{incidents: kvs[0], open: kvs[1], alerts: kvs[2]}
+	q.Locks = &Locks{kv: kvs[3], ttl: q.opts.AckWait}
+	q.seen = kvs[4]
 	return nil
 }
 
@@ -196,6 +230,22 @@ func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID 
 		return false, unavailable("publish to %s", subject, err)
 	}
 	return ack.Duplicate, nil
+}
+
+// FirstSeen records key and says whether this is the first time it is seen within ten
+// minutes; every replica sees the same answer.
+func (q *Queue) FirstSeen(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	sum := sha256.Sum256([]byte(key))
+	_, err := q.seen.Create(ctx, hex.EncodeToString(sum[:]), nil)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, unavailable("record %s", "a seen request", err)
+	}
+	return true, nil
 }
 
 // Ready checks that NATS is connected and JetStream answers.

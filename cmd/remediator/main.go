@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // maintenance windows name time zones; do not depend on the host's database
 
 	"github.com/spf13/cobra"
 )
@@ -45,7 +46,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil, fmt.Errorf("--log-format: %q is not text or json", logFormat)
 	}
-	root.AddCommand(serveCmd(newLogger))
+	root.AddCommand(serveCmd(newLogger), answerCmd(true), answerCmd(false), policyCmd(), simulateCmd())
 	return root
 }
 

@@ -14,10 +14,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/handlers"
 	"github.com/remediator/remediator/internal/config"
 	"github.com/remediator/remediator/internal/report"
 	"github.com/remediator/remediator/internal/worker"
+	slacknotify "github.com/remediator/remediator/notify/slack"
 	"github.com/remediator/remediator/policies"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations"
@@ -78,27 +80,48 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	var (
+		notifier      *slacknotify.Notifier
+		groups        worker.GroupResolver
+		notifySubject string
+	)
+	if cfg.Slack.Enabled() {
+		notifier = slacknotify.New(slacknotify.Config{Token: cfg.Slack.BotToken, Channel: cfg.Slack.Channel,
+			APIURL: cfg.Slack.APIURL, BaseURL: cfg.BaseURL(), Incidents: m.queue.Incidents, Log: m.Log})
+		groups, notifySubject = notifier, queue.SubjectNotify
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w := worker.New(worker.Config{
-		Store:        m.queue.Incidents,
-		Publisher:    m.queue,
-		RunSubject:   queue.SubjectRun,
-		Policies:     pols,
-		Remediations: catalog,
-		Registry:     reg,
-		Log:          m.Log,
-	})
-	h := handlers.New(handlers.Config{
+		Store:         m.queue.Incidents,
 		Publisher:     m.queue,
-		AlertsSubject: queue.SubjectAlerts,
-		Incidents:     m.queue.Incidents,
-		Reports:       report.Renderer{},
-		Ready:         m.queue.Ready,
-		Clusters:      cfg.ClusterNames(),
-		BearerToken:   cfg.Webhook.BearerToken,
+		Locks:         m.queue.Locks,
+		RunSubject:    queue.SubjectRun,
+		ExpireSubject: queue.SubjectExpire,
+		NotifySubject: notifySubject,
+		Policies:      pols,
+		Remediations:  catalog,
+		Groups:        groups,
+		DryRun:        cfg.DryRun,
 		Registry:      reg,
 		Log:           m.Log,
+	})
+	h := handlers.New(handlers.Config{
+		Publisher:          m.queue,
+		AlertsSubject:      queue.SubjectAlerts,
+		Incidents:          m.queue.Incidents,
+		Reports:            report.Renderer{},
+		Ready:              m.queue.Ready,
+		Clusters:           cfg.ClusterNames(),
+		BearerToken:        cfg.Webhook.BearerToken,
+		OperatorToken:      cfg.API.BearerToken,
+		Answers:            w,
+		SlackSigningSecret: cfg.Slack.SigningSecret,
+		AnswersSubject:     queue.SubjectAnswer,
+		Replays:            m.queue,
+		Registry:           reg,
+		Log:                m.Log,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -132,14 +155,28 @@ func (m *Main) Run(ctx context.Context) error {
 		}()
 	}
 	consume(queue.Correlator, 4, func(ctx context.Context, d queue.Delivery) error { return w.Correlate(ctx, d.Data) })
-	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error { return w.Execute(ctx, d.Data) })
+	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error {
+		switch d.Subject {
+		case queue.SubjectRun:
+			return w.Execute(ctx, d.Data)
+		case queue.SubjectExpire:
+			return w.Expire(ctx, d.Data)
+		case queue.SubjectAnswer:
+			return w.AnswerFromChat(ctx, d.Data)
+		}
+		return remediator.Errorf(remediator.EINVALID, "no handler for subject %s", d.Subject)
+	})
+	if notifier != nil {
+		// One at a time: a message and its thread are updated in order.
+		consume(queue.Notifier, 1, func(ctx context.Context, d queue.Delivery) error { return notifier.Handle(ctx, d.Data) })
+	}
 
 	nats := cfg.NATS.URL
 	if nats == "" {
 		nats = "embedded"
 	}
 	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "data_dir", cfg.DataDir,
-		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()))
+		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()), "slack", cfg.Slack.Enabled(), "dry_run", cfg.DryRun)
 	return nil
 }
 

@@ -28,6 +28,43 @@ type Config struct {
 	Webhook  Webhook   `yaml:"webhook"`
 	// PoliciesDir holds the policy files; empty means the built-in default policies.
 	PoliciesDir string `yaml:"policies_dir"`
+	// DryRun plans every remediation and runs none.
+	DryRun bool `yaml:"dry_run"`
+	// ExternalURL is how humans reach this service, for links in chat (http://<listen> if
+	// empty).
+	ExternalURL string `yaml:"external_url"`
+	API         API    `yaml:"api"`
+	Slack       Slack  `yaml:"slack"`
+}
+
+// API configures the operator API (approvals without chat).
+type API struct {
+	// BearerTokenFile holds the token operators present to approve or reject; empty turns
+	// approvals over the API off.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// BearerToken is read from BearerTokenFile by Validate.
+	BearerToken string `yaml:"-"`
+}
+
+// DefaultSlackAPIURL is Slack's Web API.
+const DefaultSlackAPIURL = "https://slack.com/api/"
+
+// Slack configures the Slack app that reports incidents and takes approvals.
+type Slack struct {
+	BotTokenFile      string `yaml:"bot_token_file"`
+	SigningSecretFile string `yaml:"signing_secret_file"`
+	// Channel is the channel ID (or name) incidents are reported in.
+	Channel string `yaml:"channel"`
+	// APIURL is Slack's Web API (tests point it at a local server).
+	APIURL string `yaml:"api_url"`
+	// BotToken and SigningSecret are read from their files by Validate.
+	BotToken      string `yaml:"-"`
+	SigningSecret string `yaml:"-"`
+}
+
+// Enabled says whether Slack is configured.
+func (s Slack) Enabled() bool {
+	return s.BotTokenFile != "" || s.SigningSecretFile != "" || s.Channel != ""
 }
 
 // NATS says where the queue is.
@@ -103,6 +140,7 @@ func Defaults(getenv func(string) string) Config {
 		Listen:  "127.0.0.1:9095",
 		DataDir: "data",
 		NATS:    NATS{Replicas: 1, AckWait: Duration(30 * time.Second)},
+		Slack:   Slack{APIURL: DefaultSlackAPIURL},
 		Clusters: []Cluster{{
 			Name: "default",
 			Etcd: Etcd{
@@ -146,6 +184,9 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.PoliciesDir)
 	abs(&c.Webhook.BearerTokenFile)
 	abs(&c.NATS.CredsFile)
+	abs(&c.API.BearerTokenFile)
+	abs(&c.Slack.BotTokenFile)
+	abs(&c.Slack.SigningSecretFile)
 	for i := range c.Clusters {
 		t := &c.Clusters[i].Etcd.TLS
 		abs(&t.CAFile)
@@ -230,6 +271,43 @@ func (c *Config) Validate() error {
 		}
 		c.Webhook.BearerToken = tok
 	}
+	if f := c.API.BearerTokenFile; f != "" {
+		tok, err := readSecret(f)
+		if err != nil {
+			bad("api.bearer_token_file", "%v", err)
+		}
+		c.API.BearerToken = tok
+	}
+	if c.ExternalURL != "" {
+		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("external_url", "%q is not an http(s) URL such as https://remediator.example.com", c.ExternalURL)
+		}
+	}
+	if s := &c.Slack; s.Enabled() {
+		for _, f := range []struct {
+			key, path string
+			into      *string
+		}{
+			{"slack.bot_token_file", s.BotTokenFile, &s.BotToken},
+			{"slack.signing_secret_file", s.SigningSecretFile, &s.SigningSecret},
+		} {
+			if f.path == "" {
+				bad(f.key, "must be set when Slack is configured")
+				continue
+			}
+			secret, err := readSecret(f.path)
+			if err != nil {
+				bad(f.key, "%v", err)
+			}
+			*f.into = secret
+		}
+		if s.Channel == "" {
+			bad("slack.channel", "must be set when Slack is configured")
+		}
+		if u, err := url.Parse(s.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("slack.api_url", "%q is not an http(s) URL", s.APIURL)
+		}
+	}
 	if c.PoliciesDir != "" {
 		if fi, err := os.Stat(c.PoliciesDir); err != nil {
 			bad("policies_dir", "%v", err)
@@ -238,6 +316,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// BaseURL is where humans reach this service: external_url, or the listen address.
+func (c *Config) BaseURL() string {
+	if c.ExternalURL != "" {
+		return strings.TrimSuffix(c.ExternalURL, "/")
+	}
+	return "http://" + c.Listen
 }
 
 // ClusterNames lists the configured clusters' names.

@@ -121,6 +121,7 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 	if err := w.Store.IndexAlerts(ctx, id, fps); err != nil {
 		return err
 	}
+	w.notify(ctx, inc, nil)
 	if inc.State == remediator.StatePending {
 		return w.requestRun(ctx, id)
 	}
@@ -147,16 +148,38 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Alert) error {
 	}
 	slices.SortFunc(ids, cmp.Compare)
 	for _, id := range ids {
-		if _, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 			inc.AddEvidence(byIncident[id])
+			if inc.State == remediator.StateAwaitingApproval && allResolved(inc) {
+				now := w.Now()
+				reason := "every alert resolved while the incident waited for approval"
+				skipPending(inc, reason)
+				inc.SetState(remediator.StateCancelled, reason, now)
+			}
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
-		w.Log.Info("resolved alerts joined their incident", "incident", id, "alerts", len(byIncident[id]))
+		w.Log.Info("resolved alerts joined their incident", "incident", id, "alerts", len(byIncident[id]), "state", inc.State)
 		w.alerts.WithLabelValues("resolved").Add(float64(len(byIncident[id])))
+		w.notify(ctx, inc, nil)
 	}
 	return nil
+}
+
+// allResolved says whether the latest word on every alert of the incident is "resolved".
+func allResolved(inc *remediator.Incident) bool {
+	latest := map[string]remediator.AlertStatus{}
+	for _, a := range inc.Evidence {
+		latest[a.Fingerprint] = a.Status
+	}
+	for _, s := range latest {
+		if s != remediator.AlertResolved {
+			return false
+		}
+	}
+	return len(latest) > 0
 }
 
 // requestRun enqueues the incident for the executor, once.

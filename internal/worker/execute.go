@@ -7,15 +7,18 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/remediator/remediator"
 )
 
-// Execute runs (or resumes) the remediation of the incident named by a run message. Steps
-// that succeeded are not run again; a step that was interrupted runs again from the progress
-// it saved. A step error that may pass is recorded and returned for the queue to retry, until
-// the step has had its attempts; any other failure ends the incident as failed.
+// Execute runs (or resumes) the remediation of the incident named by a run message. A new
+// incident passes its gates first (dry-run, cooldown, max_attempts, maintenance windows) and
+// runs only with its cluster's lock; a step at or above the policy's approval risk waits for
+// approval. Steps that succeeded are not run again; a step that was interrupted runs again
+// from the progress it saved. A step error that may pass is recorded and returned for the
+// queue to retry, until the step has had its attempts; any other failure ends the incident.
 func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	var req runRequest
 	if err := json.Unmarshal(data, &req); err != nil || req.Incident == "" {
@@ -34,63 +37,177 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		return w.fail(ctx, log, inc.ID, err)
 	}
 	if inc.State == remediator.StatePending {
-		if inc, err = w.start(ctx, log, inc.ID, plan); err != nil {
+		if inc, err = w.admit(ctx, log, inc.ID, plan); err != nil || inc.State != remediator.StatePending {
 			return err
-		}
-		if inc.State != remediator.StateRunning {
-			return nil
 		}
 	}
 	if err := samePlan(inc.Steps, plan); err != nil {
 		return w.fail(ctx, log, inc.ID, err)
 	}
+
+	holder := inc.ID + "@" + w.id
+	owner, err := w.Locks.Acquire(ctx, inc.Cluster, holder)
+	if err != nil {
+		return err
+	}
+	if owner != holder {
+		return w.waitForLock(ctx, log, inc.ID, owner)
+	}
+	ctx, release := w.holdLock(ctx, log, inc.Cluster, holder)
+	defer release()
+	if inc.State == remediator.StatePending {
+		if inc, err = w.setState(ctx, log, inc.ID, remediator.StateRunning, ""); err != nil {
+			return err
+		}
+	}
+
 	for i, step := range plan {
 		if s := inc.Steps[i].State; s == remediator.StepSucceeded || s == remediator.StepSkipped {
 			continue
 		}
-		if inc, err = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step); err != nil {
+		if needsApproval(inc, step) {
+			rule := inc.Gates.Approval
+			_, err := w.requestApproval(ctx, log, inc.ID, step.Name, fmt.Sprintf("step %s is %s risk, and policy %q asks for approval from %s risk on",
+				step.Name, step.Risk, inc.Policy, rule.FromRisk))
+			return err
+		}
+		inc, err = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step)
+		w.notify(ctx, inc, nil)
+		if err != nil {
 			return err
 		}
 	}
-	inc, err = w.Store.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
-		inc.SetState(remediator.StateSucceeded, "", w.Now())
-		return nil
-	})
+	inc, err = w.setState(ctx, log, inc.ID, remediator.StateSucceeded, "")
 	if err == nil {
 		log.Info("remediation succeeded", "time_to_recovery", inc.TimeToRecovery())
 	}
 	return err
 }
 
-// start records the plan and moves a pending incident on as its mode says.
-func (w *Worker) start(ctx context.Context, log *slog.Logger, id string, plan []remediator.PlannedStep) (*remediator.Incident, error) {
-	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+// admit records the plan of a pending incident and applies its gates. The incident it returns
+// is still pending if the run may start; otherwise it says what happened instead.
+func (w *Worker) admit(ctx context.Context, log *slog.Logger, id string, plan []remediator.PlannedStep) (*remediator.Incident, error) {
+	inc, err := w.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var history []*remediator.Incident
+	if inc.Gates.Cooldown > 0 || inc.Gates.MaxAttempts > 0 {
+		all, err := w.Store.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range all {
+			if h.Cluster == inc.Cluster && h.Remediation == inc.Remediation {
+				history = append(history, h)
+			}
+		}
+	}
+	a := admit(inc, history, w.Now(), w.DryRun)
+	inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 		if inc.State != remediator.StatePending {
 			return nil // another delivery got here first
 		}
 		now := w.Now()
-		inc.Steps = make([]remediator.Step, len(plan))
-		for i, p := range plan {
-			inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, State: remediator.StepPending}
-		}
-		switch inc.Mode {
-		case remediator.ModeDryRun:
-			for i := range inc.Steps {
-				inc.Steps[i].State = remediator.StepSkipped
-				inc.Steps[i].Output = "dry-run: planned, not run"
+		if len(inc.Steps) == 0 {
+			inc.Steps = make([]remediator.Step, len(plan))
+			for i, p := range plan {
+				inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, State: remediator.StepPending}
 			}
-			inc.SetState(remediator.StateSkipped, fmt.Sprintf("dry-run: policy %q plans this remediation and runs none of it", inc.Policy), now)
-		case remediator.ModeApprove:
-			inc.SetState(remediator.StateAwaitingApproval, fmt.Sprintf("policy %q requires approval before the remediation runs", inc.Policy), now)
-		default:
-			inc.SetState(remediator.StateRunning, "", now)
+		}
+		switch a.verdict {
+		case admitDryRun, admitSkip:
+			skipPending(inc, a.reason)
+			inc.Record(now, remediator.EventNotice, "", "%s", a.reason)
+			inc.SetState(remediator.StateSkipped, a.reason, now)
+		case admitWait:
+			if inc.Reason != a.reason {
+				inc.Reason = a.reason
+				inc.Record(now, remediator.EventWaiting, "", "%s", a.reason)
+			}
 		}
 		return nil
 	})
-	if err == nil {
-		log.Info("incident moved on", "state", inc.State, "mode", inc.Mode)
+	if err != nil {
+		return nil, err
 	}
-	return inc, err
+	switch a.verdict {
+	case admitDryRun, admitSkip:
+		log.Info("incident not run", "reason", a.reason)
+		w.notify(ctx, inc, nil)
+	case admitWait:
+		return inc, remediator.RetryLater(a.until.Sub(w.Now()), "%s", a.reason)
+	case admitApprove:
+		return w.requestApproval(ctx, log, id, plan[0].Name, a.reason)
+	}
+	return inc, nil
+}
+
+// setState moves the incident to a state and tells the humans.
+func (w *Worker) setState(ctx context.Context, log *slog.Logger, id string, s remediator.State, reason string) (*remediator.Incident, error) {
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		inc.SetState(s, reason, w.Now())
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("incident state", "state", s, "reason", reason)
+	w.notify(ctx, inc, nil)
+	return inc, nil
+}
+
+// waitForLock notes (once) that the incident waits for another's cluster lock, and asks the
+// queue to come back about when the lock could have expired.
+func (w *Worker) waitForLock(ctx context.Context, log *slog.Logger, id, owner string) error {
+	holder, _, _ := strings.Cut(owner, "@")
+	reason := fmt.Sprintf("waiting for the cluster lock, held by incident %s: one remediation per cluster at a time", holder)
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		if inc.Reason != reason {
+			inc.Reason = reason
+			inc.Record(w.Now(), remediator.EventWaiting, "", "%s", reason)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	log.Debug("waiting for the cluster lock", "holder", owner)
+	w.notify(ctx, inc, nil)
+	return remediator.RetryLater(w.Locks.TTL()/3, "%s", reason)
+}
+
+// holdLock keeps the cluster lock refreshed until the returned release is called, which
+// also gives it up. If a refresh fails, the lock may be someone else's by now: the returned
+// context is cancelled, so that the work stops at once.
+func (w *Worker) holdLock(ctx context.Context, log *slog.Logger, cluster, holder string) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(w.Locks.TTL() / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := w.Locks.Refresh(ctx, cluster, holder); err != nil {
+					log.Error("lost the cluster lock; stopping the remediation", "err", err)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel()
+		rctx, rcancel := recordCtx(ctx)
+		defer rcancel()
+		if err := w.Locks.Release(rctx, cluster, holder); err != nil {
+			log.Warn("releasing the cluster lock failed; it expires by itself", "err", err)
+		}
+	}
 }
 
 // samePlan checks that a resumed incident's recorded steps are the plan this version makes.
@@ -192,7 +309,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 		default:
 			s.State, s.Error, s.FinishedAt = remediator.StepFailed, stepErr.Error(), now
 			inc.Record(now, remediator.EventStepFailed, s.Name, "failed: %v", stepErr)
-			skipRest(inc, i)
+			skipPending(inc, fmt.Sprintf("step %s failed", s.Name))
 			reason := fmt.Sprintf("step %s failed: %v", s.Name, stepErr)
 			if remediator.Retriable(stepErr) {
 				reason = fmt.Sprintf("step %s failed on its last attempt (%d of %d): %v", s.Name, s.Attempts, w.StepAttempts, stepErr)
@@ -217,12 +334,12 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 	return inc, stepErr
 }
 
-// skipRest marks the steps after i as not run.
-func skipRest(inc *remediator.Incident, i int) {
-	for j := i + 1; j < len(inc.Steps); j++ {
+// skipPending marks the steps not run yet as skipped, and why.
+func skipPending(inc *remediator.Incident, why string) {
+	for j := range inc.Steps {
 		if inc.Steps[j].State == remediator.StepPending {
 			inc.Steps[j].State = remediator.StepSkipped
-			inc.Steps[j].Output = fmt.Sprintf("not run: step %s failed", inc.Steps[i].Name)
+			inc.Steps[j].Output = "not run: " + why
 		}
 	}
 }
@@ -232,13 +349,16 @@ func skipRest(inc *remediator.Incident, i int) {
 func (w *Worker) fail(ctx context.Context, log *slog.Logger, id string, cause error) error {
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
-	if _, err := w.Store.Update(rctx, id, func(inc *remediator.Incident) error {
+	inc, err := w.Store.Update(rctx, id, func(inc *remediator.Incident) error {
+		skipPending(inc, cause.Error())
 		inc.SetState(remediator.StateFailed, cause.Error(), w.Now())
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	log.Error("incident failed", "err", cause)
+	w.notify(rctx, inc, nil)
 	return cause
 }
 

@@ -42,13 +42,36 @@ type Planner interface {
 	Plan(name string, params map[string]string) ([]remediator.PlannedStep, error)
 }
 
+// Locker holds one lock per cluster, refreshed by its holder and expiring by itself.
+type Locker interface {
+	// Acquire takes the lock for holder, or returns who holds it.
+	Acquire(ctx context.Context, cluster, holder string) (owner string, err error)
+	Refresh(ctx context.Context, cluster, holder string) error
+	Release(ctx context.Context, cluster, holder string) error
+	TTL() time.Duration
+}
+
+// GroupResolver lists the members of a chat user group.
+type GroupResolver interface {
+	Members(ctx context.Context, group string) ([]string, error)
+}
+
 // Config is what a worker needs.
 type Config struct {
-	Store        Store
-	Publisher    Publisher
-	RunSubject   string
-	Policies     Matcher
-	Remediations Planner
+	Store     Store
+	Publisher Publisher
+	Locks     Locker
+	// RunSubject, ExpireSubject and NotifySubject are where run requests, approval deadlines
+	// and notices go; without NotifySubject nobody is notified.
+	RunSubject    string
+	ExpireSubject string
+	NotifySubject string
+	Policies      Matcher
+	Remediations  Planner
+	// Groups resolves chat user groups named by approval rules; nil if there is no chat.
+	Groups GroupResolver
+	// DryRun runs nothing anywhere: every incident is planned and skipped.
+	DryRun bool
 	// StepAttempts is how many times a step that fails in a way that may pass is tried before
 	// the incident fails (DefaultStepAttempts if zero).
 	StepAttempts int
@@ -63,6 +86,8 @@ const DefaultStepAttempts = 9
 // Worker correlates alerts and runs remediations.
 type Worker struct {
 	Config
+	// id tells this worker's locks from another replica's.
+	id     string
 	alerts *prometheus.CounterVec
 	steps  *prometheus.HistogramVec
 }
@@ -80,6 +105,7 @@ func New(cfg Config) *Worker {
 	}
 	w := &Worker{
 		Config: cfg,
+		id:     newID(cfg.Now()),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "remediator_alerts_correlated_total",
 			Help: "Alerts the correlator handled, by outcome (opened, attached, resolved, unmatched, denied).",

@@ -72,6 +72,8 @@ const testPolicies = `policies:
     match: has(labels.mode) && labels.mode == "approve"
     remediation: test-remediation
     mode: approve
+    approval:
+      users: [U01ALICE, bob]
   - name: auto
     match: labels.alertname == "TestAlert"
     remediation: test-remediation
@@ -100,7 +102,8 @@ func newFixture(t *testing.T, steps ...remediator.PlannedStep) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := New(Config{Store: q.Incidents, Publisher: q, RunSubject: queue.SubjectRun, Policies: pols,
+	w := New(Config{Store: q.Incidents, Publisher: q, Locks: q.Locks, RunSubject: queue.SubjectRun,
+		ExpireSubject: queue.SubjectExpire, NotifySubject: queue.SubjectNotify, Policies: pols,
 		Remediations: rem, Registry: prometheus.NewRegistry()})
 	return &fixture{w: w, q: q, rem: rem}
 }

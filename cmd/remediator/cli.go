@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/handlers"
+	"github.com/remediator/remediator/internal/config"
+	"github.com/remediator/remediator/internal/worker"
+	"github.com/remediator/remediator/policies"
+	"github.com/remediator/remediator/remediations"
+)
+
+// answerCmd is `remediator approve` or `remediator reject`: an answer over the operator API,
+// under the same rules as a click in Slack.
+func answerCmd(approve bool) *cobra.Command {
+	var as, comment, server, tokenFile, configPath string
+	verb := map[bool]string{true: "approve", false: "reject"}[approve]
+	cmd := &cobra.Command{
+		Use:   verb + " INCIDENT --as NAME",
+		Short: fmt.Sprintf("%s an incident that waits for approval, as one of its approvers", strings.ToUpper(verb[:1])+verb[1:]),
+		Long: `Answers over the operator API (POST /api/v1/incidents/{id}/` + verb + `), with the operator token
+from --token-file, or from api.bearer_token_file of --config. The name given with --as must be
+one of the approvers the incident's policy names.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath != "" {
+				cfg, err := config.Load(configPath, os.Getenv)
+				if err != nil {
+					return err
+				}
+				if server == "" {
+					server = cfg.BaseURL()
+				}
+				if tokenFile == "" {
+					tokenFile = cfg.API.BearerTokenFile
+				}
+			}
+			if server == "" {
+				server = "http://127.0.0.1:9095"
+			}
+			if tokenFile == "" {
+				return fmt.Errorf("--token-file (or api.bearer_token_file in --config) is needed")
+			}
+			token, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return err
+			}
+			body, _ := json.Marshal(map[string]string{"approver": as, "comment": comment})
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost,
+				strings.TrimSuffix(server, "/")+"/api/v1/incidents/"+args[0]+"/"+verb, bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				var e struct{ Error string }
+				_ = json.Unmarshal(out, &e)
+				return fmt.Errorf("%s refused (%s): %s", verb, resp.Status, e.Error)
+			}
+			var inc remediator.Incident
+			if err := json.Unmarshal(out, &inc); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "incident %s is %s", inc.ID, inc.State)
+			if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval {
+				fmt.Fprintf(cmd.OutOrStdout(), " (%d of %d approvals)", len(a.Approvals), a.Required)
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", "", "the approver's name, as the policy lists it")
+	cmd.Flags().StringVar(&comment, "comment", "", "why")
+	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
+	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")
+	_ = cmd.MarkFlagRequired("as")
+	return cmd
+}
+
+// policyCmd is `remediator policy lint DIR`.
+func policyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Work with policy files"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "lint DIR",
+		Short: "Check the policy files in DIR, as serve would at start-up",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := policies.LoadDir(args[0], remediations.New(remediations.Deps{}))
+			if err != nil {
+				return err
+			}
+			for _, p := range set.Policies() {
+				fmt.Fprintf(cmd.OutOrStdout(), "ok  %s: %s -> %s (%s)\n", p.Source, p.Name, p.Decision.Remediation, p.Decision.Mode)
+			}
+			return nil
+		},
+	})
+	return cmd
+}
+
+// simulateCmd is `remediator simulate --payload FILE`: which policy matches each alert, the
+// plan with its risks and gates, and what would need approval, touching nothing.
+func simulateCmd() *cobra.Command {
+	var payload, configPath, at string
+	cmd := &cobra.Command{
+		Use:   "simulate --payload FILE",
+		Short: "Show what an Alertmanager payload would make remediator do, touching nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(configPath, os.Getenv)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			if at != "" {
+				if now, err = time.Parse(time.RFC3339, at); err != nil {
+					return fmt.Errorf("--at: %w", err)
+				}
+			}
+			body, err := os.ReadFile(payload)
+			if err != nil {
+				return err
+			}
+			batch, rejected, err := handlers.DecodeAlertmanager(body, cfg.ClusterNames(), now)
+			if err != nil {
+				return err
+			}
+			catalog := remediations.New(remediations.Deps{})
+			set, err := loadPolicies(cfg.PoliciesDir, catalog)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, r := range rejected {
+				fmt.Fprintf(out, "refused: %s\n", r)
+			}
+			// Alerts for the same cluster and remediation make one incident, as in serve.
+			type incident struct {
+				decision remediator.Decision
+				cluster  string
+				alerts   int
+			}
+			var incidents []*incident
+			fmt.Fprintln(out, "alerts:")
+			for _, a := range batch.Alerts {
+				d, ok, err := set.Match(a)
+				what := fmt.Sprintf("  %s (%s) on %s: ", a.Name(), a.Status, a.Cluster)
+				switch {
+				case err != nil && !ok:
+					fmt.Fprintf(out, "%sno policy matches (%v)\n", what, err)
+				case !ok:
+					fmt.Fprintf(out, "%sno policy matches: nothing happens\n", what)
+				case d.Mode == remediator.ModeDeny:
+					fmt.Fprintf(out, "%spolicy %s denies remediation: nothing happens\n", what, d.Policy)
+				case a.Status == remediator.AlertResolved:
+					fmt.Fprintf(out, "%spolicy %s: joins the incident it fired into; nothing new runs\n", what, d.Policy)
+				default:
+					fmt.Fprintf(out, "%spolicy %s -> %s (mode %s)\n", what, d.Policy, d.Remediation, d.Mode)
+					i := slices.IndexFunc(incidents, func(x *incident) bool { return x.cluster == a.Cluster && x.decision.Remediation == d.Remediation })
+					if i < 0 {
+						incidents = append(incidents, &incident{decision: d, cluster: a.Cluster})
+						i = len(incidents) - 1
+					}
+					incidents[i].alerts++
+				}
+			}
+			for _, inc := range incidents {
+				d := inc.decision
+				plan, err := catalog.Plan(d.Remediation, d.Params)
+				if err != nil {
+					return err
+				}
+				sim := worker.Simulate(d, inc.cluster, plan, now, cfg.DryRun)
+				fmt.Fprintf(out, "\nincident on %s: %s for %d alert(s), policy %s, mode %s\n  the run %s\n",
+					inc.cluster, d.Remediation, inc.alerts, d.Policy, d.Mode, sim.Start)
+				for i, s := range sim.Steps {
+					fmt.Fprintf(out, "  %d. %-11s %-11s %s\n", i+1, s.Name, s.Risk, s.Description)
+					if s.Gate != "" {
+						fmt.Fprintf(out, "     ^ %s\n", s.Gate)
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&payload, "payload", "", "Alertmanager webhook payload (JSON)")
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (for clusters, policies_dir and dry_run)")
+	cmd.Flags().StringVar(&at, "at", "", "simulate at this time (RFC 3339), for maintenance windows")
+	_ = cmd.MarkFlagRequired("payload")
+	return cmd
+}

@@ -1,0 +1,155 @@
+package remediator
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Duration is a time.Duration that reads and writes as "30m0s" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// Gates are what a policy puts between an incident and its remediation, copied into the
+// incident when it opens so that it runs under the rules it was opened with.
+type Gates struct {
+	// Approval says who must approve, and before which steps.
+	Approval *ApprovalRule `json:"approval,omitempty"`
+	// Cooldown is how long after a run of the same remediation on the same cluster a new one
+	// is reported instead of run.
+	Cooldown Duration `json:"cooldown,omitempty"`
+	// MaxAttempts is how many runs of the same remediation on the same cluster may start
+	// within AttemptsWindow before a new one is reported instead of run (0: no limit).
+	MaxAttempts    int      `json:"max_attempts,omitempty"`
+	AttemptsWindow Duration `json:"attempts_window,omitempty"`
+	// Maintenance, when set, limits when the remediation may start.
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+}
+
+// ApprovalRule says who may approve, how many must, for how long the request stays open, and
+// from which step risk on approval is needed.
+type ApprovalRule struct {
+	// Users are Slack user IDs or operator names that may approve.
+	Users []string `json:"users,omitempty"`
+	// Groups are Slack user group IDs whose members may approve.
+	Groups []string `json:"groups,omitempty"`
+	// Required is how many distinct approvers are needed (2 is the two-person rule).
+	Required int `json:"required"`
+	// Timeout is how long a request stays open before the incident is rejected as expired.
+	Timeout Duration `json:"timeout"`
+	// FromRisk gates the first step whose risk is at least this.
+	FromRisk Risk `json:"from_risk"`
+}
+
+// What a remediation does outside its maintenance windows.
+const (
+	OutsideWait    = "wait"
+	OutsideApprove = "approve"
+)
+
+// Maintenance is when a remediation may start without asking.
+type Maintenance struct {
+	Windows []Window `json:"windows"`
+	// Outside is OutsideWait (start when a window opens) or OutsideApprove (ask a human).
+	Outside string `json:"outside"`
+}
+
+// Risks lists the risk levels from harmless to irreversible.
+var Risks = []Risk{RiskReadOnly, RiskLow, RiskHigh, RiskDestructive}
+
+// AtLeast says whether r is as risky as other or more.
+func (r Risk) AtLeast(other Risk) bool {
+	return slices.Index(Risks, r) >= slices.Index(Risks, other)
+}
+
+// ApprovalRequest is an incident's open (or answered) request for approval.
+type ApprovalRequest struct {
+	// Gate is the step the remediation waits before.
+	Gate string `json:"gate"`
+	// Reason says why approval is needed.
+	Reason      string     `json:"reason"`
+	Required    int        `json:"required"`
+	RequestedAt time.Time  `json:"requested_at"`
+	ExpiresAt   time.Time  `json:"expires_at"`
+	Approvals   []Approval `json:"approvals,omitempty"`
+	// Granted is set once enough distinct approvers approved; it covers the rest of the run.
+	Granted bool `json:"granted"`
+}
+
+// Approval is one human's answer.
+type Approval struct {
+	By      string    `json:"by"`
+	Via     string    `json:"via"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment,omitempty"`
+}
+
+// ApprovedBy says whether the named approver has approved already.
+func (a *ApprovalRequest) ApprovedBy(name string) bool {
+	return slices.ContainsFunc(a.Approvals, func(x Approval) bool { return x.By == name })
+}
+
+// Later is an error saying that the work cannot happen yet and when to look again; the queue
+// delivers the message again then, without counting it as a failure.
+type Later struct {
+	After  time.Duration
+	Reason string
+}
+
+// Error returns the reason.
+func (l *Later) Error() string { return fmt.Sprintf("not yet (again in %s): %s", l.After, l.Reason) }
+
+// RetryLater returns a *Later.
+func RetryLater(after time.Duration, format string, args ...any) error {
+	return &Later{After: max(after, time.Second), Reason: fmt.Sprintf(format, args...)}
+}
+
+// Answer is a human's approval or rejection of an incident's request.
+type Answer struct {
+	Incident string `json:"incident"`
+	// By is who answered: a Slack user ID, or an operator's name over the API.
+	By string `json:"by"`
+	// Name is how to show By, such as a Slack user name.
+	Name    string `json:"name,omitempty"`
+	Via     string `json:"via"`
+	Approve bool   `json:"approve"`
+	Comment string `json:"comment,omitempty"`
+	// Channel is where the answer was given, to tell a refused user why.
+	Channel string `json:"channel,omitempty"`
+}
+
+// Who names the answerer for people: "alice (U01ALICE)".
+func (a Answer) Who() string {
+	if a.Name == "" || a.Name == a.By {
+		return a.By
+	}
+	return a.Name + " (" + a.By + ")"
+}
+
+// Notice asks the notifier to bring the humans up to date on an incident: the incident's
+// message and thread are synced with its state, and Ephemeral, if set, is shown to one user.
+type Notice struct {
+	Incident  string     `json:"incident"`
+	Ephemeral *Ephemeral `json:"ephemeral,omitempty"`
+}
+
+// Ephemeral is a message only one user sees, such as why their click was refused.
+type Ephemeral struct {
+	User    string `json:"user"`
+	Channel string `json:"channel"`
+	Text    string `json:"text"`
+}

@@ -1,0 +1,136 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/slack-go/slack"
+
+	"github.com/remediator/remediator"
+)
+
+// Replays remembers requests, so that a replayed one is refused.
+type Replays interface {
+	FirstSeen(ctx context.Context, key string) (bool, error)
+}
+
+// Answerer records approvals and rejections, with the same rules wherever they come from.
+type Answerer interface {
+	Answer(ctx context.Context, a remediator.Answer) (*remediator.Incident, error)
+}
+
+// maxInteractionBytes is the largest Slack interaction payload accepted.
+const maxInteractionBytes = 1 << 20
+
+// slackInteraction takes a click on an Approve or Reject button. It verifies Slack's
+// signature over the raw body and the timestamp before anything else, refuses a request it
+// has seen already, and enqueues the answer; whether the user may answer is decided by the
+// worker, which tells them if not. It answers at once, well within Slack's three seconds.
+func (a *api) slackInteraction(c echo.Context) error {
+	const source = "slack"
+	err := a.receiveInteraction(c)
+	if err != nil {
+		a.webhooks.WithLabelValues(source, remediator.ErrorCode(err)).Inc()
+		if status := statusOf(err); status < http.StatusInternalServerError {
+			a.Log.Warn("slack interaction refused", "status", status, "err", err)
+		}
+		return err
+	}
+	a.webhooks.WithLabelValues(source, "accepted").Inc()
+	return c.NoContent(http.StatusOK)
+}
+
+func (a *api) receiveInteraction(c echo.Context) error {
+	r := c.Request()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxInteractionBytes))
+	if err != nil {
+		return remediator.Errorf(remediator.ETOOLARGE, "body is over the %d byte limit", maxInteractionBytes)
+	}
+	sv, err := slack.NewSecretsVerifier(r.Header, a.SlackSigningSecret)
+	switch {
+	case errors.Is(err, slack.ErrExpiredTimestamp):
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "request timestamp is more than five minutes off")
+	case errors.Is(err, slack.ErrMissingHeaders):
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "missing X-Slack-Signature or X-Slack-Request-Timestamp")
+	case err != nil:
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "malformed signature headers")
+	}
+	_, _ = sv.Write(body)
+	if err := sv.Ensure(); err != nil {
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "signature does not match the body")
+	}
+	key := "slack:" + r.Header.Get("X-Slack-Request-Timestamp") + ":" + r.Header.Get("X-Slack-Signature")
+	first, err := a.Replays.FirstSeen(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	if !first {
+		return remediator.Errorf(remediator.ECONFLICT, "this request was handled already: a replay")
+	}
+
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return remediator.Errorf(remediator.EINVALID, "body is not a form: %v", err)
+	}
+	var cb slack.InteractionCallback
+	if err := json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
+		return remediator.Errorf(remediator.EINVALID, "payload is not an interaction: %v", err)
+	}
+	if cb.Type != slack.InteractionTypeBlockActions {
+		return nil // nothing of ours
+	}
+	for _, action := range cb.ActionCallback.BlockActions {
+		if action.ActionID != "approve" && action.ActionID != "reject" {
+			continue
+		}
+		answer := remediator.Answer{Incident: action.Value, By: cb.User.ID, Name: cb.User.Name, Via: "slack",
+			Approve: action.ActionID == "approve", Channel: cb.Channel.ID}
+		data, _ := json.Marshal(answer)
+		if _, err := a.Publisher.Publish(r.Context(), a.AnswersSubject, data, key+":"+action.ActionID); err != nil {
+			return remediator.Errorf(remediator.EUNAVAILABLE, "the queue cannot take the answer now: %v", err)
+		}
+		a.Log.Info("slack answer enqueued", "incident", answer.Incident, "user", answer.Who(), "approve", answer.Approve)
+	}
+	return nil
+}
+
+// answerBody is the body of an approval or rejection over the API.
+type answerBody struct {
+	Approver string `json:"approver"`
+	Comment  string `json:"comment"`
+}
+
+// answer takes an approval or rejection from an operator, over the API: the operator token
+// proves who may use it, the approver name must be one of the incident's approvers.
+func (a *api) answer(approve bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.OperatorToken == "" {
+			return remediator.Errorf(remediator.EFORBIDDEN, "approvals over the API are off: set api.bearer_token_file")
+		}
+		got, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(a.OperatorToken)) != 1 {
+			return remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")
+		}
+		var body answerBody
+		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+		if err := dec.Decode(&body); err != nil {
+			return remediator.Errorf(remediator.EINVALID, "body must be {\"approver\": \"name\", \"comment\": \"...\"}: %v", err)
+		}
+		if strings.TrimSpace(body.Approver) == "" {
+			return remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+		}
+		inc, err := a.Answers.Answer(c.Request().Context(), remediator.Answer{
+			Incident: c.Param("id"), By: body.Approver, Via: "api", Approve: approve, Comment: body.Comment})
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, inc)
+	}
+}

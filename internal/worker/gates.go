@@ -1,0 +1,176 @@
+package worker
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/remediator/remediator"
+)
+
+// verdict is what the gates say about starting a run now.
+type verdict int
+
+const (
+	admitRun verdict = iota
+	admitDryRun
+	admitSkip
+	admitWait
+	admitApprove
+)
+
+// admission is a verdict plus its reason.
+type admission struct {
+	verdict verdict
+	reason  string
+	// until is when to look again, for admitWait.
+	until time.Time
+}
+
+// admit applies the incident's gates to a run about to start. history holds the incidents of
+// the same cluster and remediation; nil means it is not known (a simulation), and the gates
+// that need it are not applied.
+func admit(inc *remediator.Incident, history []*remediator.Incident, now time.Time, dryRun bool) admission {
+	g := inc.Gates
+	switch {
+	case dryRun:
+		return admission{verdict: admitDryRun, reason: "dry-run: remediator runs with dry_run on; the remediation is planned and none of it runs"}
+	case inc.Mode == remediator.ModeDryRun:
+		return admission{verdict: admitDryRun, reason: fmt.Sprintf("dry-run: policy %q plans this remediation and runs none of it", inc.Policy)}
+	}
+	escalate := func(reason string) admission {
+		if g.Approval != nil {
+			return admission{verdict: admitApprove, reason: reason + "; approve to run it anyway"}
+		}
+		return admission{verdict: admitSkip, reason: reason + "; not run, and the policy names no approvers who could allow it"}
+	}
+	if g.Cooldown > 0 && history != nil {
+		if last := lastRun(inc, history); last != nil && now.Sub(last.FinishedAt) < time.Duration(g.Cooldown) {
+			return escalate(fmt.Sprintf("cooldown: %s last ran on %s %s ago (incident %s, %s), within the %s cooldown: the problem came back",
+				inc.Remediation, inc.Cluster, now.Sub(last.FinishedAt).Round(time.Second), last.ID, last.State, time.Duration(g.Cooldown)))
+		}
+	}
+	if g.MaxAttempts > 0 && history != nil {
+		window := time.Duration(g.AttemptsWindow)
+		if n := runsSince(inc, history, now.Add(-window)); n >= g.MaxAttempts {
+			return escalate(fmt.Sprintf("max_attempts: %s ran %d times on %s in the last %s, the most the policy allows",
+				inc.Remediation, n, inc.Cluster, window))
+		}
+	}
+	if m := g.Maintenance; m != nil && !slices.ContainsFunc(m.Windows, func(w remediator.Window) bool { return w.Contains(now) }) {
+		next, ok := remediator.NextOpen(m.Windows, now)
+		switch {
+		case m.Outside == remediator.OutsideApprove:
+			return escalate("outside the maintenance windows")
+		case !ok:
+			return escalate("outside the maintenance windows, and none opens within eight days")
+		}
+		return admission{verdict: admitWait, until: next,
+			reason: fmt.Sprintf("outside the maintenance windows: waiting for the next, at %s", next.UTC().Format(time.RFC3339))}
+	}
+	return admission{verdict: admitRun}
+}
+
+// ran says whether an incident's remediation started (a step ran).
+func ran(inc *remediator.Incident) bool {
+	return slices.ContainsFunc(inc.Steps, func(s remediator.Step) bool { return !s.StartedAt.IsZero() })
+}
+
+// lastRun returns the other incident whose run finished last.
+func lastRun(inc *remediator.Incident, history []*remediator.Incident) *remediator.Incident {
+	var last *remediator.Incident
+	for _, h := range history {
+		if h.ID != inc.ID && ran(h) && !h.FinishedAt.IsZero() && (last == nil || h.FinishedAt.After(last.FinishedAt)) {
+			last = h
+		}
+	}
+	return last
+}
+
+// runsSince counts the other incidents whose run started after since.
+func runsSince(inc *remediator.Incident, history []*remediator.Incident, since time.Time) int {
+	n := 0
+	for _, h := range history {
+		if h.ID == inc.ID || !ran(h) {
+			continue
+		}
+		if i := slices.IndexFunc(h.Steps, func(s remediator.Step) bool { return !s.StartedAt.IsZero() }); h.Steps[i].StartedAt.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// needsApproval says whether the step may run only once a human approved: its risk is at or
+// above the policy's approval gate, and no approval was granted for this run yet.
+func needsApproval(inc *remediator.Incident, step remediator.PlannedStep) bool {
+	rule := inc.Gates.Approval
+	granted := inc.Approval != nil && inc.Approval.Granted
+	return rule != nil && rule.FromRisk != "" && step.Risk.AtLeast(rule.FromRisk) && !granted
+}
+
+// approvers describes who may approve.
+func approvers(rule *remediator.ApprovalRule) string {
+	var parts []string
+	if len(rule.Users) > 0 {
+		parts = append(parts, "users "+strings.Join(rule.Users, ", "))
+	}
+	if len(rule.Groups) > 0 {
+		parts = append(parts, "members of "+strings.Join(rule.Groups, ", "))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// Simulation is what would happen to an incident opened now, touching nothing.
+type Simulation struct {
+	// Start says whether the run would start, and why not.
+	Start string
+	Steps []SimulatedStep
+}
+
+// SimulatedStep is one planned step and its gate.
+type SimulatedStep struct {
+	Name, Description string
+	Risk              remediator.Risk
+	// Gate says what would happen before the step: "" (it runs), or why it would wait.
+	Gate string
+}
+
+// Simulate applies a decision's gates to its plan at the given time. Cooldown and
+// max_attempts depend on the incidents before, which a simulation does not read: it says so.
+func Simulate(d remediator.Decision, cluster string, plan []remediator.PlannedStep, now time.Time, dryRun bool) Simulation {
+	inc := remediator.NewIncident("simulated", cluster, d, now)
+	a := admit(inc, nil, now, dryRun)
+	sim := Simulation{Start: "starts at once"}
+	switch a.verdict {
+	case admitDryRun, admitSkip:
+		sim.Start = "does not run: " + a.reason
+	case admitWait:
+		sim.Start = "waits: " + a.reason
+	case admitApprove:
+		sim.Start = "needs approval first (" + approvers(d.Gates.Approval) + "): " + a.reason
+	}
+	var notes []string
+	if d.Gates.Cooldown > 0 {
+		notes = append(notes, fmt.Sprintf("a %s cooldown applies after each run", time.Duration(d.Gates.Cooldown)))
+	}
+	if d.Gates.MaxAttempts > 0 {
+		notes = append(notes, fmt.Sprintf("at most %d runs per %s", d.Gates.MaxAttempts, time.Duration(d.Gates.AttemptsWindow)))
+	}
+	if len(notes) > 0 {
+		sim.Start += " (not checked here, as they depend on earlier incidents: " + strings.Join(notes, "; ") + ")"
+	}
+	gated := a.verdict == admitApprove
+	for _, p := range plan {
+		s := SimulatedStep{Name: p.Name, Description: p.Description, Risk: p.Risk}
+		if !gated && needsApproval(inc, p) {
+			rule := d.Gates.Approval
+			s.Gate = fmt.Sprintf("waits for %d approval(s) from %s (risk %s is at least %s); the approval covers the steps after it",
+				rule.Required, approvers(rule), p.Risk, rule.FromRisk)
+			gated = true
+		}
+		sim.Steps = append(sim.Steps, s)
+	}
+	return sim
+}
