@@ -35,10 +35,32 @@ func (c *countingPublisher) Publish(ctx context.Context, subject string, data []
 }
 
 type fixture struct {
-	q   *queue.Queue
-	pub *countingPublisher
-	srv *httptest.Server
+	q       *queue.Queue
+	pub     *countingPublisher
+	srv     *httptest.Server
+	answers *recordingAnswerer
 }
+
+// recordingAnswerer stands in for the worker behind the approval API: the handler's part is
+// authentication and mapping the worker's verdict to HTTP; the rules are the worker's, tested
+// there and end to end.
+type recordingAnswerer struct {
+	got []remediator.Answer
+	err error
+}
+
+func (r *recordingAnswerer) Answer(_ context.Context, a remediator.Answer) (*remediator.Incident, error) {
+	r.got = append(r.got, a)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &remediator.Incident{ID: a.Incident, State: remediator.StateRunning}, nil
+}
+
+const (
+	signingSecret = "8f742231b10e8888abcd99yyyzzz85a5"
+	operatorToken = "operator-token"
+)
 
 func newFixture(t testing.TB, bearer string) *fixture {
 	t.Helper()
@@ -47,16 +69,21 @@ func newFixture(t testing.TB, bearer string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
-	f := &fixture{q: q, pub: &countingPublisher{Queue: q}}
+	f := &fixture{q: q, pub: &countingPublisher{Queue: q}, answers: &recordingAnswerer{}}
 	e := New(Config{
-		Publisher:     f.pub,
-		AlertsSubject: queue.SubjectAlerts,
-		Incidents:     q.Incidents,
-		Reports:       report.Renderer{},
-		Ready:         q.Ready,
-		Clusters:      []string{"prod", "staging"},
-		BearerToken:   bearer,
-		Registry:      prometheus.NewRegistry(),
+		Publisher:          f.pub,
+		AlertsSubject:      queue.SubjectAlerts,
+		Incidents:          q.Incidents,
+		Reports:            report.Renderer{},
+		Ready:              q.Ready,
+		Clusters:           []string{"prod", "staging"},
+		BearerToken:        bearer,
+		OperatorToken:      operatorToken,
+		Answers:            f.answers,
+		SlackSigningSecret: signingSecret,
+		AnswersSubject:     queue.SubjectAnswer,
+		Replays:            q,
+		Registry:           prometheus.NewRegistry(),
 	})
 	f.srv = httptest.NewServer(e)
 	t.Cleanup(f.srv.Close)

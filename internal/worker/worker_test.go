@@ -26,7 +26,7 @@ type testRemediation struct {
 }
 
 func (r *testRemediation) Plan(name string, params map[string]string) ([]remediator.PlannedStep, error) {
-	if name != "test-remediation" {
+	if name != "test-remediation" && name != "other-remediation" {
 		return nil, remediator.Errorf(remediator.ENOTFOUND, "remediation %q does not exist", name)
 	}
 	out := make([]remediator.PlannedStep, len(r.steps))
@@ -87,15 +87,19 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, steps ...remediator.PlannedStep) *fixture {
+	return newFixtureWith(t, testPolicies, steps...)
+}
+
+func newFixtureWith(t *testing.T, policyFile string, steps ...remediator.PlannedStep) *fixture {
 	t.Helper()
-	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir()})
+	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir(), AckWait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
 	rem := &testRemediation{runs: map[string]int{}, steps: steps}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(testPolicies), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte(policyFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pols, err := policies.LoadDir(dir, rem)

@@ -1,0 +1,152 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/slacktest"
+	"github.com/remediator/remediator/queue"
+)
+
+func (f *fixture) do(t *testing.T, r *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// answersQueued reads the answers enqueued for the worker.
+func (f *fixture) answersQueued(t *testing.T) []remediator.Answer {
+	t.Helper()
+	var out []remediator.Answer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.q.Consume(ctx, queue.Executor, 1, time.Second, func(_ context.Context, d queue.Delivery) error {
+			var a remediator.Answer
+			if d.Subject == queue.SubjectAnswer && json.Unmarshal(d.Data, &a) == nil {
+				out = append(out, a)
+			}
+			return nil
+		})
+	}()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	<-done
+	return out
+}
+
+func TestSlackInteractionsAreVerifiedBeforeAnythingElse(t *testing.T) {
+	click := slacktest.ButtonClick("U01ALICE", "alice", "approve", "20261121-100000-abcdef")
+	now := time.Now()
+	forged := slacktest.Request("", "not-the-secret", now, click)
+	tampered := slacktest.Request("", signingSecret, now, click)
+	for _, tc := range []struct {
+		name       string
+		req        func(url string) *http.Request
+		wantStatus int
+		wantError  string
+	}{
+		{"forged signature", func(u string) *http.Request {
+			r := slacktest.Request(u, signingSecret, now, click)
+			r.Header.Set("X-Slack-Signature", forged.Header.Get("X-Slack-Signature"))
+			return r
+		}, 401, "signature does not match the body"},
+		{"body changed after signing", func(u string) *http.Request {
+			r := slacktest.Request(u, signingSecret, now, bytes.Replace(click, []byte("approve"), []byte("reject"), 1))
+			r.Header.Set("X-Slack-Signature", tampered.Header.Get("X-Slack-Signature"))
+			return r
+		}, 401, "signature does not match the body"},
+		{"stale timestamp", func(u string) *http.Request {
+			return slacktest.Request(u, signingSecret, now.Add(-6*time.Minute), click)
+		}, 401, "more than five minutes off"},
+		{"no signature", func(u string) *http.Request {
+			r := slacktest.Request(u, signingSecret, now, click)
+			r.Header.Del("X-Slack-Signature")
+			return r
+		}, 401, "missing X-Slack-Signature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "")
+			status, body := f.do(t, tc.req(f.srv.URL+"/slack/interactions"))
+			if status != tc.wantStatus || !strings.Contains(body, tc.wantError) {
+				t.Errorf("got %d %s, want %d with %q", status, body, tc.wantStatus, tc.wantError)
+			}
+			if n := f.pub.published.Load(); n != 0 {
+				t.Errorf("%d answers enqueued from a refused request", n)
+			}
+		})
+	}
+}
+
+func TestASignedClickIsEnqueuedOnceAndAReplayRefused(t *testing.T) {
+	f := newFixture(t, "")
+	click := slacktest.ButtonClick("U01ALICE", "alice", "approve", "20261121-100000-abcdef")
+	now := time.Now()
+	status, body := f.do(t, slacktest.Request(f.srv.URL+"/slack/interactions", signingSecret, now, click))
+	if status != http.StatusOK {
+		t.Fatalf("signed click: %d %s", status, body)
+	}
+	status, body = f.do(t, slacktest.Request(f.srv.URL+"/slack/interactions", signingSecret, now, click))
+	if status != http.StatusConflict || !strings.Contains(body, "replay") {
+		t.Errorf("the same request again: %d %s, want 409 replay", status, body)
+	}
+	got := f.answersQueued(t)
+	want := remediator.Answer{Incident: "20261121-100000-abcdef", By: "U01ALICE", Name: "alice", Via: "slack", Approve: true, Channel: slacktest.Channel}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("answers enqueued %+v, want exactly %+v", got, want)
+	}
+}
+
+func TestApprovalsOverTheAPI(t *testing.T) {
+	post := func(f *fixture, path, token, body string) (int, string) {
+		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		return f.do(t, r)
+	}
+	f := newFixture(t, "")
+	for _, tc := range []struct {
+		name, path, token, body string
+		workerSays              error
+		wantStatus              int
+		want                    string
+	}{
+		{"no token", "/api/v1/incidents/i1/approve", "", `{"approver":"alice"}`, nil, 401, "missing or wrong operator token"},
+		{"webhook token is not the operator's", "/api/v1/incidents/i1/approve", token, `{"approver":"alice"}`, nil, 401, "operator token"},
+		{"no approver", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "approver: must name who answers"},
+		{"not JSON", "/api/v1/incidents/i1/approve", operatorToken, `approver=alice`, nil, 400, "body must be"},
+		{"not an approver", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"mallory"}`,
+			remediator.Errorf(remediator.EFORBIDDEN, "mallory may not answer for incident i1"), 403, "mallory may not answer"},
+		{"second approval by the same person", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice"}`,
+			remediator.Errorf(remediator.ECONFLICT, "alice approved already"), 409, "approved already"},
+		{"approved", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice","comment":"go"}`, nil, 200, `"state":"running"`},
+		{"rejected", "/api/v1/incidents/i1/reject", operatorToken, `{"approver":"alice"}`, nil, 200, `"id":"i1"`},
+	} {
+		f.answers.err = tc.workerSays
+		before := len(f.answers.got)
+		status, body := post(f, tc.path, tc.token, tc.body)
+		if status != tc.wantStatus || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %s, want %d with %q", tc.name, status, body, tc.wantStatus, tc.want)
+		}
+		if reached := len(f.answers.got) > before; reached != (tc.wantStatus == 200 || tc.workerSays != nil) {
+			t.Errorf("%s: reached the worker: %v", tc.name, reached)
+		}
+	}
+	if last := f.answers.got[len(f.answers.got)-1]; last.Approve || last.Via != "api" || last.By != "alice" {
+		t.Errorf("the rejection reached the worker as %+v", last)
+	}
+}

@@ -1,0 +1,169 @@
+// Package slacktest is a local stand-in for Slack in tests: an HTTP server that speaks the
+// few Web API methods remediator uses and records every call, and a signer that builds
+// interaction requests the way Slack builds and signs them.
+package slacktest
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Channel is the channel ID the server answers with.
+const Channel = "C0REMEDIATE"
+
+// Call is one Web API call.
+type Call struct {
+	Method string
+	Form   url.Values
+}
+
+// Blocks decodes the call's blocks.
+func (c Call) Blocks() []map[string]any {
+	var b []map[string]any
+	_ = json.Unmarshal([]byte(c.Form.Get("blocks")), &b)
+	return b
+}
+
+// Server is a fake Slack Web API.
+type Server struct {
+	srv    *httptest.Server
+	token  string
+	mu     sync.Mutex
+	calls  []Call
+	groups map[string][]string
+	down   int
+	ts     int
+}
+
+// New starts a server that accepts the bot token and stops when the test ends.
+func New(t testing.TB, token string) *Server {
+	s := &Server{token: token, groups: map[string][]string{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// URL is the Web API's base URL, for slack.api_url.
+func (s *Server) URL() string { return s.srv.URL + "/api/" }
+
+// SetGroup sets a user group's members.
+func (s *Server) SetGroup(id string, users ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[id] = users
+}
+
+// Down makes the next n calls fail with 503, as Slack does when it is down.
+func (s *Server) Down(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = n
+}
+
+// Calls returns the calls of a method ("" for all), in order.
+func (s *Server) Calls(method string) []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Call
+	for _, c := range s.calls {
+		if method == "" || c.Method == method {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	method := strings.TrimPrefix(r.URL.Path, "/api/")
+	_ = r.ParseForm()
+	s.mu.Lock()
+	if s.down > 0 {
+		s.down--
+		s.mu.Unlock()
+		http.Error(w, "slack is down", http.StatusServiceUnavailable)
+		return
+	}
+	token := r.Form.Get("token")
+	if token == "" {
+		token = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	}
+	if token != s.token {
+		s.mu.Unlock()
+		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	s.calls = append(s.calls, Call{Method: method, Form: r.Form})
+	s.ts++
+	ts := fmt.Sprintf("1763700000.%06d", s.ts)
+	members := s.groups[r.Form.Get("usergroup")]
+	s.mu.Unlock()
+
+	switch method {
+	case "chat.postMessage":
+		writeJSON(w, map[string]any{"ok": true, "channel": Channel, "ts": ts, "message": map[string]any{"text": r.Form.Get("text")}})
+	case "chat.update":
+		writeJSON(w, map[string]any{"ok": true, "channel": r.Form.Get("channel"), "ts": r.Form.Get("ts"), "text": r.Form.Get("text")})
+	case "chat.postEphemeral":
+		writeJSON(w, map[string]any{"ok": true, "message_ts": ts})
+	case "usergroups.users.list":
+		if members == nil {
+			writeJSON(w, map[string]any{"ok": false, "error": "no_such_subteam"})
+			return
+		}
+		writeJSON(w, map[string]any{"ok": true, "users": members})
+	default:
+		writeJSON(w, map[string]any{"ok": false, "error": "unknown_method"})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ButtonClick is the body Slack posts when a user clicks a button of a message: a form whose
+// payload field holds the block_actions interaction.
+func ButtonClick(userID, userName, actionID, value string) []byte {
+	payload, _ := json.Marshal(map[string]any{
+		"type":         "block_actions",
+		"user":         map[string]any{"id": userID, "username": userName, "name": userName, "team_id": "T0TEAM"},
+		"api_app_id":   "A0REMEDIATOR",
+		"container":    map[string]any{"type": "message", "message_ts": "1763700000.000001", "channel_id": Channel},
+		"channel":      map[string]any{"id": Channel, "name": "etcd-incidents"},
+		"response_url": "https://hooks.slack.com/actions/T0TEAM/1/abc",
+		"trigger_id":   "1.2.3",
+		"actions": []map[string]any{{
+			"type": "button", "action_id": actionID, "block_id": "approval", "value": value,
+			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": "1763700001.000001",
+		}},
+	})
+	return []byte(url.Values{"payload": {string(payload)}}.Encode())
+}
+
+// Sign returns the X-Slack-Signature of a body sent at ts: v0= and the hex HMAC-SHA256, keyed
+// with the signing secret, of "v0:<ts>:<body>".
+func Sign(secret string, ts time.Time, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(mac, "v0:%d:", ts.Unix())
+	mac.Write(body)
+	return "v0=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Request builds a request to the interactions endpoint as Slack sends it, signed at ts.
+func Request(endpoint, secret string, ts time.Time, body []byte) *http.Request {
+	r, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(string(body)))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("X-Slack-Request-Timestamp", fmt.Sprint(ts.Unix()))
+	r.Header.Set("X-Slack-Signature", Sign(secret, ts, body))
+	return r
+}
