@@ -21,6 +21,9 @@ const (
 	ETOOLARGE = "too_large"
 	// ECONFLICT is a lost compare-and-set race: trying again may succeed.
 	ECONFLICT = "conflict"
+	// EREFUSED is a request the current state refuses, such as an approval of an incident
+	// that waits for none, or a second approval by the same person.
+	EREFUSED = "refused"
 	// EUNAVAILABLE is a dependency that is down or slow: trying again later may succeed.
 	EUNAVAILABLE = "unavailable"
 	// EPRECONDITION is a safety check that refused to go on: it needs a human, not a retry.

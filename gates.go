@@ -71,9 +71,16 @@ type Maintenance struct {
 // Risks lists the risk levels from harmless to irreversible.
 var Risks = []Risk{RiskReadOnly, RiskLow, RiskHigh, RiskDestructive}
 
-// AtLeast says whether r is as risky as other or more.
+// AtLeast says whether r is as risky as other or more. A risk that is not one of Risks (a
+// step that forgot to declare one) counts as destructive.
 func (r Risk) AtLeast(other Risk) bool {
-	return slices.Index(Risks, r) >= slices.Index(Risks, other)
+	rank := func(x Risk) int {
+		if i := slices.Index(Risks, x); i >= 0 {
+			return i
+		}
+		return len(Risks) - 1
+	}
+	return rank(r) >= rank(other)
 }
 
 // ApprovalRequest is an incident's open (or answered) request for approval.
@@ -117,6 +124,17 @@ func (l *Later) Error() string { return fmt.Sprintf("not yet (again in %s): %s",
 func RetryLater(after time.Duration, format string, args ...any) error {
 	return &Later{After: max(after, time.Second), Reason: fmt.Sprintf(format, args...)}
 }
+
+// Where answers come from.
+const (
+	// ViaSlack is a click in Slack; By is the user's ID, as Slack signed it.
+	ViaSlack = "slack"
+	// ViaAPI is the operator API with an operator's own token; By is the token's operator.
+	ViaAPI = "api"
+	// ViaSharedAPI is the operator API with the shared token; By is the name the caller gave,
+	// which nothing verifies: at most one such approval counts towards a request.
+	ViaSharedAPI = "api-shared"
+)
 
 // Answer is a human's approval or rejection of an incident's request.
 type Answer struct {

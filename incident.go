@@ -81,13 +81,15 @@ const (
 	EventStepRetry     = "step_retry"
 	EventStepSkipped   = "step_skipped"
 	// EventWaiting is a run held back: by the cluster lock or a maintenance window.
-	EventWaiting           = "waiting"
+	EventWaiting = "waiting"
+	// EventApprovalRequested, EventApproved, EventRejected and EventExpired are the life of
+	// an approval request: asked, answered yes or no, or left unanswered past its timeout.
 	EventApprovalRequested = "approval_requested"
 	EventApproved          = "approved"
 	EventRejected          = "rejected"
+	EventExpired           = "expired"
 	// EventRefused is an approval or rejection that was not accepted, and why.
 	EventRefused = "refused"
-	EventExpired = "expired"
 	// EventNotice is something the incident reported to the humans without acting.
 	EventNotice = "notice"
 )
@@ -151,7 +153,10 @@ type Incident struct {
 // ChatMessage is where an incident is reported in chat, and what its thread already holds.
 type ChatMessage struct {
 	Channel string `json:"channel"`
-	ID      string `json:"id"`
+	// ID is the message's ID in its channel; empty while a notifier is posting it (since
+	// ClaimedAt), so that two notifiers do not both post it.
+	ID        string    `json:"id"`
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
 	// Posted lists the thread replies posted so far, by key, so that none is posted twice.
 	Posted []string `json:"posted,omitempty"`
 }

@@ -58,45 +58,71 @@ func (w Window) Validate() error {
 	return nil
 }
 
+// compiled is a window parsed once, to be checked minute by minute.
+type compiled struct {
+	loc        *time.Location
+	cron       *cron
+	duration   time.Duration
+	days       [7]bool
+	start, end time.Duration
+}
+
+func (w Window) compile() (compiled, error) {
+	if err := w.Validate(); err != nil {
+		return compiled{}, err
+	}
+	c := compiled{duration: time.Duration(w.Duration)}
+	c.loc, _ = w.location()
+	if w.Cron != "" {
+		cr, _ := parseCron(w.Cron)
+		c.cron = &cr
+		return c, nil
+	}
+	c.days, _ = w.days()
+	c.start, _ = clock(w.Start)
+	c.end, _ = clock(w.End)
+	return c, nil
+}
+
 // Contains says whether t falls in the window. An invalid window contains nothing.
 func (w Window) Contains(t time.Time) bool {
-	loc, err := w.location()
-	if err != nil {
-		return false
-	}
-	t = t.In(loc).Truncate(time.Minute)
-	if w.Cron != "" {
-		c, err := parseCron(w.Cron)
-		if err != nil {
-			return false
-		}
-		for m := t; t.Sub(m) < time.Duration(w.Duration); m = m.Add(-time.Minute) {
-			if c.matches(m) {
+	c, err := w.compile()
+	return err == nil && c.contains(t)
+}
+
+// contains works in wall-clock time, as cron does: on the day clocks go forward an opening in
+// the skipped hour does not happen, and on the day they go back the repeated hour is open
+// twice.
+func (c compiled) contains(t time.Time) bool {
+	t = t.In(c.loc).Truncate(time.Minute)
+	if c.cron != nil {
+		for m := t; t.Sub(m) < c.duration; m = m.Add(-time.Minute) {
+			if c.cron.matches(m.In(c.loc)) {
 				return true
 			}
 		}
 		return false
 	}
-	days, err1 := w.days()
-	start, err2 := clock(w.Start)
-	end, err3 := clock(w.End)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return false
-	}
 	now := time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
-	if start < end {
-		return days[t.Weekday()] && now >= start && now < end
+	if c.start < c.end {
+		return c.days[t.Weekday()] && now >= c.start && now < c.end
 	}
 	// Past midnight: the evening part belongs to today, the morning part to yesterday.
-	return (days[t.Weekday()] && now >= start) || (days[t.AddDate(0, 0, -1).Weekday()] && now < end)
+	return (c.days[t.Weekday()] && now >= c.start) || (c.days[t.AddDate(0, 0, -1).Weekday()] && now < c.end)
 }
 
 // NextOpen returns the first minute at or after t that falls in one of the windows, if one
 // does within eight days.
 func NextOpen(windows []Window, t time.Time) (time.Time, bool) {
+	var cs []compiled
+	for _, w := range windows {
+		if c, err := w.compile(); err == nil {
+			cs = append(cs, c)
+		}
+	}
 	t = t.Truncate(time.Minute)
 	for m := t; m.Sub(t) <= horizon; m = m.Add(time.Minute) {
-		if slices.ContainsFunc(windows, func(w Window) bool { return w.Contains(m) }) {
+		if slices.ContainsFunc(cs, func(c compiled) bool { return c.contains(m) }) {
 			return m, true
 		}
 	}
@@ -187,7 +213,8 @@ func parseCron(expr string) (cron, error) {
 	if c.dow[7] {
 		c.dow[0] = true // 7 is Sunday too
 	}
-	c.domStar, c.dowStar = f[2] == "*", f[4] == "*"
+	// As in Vixie cron, a day field that starts with * (such as */2) does not restrict.
+	c.domStar, c.dowStar = strings.HasPrefix(f[2], "*"), strings.HasPrefix(f[4], "*")
 	return c, nil
 }
 

@@ -23,7 +23,7 @@ func TestWindowContains(t *testing.T) {
 		want bool
 	}{
 		{"weeknight evening, Berlin time", nights, "2026-11-23T21:30:00Z", true}, // Mon 22:30 CET
-		{"before it opens", nights, "2026-11-23T20:59:00Z", false},                // Mon 21:59 CET
+		{"before it opens", nights, "2026-11-23T20:59:00Z", false},               // Mon 21:59 CET
 		{"past midnight belongs to the day it started", nights, "2026-11-24T04:00:00Z", true},
 		{"Saturday morning after Friday night", nights, "2026-11-28T04:59:00Z", true}, // Sat 05:59, Fri's night
 		{"Saturday night is not a weeknight", nights, "2026-11-28T22:30:00Z", false},

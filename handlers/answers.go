@@ -2,13 +2,13 @@ package handlers
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/slack-go/slack"
@@ -53,6 +53,9 @@ func (a *api) receiveInteraction(c echo.Context) error {
 	if err != nil {
 		return remediator.Errorf(remediator.ETOOLARGE, "body is over the %d byte limit", maxInteractionBytes)
 	}
+	// Slack gives up after three seconds: the checks and the enqueue must fit well within.
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
 	sv, err := slack.NewSecretsVerifier(r.Header, a.SlackSigningSecret)
 	switch {
 	case errors.Is(err, slack.ErrExpiredTimestamp):
@@ -67,7 +70,7 @@ func (a *api) receiveInteraction(c echo.Context) error {
 		return remediator.Errorf(remediator.EUNAUTHORIZED, "signature does not match the body")
 	}
 	key := "slack:" + r.Header.Get("X-Slack-Request-Timestamp") + ":" + r.Header.Get("X-Slack-Signature")
-	first, err := a.Replays.FirstSeen(r.Context(), key)
+	first, err := a.Replays.FirstSeen(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -90,10 +93,10 @@ func (a *api) receiveInteraction(c echo.Context) error {
 		if action.ActionID != "approve" && action.ActionID != "reject" {
 			continue
 		}
-		answer := remediator.Answer{Incident: action.Value, By: cb.User.ID, Name: cb.User.Name, Via: "slack",
+		answer := remediator.Answer{Incident: action.Value, By: cb.User.ID, Name: cb.User.Name, Via: remediator.ViaSlack,
 			Approve: action.ActionID == "approve", Channel: cb.Channel.ID}
 		data, _ := json.Marshal(answer)
-		if _, err := a.Publisher.Publish(r.Context(), a.AnswersSubject, data, key+":"+action.ActionID); err != nil {
+		if _, err := a.Publisher.Publish(ctx, a.AnswersSubject, data, key+":"+action.ActionID); err != nil {
 			return remediator.Errorf(remediator.EUNAVAILABLE, "the queue cannot take the answer now: %v", err)
 		}
 		a.Log.Info("slack answer enqueued", "incident", answer.Incident, "user", answer.Who(), "approve", answer.Approve)
@@ -107,27 +110,39 @@ type answerBody struct {
 	Comment  string `json:"comment"`
 }
 
-// answer takes an approval or rejection from an operator, over the API: the operator token
-// proves who may use it, the approver name must be one of the incident's approvers.
+// answer takes an approval or rejection from an operator, over the API. An operator token of
+// one's own names the approver; the shared token lets the caller name one, and the worker
+// counts at most one approval given that way. Either way the approver must be one the
+// incident's policy names.
 func (a *api) answer(approve bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if a.OperatorToken == "" {
-			return remediator.Errorf(remediator.EFORBIDDEN, "approvals over the API are off: set api.bearer_token_file")
+		if a.OperatorToken == "" && len(a.Operators) == 0 {
+			return remediator.Errorf(remediator.EFORBIDDEN, "approvals over the API are off: set api.operators_file or api.bearer_token_file")
 		}
 		got, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(a.OperatorToken)) != 1 {
-			return remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")
-		}
 		var body answerBody
 		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
 		if err := dec.Decode(&body); err != nil {
 			return remediator.Errorf(remediator.EINVALID, "body must be {\"approver\": \"name\", \"comment\": \"...\"}: %v", err)
 		}
-		if strings.TrimSpace(body.Approver) == "" {
-			return remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+		answer := remediator.Answer{Incident: c.Param("id"), Approve: approve, Comment: body.Comment}
+		for name, token := range a.Operators {
+			if sameSecret(got, token) {
+				answer.By, answer.Via = name, remediator.ViaAPI
+			}
 		}
-		inc, err := a.Answers.Answer(c.Request().Context(), remediator.Answer{
-			Incident: c.Param("id"), By: body.Approver, Via: "api", Approve: approve, Comment: body.Comment})
+		switch {
+		case answer.By != "" && body.Approver != "" && body.Approver != answer.By:
+			return remediator.Errorf(remediator.EFORBIDDEN, "this token is %s's, not %s's", answer.By, body.Approver)
+		case answer.By == "" && a.OperatorToken != "" && sameSecret(got, a.OperatorToken):
+			answer.By, answer.Via = strings.TrimSpace(body.Approver), remediator.ViaSharedAPI
+			if answer.By == "" {
+				return remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+			}
+		case answer.By == "":
+			return remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")
+		}
+		inc, err := a.Answers.Answer(c.Request().Context(), answer)
 		if err != nil {
 			return err
 		}

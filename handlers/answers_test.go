@@ -124,17 +124,20 @@ func TestApprovalsOverTheAPI(t *testing.T) {
 		workerSays              error
 		wantStatus              int
 		want                    string
+		wantAnswer              string // by/via as the worker got it
 	}{
-		{"no token", "/api/v1/incidents/i1/approve", "", `{"approver":"alice"}`, nil, 401, "missing or wrong operator token"},
-		{"webhook token is not the operator's", "/api/v1/incidents/i1/approve", token, `{"approver":"alice"}`, nil, 401, "operator token"},
-		{"no approver", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "approver: must name who answers"},
-		{"not JSON", "/api/v1/incidents/i1/approve", operatorToken, `approver=alice`, nil, 400, "body must be"},
-		{"not an approver", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"mallory"}`,
-			remediator.Errorf(remediator.EFORBIDDEN, "mallory may not answer for incident i1"), 403, "mallory may not answer"},
-		{"second approval by the same person", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice"}`,
-			remediator.Errorf(remediator.ECONFLICT, "alice approved already"), 409, "approved already"},
-		{"approved", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice","comment":"go"}`, nil, 200, `"state":"running"`},
-		{"rejected", "/api/v1/incidents/i1/reject", operatorToken, `{"approver":"alice"}`, nil, 200, `"id":"i1"`},
+		{"no token", "/api/v1/incidents/i1/approve", "", `{"approver":"alice"}`, nil, 401, "missing or wrong operator token", ""},
+		{"the webhook token is not an operator token", "/api/v1/incidents/i1/approve", token, `{"approver":"alice"}`, nil, 401, "operator token", ""},
+		{"shared token without a name", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "approver: must name who answers", ""},
+		{"not JSON", "/api/v1/incidents/i1/approve", operatorToken, `approver=alice`, nil, 400, "body must be", ""},
+		{"an operator's token is theirs only", "/api/v1/incidents/i1/approve", "carols-own-token", `{"approver":"alice"}`, nil, 403, "this token is carol's, not alice's", ""},
+		{"the worker refuses: no approver", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"mallory"}`,
+			remediator.Errorf(remediator.EFORBIDDEN, "mallory may not answer for incident i1"), 403, "mallory may not answer", "mallory/api-shared"},
+		{"the worker refuses: approved already", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice"}`,
+			remediator.Errorf(remediator.EREFUSED, "alice approved already"), 409, "approved already", "alice/api-shared"},
+		{"shared token, named approver", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice","comment":"go"}`, nil, 200, `"state":"running"`, "alice/api-shared"},
+		{"own token names the approver", "/api/v1/incidents/i1/approve", "carols-own-token", `{}`, nil, 200, `"id":"i1"`, "carol/api"},
+		{"rejected", "/api/v1/incidents/i1/reject", "carols-own-token", `{"approver":"carol"}`, nil, 200, `"id":"i1"`, "carol/api"},
 	} {
 		f.answers.err = tc.workerSays
 		before := len(f.answers.got)
@@ -142,11 +145,16 @@ func TestApprovalsOverTheAPI(t *testing.T) {
 		if status != tc.wantStatus || !strings.Contains(body, tc.want) {
 			t.Errorf("%s: %d %s, want %d with %q", tc.name, status, body, tc.wantStatus, tc.want)
 		}
-		if reached := len(f.answers.got) > before; reached != (tc.wantStatus == 200 || tc.workerSays != nil) {
-			t.Errorf("%s: reached the worker: %v", tc.name, reached)
+		got := ""
+		if len(f.answers.got) > before {
+			a := f.answers.got[len(f.answers.got)-1]
+			got = a.By + "/" + a.Via
+		}
+		if got != tc.wantAnswer {
+			t.Errorf("%s: the worker got %q, want %q", tc.name, got, tc.wantAnswer)
 		}
 	}
-	if last := f.answers.got[len(f.answers.got)-1]; last.Approve || last.Via != "api" || last.By != "alice" {
-		t.Errorf("the rejection reached the worker as %+v", last)
+	if last := f.answers.got[len(f.answers.got)-1]; last.Approve {
+		t.Errorf("the rejection reached the worker as an approval: %+v", last)
 	}
 }

@@ -4,6 +4,7 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -50,18 +51,22 @@ type Config struct {
 	Clusters []string
 	// BearerToken, when set, must be presented by webhook senders.
 	BearerToken string
-	// OperatorToken, when set, lets operators approve and reject over the API.
+	// OperatorToken, when set, lets operators approve and reject over the API, naming
+	// themselves; Operators maps operator names to tokens of their own, which name them.
 	OperatorToken string
-	Answers       Answerer
+	Operators     map[string]string
+	// Answers records approvals and rejections.
+	Answers Answerer
 	// SlackSigningSecret, when set, turns on the Slack interactions endpoint, whose answers
 	// go to AnswersSubject.
 	SlackSigningSecret string
 	AnswersSubject     string
-	Replays            Replays
-	MaxBodyBytes       int64
-	Registry           *prometheus.Registry
-	Log                *slog.Logger
-	Now                func() time.Time
+	// Replays remembers Slack requests, against replays.
+	Replays      Replays
+	MaxBodyBytes int64
+	Registry     *prometheus.Registry
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 type api struct {
@@ -120,7 +125,7 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case remediator.ENOTFOUND:
 		return http.StatusNotFound
-	case remediator.ECONFLICT:
+	case remediator.ECONFLICT, remediator.EREFUSED:
 		return http.StatusConflict
 	case remediator.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
@@ -172,10 +177,16 @@ func (a *api) authorize(r *http.Request) error {
 	if !ok {
 		return remediator.Errorf(remediator.EUNAUTHORIZED, "missing bearer token: send Authorization: Bearer <token>")
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(a.BearerToken)) != 1 {
+	if !sameSecret(got, a.BearerToken) {
 		return remediator.Errorf(remediator.EUNAUTHORIZED, "wrong bearer token")
 	}
 	return nil
+}
+
+// sameSecret compares secrets in constant time, their lengths included.
+func sameSecret(got, want string) bool {
+	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
 func (a *api) ready(c echo.Context) error {

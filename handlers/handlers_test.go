@@ -79,6 +79,7 @@ func newFixture(t testing.TB, bearer string) *fixture {
 		Clusters:           []string{"prod", "staging"},
 		BearerToken:        bearer,
 		OperatorToken:      operatorToken,
+		Operators:          map[string]string{"carol": "carols-own-token"},
 		Answers:            f.answers,
 		SlackSigningSecret: signingSecret,
 		AnswersSubject:     queue.SubjectAnswer,

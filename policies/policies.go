@@ -273,6 +273,9 @@ func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
 	}
 	g.MaxAttempts = p.MaxAttempts
 	g.AttemptsWindow = duration("attempts_window", p.AttemptsWindow, defaultAttemptsWindow)
+	if p.AttemptsWindow != "" && g.AttemptsWindow <= 0 {
+		bad("attempts_window: must be more than 0")
+	}
 	if m := p.Maintenance; m != nil {
 		mt := &remediator.Maintenance{Outside: m.Outside}
 		switch m.Outside {

@@ -27,11 +27,12 @@ func answerCmd(approve bool) *cobra.Command {
 	var as, comment, server, tokenFile, configPath string
 	verb := map[bool]string{true: "approve", false: "reject"}[approve]
 	cmd := &cobra.Command{
-		Use:   verb + " INCIDENT --as NAME",
+		Use:   verb + " INCIDENT [--as NAME]",
 		Short: fmt.Sprintf("%s an incident that waits for approval, as one of its approvers", strings.ToUpper(verb[:1])+verb[1:]),
-		Long: `Answers over the operator API (POST /api/v1/incidents/{id}/` + verb + `), with the operator token
-from --token-file, or from api.bearer_token_file of --config. The name given with --as must be
-one of the approvers the incident's policy names.`,
+		Long: `Answers over the operator API (POST /api/v1/incidents/{id}/` + verb + `), with the token in
+--token-file: an operator token of your own (api.operators_file) names you; with the shared
+token (api.bearer_token_file, also taken from --config) name yourself with --as. Either way
+you must be one of the approvers the incident's policy names.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if configPath != "" {
@@ -87,12 +88,11 @@ one of the approvers the incident's policy names.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&as, "as", "", "the approver's name, as the policy lists it")
+	cmd.Flags().StringVar(&as, "as", "", "the approver's name, as the policy lists it (needed with the shared token)")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
 	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
 	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")
-	_ = cmd.MarkFlagRequired("as")
 	return cmd
 }
 

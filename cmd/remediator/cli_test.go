@@ -34,6 +34,15 @@ func TestApprovalWithoutSlackFromTheCommandLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.API.BearerTokenFile = tokenFile
+	operators := filepath.Join(dir, "operators.yaml")
+	if err := os.WriteFile(operators, []byte("alice: alices-token\nbob: bobs-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.API.OperatorsFile = operators
+	alicesToken := filepath.Join(dir, "alice")
+	if err := os.WriteFile(alicesToken, []byte("alices-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	policies := filepath.Join(dir, "policies")
 	_ = os.Mkdir(policies, 0o755)
 	if err := os.WriteFile(filepath.Join(policies, "p.yaml"), []byte(`policies:
@@ -60,7 +69,11 @@ func TestApprovalWithoutSlackFromTheCommandLine(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "403 Forbidden") || !strings.Contains(err.Error(), "mallory may not answer") {
 		t.Fatalf("approve as mallory: %q, %v; want refused", out, err)
 	}
-	out, err = run(t, "approve", inc.ID, "--as", "alice", "--comment", "quota is fine, history is the problem", "--server", server, "--token-file", tokenFile)
+	out, err = run(t, "approve", inc.ID, "--as", "bob", "--server", server, "--token-file", alicesToken)
+	if err == nil || !strings.Contains(err.Error(), "this token is alice's, not bob's") {
+		t.Fatalf("alice's token as bob: %q, %v; want refused", out, err)
+	}
+	out, err = run(t, "approve", inc.ID, "--comment", "quota is fine, history is the problem", "--server", server, "--token-file", alicesToken)
 	if err != nil || !strings.Contains(out, "incident "+inc.ID+" is running") {
 		t.Fatalf("approve as alice: %q, %v", out, err)
 	}
@@ -75,7 +88,7 @@ func TestApprovalWithoutSlackFromTheCommandLine(t *testing.T) {
 	for _, e := range inc.Timeline {
 		timeline = append(timeline, e.Kind+": "+e.Message)
 	}
-	for _, want := range []string{"refused: approval by mallory via api refused", "approved: approved by alice via api (1 of 1): quota is fine"} {
+	for _, want := range []string{"refused: approval by mallory via api-shared refused", "approved: approved by alice via api (1 of 1): quota is fine"} {
 		if !strings.Contains(strings.Join(timeline, "\n"), want) {
 			t.Errorf("timeline lacks %q:\n%s", want, strings.Join(timeline, "\n"))
 		}

@@ -116,6 +116,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Clusters:           cfg.ClusterNames(),
 		BearerToken:        cfg.Webhook.BearerToken,
 		OperatorToken:      cfg.API.BearerToken,
+		Operators:          cfg.API.Operators,
 		Answers:            w,
 		SlackSigningSecret: cfg.Slack.SigningSecret,
 		AnswersSubject:     queue.SubjectAnswer,

@@ -37,13 +37,18 @@ type Config struct {
 	Slack       Slack  `yaml:"slack"`
 }
 
-// API configures the operator API (approvals without chat).
+// API configures the operator API (approvals without chat). With neither file, approvals
+// over the API are off.
 type API struct {
-	// BearerTokenFile holds the token operators present to approve or reject; empty turns
-	// approvals over the API off.
+	// BearerTokenFile holds a token shared by operators, who name themselves when they
+	// answer: at most one approval given with it counts towards a request.
 	BearerTokenFile string `yaml:"bearer_token_file"`
-	// BearerToken is read from BearerTokenFile by Validate.
-	BearerToken string `yaml:"-"`
+	// OperatorsFile holds one token per operator (YAML, name: token): the token says who
+	// answers, so each counts as one person.
+	OperatorsFile string `yaml:"operators_file"`
+	// BearerToken and Operators are read from the files by Validate.
+	BearerToken string            `yaml:"-"`
+	Operators   map[string]string `yaml:"-"`
 }
 
 // DefaultSlackAPIURL is Slack's Web API.
@@ -185,6 +190,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Webhook.BearerTokenFile)
 	abs(&c.NATS.CredsFile)
 	abs(&c.API.BearerTokenFile)
+	abs(&c.API.OperatorsFile)
 	abs(&c.Slack.BotTokenFile)
 	abs(&c.Slack.SigningSecretFile)
 	for i := range c.Clusters {
@@ -278,6 +284,13 @@ func (c *Config) Validate() error {
 		}
 		c.API.BearerToken = tok
 	}
+	if f := c.API.OperatorsFile; f != "" {
+		ops, err := readOperators(f)
+		if err != nil {
+			bad("api.operators_file", "%v", err)
+		}
+		c.API.Operators = ops
+	}
 	if c.ExternalURL != "" {
 		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("external_url", "%q is not an http(s) URL such as https://remediator.example.com", c.ExternalURL)
@@ -370,6 +383,32 @@ func readSecret(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return s, nil
+}
+
+// readOperators reads "name: token" lines; every token must be distinct.
+func readOperators(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ops := map[string]string{}
+	if err := yamlstrict.Decode(b, &ops); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	seen := map[string]string{}
+	for name, tok := range ops {
+		switch {
+		case strings.TrimSpace(tok) == "":
+			return nil, fmt.Errorf("%s: operator %q has no token", path, name)
+		case seen[tok] != "":
+			return nil, fmt.Errorf("%s: operators %q and %q share a token", path, seen[tok], name)
+		}
+		seen[tok] = name
+	}
+	if len(ops) == 0 {
+		return nil, fmt.Errorf("%s names no operators", path)
+	}
+	return ops, nil
 }
 
 func splitNonEmpty(s string) []string {

@@ -50,6 +50,23 @@ func Markdown(r Report) string {
 		}
 	}
 
+	if a := r.Approval; a != nil {
+		p("\n## Approval\n\n")
+		p("Asked %s before step %s, until %s: %s. %d approval(s) needed, %d given", stamp(a.RequestedAt), a.Gate, stamp(a.ExpiresAt), a.Reason, a.Required, len(a.Approvals))
+		if a.Granted {
+			p("; granted.\n")
+		} else {
+			p("; not granted.\n")
+		}
+		if len(a.Approvals) > 0 {
+			p("\n| Approved by | Via | At | Comment |\n|---|---|---|---|\n")
+			for _, x := range a.Approvals {
+				p("| %s | %s | %s | %s |\n", x.By, x.Via, stamp(x.At), cell(x.Comment))
+			}
+		}
+		p("\nRefusals, rejections and expiry are in the timeline.\n")
+	}
+
 	p("\n## Steps\n\n")
 	p("| # | Step | Risk | State | Attempts | Took |\n|---|---|---|---|---|---|\n")
 	for i, s := range r.Steps {

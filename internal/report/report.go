@@ -27,11 +27,12 @@ type Report struct {
 	OpenedAt    time.Time        `json:"opened_at"`
 	FinishedAt  time.Time        `json:"finished_at,omitzero"`
 	// TimeToRecovery is from the first webhook to the verified recovery, in seconds.
-	TimeToRecovery float64            `json:"time_to_recovery_seconds,omitempty"`
-	Members        []Member           `json:"members,omitempty"`
-	Steps          []Step             `json:"steps"`
-	Evidence       []remediator.Alert `json:"evidence"`
-	Timeline       []remediator.Event `json:"timeline"`
+	TimeToRecovery float64                     `json:"time_to_recovery_seconds,omitempty"`
+	Approval       *remediator.ApprovalRequest `json:"approval,omitempty"`
+	Members        []Member                    `json:"members,omitempty"`
+	Steps          []Step                      `json:"steps"`
+	Evidence       []remediator.Alert          `json:"evidence"`
+	Timeline       []remediator.Event          `json:"timeline"`
 }
 
 // Member is one member's figures before and after the remediation.
@@ -79,6 +80,7 @@ func Build(inc *remediator.Incident) Report {
 		FinishedAt:  inc.FinishedAt,
 		Evidence:    inc.Evidence,
 		Timeline:    inc.Timeline,
+		Approval:    inc.Approval,
 		Steps:       make([]Step, len(inc.Steps)),
 	}
 	for _, a := range inc.Evidence {

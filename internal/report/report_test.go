@@ -73,6 +73,7 @@ func TestReportsMatchTheGoldenFiles(t *testing.T) {
 		{"recovered.md", recovered(), "md"},
 		{"recovered.json", recovered(), "json"},
 		{"failed.md", failed(), "md"},
+		{"approved.md", approved(), "md"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, got, err := Renderer{}.Render(tc.inc, tc.format)
@@ -94,4 +95,15 @@ func TestReportsMatchTheGoldenFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+func approved() *remediator.Incident {
+	inc := recovered()
+	at := inc.Steps[1].FinishedAt
+	inc.Approval = &remediator.ApprovalRequest{Gate: "compact", Reason: "step compact is destructive risk", Required: 2,
+		RequestedAt: at, ExpiresAt: at.Add(30 * time.Minute), Granted: true, Approvals: []remediator.Approval{
+			{By: "U01ALICE", Via: "slack", At: at.Add(2 * time.Minute)},
+			{By: "bob", Via: "api", At: at.Add(3 * time.Minute), Comment: "history | not data"},
+		}}
+	return inc
 }

@@ -43,6 +43,7 @@ type Server struct {
 	groups map[string][]string
 	down   int
 	ts     int
+	gone   bool
 }
 
 // New starts a server that accepts the bot token and stops when the test ends.
@@ -68,6 +69,14 @@ func (s *Server) Down(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.down = n
+}
+
+// DeleteMessages makes every message posted so far gone, as if someone deleted it in Slack:
+// chat.update answers message_not_found.
+func (s *Server) DeleteMessages() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gone = true
 }
 
 // Calls returns the calls of a method ("" for all), in order.
@@ -106,7 +115,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.ts++
 	ts := fmt.Sprintf("1763700000.%06d", s.ts)
 	members := s.groups[r.Form.Get("usergroup")]
+	gone := s.gone && method == "chat.update"
+	if method == "chat.postMessage" && r.Form.Get("thread_ts") == "" {
+		s.gone = false
+	}
 	s.mu.Unlock()
+	if gone {
+		writeJSON(w, map[string]any{"ok": false, "error": "message_not_found"})
+		return
+	}
 
 	switch method {
 	case "chat.postMessage":

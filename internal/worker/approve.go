@@ -16,15 +16,31 @@ import (
 type expireRequest struct {
 	Incident string `json:"incident"`
 	Gate     string `json:"gate"`
+	// ExpiresAt is the deadline as scheduled; the request's own deadline decides once the
+	// request is recorded.
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// requestApproval stops the run before gate until enough approvers answer, and schedules the
-// request's expiry.
+// requestApproval stops the run before gate until enough approvers answer. The expiry is
+// scheduled first, so that no request is ever left open without one; a request already open
+// at this gate is kept, with the approvals it has.
 func (w *Worker) requestApproval(ctx context.Context, log *slog.Logger, id, gate, reason string) (*remediator.Incident, error) {
-	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		rule, now := inc.Gates.Approval, w.Now()
+	inc, err := w.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := w.Now()
+	expires := now.Add(time.Duration(inc.Gates.Approval.Timeout))
+	if err := w.publishExpiry(ctx, id, gate, expires); err != nil {
+		return nil, err
+	}
+	inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		if a := inc.Approval; a != nil && a.Gate == gate && inc.State == remediator.StateAwaitingApproval {
+			return nil
+		}
+		rule := inc.Gates.Approval
 		inc.Approval = &remediator.ApprovalRequest{Gate: gate, Reason: reason, Required: rule.Required,
-			RequestedAt: now, ExpiresAt: now.Add(time.Duration(rule.Timeout))}
+			RequestedAt: now, ExpiresAt: expires}
 		inc.SetState(remediator.StateAwaitingApproval, reason, now)
 		inc.Record(now, remediator.EventApprovalRequested, gate, "waiting before %s for %d approval(s) from %s, until %s: %s",
 			gate, rule.Required, approvers(rule), inc.Approval.ExpiresAt.UTC().Format(time.RFC3339), reason)
@@ -33,13 +49,23 @@ func (w *Worker) requestApproval(ctx context.Context, log *slog.Logger, id, gate
 	if err != nil {
 		return nil, err
 	}
-	data, _ := json.Marshal(expireRequest{Incident: id, Gate: gate})
-	if _, err := w.Publisher.Publish(ctx, w.ExpireSubject, data, "expire-"+id+"-"+gate); err != nil {
-		return nil, err
-	}
 	log.Info("waiting for approval", "gate", gate, "expires_at", inc.Approval.ExpiresAt, "reason", reason)
 	w.notify(ctx, inc, nil)
 	return inc, nil
+}
+
+// scheduleExpiry makes sure the open request of an incident has its expiry on the queue.
+func (w *Worker) scheduleExpiry(ctx context.Context, inc *remediator.Incident) error {
+	if inc.Approval == nil {
+		return nil
+	}
+	return w.publishExpiry(ctx, inc.ID, inc.Approval.Gate, inc.Approval.ExpiresAt)
+}
+
+func (w *Worker) publishExpiry(ctx context.Context, id, gate string, at time.Time) error {
+	data, _ := json.Marshal(expireRequest{Incident: id, Gate: gate, ExpiresAt: at})
+	_, err := w.Publisher.Publish(ctx, w.ExpireSubject, data, "expire-"+id+"-"+gate)
+	return err
 }
 
 // Expire rejects an incident whose approval request is still open at its deadline; before
@@ -53,8 +79,17 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 		return inc.State == remediator.StateAwaitingApproval && inc.Approval != nil && inc.Approval.Gate == req.Gate
 	}
 	inc, err := w.Store.Get(ctx, req.Incident)
-	if err != nil || !open(inc) {
+	switch {
+	case err != nil:
 		return err
+	case !open(inc):
+		// Answered, over, or not recorded yet (the deadline is scheduled first): look again
+		// at the deadline, by when it must be recorded if it ever will be.
+		answered := inc.Approval != nil && inc.Approval.Gate == req.Gate && inc.Approval.Granted
+		if wait := req.ExpiresAt.Sub(w.Now()); wait > 0 && !inc.State.Terminal() && !answered {
+			return remediator.RetryLater(wait, "approval of incident %s before %s not recorded yet", inc.ID, req.Gate)
+		}
+		return nil
 	}
 	if wait := inc.Approval.ExpiresAt.Sub(w.Now()); wait > 0 {
 		return remediator.RetryLater(wait, "approval of incident %s open until %s", inc.ID, inc.Approval.ExpiresAt)
@@ -75,24 +110,35 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 	if err != nil || !expired {
 		return err
 	}
-	w.Log.Info("approval expired", "incident", inc.ID, "reason", inc.Reason)
+	w.Log.With("incident", inc.ID, "cluster", inc.Cluster, "remediation", inc.Remediation).Info("approval expired", "reason", inc.Reason)
 	w.notify(ctx, inc, nil)
 	return nil
 }
 
 // Answer records a human's approval or rejection. It refuses, and records the refusal, an
-// answer from someone who is no approver (EFORBIDDEN), a second approval by the same person
-// or an answer to an incident that is not waiting (ECONFLICT). Once enough distinct approvers
-// approved, the run goes on.
+// answer from someone who is no approver (EFORBIDDEN), a second approval by the same person,
+// a second approval given with the shared operator token, or an answer to an incident that is
+// not waiting (EREFUSED). Once enough distinct approvers approved, the run goes on.
 func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.Incident, error) {
 	inc, err := w.Store.Get(ctx, a.Incident)
 	if err != nil {
 		return nil, err
 	}
-	allowed := false
-	if rule := inc.Gates.Approval; rule != nil {
-		if allowed, err = w.mayApprove(ctx, rule, a); err != nil {
+	if inc.State == remediator.StateRunning && inc.Approval != nil && inc.Approval.Granted {
+		// Granted already: make sure the run it allowed was requested (it may not have been,
+		// if this worker stopped in between), then refuse this answer below.
+		if err := w.requestApprovedRun(ctx, inc); err != nil {
 			return nil, err
+		}
+	}
+	allowed, whyNot := false, ""
+	if rule := inc.Gates.Approval; rule != nil {
+		allowed, err = w.mayApprove(ctx, rule, a)
+		switch {
+		case remediator.Retriable(err):
+			return nil, err // the answer comes back when the group can be read
+		case err != nil:
+			whyNot = fmt.Sprintf("cannot tell whether %s may answer: %v", a.Who(), err)
 		}
 	}
 	var refusal error
@@ -108,12 +154,15 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 		}
 		switch {
 		case inc.State != remediator.StateAwaitingApproval || inc.Approval == nil:
-			return refuse(remediator.ECONFLICT, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
+			return refuse(remediator.EREFUSED, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
+		case whyNot != "":
+			return refuse(remediator.EFORBIDDEN, "%s", whyNot)
 		case !allowed:
-			rule := inc.Gates.Approval
-			return refuse(remediator.EFORBIDDEN, "%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, approvers(rule))
+			return refuse(remediator.EFORBIDDEN, "%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, approvers(inc.Gates.Approval))
 		case a.Approve && inc.Approval.ApprovedBy(a.By):
-			return refuse(remediator.ECONFLICT, "%s approved already; %d of %d distinct approvers so far", a.Who(), len(inc.Approval.Approvals), inc.Approval.Required)
+			return refuse(remediator.EREFUSED, "%s approved already; %d of %d distinct approvers so far", a.Who(), len(inc.Approval.Approvals), inc.Approval.Required)
+		case a.Approve && a.Via == remediator.ViaSharedAPI && slices.ContainsFunc(inc.Approval.Approvals, func(x remediator.Approval) bool { return x.Via == remediator.ViaSharedAPI }):
+			return refuse(remediator.EREFUSED, "an approval was given with the shared operator token already, and that token cannot tell one person from another: the next approver must use Slack or an operator token of their own")
 		}
 		if !a.Approve {
 			reason := "rejected by " + a.Who()
@@ -150,12 +199,18 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 	}
 	w.notify(ctx, inc, ephemeral)
 	if granted {
-		data, _ := json.Marshal(runRequest{Incident: inc.ID})
-		if _, err := w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+inc.ID+"-approved-"+inc.Approval.Gate); err != nil {
+		if err := w.requestApprovedRun(ctx, inc); err != nil {
 			return inc, err
 		}
 	}
 	return inc, refusal
+}
+
+// requestApprovedRun enqueues the run an approval allowed, once.
+func (w *Worker) requestApprovedRun(ctx context.Context, inc *remediator.Incident) error {
+	data, _ := json.Marshal(runRequest{Incident: inc.ID})
+	_, err := w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+inc.ID+"-approved-"+inc.Approval.Gate)
+	return err
 }
 
 // AnswerFromChat handles an answer clicked in chat, enqueued by the interactions handler. A
@@ -167,8 +222,8 @@ func (w *Worker) AnswerFromChat(ctx context.Context, data []byte) error {
 	}
 	_, err := w.Answer(ctx, a)
 	switch remediator.ErrorCode(err) {
-	case remediator.EFORBIDDEN, remediator.ECONFLICT, remediator.ENOTFOUND:
-		return nil
+	case remediator.EFORBIDDEN, remediator.EREFUSED, remediator.ENOTFOUND:
+		return nil // recorded, and told to the user
 	}
 	return err
 }
@@ -180,7 +235,7 @@ func (w *Worker) mayApprove(ctx context.Context, rule *remediator.ApprovalRule, 
 	if slices.Contains(rule.Users, a.By) {
 		return true, nil
 	}
-	if a.Via != "slack" || w.Groups == nil {
+	if a.Via != remediator.ViaSlack || w.Groups == nil {
 		return false, nil
 	}
 	for _, g := range rule.Groups {

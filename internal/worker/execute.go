@@ -29,8 +29,12 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		return err
 	}
 	log := w.Log.With("incident", inc.ID, "cluster", inc.Cluster, "remediation", inc.Remediation)
-	if inc.State.Terminal() || inc.State == remediator.StateAwaitingApproval {
+	switch {
+	case inc.State.Terminal():
 		return nil
+	case inc.State == remediator.StateAwaitingApproval:
+		// Its expiry may not have been scheduled, if this worker stopped in between.
+		return w.scheduleExpiry(ctx, inc)
 	}
 	plan, err := w.Remediations.Plan(inc.Remediation, inc.Params)
 	if err != nil {
@@ -45,7 +49,9 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		return w.fail(ctx, log, inc.ID, err)
 	}
 
-	holder := inc.ID + "@" + w.id
+	// Each run holds the lock under its own name: a second delivery of the same incident
+	// waits like any other run, so an incident never runs twice at once.
+	holder := inc.ID + "@" + w.id + "/" + newID(w.Now())
 	owner, err := w.Locks.Acquire(ctx, inc.Cluster, holder)
 	if err != nil {
 		return err
@@ -55,6 +61,10 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	}
 	ctx, release := w.holdLock(ctx, log, inc.Cluster, holder)
 	defer release()
+	// What the incident is now, under the lock: another run may have moved it on.
+	if inc, err = w.Store.Get(ctx, inc.ID); err != nil || inc.State.Terminal() || inc.State == remediator.StateAwaitingApproval {
+		return err
+	}
 	if inc.State == remediator.StatePending {
 		if inc, err = w.setState(ctx, log, inc.ID, remediator.StateRunning, ""); err != nil {
 			return err
@@ -65,10 +75,7 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		if s := inc.Steps[i].State; s == remediator.StepSucceeded || s == remediator.StepSkipped {
 			continue
 		}
-		if needsApproval(inc, step) {
-			rule := inc.Gates.Approval
-			_, err := w.requestApproval(ctx, log, inc.ID, step.Name, fmt.Sprintf("step %s is %s risk, and policy %q asks for approval from %s risk on",
-				step.Name, step.Risk, inc.Policy, rule.FromRisk))
+		if stop, err := w.holdBack(ctx, log, inc, step); stop || err != nil {
 			return err
 		}
 		inc, err = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step)
@@ -80,6 +87,54 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	inc, err = w.setState(ctx, log, inc.ID, remediator.StateSucceeded, "")
 	if err == nil {
 		log.Info("remediation succeeded", "time_to_recovery", inc.TimeToRecovery())
+	}
+	return err
+}
+
+// holdBack applies, before a step, the gates that hold for every step and not only at the
+// start: a step that changes something does not run with dry_run on, outside the maintenance
+// windows of a policy that waits for them, or, at or above the approval risk, without
+// approval. It says whether the run stops here.
+func (w *Worker) holdBack(ctx context.Context, log *slog.Logger, inc *remediator.Incident, step remediator.PlannedStep) (bool, error) {
+	now := w.Now()
+	changes := step.Risk != remediator.RiskReadOnly
+	if changes && w.DryRun {
+		reason := fmt.Sprintf("dry-run: dry_run was turned on while the remediation ran; stopped before %s", step.Name)
+		_, err := w.Store.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
+			skipPending(inc, reason)
+			inc.SetState(remediator.StateSkipped, reason, now)
+			return nil
+		})
+		return true, err
+	}
+	if m := inc.Gates.Maintenance; changes && m != nil && m.Outside == remediator.OutsideWait && !inWindow(m, now) {
+		next, _ := remediator.NextOpen(m.Windows, now)
+		reason := fmt.Sprintf("outside the maintenance windows: %s waits for the next, at %s", step.Name, next.UTC().Format(time.RFC3339))
+		if err := w.note(ctx, inc.ID, remediator.EventWaiting, reason); err != nil {
+			return true, err
+		}
+		return true, remediator.RetryLater(next.Sub(now), "%s", reason)
+	}
+	if needsApproval(inc, step) {
+		rule := inc.Gates.Approval
+		_, err := w.requestApproval(ctx, log, inc.ID, step.Name, fmt.Sprintf("step %s is %s risk, and policy %q asks for approval from %s risk on",
+			step.Name, step.Risk, inc.Policy, rule.FromRisk))
+		return true, err
+	}
+	return false, nil
+}
+
+// note records (once) why the incident waits.
+func (w *Worker) note(ctx context.Context, id, kind, reason string) error {
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		if inc.Reason != reason {
+			inc.Reason = reason
+			inc.Record(w.Now(), kind, "", "%s", reason)
+		}
+		return nil
+	})
+	if err == nil {
+		w.notify(ctx, inc, nil)
 	}
 	return err
 }
@@ -128,6 +183,7 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, id string, plan []
 		}
 		return nil
 	})
+	w.admissions.WithLabelValues(a.verdict.String()).Inc()
 	if err != nil {
 		return nil, err
 	}
@@ -161,19 +217,15 @@ func (w *Worker) setState(ctx context.Context, log *slog.Logger, id string, s re
 // queue to come back about when the lock could have expired.
 func (w *Worker) waitForLock(ctx context.Context, log *slog.Logger, id, owner string) error {
 	holder, _, _ := strings.Cut(owner, "@")
+	log.Debug("waiting for the cluster lock", "holder", owner)
+	if holder == id {
+		// Another delivery of this same incident runs: nothing to tell the humans.
+		return remediator.RetryLater(w.Locks.TTL()/3, "incident %s runs elsewhere", id)
+	}
 	reason := fmt.Sprintf("waiting for the cluster lock, held by incident %s: one remediation per cluster at a time", holder)
-	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		if inc.Reason != reason {
-			inc.Reason = reason
-			inc.Record(w.Now(), remediator.EventWaiting, "", "%s", reason)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := w.note(ctx, id, remediator.EventWaiting, reason); err != nil {
 		return err
 	}
-	log.Debug("waiting for the cluster lock", "holder", owner)
-	w.notify(ctx, inc, nil)
 	return remediator.RetryLater(w.Locks.TTL()/3, "%s", reason)
 }
 

@@ -9,16 +9,18 @@ import (
 	"github.com/remediator/remediator"
 )
 
-// verdict is what the gates say about starting a run now.
-type verdict int
+// verdict is what the gates say about starting a run now; its name is the metric label.
+type verdict string
 
 const (
-	admitRun verdict = iota
-	admitDryRun
-	admitSkip
-	admitWait
-	admitApprove
+	admitRun     verdict = "run"
+	admitDryRun  verdict = "dry_run"
+	admitSkip    verdict = "skip"
+	admitWait    verdict = "wait"
+	admitApprove verdict = "approve"
 )
+
+func (v verdict) String() string { return string(v) }
 
 // admission is a verdict plus its reason.
 type admission struct {
@@ -58,7 +60,7 @@ func admit(inc *remediator.Incident, history []*remediator.Incident, now time.Ti
 				inc.Remediation, n, inc.Cluster, window))
 		}
 	}
-	if m := g.Maintenance; m != nil && !slices.ContainsFunc(m.Windows, func(w remediator.Window) bool { return w.Contains(now) }) {
+	if m := g.Maintenance; m != nil && !inWindow(m, now) {
 		next, ok := remediator.NextOpen(m.Windows, now)
 		switch {
 		case m.Outside == remediator.OutsideApprove:
@@ -72,9 +74,19 @@ func admit(inc *remediator.Incident, history []*remediator.Incident, now time.Ti
 	return admission{verdict: admitRun}
 }
 
-// ran says whether an incident's remediation started (a step ran).
+// inWindow says whether now is in one of the maintenance windows.
+func inWindow(m *remediator.Maintenance, now time.Time) bool {
+	return slices.ContainsFunc(m.Windows, func(w remediator.Window) bool { return w.Contains(now) })
+}
+
+// ran says whether an incident's remediation changed something: a step above read-only
+// started. A run that only looked (and was then rejected, say) does not count.
 func ran(inc *remediator.Incident) bool {
-	return slices.ContainsFunc(inc.Steps, func(s remediator.Step) bool { return !s.StartedAt.IsZero() })
+	return slices.ContainsFunc(inc.Steps, changing)
+}
+
+func changing(s remediator.Step) bool {
+	return s.Risk != remediator.RiskReadOnly && !s.StartedAt.IsZero()
 }
 
 // lastRun returns the other incident whose run finished last.
@@ -88,14 +100,14 @@ func lastRun(inc *remediator.Incident, history []*remediator.Incident) *remediat
 	return last
 }
 
-// runsSince counts the other incidents whose run started after since.
+// runsSince counts the other incidents whose run started changing things after since.
 func runsSince(inc *remediator.Incident, history []*remediator.Incident, since time.Time) int {
 	n := 0
 	for _, h := range history {
 		if h.ID == inc.ID || !ran(h) {
 			continue
 		}
-		if i := slices.IndexFunc(h.Steps, func(s remediator.Step) bool { return !s.StartedAt.IsZero() }); h.Steps[i].StartedAt.After(since) {
+		if i := slices.IndexFunc(h.Steps, changing); h.Steps[i].StartedAt.After(since) {
 			n++
 		}
 	}

@@ -75,18 +75,19 @@ func TestReadOnlyStepsRunThenTheRiskyOneWaitsForTwoApprovers(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
+		name     string
 		by       string
 		approve  bool
 		wantCode string
 	}{
-		{"mallory", true, remediator.EFORBIDDEN},
-		{"U01ALICE", true, ""},
-		{"U01ALICE", true, remediator.ECONFLICT}, // the two-person rule needs someone else
-		{"bob", true, ""},
-		{"bob", false, remediator.ECONFLICT}, // too late: no longer waiting
+		{"no approver", "mallory", true, remediator.EFORBIDDEN},
+		{"first approver", "U01ALICE", true, ""},
+		{"the same approver again: the two-person rule needs someone else", "U01ALICE", true, remediator.EREFUSED},
+		{"second approver", "bob", true, ""},
+		{"too late: no longer waiting", "bob", false, remediator.EREFUSED},
 	} {
 		if err := f.answer(t, tc.by, tc.approve); remediator.ErrorCode(err) != tc.wantCode {
-			t.Errorf("answer by %s: %v, want code %q", tc.by, err, tc.wantCode)
+			t.Errorf("%s: answer by %s: %v, want code %q", tc.name, tc.by, err, tc.wantCode)
 		}
 	}
 	inc = f.only(t)
@@ -123,9 +124,14 @@ func TestARejectedOrExpiredRequestRunsNothingMore(t *testing.T) {
 		c := &clock{now: time.Now()}
 		f.w.Now = c.Now
 		f.correlate(t, alert("a1", "prod", "firing"))
-		_ = f.execute(t, f.only(t).ID)
-		data, _ := json.Marshal(expireRequest{Incident: f.only(t).ID, Gate: "act"})
+		data, _ := json.Marshal(expireRequest{Incident: f.only(t).ID, Gate: "act", ExpiresAt: c.Now().Add(30 * time.Minute)})
 		var later *remediator.Later
+		// The deadline is scheduled before the request is recorded: if it is read first, it
+		// must come back, not be dropped.
+		if err := f.w.Expire(context.Background(), data); !errors.As(err, &later) {
+			t.Fatalf("a deadline read before its request: %v, want to look again", err)
+		}
+		_ = f.execute(t, f.only(t).ID)
 		if err := f.w.Expire(context.Background(), data); !errors.As(err, &later) || later.After < 29*time.Minute {
 			t.Fatalf("before the deadline: %v, want to look again in about 30m", err)
 		}
@@ -137,8 +143,8 @@ func TestARejectedOrExpiredRequestRunsNothingMore(t *testing.T) {
 		if inc.State != remediator.StateRejected || !strings.HasPrefix(inc.Reason, "expired: no approval within 30m0s (0 of 2 given)") || f.rem.ran("act") != 0 {
 			t.Errorf("after the deadline: %s (%s), act ran %d", inc.State, inc.Reason, f.rem.ran("act"))
 		}
-		if err := f.answer(t, "bob", true); remediator.ErrorCode(err) != remediator.ECONFLICT {
-			t.Errorf("approval after expiry: %v, want a conflict", err)
+		if err := f.answer(t, "bob", true); remediator.ErrorCode(err) != remediator.EREFUSED {
+			t.Errorf("approval after expiry: %v, want a refusal", err)
 		}
 	})
 }
@@ -202,21 +208,21 @@ func runTwice(t *testing.T, gate string, delay time.Duration) *fixture {
 
 func TestAProblemThatComesBackIsReportedNotBlindlyRemediated(t *testing.T) {
 	for _, tc := range []struct {
-		gate, wantState, wantReason string
-		delay                       time.Duration
+		name, gate, wantState, wantReason string
+		delay                             time.Duration
 	}{
-		{"cooldown-ask", "awaiting_approval", "cooldown: test-remediation last ran on prod 50m0s ago", 10 * time.Minute},
-		{"cooldown-skip", "skipped", "within the 1h0m0s cooldown: the problem came back; not run", 10 * time.Minute},
-		{"cooldown-skip", "succeeded", "", -time.Minute}, // after the cooldown, it runs
-		{"max-attempts", "skipped", "max_attempts: test-remediation ran 1 times on prod in the last 24h0m0s", 0},
+		{"within the cooldown, with approvers", "cooldown-ask", "awaiting_approval", "cooldown: test-remediation last ran on prod 50m0s ago", 10 * time.Minute},
+		{"within the cooldown, no approvers", "cooldown-skip", "skipped", "within the 1h0m0s cooldown: the problem came back; not run", 10 * time.Minute},
+		{"after the cooldown", "cooldown-skip", "succeeded", "", -time.Minute},
+		{"over max_attempts", "max-attempts", "skipped", "max_attempts: test-remediation ran 1 times on prod in the last 24h0m0s", 0},
 	} {
 		f := runTwice(t, tc.gate, tc.delay)
 		all := f.incidents(t)
 		if len(all) != 2 || string(all[0].State) != tc.wantState || !strings.Contains(all[0].Reason, tc.wantReason) {
-			t.Errorf("%s after %s: %s (%s), want %s with %q", tc.gate, time.Hour-tc.delay, all[0].State, all[0].Reason, tc.wantState, tc.wantReason)
+			t.Errorf("%s: %s (%s), want %s with %q", tc.name, all[0].State, all[0].Reason, tc.wantState, tc.wantReason)
 		}
 		if want := map[bool]int{true: 2, false: 1}[tc.wantState == "succeeded"]; f.rem.ran("act") != want {
-			t.Errorf("%s: act ran %d times, want %d", tc.gate, f.rem.ran("act"), want)
+			t.Errorf("%s: act ran %d times, want %d", tc.name, f.rem.ran("act"), want)
 		}
 	}
 }
@@ -324,5 +330,63 @@ func TestTheLockOfACrashedWorkerExpires(t *testing.T) {
 	}
 	if inc := f.only(t); inc.State != remediator.StateSucceeded {
 		t.Errorf("after the lock expired: %s", inc.State)
+	}
+}
+
+func TestTheSharedOperatorTokenCountsOnce(t *testing.T) {
+	f := newFixtureWith(t, gatedPolicies, threeSteps()...)
+	f.correlate(t, alert("a1", "prod", "firing"))
+	_ = f.execute(t, f.only(t).ID)
+	id := f.only(t).ID
+	shared := func(by string) error {
+		_, err := f.w.Answer(context.Background(), remediator.Answer{Incident: id, By: by, Via: remediator.ViaSharedAPI, Approve: true})
+		return err
+	}
+	if err := shared("U01ALICE"); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared("bob"); remediator.ErrorCode(err) != remediator.EREFUSED || !strings.Contains(err.Error(), "shared operator token") {
+		t.Fatalf("a second approval with the shared token: %v, want refused", err)
+	}
+	if _, err := f.w.Answer(context.Background(), remediator.Answer{Incident: id, By: "bob", Via: remediator.ViaAPI, Approve: true}); err != nil {
+		t.Fatalf("bob with a token of his own: %v", err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateRunning {
+		t.Errorf("after two people approved: %s", inc.State)
+	}
+}
+
+func TestADuplicateRunWaitsInsteadOfRunningTwice(t *testing.T) {
+	release := make(chan struct{})
+	f := newFixture(t, remediator.PlannedStep{Name: "act", Risk: remediator.RiskHigh,
+		Run: func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+			<-release
+			return remediator.StepResult{}, nil
+		}})
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	done := make(chan error)
+	go func() { done <- f.execute(t, id) }()
+	for f.rem.ran("act") == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var later *remediator.Later
+	if err := f.execute(t, id); !errors.As(err, &later) {
+		t.Fatalf("a second delivery while the first runs: %v, want to wait", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateSucceeded || inc.Steps[0].Attempts != 1 || f.rem.ran("act") != 1 {
+		t.Errorf("%s; act attempts %d, ran %d; want it run once", inc.State, inc.Steps[0].Attempts, f.rem.ran("act"))
+	}
+	for _, e := range f.only(t).Timeline {
+		if e.Kind == remediator.EventWaiting {
+			t.Errorf("the incident says it waits for itself: %s", e.Message)
+		}
 	}
 }

@@ -87,9 +87,10 @@ const DefaultStepAttempts = 9
 type Worker struct {
 	Config
 	// id tells this worker's locks from another replica's.
-	id     string
-	alerts *prometheus.CounterVec
-	steps  *prometheus.HistogramVec
+	id         string
+	alerts     *prometheus.CounterVec
+	admissions *prometheus.CounterVec
+	steps      *prometheus.HistogramVec
 }
 
 // New returns a worker and registers its metrics.
@@ -110,13 +111,17 @@ func New(cfg Config) *Worker {
 			Name: "remediator_alerts_correlated_total",
 			Help: "Alerts the correlator handled, by outcome (opened, attached, resolved, unmatched, denied).",
 		}, []string{"outcome"}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "remediator_admissions_total",
+			Help: "What the gates decided about new runs: run, dry_run, skip, wait or approve.",
+		}, []string{"verdict"}),
 		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "remediator_step_duration_seconds",
 			Help:    "How long remediation steps took, by remediation, step and outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
 		}, []string{"remediation", "step", "outcome"}),
 	}
-	cfg.Registry.MustRegister(w.alerts, w.steps, &stateCollector{store: cfg.Store, log: cfg.Log})
+	cfg.Registry.MustRegister(w.alerts, w.admissions, w.steps, &stateCollector{store: cfg.Store, log: cfg.Log})
 	return w
 }
 

@@ -16,8 +16,11 @@ const (
 	ActionReject  = "reject"
 )
 
-// maxOutput bounds a step's output in a thread reply.
-const maxOutput = 2500
+// Slack's limits: a section's text, and what a thread reply shows of a step's output.
+const (
+	maxSection = 3000
+	maxOutput  = 2500
+)
 
 var stateEmoji = map[remediator.State]string{
 	remediator.StatePending: ":hourglass:", remediator.StateAwaitingApproval: ":raised_hand:", remediator.StateRunning: ":gear:",
@@ -34,7 +37,9 @@ func summary(inc *remediator.Incident) string {
 	return fmt.Sprintf("%s on %s: %s", inc.Remediation, inc.Cluster, strings.ReplaceAll(string(inc.State), "_", " "))
 }
 
-func text(s string) *slack.TextBlockObject { return slack.NewTextBlockObject(slack.MarkdownType, s, false, false) }
+func text(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
 
 // render builds the incident's message: what broke, the evidence, the plan with each step's
 // risk and state, and, while it waits, the approval request with its buttons.
@@ -49,18 +54,18 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 		}, nil),
 	}
 	if inc.Reason != "" {
-		blocks = append(blocks, slack.NewSectionBlock(text(truncate(inc.Reason, 2900)), nil, nil))
+		blocks = append(blocks, slack.NewSectionBlock(text(truncate(inc.Reason, maxSection)), nil, nil))
 	}
-	blocks = append(blocks, slack.NewSectionBlock(text(evidence(inc)), nil, nil))
+	blocks = append(blocks, slack.NewSectionBlock(text(truncate(evidence(inc), maxSection)), nil, nil))
 	if figures := figures(inc); figures != "" {
-		blocks = append(blocks, slack.NewSectionBlock(text(figures), nil, nil))
+		blocks = append(blocks, slack.NewSectionBlock(text(truncate(figures, maxSection)), nil, nil))
 	}
-	blocks = append(blocks, slack.NewSectionBlock(text(plan(inc)), nil, nil))
+	blocks = append(blocks, slack.NewSectionBlock(text(truncate(plan(inc), maxSection)), nil, nil))
 	if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval {
 		rule := inc.Gates.Approval
 		ask := fmt.Sprintf(":raised_hand: *Approval needed before %s*: %d of %d given. Approvers: %s. Expires %s.",
 			a.Gate, len(a.Approvals), a.Required, who(rule), a.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
-		blocks = append(blocks, slack.NewSectionBlock(text(ask), nil, nil),
+		blocks = append(blocks, slack.NewSectionBlock(text(truncate(ask, maxSection)), nil, nil),
 			slack.NewActionBlock("approval",
 				slack.NewButtonBlockElement(ActionApprove, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary),
 				slack.NewButtonBlockElement(ActionReject, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Reject", false, false)).WithStyle(slack.StyleDanger),
@@ -178,9 +183,11 @@ func threadText(inc *remediator.Incident, e remediator.Event, reportURL string) 
 	return ""
 }
 
+// truncate keeps s within n characters, cutting on a rune boundary.
 func truncate(s string, n int) string {
-	if len(s) <= n {
+	r := []rune(s)
+	if len(r) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	return string(r[:n-1]) + "…"
 }

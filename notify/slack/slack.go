@@ -86,29 +86,65 @@ func (n *Notifier) Handle(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// syncMessage posts the incident's message, or updates it to the incident's state.
+// claimFor is how long a notifier's claim to post a message stands before another may take
+// it over (the first may have died between the claim and the post).
+const claimFor = time.Minute
+
+// syncMessage posts the incident's message, or updates it to the incident's state. Posting
+// is claimed first, by compare-and-set on the incident, so that notifiers on two replicas do
+// not both post it.
 func (n *Notifier) syncMessage(ctx context.Context, inc *remediator.Incident) (*remediator.Incident, error) {
 	opts := []slack.MsgOption{slack.MsgOptionBlocks(render(inc, n.reportURL(inc))...), slack.MsgOptionText(summary(inc), false)}
-	if inc.Chat != nil {
-		if _, _, _, err := n.api.UpdateMessageContext(ctx, inc.Chat.Channel, inc.Chat.ID, opts...); err != nil {
-			return nil, classify(err, "chat.update of incident %s", inc.ID)
+	gone := ""
+	if inc.Chat != nil && inc.Chat.ID != "" {
+		_, _, _, err := n.api.UpdateMessageContext(ctx, inc.Chat.Channel, inc.Chat.ID, opts...)
+		if !slackError(err, "message_not_found") {
+			if err != nil {
+				return nil, classify(err, "chat.update of incident %s", inc.ID)
+			}
+			return inc, nil
 		}
-		return inc, nil
+		n.cfg.Log.Warn("the incident's Slack message was deleted; posting it again", "incident", inc.ID)
+		gone = inc.Chat.ID
+	}
+	now := time.Now()
+	claimed := false
+	inc, err := n.cfg.Incidents.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
+		c := inc.Chat
+		if claimed = c == nil || (c.ID == "" && now.Sub(c.ClaimedAt) > claimFor) || (gone != "" && c.ID == gone); claimed {
+			inc.Chat = &remediator.ChatMessage{ClaimedAt: now}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !claimed && inc.Chat.ID != "":
+		return inc, nil // posted by another notifier meanwhile
+	case !claimed:
+		return nil, remediator.RetryLater(5*time.Second, "another notifier is posting the message of incident %s", inc.ID)
 	}
 	channel, ts, err := n.api.PostMessageContext(ctx, n.cfg.Channel, opts...)
 	if err != nil {
+		if _, uerr := n.cfg.Incidents.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
+			if inc.Chat != nil && inc.Chat.ClaimedAt.Equal(now) {
+				inc.Chat = nil
+			}
+			return nil
+		}); uerr != nil {
+			n.cfg.Log.Warn("cannot release the claim to post; it lapses by itself", "incident", inc.ID, "err", uerr)
+		}
 		return nil, classify(err, "chat.postMessage of incident %s", inc.ID)
 	}
 	return n.cfg.Incidents.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
-		if inc.Chat == nil {
-			inc.Chat = &remediator.ChatMessage{Channel: channel, ID: ts}
-		}
+		inc.Chat = &remediator.ChatMessage{Channel: channel, ID: ts}
 		return nil
 	})
 }
 
 // syncThread posts, in the message's thread, every timeline event worth a reply that is not
-// there yet, and records each as posted as soon as it is.
+// there yet. Each reply is claimed in the incident before it is posted, so that two notifiers
+// do not both post it; a reply that fails to post is released for the next attempt.
 func (n *Notifier) syncThread(ctx context.Context, inc *remediator.Incident) error {
 	for i, e := range inc.Timeline {
 		key := fmt.Sprintf("t%d", i)
@@ -116,18 +152,30 @@ func (n *Notifier) syncThread(ctx context.Context, inc *remediator.Incident) err
 		if text == "" || slices.Contains(inc.Chat.Posted, key) {
 			continue
 		}
-		if _, _, err := n.api.PostMessageContext(ctx, inc.Chat.Channel, slack.MsgOptionTS(inc.Chat.ID), slack.MsgOptionText(text, false)); err != nil {
-			return classify(err, "thread reply of incident %s", inc.ID)
-		}
+		claimed := false
 		var err error
 		inc, err = n.cfg.Incidents.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
-			if inc.Chat != nil && !slices.Contains(inc.Chat.Posted, key) {
+			if claimed = inc.Chat != nil && !slices.Contains(inc.Chat.Posted, key); claimed {
 				inc.Chat.Posted = append(inc.Chat.Posted, key)
 			}
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		if !claimed {
+			continue
+		}
+		if _, _, err := n.api.PostMessageContext(ctx, inc.Chat.Channel, slack.MsgOptionTS(inc.Chat.ID), slack.MsgOptionText(text, false)); err != nil {
+			if _, uerr := n.cfg.Incidents.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
+				if inc.Chat != nil {
+					inc.Chat.Posted = slices.DeleteFunc(inc.Chat.Posted, func(k string) bool { return k == key })
+				}
+				return nil
+			}); uerr != nil {
+				n.cfg.Log.Warn("cannot release a thread reply's claim; it will not be posted", "incident", inc.ID, "reply", key, "err", uerr)
+			}
+			return classify(err, "thread reply of incident %s", inc.ID)
 		}
 	}
 	return nil
@@ -146,9 +194,20 @@ func (n *Notifier) reportURL(inc *remediator.Incident) string {
 	return n.cfg.BaseURL + "/api/v1/incidents/" + inc.ID + "/report"
 }
 
-// classify says whether a Slack error may pass: rate limits, server errors and the network
-// may; a refusal of the request (a bad token, an unknown channel) will not.
+// slackError says whether err is Slack's refusal with the given error code.
+func slackError(err error, code string) bool {
+	var refused slack.SlackErrorResponse
+	return errors.As(err, &refused) && refused.Err == code
+}
+
+// classify says whether a Slack error may pass: rate limits (after the wait Slack asks
+// for), server errors and the network may; a refusal of the request (a bad token, an unknown
+// channel) will not.
 func classify(err error, format string, args ...any) error {
+	var limited *slack.RateLimitedError
+	if errors.As(err, &limited) {
+		return remediator.RetryLater(limited.RetryAfter, "slack: "+format+": rate limited", args...)
+	}
 	args = append(args, err)
 	format = "slack: " + format + ": %w"
 	var refused slack.SlackErrorResponse

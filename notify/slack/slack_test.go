@@ -3,6 +3,7 @@ package slack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +201,44 @@ func TestGroupMembers(t *testing.T) {
 	}
 	if _, err := f.n.Members(context.Background(), "S0NONE"); err == nil {
 		t.Error("members of an unknown group: no error")
+	}
+}
+
+func TestADeletedMessageIsPostedAgain(t *testing.T) {
+	f := newFixture(t)
+	if err := f.handle(t, remediator.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	f.slack.DeleteMessages()
+	if err := f.handle(t, remediator.Notice{}); err != nil {
+		t.Fatalf("with the message deleted: %v", err)
+	}
+	var mains []string
+	for _, p := range f.slack.Calls("chat.postMessage") {
+		if p.Form.Get("thread_ts") == "" {
+			mains = append(mains, p.Form.Get("text"))
+		}
+	}
+	inc, _ := f.store.Get(context.Background(), f.id)
+	if len(mains) != 2 || inc.Chat == nil || inc.Chat.ID == "1763700000.000001" || len(inc.Chat.Posted) != 2 {
+		t.Errorf("messages posted %v, chat record %+v; want a second message, with its thread replies posted again", mains, inc.Chat)
+	}
+}
+
+func TestLongEvidenceStaysWithinSlacksLimits(t *testing.T) {
+	f := newFixture(t)
+	f.update(t, func(inc *remediator.Incident) {
+		for i := range 400 {
+			inc.Evidence = append(inc.Evidence, remediator.Alert{Fingerprint: fmt.Sprint(i), Status: remediator.AlertFiring,
+				Labels: map[string]string{"alertname": fmt.Sprintf("SomeVeryLongAlertNameNumber%03d", i)}})
+		}
+	})
+	if err := f.handle(t, remediator.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range f.slack.Calls("chat.postMessage")[0].Blocks() {
+		if txt, ok := b["text"].(map[string]any); ok && len([]rune(txt["text"].(string))) > 3000 {
+			t.Errorf("a %s block of %d characters, over Slack's 3000", b["type"], len([]rune(txt["text"].(string))))
+		}
 	}
 }
