@@ -67,21 +67,5 @@ func (l *Locks) Refresh(ctx context.Context, cluster, holder string) error {
 
 // Release gives the holder's lock up; a lock that expired or changed hands is left alone.
 func (l *Locks) Release(ctx context.Context, cluster, holder string) error {
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	e, err := l.kv.Get(ctx, cluster)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return unavailable("read lock %s", cluster, err)
-	}
-	if string(e.Value()) != holder {
-		return nil
-	}
-	err = l.kv.Delete(ctx, cluster, jetstream.LastRevision(e.Revision()))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return unavailable("release lock %s", cluster, err)
-	}
-	return nil
+	return deleteIfHeld(ctx, l.kv, cluster, holder)
 }

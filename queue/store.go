@@ -155,20 +155,25 @@ func (s *Store) ClaimOpen(ctx context.Context, cluster, remediation, id string) 
 
 // ReleaseOpen frees the cluster and remediation for a new incident, if id holds them.
 func (s *Store) ReleaseOpen(ctx context.Context, cluster, remediation, id string) error {
+	return deleteIfHeld(ctx, s.open, openKey(cluster, remediation), id)
+}
+
+// deleteIfHeld deletes key if its value is still value: compare-and-delete on the revision
+// read, so a key taken over in between is left to its new holder.
+func deleteIfHeld(ctx context.Context, kv jetstream.KeyValue, key, value string) error {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	key := openKey(cluster, remediation)
-	e, err := s.open.Get(ctx, key)
+	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
 		return unavailable("read %s", key, err)
 	}
-	if string(e.Value()) != id {
+	if string(e.Value()) != value {
 		return nil
 	}
-	err = s.open.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	err = kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return unavailable("release %s", key, err)
 	}
