@@ -53,11 +53,7 @@ func (a *api) alertmanager(c echo.Context) error {
 	const source = "alertmanager"
 	res, err := a.receiveAlertmanager(c)
 	if err != nil {
-		a.webhooks.WithLabelValues(source, remediator.ErrorCode(err)).Inc()
-		if status := statusOf(err); status < http.StatusInternalServerError {
-			a.Log.Warn("webhook refused", "source", source, "status", status, "err", err)
-		}
-		return err // handleError logs what is not the sender's fault
+		return a.refused(source, err)
 	}
 	outcome := "accepted"
 	if res.Duplicate {
@@ -76,13 +72,9 @@ func (a *api) receiveAlertmanager(c echo.Context) (accepted, error) {
 	if err := a.authorize(r); err != nil {
 		return accepted{}, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, a.MaxBodyBytes))
+	body, err := readBody(c, a.MaxBodyBytes)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return accepted{}, remediator.Errorf(remediator.ETOOLARGE, "body is over the %d byte limit", a.MaxBodyBytes)
-		}
-		return accepted{}, remediator.Errorf(remediator.EINVALID, "reading body: %v", err)
+		return accepted{}, err
 	}
 	batch, rejected, err := DecodeAlertmanager(body, a.Clusters, a.Now())
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,13 +34,8 @@ const maxInteractionBytes = 1 << 20
 // worker, which tells them if not. It answers at once, well within Slack's three seconds.
 func (a *api) slackInteraction(c echo.Context) error {
 	const source = "slack"
-	err := a.receiveInteraction(c)
-	if err != nil {
-		a.webhooks.WithLabelValues(source, remediator.ErrorCode(err)).Inc()
-		if status := statusOf(err); status < http.StatusInternalServerError {
-			a.Log.Warn("slack interaction refused", "status", status, "err", err)
-		}
-		return err
+	if err := a.receiveInteraction(c); err != nil {
+		return a.refused(source, err)
 	}
 	a.webhooks.WithLabelValues(source, "accepted").Inc()
 	return c.NoContent(http.StatusOK)
@@ -49,9 +43,9 @@ func (a *api) slackInteraction(c echo.Context) error {
 
 func (a *api) receiveInteraction(c echo.Context) error {
 	r := c.Request()
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxInteractionBytes))
+	body, err := readBody(c, maxInteractionBytes)
 	if err != nil {
-		return remediator.Errorf(remediator.ETOOLARGE, "body is over the %d byte limit", maxInteractionBytes)
+		return err
 	}
 	// Slack gives up after three seconds: the checks and the enqueue must fit well within.
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

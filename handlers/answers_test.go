@@ -26,26 +26,31 @@ func (f *fixture) do(t *testing.T, r *http.Request) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// answersQueued reads the answers enqueued for the worker.
-func (f *fixture) answersQueued(t *testing.T) []remediator.Answer {
+// answerQueued reads the answer enqueued for the worker, waiting up to ten seconds for it.
+func (f *fixture) answerQueued(t *testing.T) remediator.Answer {
 	t.Helper()
-	var out []remediator.Answer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	got := make(chan remediator.Answer, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	go func() {
-		defer close(done)
 		_ = f.q.Consume(ctx, queue.Executor, 1, time.Second, func(_ context.Context, d queue.Delivery) error {
 			var a remediator.Answer
 			if d.Subject == queue.SubjectAnswer && json.Unmarshal(d.Data, &a) == nil {
-				out = append(out, a)
+				select {
+				case got <- a:
+				default:
+				}
 			}
 			return nil
 		})
 	}()
-	time.Sleep(500 * time.Millisecond)
-	cancel()
-	<-done
-	return out
+	select {
+	case a := <-got:
+		return a
+	case <-ctx.Done():
+		t.Fatal("no answer was enqueued")
+		return remediator.Answer{}
+	}
 }
 
 func TestSlackInteractionsAreVerifiedBeforeAnythingElse(t *testing.T) {
@@ -103,10 +108,12 @@ func TestASignedClickIsEnqueuedOnceAndAReplayRefused(t *testing.T) {
 	if status != http.StatusConflict || !strings.Contains(body, "replay") {
 		t.Errorf("the same request again: %d %s, want 409 replay", status, body)
 	}
-	got := f.answersQueued(t)
 	want := remediator.Answer{Incident: "20261121-100000-abcdef", By: "U01ALICE", Name: "alice", Via: "slack", Approve: true, Channel: slacktest.Channel}
-	if len(got) != 1 || got[0] != want {
-		t.Errorf("answers enqueued %+v, want exactly %+v", got, want)
+	if got := f.answerQueued(t); got != want {
+		t.Errorf("answer enqueued %+v, want %+v", got, want)
+	}
+	if n := f.pub.published.Load(); n != 1 {
+		t.Errorf("%d answers published, want the replay refused before it reached the queue", n)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -166,6 +167,29 @@ func (a *api) handleError(err error, c echo.Context) {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="remediator"`)
 	}
 	_ = c.JSON(status, errorBody{Error: msg, Code: remediator.ErrorCode(err)})
+}
+
+// refused counts and logs a request an intake refused, and returns the error for
+// handleError to answer (and to log, if it is not the sender's fault).
+func (a *api) refused(source string, err error) error {
+	a.webhooks.WithLabelValues(source, remediator.ErrorCode(err)).Inc()
+	if status := statusOf(err); status < http.StatusInternalServerError {
+		a.Log.Warn("request refused", "source", source, "status", status, "err", err)
+	}
+	return err
+}
+
+// readBody reads the request body up to limit bytes; a longer one is ETOOLARGE.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, remediator.Errorf(remediator.ETOOLARGE, "body is over the %d byte limit", limit)
+	case err != nil:
+		return nil, remediator.Errorf(remediator.EINVALID, "reading body: %v", err)
+	}
+	return body, nil
 }
 
 // authorize checks the bearer token, if one is configured.
