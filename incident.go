@@ -188,14 +188,13 @@ func (inc *Incident) Record(at time.Time, kind, step, format string, args ...any
 	inc.UpdatedAt = at
 }
 
-// AddEvidence attaches the alerts the incident does not hold yet and returns how many it
-// added; an alert re-sent by its source is not evidence twice.
-func (inc *Incident) AddEvidence(alerts []Alert) int {
+// AddEvidence attaches the alerts the incident does not hold yet; an alert re-sent by its
+// source is not evidence twice.
+func (inc *Incident) AddEvidence(alerts []Alert) {
 	seen := make(map[string]bool, len(inc.Evidence))
 	for _, a := range inc.Evidence {
 		seen[a.key()] = true
 	}
-	added := 0
 	for _, a := range alerts {
 		if seen[a.key()] {
 			continue
@@ -203,9 +202,7 @@ func (inc *Incident) AddEvidence(alerts []Alert) int {
 		seen[a.key()] = true
 		inc.Evidence = append(inc.Evidence, a)
 		inc.Record(a.ReceivedAt, EventEvidence, "", "%s %s from %s (fingerprint %s)", a.Name(), a.Status, a.Source, a.Fingerprint)
-		added++
 	}
-	return added
 }
 
 // SetState moves the incident to a state, records why, and stamps the finish time of a

@@ -36,14 +36,14 @@ func New(d Deps) *Catalog {
 	}}
 }
 
-// Names lists the remediations, sorted.
-func (c *Catalog) Names() []string { return slices.Sorted(maps.Keys(c.byName)) }
+// names lists the remediations, sorted.
+func (c *Catalog) names() []string { return slices.Sorted(maps.Keys(c.byName)) }
 
 // Plan returns the steps of the named remediation with the given parameters.
 func (c *Catalog) Plan(name string, params map[string]string) ([]remediator.PlannedStep, error) {
 	p, ok := c.byName[name]
 	if !ok {
-		return nil, remediator.Errorf(remediator.ENOTFOUND, "remediation %q does not exist (known: %s)", name, strings.Join(c.Names(), ", "))
+		return nil, remediator.Errorf(remediator.ENOTFOUND, "remediation %q does not exist (known: %s)", name, strings.Join(c.names(), ", "))
 	}
 	steps, err := p.Plan(params)
 	if err != nil {

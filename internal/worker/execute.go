@@ -41,7 +41,7 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		return w.fail(ctx, log, inc.ID, err)
 	}
 	if inc.State == remediator.StatePending {
-		if inc, err = w.admit(ctx, log, inc.ID, plan); err != nil || inc.State != remediator.StatePending {
+		if inc, err = w.admit(ctx, log, inc, plan); err != nil || inc.State != remediator.StatePending {
 			return err
 		}
 	}
@@ -141,11 +141,8 @@ func (w *Worker) note(ctx context.Context, id, kind, reason string) error {
 
 // admit records the plan of a pending incident and applies its gates. The incident it returns
 // is still pending if the run may start; otherwise it says what happened instead.
-func (w *Worker) admit(ctx context.Context, log *slog.Logger, id string, plan []remediator.PlannedStep) (*remediator.Incident, error) {
-	inc, err := w.Store.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.Incident, plan []remediator.PlannedStep) (*remediator.Incident, error) {
+	id := inc.ID
 	var history []*remediator.Incident
 	if inc.Gates.Cooldown > 0 || inc.Gates.MaxAttempts > 0 {
 		all, err := w.Store.List(ctx)
@@ -159,7 +156,7 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, id string, plan []
 		}
 	}
 	a := admit(inc, history, w.Now(), w.DryRun)
-	inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 		if inc.State != remediator.StatePending {
 			return nil // another delivery got here first
 		}
@@ -175,11 +172,6 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, id string, plan []
 			skipPending(inc, a.reason)
 			inc.Record(now, remediator.EventNotice, "", "%s", a.reason)
 			inc.SetState(remediator.StateSkipped, a.reason, now)
-		case admitWait:
-			if inc.Reason != a.reason {
-				inc.Reason = a.reason
-				inc.Record(now, remediator.EventWaiting, "", "%s", a.reason)
-			}
 		}
 		return nil
 	})
@@ -192,6 +184,9 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, id string, plan []
 		log.Info("incident not run", "reason", a.reason)
 		w.notify(ctx, inc, nil)
 	case admitWait:
+		if err := w.note(ctx, id, remediator.EventWaiting, a.reason); err != nil {
+			return nil, err
+		}
 		return inc, remediator.RetryLater(a.until.Sub(w.Now()), "%s", a.reason)
 	case admitApprove:
 		return w.requestApproval(ctx, log, id, plan[0].Name, a.reason)
