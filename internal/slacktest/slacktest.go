@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -148,9 +149,13 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// clicks numbers the clicks, which Slack tells apart by their trigger and action times.
+var clicks atomic.Int64
+
 // ButtonClick is the body Slack posts when a user clicks a button of a message: a form whose
-// payload field holds the block_actions interaction.
+// payload field holds the block_actions interaction. No two clicks have the same body.
 func ButtonClick(userID, userName, actionID, value string) []byte {
+	n := clicks.Add(1)
 	payload, _ := json.Marshal(map[string]any{
 		"type":         "block_actions",
 		"user":         map[string]any{"id": userID, "username": userName, "name": userName, "team_id": "T0TEAM"},
@@ -158,10 +163,10 @@ func ButtonClick(userID, userName, actionID, value string) []byte {
 		"container":    map[string]any{"type": "message", "message_ts": "1763700000.000001", "channel_id": Channel},
 		"channel":      map[string]any{"id": Channel, "name": "etcd-incidents"},
 		"response_url": "https://hooks.slack.com/actions/T0TEAM/1/abc",
-		"trigger_id":   "1.2.3",
+		"trigger_id":   fmt.Sprintf("%d.1.2", n),
 		"actions": []map[string]any{{
 			"type": "button", "action_id": actionID, "block_id": "approval", "value": value,
-			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": "1763700001.000001",
+			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": fmt.Sprintf("1763700001.%06d", n),
 		}},
 	})
 	return []byte(url.Values{"payload": {string(payload)}}.Encode())
