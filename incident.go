@@ -51,6 +51,7 @@ type Step struct {
 	Name        string    `json:"name"`
 	Description string    `json:"description"`
 	Risk        Risk      `json:"risk"`
+	Always      bool      `json:"always,omitempty"`
 	State       StepState `json:"state"`
 	Attempts    int       `json:"attempts"`
 	StartedAt   time.Time `json:"started_at,omitzero"`

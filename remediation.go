@@ -26,7 +26,10 @@ type PlannedStep struct {
 	Name        string
 	Description string
 	Risk        Risk
-	Run         StepFunc
+	// Always marks a clean-up step, such as turning a suspended probe back on: it runs even
+	// after an earlier step failed, and the incident still fails.
+	Always bool
+	Run    StepFunc
 }
 
 // StepFunc runs one step. A step must be safe to run again after an interruption: it saves

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -71,18 +72,41 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		}
 	}
 
+	var failed error
 	for i, step := range plan {
-		if s := inc.Steps[i].State; s == remediator.StepSucceeded || s == remediator.StepSkipped {
+		if s := inc.Steps[i].State; s != remediator.StepPending && s != remediator.StepRunning {
 			continue
 		}
-		if stop, err := w.holdBack(ctx, log, inc, step); stop || err != nil {
-			return err
+		// After a failure only clean-up steps are left, and they do not wait for gates: the
+		// cluster must not stay as the failed run left it.
+		if failed == nil && !hasFailed(inc) {
+			if stop, err := w.holdBack(ctx, log, inc, step); stop || err != nil {
+				return err
+			}
 		}
-		inc, err = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step)
-		w.notify(ctx, inc, nil)
-		if err != nil {
-			return err
+		var stepErr error
+		inc, stepErr = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step)
+		if inc != nil {
+			w.notify(ctx, inc, nil)
 		}
+		switch {
+		case stepErr == nil:
+		case inc == nil || ctx.Err() != nil || inc.Steps[i].State != remediator.StepFailed:
+			return stepErr // interrupted, or retried by the queue
+		default:
+			failed = stepErr
+		}
+	}
+	if inc.State.Terminal() {
+		return failed
+	}
+	if hasFailed(inc) {
+		i := slices.IndexFunc(inc.Steps, func(s remediator.Step) bool { return s.State == remediator.StepFailed })
+		_, err := w.setState(ctx, log, inc.ID, remediator.StateFailed, fmt.Sprintf("step %s failed: %s", inc.Steps[i].Name, inc.Steps[i].Error))
+		if failed == nil {
+			failed = remediator.Errorf(remediator.EPRECONDITION, "step %s failed: %s", inc.Steps[i].Name, inc.Steps[i].Error)
+		}
+		return errors.Join(failed, err)
 	}
 	inc, err = w.setState(ctx, log, inc.ID, remediator.StateSucceeded, "")
 	if err == nil {
@@ -164,7 +188,7 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.In
 		if len(inc.Steps) == 0 {
 			inc.Steps = make([]remediator.Step, len(plan))
 			for i, p := range plan {
-				inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, State: remediator.StepPending}
+				inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, Always: p.Always, State: remediator.StepPending}
 			}
 		}
 		switch a.verdict {
@@ -356,12 +380,16 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 		default:
 			s.State, s.Error, s.FinishedAt = remediator.StepFailed, stepErr.Error(), now
 			inc.Record(now, remediator.EventStepFailed, s.Name, "failed: %v", stepErr)
-			skipPending(inc, fmt.Sprintf("step %s failed", s.Name))
 			reason := fmt.Sprintf("step %s failed: %v", s.Name, stepErr)
 			if remediator.Retriable(stepErr) {
 				reason = fmt.Sprintf("step %s failed on its last attempt (%d of %d): %v", s.Name, s.Attempts, w.StepAttempts, stepErr)
+				s.Error = reason
 			}
-			inc.SetState(remediator.StateFailed, reason, now)
+			if cleanup := skipToCleanup(inc, fmt.Sprintf("step %s failed", s.Name)); len(cleanup) > 0 {
+				inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident fails", strings.Join(cleanup, ", "))
+			} else {
+				inc.SetState(remediator.StateFailed, reason, now)
+			}
 		}
 		return nil
 	})
@@ -382,13 +410,30 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 }
 
 // skipPending marks the steps not run yet as skipped, and why.
-func skipPending(inc *remediator.Incident, why string) {
+func skipPending(inc *remediator.Incident, why string) { skipSteps(inc, why, false) }
+
+// skipToCleanup marks the steps not run yet as skipped, except the clean-up steps, whose names
+// it returns.
+func skipToCleanup(inc *remediator.Incident, why string) []string { return skipSteps(inc, why, true) }
+
+func skipSteps(inc *remediator.Incident, why string, keepCleanup bool) (cleanup []string) {
 	for j := range inc.Steps {
-		if inc.Steps[j].State == remediator.StepPending {
-			inc.Steps[j].State = remediator.StepSkipped
-			inc.Steps[j].Output = "not run: " + why
+		s := &inc.Steps[j]
+		switch {
+		case s.State != remediator.StepPending:
+		case s.Always && keepCleanup:
+			cleanup = append(cleanup, s.Name)
+		default:
+			s.State = remediator.StepSkipped
+			s.Output = "not run: " + why
 		}
 	}
+	return cleanup
+}
+
+// hasFailed says whether a step of the incident failed.
+func hasFailed(inc *remediator.Incident) bool {
+	return slices.ContainsFunc(inc.Steps, func(s remediator.Step) bool { return s.State == remediator.StepFailed })
 }
 
 // fail ends the incident as failed before or between steps (step failures are recorded by

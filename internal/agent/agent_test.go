@@ -1,0 +1,292 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/agent"
+	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/manifest"
+	"github.com/remediator/remediator/queue"
+)
+
+func template(name string) string { return filepath.Join("..", "..", "testdata", "manifests", name) }
+
+func nodeAgent(t *testing.T, n *etcdtest.Node) *agent.Agent {
+	t.Helper()
+	a, err := agent.New(agent.Config{Node: n.Name, Cluster: "test", ManifestsDir: n.ManifestsDir,
+		StoppedDir: n.StoppedDir, BackupDir: n.BackupDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func do(t *testing.T, a *agent.Agent, act remediator.NodeAction) remediator.NodeResult {
+	t.Helper()
+	if act.Incident == "" {
+		act.Incident = "inc1"
+	}
+	res, err := a.Do(context.Background(), act)
+	if err != nil {
+		t.Fatalf("%s: %v", act.Kind, err)
+	}
+	return res
+}
+
+func etcdAct(kind remediator.ActionKind) remediator.NodeAction {
+	return remediator.NodeAction{Kind: kind, Component: remediator.ComponentEtcd, Incident: "inc1", Timeout: remediator.Duration(30 * time.Second)}
+}
+
+// A static pod stopped, edited while stopped and started again, as member-replace does it; the
+// member's data moved aside and the member really gone and back.
+func TestStaticPodStopEditStart(t *testing.T) {
+	c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: 1, Template: template("etcd.yaml")})
+	n := c.Nodes[0]
+	a := nodeAgent(t, n)
+
+	res := do(t, a, etcdAct(remediator.ActionInspect))
+	if !res.Running || !res.HasData || res.DataDir != n.DataDir || res.Flags["name"] != n.Name {
+		t.Fatalf("inspect = %+v", res)
+	}
+	if res.Probe == nil || !strings.Contains(res.Probe.Target, "exclude=NOSPACE") {
+		t.Fatalf("probe = %+v", res.Probe)
+	}
+	// Data cannot be touched while etcd runs.
+	if _, err := a.Do(context.Background(), etcdAct(remediator.ActionMoveData)); remediator.ErrorCode(err) != remediator.EPRECONDITION {
+		t.Fatalf("move-data while running: %v", err)
+	}
+
+	res = do(t, a, etcdAct(remediator.ActionStop))
+	if res.Running {
+		t.Fatal("still running after stop")
+	}
+	if _, err := os.Stat(n.Manifest()); !os.IsNotExist(err) {
+		t.Fatalf("manifest still in the manifests folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(n.StoppedDir, "etcd.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cluster().WaitReady(context.Background(), time.Second); err == nil {
+		t.Fatal("etcd still answers after stop")
+	}
+	// Stopping again is no error: the reply of the first may have been lost.
+	do(t, a, etcdAct(remediator.ActionStop))
+
+	moved := do(t, a, etcdAct(remediator.ActionMoveData))
+	if moved.HasData || !strings.HasPrefix(moved.Backup, n.BackupDir) {
+		t.Fatalf("move-data = %+v", moved)
+	}
+	if _, err := os.Stat(filepath.Join(moved.Backup, "member", "wal")); err != nil {
+		t.Fatalf("backup has no WAL: %v", err)
+	}
+	again := do(t, a, etcdAct(remediator.ActionMoveData))
+	if again.Backup != moved.Backup {
+		t.Fatalf("second move-data made another backup: %s", again.Backup)
+	}
+
+	// Restore the data and start: the member comes back with its keys.
+	if err := os.RemoveAll(n.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved.Backup, n.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	set := etcdAct(remediator.ActionSetFlags)
+	set.Set = map[string]string{"initial-cluster-state": "existing"}
+	res = do(t, a, set)
+	if !res.Changed || res.Flags["initial-cluster-state"] != "existing" || res.Running {
+		t.Fatalf("set-flags while stopped = %+v", res)
+	}
+	res = do(t, a, etcdAct(remediator.ActionStart))
+	if !res.Running {
+		t.Fatal("not running after start")
+	}
+	if err := c.Cluster().WaitReady(context.Background(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	health := do(t, a, etcdAct(remediator.ActionHealth))
+	if !strings.Contains(health.HealthOutput, `"health":"true"`) {
+		t.Fatalf("health = %q", health.HealthOutput)
+	}
+}
+
+// Flag edits keep a backup outside the manifests folder, and roll back to the file as it was.
+func TestSetFlagsBackupAndRollback(t *testing.T) {
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "manifests")
+	if err := os.MkdirAll(manifests, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(template("kube-apiserver.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(manifests, "kube-apiserver.yaml")
+	if err := os.WriteFile(path, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Node: "cp-1", Cluster: "test", ManifestsDir: manifests,
+		StoppedDir: filepath.Join(dir, "stopped"), BackupDir: filepath.Join(dir, "backups")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentAPIServer, Incident: "inc1",
+		Set: map[string]string{"etcd-healthcheck-timeout": "4s", "etcd-readycheck-timeout": "4s"}}
+	res := do(t, a, set)
+	if !res.Changed || res.Flags["etcd-healthcheck-timeout"] != "4s" || res.Flags["etcd-readycheck-timeout"] != "4s" {
+		t.Fatalf("set-flags = %+v", res)
+	}
+	entries, _ := os.ReadDir(manifests)
+	if len(entries) != 1 {
+		t.Fatalf("manifests folder holds %d files: a backup or temp file there would be run as a pod", len(entries))
+	}
+	backup, err := os.ReadFile(res.Backup)
+	if err != nil || string(backup) != string(orig) {
+		t.Fatalf("backup %s is not the original: %v", res.Backup, err)
+	}
+	if again := do(t, a, set); again.Changed {
+		t.Fatal("setting the same flags again changed the file")
+	}
+	roll := do(t, a, remediator.NodeAction{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc1"})
+	if got, _ := os.ReadFile(path); string(got) != string(orig) || !roll.Changed {
+		t.Fatalf("rollback did not restore the original (changed %v)", roll.Changed)
+	}
+	// A backup of another incident, or outside the backup dir, is refused.
+	bad := remediator.NodeAction{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc2", Backup: res.Backup}
+	if _, err := a.Do(context.Background(), bad); remediator.ErrorCode(err) != remediator.EINVALID {
+		t.Fatalf("rollback to another incident's backup: %v", err)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	dir := t.TempDir()
+	_, err := agent.New(agent.Config{Node: "n", Cluster: "c", ManifestsDir: dir, StoppedDir: filepath.Join(dir, "stopped"), BackupDir: filepath.Join(dir, "b")})
+	if err == nil || !strings.Contains(err.Error(), "agent.stopped_dir") {
+		t.Fatalf("stopped dir inside the manifests folder: %v", err)
+	}
+	a, err := agent.New(agent.Config{Node: "n", Cluster: "c", ManifestsDir: filepath.Join(dir, "m"), StoppedDir: filepath.Join(dir, "s"), BackupDir: filepath.Join(dir, "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		act  remediator.NodeAction
+		code string
+	}{
+		"unknown kind":       {remediator.NodeAction{Kind: "rm -rf /", Component: remediator.ComponentEtcd, Incident: "i"}, remediator.EINVALID},
+		"unknown component":  {remediator.NodeAction{Kind: remediator.ActionStop, Component: "kubelet", Incident: "i"}, remediator.EINVALID},
+		"path in incident":   {remediator.NodeAction{Kind: remediator.ActionCopyData, Component: remediator.ComponentEtcd, Incident: "../../etc"}, remediator.EINVALID},
+		"probe of apiserver": {remediator.NodeAction{Kind: remediator.ActionMoveData, Component: remediator.ComponentAPIServer, Incident: "i"}, remediator.EINVALID},
+		"no manifest":        {remediator.NodeAction{Kind: remediator.ActionStop, Component: remediator.ComponentEtcd, Incident: "i"}, remediator.EPRECONDITION},
+		"set nothing":        {remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentEtcd, Incident: "i"}, remediator.EINVALID},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := a.Do(context.Background(), tt.act); remediator.ErrorCode(err) != tt.code {
+				t.Fatalf("got %v (%s), want %s", err, remediator.ErrorCode(err), tt.code)
+			}
+		})
+	}
+}
+
+// The service runtime: etcd started and stopped by configured commands (a shell standing in
+// for monit), its flags in a BOSH-style env file.
+func TestServiceRuntime(t *testing.T) {
+	bin, err := etcdtest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := etcdtest.New(t, etcdtest.Options{Members: 1, Dir: filepath.Join(dir, "cluster")})
+	m := c.Members[0]
+	m.Kill() // from now on the "service manager" runs it
+	env := fmt.Sprintf("ETCD_NAME=%s\nETCD_DATA_DIR=%s\nETCD_LISTEN_CLIENT_URLS=%s\nETCD_ADVERTISE_CLIENT_URLS=%s\nETCD_LISTEN_PEER_URLS=%s\nETCD_INITIAL_ADVERTISE_PEER_URLS=%s\nETCD_INITIAL_CLUSTER=%s=%s\n",
+		m.Name, m.DataDir, m.ClientURL, m.ClientURL, m.PeerURL, m.PeerURL, m.Name, m.PeerURL)
+	envFile := filepath.Join(dir, "etcd.env")
+	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := filepath.Join(dir, "etcd.pid")
+	start := []string{"sh", "-c", fmt.Sprintf("set -a; . %s; %s >>%s 2>&1 & echo $! > %s", envFile, bin, filepath.Join(dir, "etcd.log"), pid)}
+	stop := []string{"sh", "-c", fmt.Sprintf("kill $(cat %s)", pid)}
+	t.Cleanup(func() { _ = runCmd(stop) })
+	a, err := agent.New(agent.Config{Node: m.Name, Cluster: "test", Runtime: agent.RuntimeService, BackupDir: filepath.Join(dir, "backups"),
+		Service: agent.Service{Start: start, Stop: stop, FlagsFile: envFile, FlagsFormat: manifest.FormatEnv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, a, etcdAct(remediator.ActionStart))
+	if err := c.WaitReady(context.Background(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res := do(t, a, etcdAct(remediator.ActionStop))
+	if res.Running {
+		t.Fatal("running after stop")
+	}
+	copied := do(t, a, etcdAct(remediator.ActionCopyData))
+	if !copied.HasData {
+		t.Fatal("copy-data removed the data")
+	}
+	set := etcdAct(remediator.ActionSetFlags)
+	set.Set = map[string]string{"initial-cluster-state": "existing"}
+	do(t, a, set)
+	if b, _ := os.ReadFile(envFile); !strings.Contains(string(b), "ETCD_INITIAL_CLUSTER_STATE=existing\n") {
+		t.Fatalf("env file:\n%s", b)
+	}
+	do(t, a, etcdAct(remediator.ActionStart))
+	if err := c.WaitReady(context.Background(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Do(context.Background(), remediator.NodeAction{Kind: remediator.ActionSuspendProbe, Component: remediator.ComponentEtcd, Incident: "i"}); remediator.ErrorCode(err) != remediator.EPRECONDITION {
+		t.Fatalf("suspend-probe on a service: %v", err)
+	}
+}
+
+func runCmd(argv []string) error { return osexec.Command(argv[0], argv[1:]...).Run() }
+
+// Actions reach the agent over NATS, and an agent that is not there is a clear, retriable error.
+func TestOverNATS(t *testing.T) {
+	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: 1, Template: template("etcd-kubeadm-1.13.yaml")})
+	n := c.Nodes[0]
+	a := nodeAgent(t, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- q.Agents().Serve(ctx, "test", n.Name, a.Do, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	ask := func(act remediator.NodeAction) (remediator.NodeResult, error) {
+		var res remediator.NodeResult
+		var err error
+		for range 50 { // until the subscription is in place
+			if res, err = q.Agents().Ask(context.Background(), "test", n.Name, act); remediator.ErrorCode(err) != remediator.EUNAVAILABLE {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return res, err
+	}
+	res, err := ask(remediator.NodeAction{Kind: remediator.ActionSuspendProbe, Component: remediator.ComponentEtcd, Incident: "inc1"})
+	if err != nil || !res.Probe.Suspended || res.Node != n.Name {
+		t.Fatalf("suspend-probe over NATS = %+v, %v", res, err)
+	}
+	if _, err := ask(remediator.NodeAction{Kind: "shell", Component: remediator.ComponentEtcd, Incident: "inc1"}); remediator.ErrorCode(err) != remediator.EINVALID || !strings.Contains(err.Error(), "node "+n.Name) {
+		t.Fatalf("bad action over NATS: %v", err)
+	}
+	_, err = q.Agents().Ask(context.Background(), "test", "cp-9", remediator.NodeAction{Kind: remediator.ActionInspect, Component: remediator.ComponentEtcd, Incident: "i"})
+	if remediator.ErrorCode(err) != remediator.EUNAVAILABLE || !strings.Contains(err.Error(), "remediator agent --node cp-9") {
+		t.Fatalf("absent agent: %v", err)
+	}
+}
