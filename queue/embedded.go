@@ -3,8 +3,10 @@ package queue
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,9 +17,10 @@ import (
 // embeddedMaxPayload lets a webhook at the intake's 1 MiB limit through once normalised.
 const embeddedMaxPayload = 4 << 20
 
-// startEmbedded starts a NATS server with JetStream that listens on no port: the service
-// talks to it in process, and its streams live as files under dir.
-func startEmbedded(dir string, log *slog.Logger) (*server.Server, error) {
+// startEmbedded starts a NATS server with JetStream whose streams live as files under dir. It
+// listens on listen (host:port) for node agents, or, with none, on no port at all: the service
+// talks to it in process.
+func startEmbedded(dir, listen string, log *slog.Logger) (*server.Server, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("queue: the embedded NATS server needs a store directory")
 	}
@@ -28,14 +31,25 @@ func startEmbedded(dir string, log *slog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "remediator-embedded",
-		DontListen: true,
+		DontListen: listen == "",
 		JetStream:  true,
 		StoreDir:   abs,
 		MaxPayload: embeddedMaxPayload,
 		NoSigs:     true,
-	})
+	}
+	if listen != "" {
+		host, port, err := net.SplitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("queue: listen address %q: %w", listen, err)
+		}
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("queue: listen address %q: %w", listen, err)
+		}
+		opts.Host = host
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("queue: embedded NATS server: %w", err)
 	}

@@ -44,6 +44,7 @@ const (
 	bucketAlerts    = "remediator_alerts"
 	bucketLocks     = "remediator_locks"
 	bucketSeen      = "remediator_seen"
+	bucketGuarded   = "remediator_guarded"
 )
 
 // seenFor is how long FirstSeen remembers a key: longer than Slack's five-minute window for
@@ -73,7 +74,9 @@ type Options struct {
 	URL       string
 	CredsFile string
 	StoreDir  string
-	Replicas  int
+	// Listen is where the embedded server takes connections from node agents (none if empty).
+	Listen   string
+	Replicas int
 	// AckWait is how long a delivered message may go unacknowledged before it is delivered
 	// again; workers report progress at a third of it.
 	AckWait time.Duration
@@ -97,7 +100,9 @@ type Queue struct {
 	Incidents *Store
 	// Locks are the cluster locks.
 	Locks *Locks
-	seen  jetstream.KeyValue
+	// Guarded holds the last values of the guarded etcd keys.
+	Guarded *Guarded
+	seen    jetstream.KeyValue
 }
 
 // Open connects (starting the embedded server if there is no URL) and creates or updates the
@@ -119,7 +124,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
 	url := opts.URL
 	if url == "" {
-		ns, err := startEmbedded(opts.StoreDir, opts.Log)
+		ns, err := startEmbedded(opts.StoreDir, opts.Listen, opts.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -200,6 +205,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		{Bucket: bucketAlerts, Description: "The incident each alert fingerprint last joined.", TTL: 7 * 24 * time.Hour},
 		{Bucket: bucketLocks, Description: "The incident holding each cluster; refreshed while it runs.", TTL: q.opts.AckWait},
 		{Bucket: bucketSeen, Description: "Requests already handled, against replays.", TTL: seenFor},
+		{Bucket: bucketGuarded, Description: "The last values of guarded etcd keys, by cluster and key.", History: guardedHistory},
 	}
 	kvs := make([]jetstream.KeyValue, len(buckets))
 	for i, cfg := range buckets {
@@ -214,6 +220,7 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.Incidents = &Store{incidents: kvs[0], open: kvs[1], alerts: kvs[2]}
 	q.Locks = &Locks{kv: kvs[3], ttl: q.opts.AckWait}
 	q.seen = kvs[4]
+	q.Guarded = &Guarded{kv: kvs[5], maxPayload: q.nc.MaxPayload}
 	return nil
 }
 

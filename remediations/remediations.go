@@ -9,7 +9,9 @@ import (
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/nodeops"
 	"github.com/remediator/remediator/remediations/nospace"
+	"github.com/remediator/remediator/remediations/probeguard"
 )
 
 // planner is a remediation: it turns its parameters into steps, without touching anything.
@@ -20,6 +22,8 @@ type planner interface {
 // Deps is what the remediations act with.
 type Deps struct {
 	Etcd *etcdops.Clients
+	// Nodes reaches the node agents, for node-local steps.
+	Nodes *nodeops.Nodes
 	// BackupDir is where snapshots are saved, under a folder per cluster.
 	BackupDir string
 }
@@ -31,8 +35,10 @@ type Catalog struct {
 
 // New returns the catalog of every remediation.
 func New(d Deps) *Catalog {
+	recovery := nospace.New(d.Etcd, d.BackupDir)
 	return &Catalog{byName: map[string]planner{
-		nospace.Name: nospace.New(d.Etcd, d.BackupDir),
+		nospace.Name:    recovery,
+		probeguard.Name: probeguard.New(d.Etcd, d.Nodes, recovery),
 	}}
 }
 

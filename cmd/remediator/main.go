@@ -11,6 +11,9 @@ import (
 	_ "time/tzdata" // maintenance windows name time zones; do not depend on the host's database
 
 	"github.com/spf13/cobra"
+
+	"github.com/remediator/remediator/internal/config"
+	"github.com/remediator/remediator/queue"
 )
 
 func main() {
@@ -46,7 +49,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil, fmt.Errorf("--log-format: %q is not text or json", logFormat)
 	}
-	root.AddCommand(serveCmd(newLogger), answerCmd(true), answerCmd(false), policyCmd(), simulateCmd())
+	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), answerCmd(true), answerCmd(false), policyCmd(), simulateCmd())
 	return root
 }
 
@@ -77,5 +80,44 @@ runs an embedded NATS server with JetStream there, and acts on the etcd at $ETCD
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML); defaults apply without it")
+	return cmd
+}
+
+func agentCmd(newLogger func() (*slog.Logger, error)) *cobra.Command {
+	var configPath, node string
+	cmd := &cobra.Command{
+		Use:   "agent --node NAME",
+		Short: "Run the node agent on a control-plane node: node-local steps of remediations",
+		Long: `Run the node agent. It takes typed actions (stop or start etcd, edit a component's flags,
+suspend etcd's liveness probe, move or restore etcd's data dir) from its NATS subject,
+remediator.agent.<cluster>.<node>, with paths from the agent section of --config. It needs
+nats.url: the NATS server remediator uses (serve's nats.listen, for the embedded one).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger()
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Load(configPath, os.Getenv)
+			if err != nil {
+				return err
+			}
+			if cfg.NATS.URL == "" {
+				return fmt.Errorf("agent: nats.url must name the NATS server remediator uses")
+			}
+			acfg, err := agentConfig(cfg, node, log)
+			if err != nil {
+				return err
+			}
+			agents, err := queue.DialAgents(cfg.NATS.URL, cfg.NATS.CredsFile)
+			if err != nil {
+				return err
+			}
+			defer agents.Close()
+			return runAgent(cmd.Context(), agents, acfg)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML)")
+	cmd.Flags().StringVar(&node, "node", "", "this node's name (agent.node)")
 	return cmd
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations"
 	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/nodeops"
 )
 
 // shutdownGrace is how long running steps may take to finish when the service stops; after it
@@ -62,21 +63,27 @@ func (m *Main) Run(ctx context.Context) error {
 			CAFile: c.Etcd.TLS.CAFile, CertFile: c.Etcd.TLS.CertFile, KeyFile: c.Etcd.TLS.KeyFile}
 	}
 	m.etcd = etcdops.NewClients(clusters)
-	catalog := remediations.New(remediations.Deps{Etcd: m.etcd, BackupDir: filepath.Join(cfg.DataDir, "backups")})
-	pols, err := loadPolicies(cfg.PoliciesDir, catalog)
-	if err != nil {
-		return err
-	}
-
+	var err error
 	m.queue, err = queue.Open(ctx, queue.Options{
 		URL:       cfg.NATS.URL,
 		CredsFile: cfg.NATS.CredsFile,
 		StoreDir:  filepath.Join(cfg.DataDir, "nats"),
+		Listen:    cfg.NATS.Listen,
 		Replicas:  cfg.NATS.Replicas,
 		AckWait:   time.Duration(cfg.NATS.AckWait),
 		Log:       m.Log,
 	})
 	if err != nil {
+		return err
+	}
+	nodes := &nodeops.Nodes{Agents: m.queue.Agents(), Names: map[string]map[string]string{}}
+	for _, c := range cfg.Clusters {
+		nodes.Names[c.Name] = c.Nodes
+	}
+	catalog := remediations.New(remediations.Deps{Etcd: m.etcd, Nodes: nodes, BackupDir: filepath.Join(cfg.DataDir, "backups")})
+	pols, err := loadPolicies(cfg.PoliciesDir, catalog)
+	if err != nil {
+		m.queue.Close()
 		return err
 	}
 
@@ -167,6 +174,21 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return remediator.Errorf(remediator.EINVALID, "no handler for subject %s", d.Subject)
 	})
+	if cfg.Agent.Node != "" {
+		// A one-node setup: this process is also the node's agent.
+		acfg, err := agentConfig(cfg, "", m.Log)
+		if err != nil {
+			m.Close()
+			return err
+		}
+		m.workers.Add(1)
+		go func() {
+			defer m.workers.Done()
+			if err := runAgent(workCtx, m.queue.Agents(), acfg); err != nil {
+				m.Log.Error("node agent stopped", "err", err)
+			}
+		}()
+	}
 	if notifier != nil {
 		// One at a time: a message and its thread are updated in order.
 		consume(queue.Notifier, 1, func(ctx context.Context, d queue.Delivery) error { return notifier.Handle(ctx, d.Data) })

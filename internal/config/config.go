@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,40 @@ type Config struct {
 	ExternalURL string `yaml:"external_url"`
 	API         API    `yaml:"api"`
 	Slack       Slack  `yaml:"slack"`
+	// Agent configures `remediator agent` on a control-plane node, and an agent that serve
+	// runs in its own process when Agent.Node is set.
+	Agent Agent `yaml:"agent"`
+}
+
+// Agent configures the node agent.
+type Agent struct {
+	// Node names this node; `remediator agent --node` overrides it.
+	Node string `yaml:"node"`
+	// Cluster is the cluster whose etcd member runs here (the only cluster if empty).
+	Cluster string `yaml:"cluster"`
+	// Runtime is staticpod (kubeadm) or service (systemd, monit and the like).
+	Runtime           string `yaml:"runtime"`
+	ManifestsDir      string `yaml:"manifests_dir"`
+	StoppedDir        string `yaml:"stopped_dir"`
+	EtcdManifest      string `yaml:"etcd_manifest"`
+	APIServerManifest string `yaml:"apiserver_manifest"`
+	// BackupDir holds manifest backups and data dir copies; never inside ManifestsDir.
+	BackupDir string `yaml:"backup_dir"`
+	// EtcdDataDir is etcd's data dir on this node, where it differs from --data-dir.
+	EtcdDataDir        string       `yaml:"etcd_data_dir"`
+	EtcdHealthURL      string       `yaml:"etcd_health_url"`
+	APIServerHealthURL string       `yaml:"apiserver_health_url"`
+	Etcdutl            string       `yaml:"etcdutl"`
+	Service            AgentService `yaml:"service"`
+}
+
+// AgentService is how the service runtime stops and starts etcd, and where its flags are.
+type AgentService struct {
+	StopCommand  []string `yaml:"stop_command"`
+	StartCommand []string `yaml:"start_command"`
+	FlagsFile    string   `yaml:"flags_file"`
+	// FlagsFormat is env (ETCD_NAME=...) or args (--name=...).
+	FlagsFormat string `yaml:"flags_format"`
 }
 
 // API configures the operator API (approvals without chat). With neither file, approvals
@@ -82,12 +117,21 @@ type NATS struct {
 	Replicas int `yaml:"replicas"`
 	// AckWait is how long a worker may stay silent before its work goes to another worker.
 	AckWait Duration `yaml:"ack_wait"`
+	// Listen is where the embedded server takes connections from node agents (none if
+	// empty: it then serves this process only).
+	Listen string `yaml:"listen"`
 }
 
 // Cluster is one etcd cluster.
 type Cluster struct {
 	Name string `yaml:"name"`
 	Etcd Etcd   `yaml:"etcd"`
+	// Nodes maps etcd member names to the names of the nodes (and their agents) they run
+	// on, where they differ; kubeadm names members after their nodes.
+	Nodes map[string]string `yaml:"nodes"`
+	// GuardedKeys are etcd keys whose last good values remediator keeps, to restore them if
+	// they disappear (etcd-key-restore).
+	GuardedKeys []string `yaml:"guarded_keys"`
 }
 
 // Etcd is how to reach a cluster's etcd.
@@ -146,6 +190,13 @@ func Defaults(getenv func(string) string) Config {
 		DataDir: "data",
 		NATS:    NATS{Replicas: 1, AckWait: Duration(30 * time.Second)},
 		Slack:   Slack{APIURL: DefaultSlackAPIURL},
+		Agent: Agent{
+			Runtime:      "staticpod",
+			ManifestsDir: "/etc/kubernetes/manifests",
+			StoppedDir:   "/etc/kubernetes/remediator-stopped",
+			BackupDir:    "/var/lib/remediator/backups",
+			Service:      AgentService{FlagsFormat: "env"},
+		},
 		Clusters: []Cluster{{
 			Name: "default",
 			Etcd: Etcd{
@@ -193,6 +244,11 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.API.OperatorsFile)
 	abs(&c.Slack.BotTokenFile)
 	abs(&c.Slack.SigningSecretFile)
+	abs(&c.Agent.ManifestsDir)
+	abs(&c.Agent.StoppedDir)
+	abs(&c.Agent.BackupDir)
+	abs(&c.Agent.EtcdDataDir)
+	abs(&c.Agent.Service.FlagsFile)
 	for i := range c.Clusters {
 		t := &c.Clusters[i].Etcd.TLS
 		abs(&t.CAFile)
@@ -233,6 +289,13 @@ func (c *Config) Validate() error {
 			bad("nats.creds_file", "%v", err)
 		}
 	}
+	if c.NATS.Listen != "" {
+		if c.NATS.URL != "" {
+			bad("nats.listen", "only applies to the embedded server (nats.url is set)")
+		} else if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
+			bad("nats.listen", "%q is not a host:port address", c.NATS.Listen)
+		}
+	}
 	if time.Duration(c.NATS.AckWait) < time.Second {
 		bad("nats.ack_wait", "must be at least 1s, not %s", time.Duration(c.NATS.AckWait))
 	}
@@ -255,6 +318,16 @@ func (c *Config) Validate() error {
 		for j, e := range cl.Etcd.Endpoints {
 			if err := checkEndpoint(e); err != nil {
 				bad(fmt.Sprintf("%s.etcd.endpoints[%d]", key, j), "%v", err)
+			}
+		}
+		for member, node := range cl.Nodes {
+			if !clusterName.MatchString(node) {
+				bad(key+".nodes."+member, "%q must be 1 to 63 letters, digits, '-' or '_'", node)
+			}
+		}
+		for j, k := range cl.GuardedKeys {
+			if strings.TrimSpace(k) == "" {
+				bad(fmt.Sprintf("%s.guarded_keys[%d]", key, j), "must not be empty")
 			}
 		}
 		t := cl.Etcd.TLS
@@ -329,6 +402,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AgentCluster is the cluster the node agent belongs to: agent.cluster, or the only cluster.
+func (c *Config) AgentCluster() (string, error) {
+	if c.Agent.Cluster != "" {
+		if !slices.Contains(c.ClusterNames(), c.Agent.Cluster) {
+			return "", fmt.Errorf("agent.cluster: %q is not a configured cluster (%s)", c.Agent.Cluster, strings.Join(c.ClusterNames(), ", "))
+		}
+		return c.Agent.Cluster, nil
+	}
+	if len(c.Clusters) != 1 {
+		return "", fmt.Errorf("agent.cluster: must be set when more than one cluster is configured")
+	}
+	return c.Clusters[0].Name, nil
 }
 
 // BaseURL is where humans reach this service: external_url, or the listen address.

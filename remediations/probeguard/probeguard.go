@@ -1,0 +1,226 @@
+// Package probeguard is etcd-liveness-probe-guard (seed 004): a NOSPACE recovery that first
+// turns off the etcd liveness probes that would kill etcd while it is being repaired. kubeadm
+// manifests older than v1.20 probe /health, which fails while the NOSPACE alarm is armed, so
+// the kubelet restarts etcd over and over and defragmentation never finishes. Modern manifests
+// probe /health?exclude=NOSPACE and are left as they are. The probes are turned back on after
+// the recovery, also when it fails.
+package probeguard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/params"
+)
+
+// Name is the remediation's name in policies.
+const Name = "etcd-liveness-probe-guard"
+
+// Clients gives the etcd client of a cluster.
+type Clients interface {
+	Get(cluster string) (*clientv3.Client, error)
+}
+
+// Nodes sends an action to the agent of the node an etcd member runs on.
+type Nodes interface {
+	Do(ctx context.Context, cluster, member string, act remediator.NodeAction) (remediator.NodeResult, error)
+}
+
+// Recovery is the NOSPACE recovery the guard wraps.
+type Recovery interface {
+	Plan(params map[string]string) ([]remediator.PlannedStep, error)
+}
+
+// Remediation is etcd-liveness-probe-guard.
+type Remediation struct {
+	clients  Clients
+	nodes    Nodes
+	recovery Recovery
+}
+
+// New returns the remediation around a NOSPACE recovery.
+func New(clients Clients, nodes Nodes, recovery Recovery) *Remediation {
+	return &Remediation{clients: clients, nodes: nodes, recovery: recovery}
+}
+
+// Plan returns the guard's steps around the recovery's. It takes the recovery's parameters
+// and these:
+//
+//	restart_timeout  longest a member may take to answer again after its pod restarts (2m)
+func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
+	own := map[string]string{}
+	rest := map[string]string{}
+	for k, v := range p {
+		if k == "restart_timeout" {
+			own[k] = v
+		} else {
+			rest[k] = v
+		}
+	}
+	pr := params.New(own)
+	g := &guard{Remediation: r, restartTimeout: pr.Duration("restart_timeout", 2*time.Minute, time.Second)}
+	if err := pr.Err(); err != nil {
+		return nil, err
+	}
+	steps, err := r.recovery.Plan(rest)
+	if err != nil {
+		return nil, err
+	}
+	plan := []remediator.PlannedStep{
+		{Name: "check-probes", Risk: remediator.RiskReadOnly, Run: g.check,
+			Description: "ask each member's node agent for etcd's liveness probe: one that asks /health without exclude=NOSPACE kills etcd while NOSPACE is armed"},
+		// Editing a static pod manifest restarts the pod: each member restarts once.
+		{Name: "suspend-probes", Risk: remediator.RiskHigh, Run: g.suspend,
+			Description: "comment out those probes in etcd.yaml (backup kept), one member at a time, each answering again before the next; modern probes are left alone"},
+	}
+	plan = append(plan, steps...)
+	return append(plan, remediator.PlannedStep{Name: "restore-probes", Risk: remediator.RiskLow, Always: true, Run: g.restore,
+		Description: "turn the suspended probes back on, one member at a time, also when the recovery failed"}), nil
+}
+
+type guard struct {
+	*Remediation
+	restartTimeout time.Duration
+}
+
+// probeState is what check-probes found: the members whose probe must be suspended.
+type probeState struct {
+	Unsafe []string `json:"unsafe"`
+}
+
+// excludesNOSPACE says whether a liveness probe target survives an armed NOSPACE alarm: only
+// /health without exclude=NOSPACE fails on it.
+func excludesNOSPACE(target string) bool {
+	path, query, _ := strings.Cut(target, "?")
+	return path != "/health" || strings.Contains(query, "exclude=NOSPACE")
+}
+
+func (g *guard) members(ctx context.Context, cluster string) (*clientv3.Client, []etcdops.Member, error) {
+	cl, err := g.clients.Get(cluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	members, _, err := etcdops.Members(ctx, cl, cl.Endpoints())
+	return cl, members, err
+}
+
+func (g *guard) check(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	_, members, err := g.members(ctx, in.Incident.Cluster)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	var state probeState
+	var out []string
+	for _, m := range members {
+		res, err := g.nodes.Do(ctx, in.Incident.Cluster, m.Name, remediator.NodeAction{
+			Kind: remediator.ActionInspect, Component: remediator.ComponentEtcd, Incident: in.Incident.ID})
+		switch {
+		case err != nil:
+			// Without an agent the guard can do no more than the plain recovery would.
+			out = append(out, fmt.Sprintf("%s: probe not checked (%v); the recovery goes on without the guard there", m, err))
+		case res.Probe == nil || !res.Probe.Present:
+			out = append(out, fmt.Sprintf("%s: no liveness probe", m))
+		case res.Probe.Suspended:
+			state.Unsafe = append(state.Unsafe, m.Name)
+			out = append(out, fmt.Sprintf("%s: liveness probe %s is already suspended", m, res.Probe.Target))
+		case excludesNOSPACE(res.Probe.Target):
+			out = append(out, fmt.Sprintf("%s: liveness probe %s survives NOSPACE: left alone", m, res.Probe.Target))
+		default:
+			state.Unsafe = append(state.Unsafe, m.Name)
+			out = append(out, fmt.Sprintf("%s: liveness probe %s fails while NOSPACE is armed: the kubelet would kill etcd during the repair", m, res.Probe.Target))
+		}
+	}
+	if err := in.SaveProgress(ctx, state); err != nil {
+		return remediator.StepResult{}, err
+	}
+	return remediator.StepResult{Output: strings.Join(out, "\n")}, nil
+}
+
+// unsafe is what check-probes found.
+func unsafe(inc remediator.Incident) []string {
+	var state probeState
+	if i := slices.IndexFunc(inc.Steps, func(s remediator.Step) bool { return s.Name == "check-probes" }); i >= 0 {
+		_ = json.Unmarshal(inc.Steps[i].Progress, &state)
+	}
+	return state.Unsafe
+}
+
+func (g *guard) suspend(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	return g.each(ctx, in, remediator.ActionSuspendProbe)
+}
+
+func (g *guard) restore(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	return g.each(ctx, in, remediator.ActionRestoreProbe)
+}
+
+// each suspends or restores the probe of every member check-probes found, one at a time: a
+// changed manifest restarts the pod, and the next member waits until this one answers.
+func (g *guard) each(ctx context.Context, in remediator.StepInput, kind remediator.ActionKind) (remediator.StepResult, error) {
+	names := unsafe(in.Incident)
+	if len(names) == 0 {
+		return remediator.StepResult{Output: "no liveness probe needs it"}, nil
+	}
+	cl, members, err := g.members(ctx, in.Incident.Cluster)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	var out []string
+	for _, name := range names {
+		i := slices.IndexFunc(members, func(m etcdops.Member) bool { return m.Name == name })
+		if i < 0 {
+			return remediator.StepResult{Output: strings.Join(out, "\n")}, remediator.Errorf(remediator.EPRECONDITION, "member %s is no longer in the cluster", name)
+		}
+		m := members[i]
+		res, err := g.nodes.Do(ctx, in.Incident.Cluster, m.Name, remediator.NodeAction{Kind: kind, Component: remediator.ComponentEtcd, Incident: in.Incident.ID})
+		if err != nil {
+			return remediator.StepResult{Output: strings.Join(out, "\n")}, err
+		}
+		out = append(out, res.Output)
+		if !res.Changed {
+			continue
+		}
+		took, err := g.waitAnswers(ctx, cl, m)
+		if err != nil {
+			return remediator.StepResult{Output: strings.Join(out, "\n")}, err
+		}
+		out = append(out, fmt.Sprintf("%s answers again %s after its pod restarted", m, took.Round(100*time.Millisecond)))
+	}
+	return remediator.StepResult{Output: strings.Join(out, "\n")}, nil
+}
+
+// waitAnswers waits until the member's pod has restarted and it answers a status request with
+// a leader. /health cannot tell: it fails while NOSPACE is armed, the very thing being fixed.
+func (g *guard) waitAnswers(ctx context.Context, mt clientv3.Maintenance, m etcdops.Member) (time.Duration, error) {
+	start := time.Now()
+	// The kubelet notices a changed manifest within its sync period; give it time to stop
+	// the old pod before the old pod's answer is taken for the new one's.
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(time.Second):
+	}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := mt.Status(sctx, m.Endpoint)
+		cancel()
+		if err == nil && st.Leader != 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > g.restartTimeout {
+			return 0, remediator.Errorf(remediator.EUNAVAILABLE, "member %s does not answer %s after its manifest changed: %v", m, g.restartTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
