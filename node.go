@@ -86,6 +86,9 @@ type NodeResult struct {
 	Changed      bool      `json:"changed,omitempty"`
 	CheckedAt    time.Time `json:"checked_at,omitzero"`
 	HealthOutput string    `json:"health_output,omitempty"`
+	// DBSize is the size of etcd's backend file, member/snap/db: what a member that hit its
+	// --quota-backend-bytes had grown to.
+	DBSize int64 `json:"db_size,omitempty"`
 }
 
 // Probe is a liveness probe as the manifest declares it.

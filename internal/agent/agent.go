@@ -276,6 +276,9 @@ func (a *Agent) inspect(c remediator.Component) (remediator.NodeResult, error) {
 		if _, err := os.Stat(filepath.Join(dir, "member")); err == nil {
 			res.HasData = true
 		}
+		if fi, err := os.Stat(filepath.Join(dir, "member", "snap", "db")); err == nil {
+			res.DBSize = fi.Size()
+		}
 		snaps, _ := filepath.Glob(filepath.Join(dir, "member", "snap", "*.snap"))
 		for _, s := range snaps {
 			res.SnapFiles = append(res.SnapFiles, filepath.Base(s))

@@ -33,11 +33,28 @@ func Binary() (string, error) {
 	if bin := os.Getenv("REMEDIATOR_ETCD_BIN"); bin != "" {
 		return bin, nil
 	}
+	return build("etcd", ".")
+}
+
+// Etcdutl returns the etcdutl binary, for restoring a member from a db file:
+// $REMEDIATOR_ETCDUTL_BIN if set, or else one built from tools/etcd/etcdutl next to the etcd
+// binary, at the same version.
+func Etcdutl() (string, error) {
+	if bin := os.Getenv("REMEDIATOR_ETCDUTL_BIN"); bin != "" {
+		return bin, nil
+	}
+	return build("etcdutl", "./etcdutl")
+}
+
+// build builds a main package of tools/etcd into a cache folder keyed by every source file of
+// the module and the Go version, so that a change to either binary's source or to the module's
+// versions rebuilds both.
+func build(name, pkg string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	src := filepath.Join(filepath.Dir(file), "..", "..", "tools", "etcd")
 	h := sha256.New()
-	for _, name := range []string{"go.mod", "go.sum", "main.go"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
+	for _, f := range []string{"go.mod", "go.sum", "main.go", filepath.Join("etcdutl", "main.go")} {
+		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			return "", fmt.Errorf("etcdtest: the etcd tools module: %w", err)
 		}
@@ -49,7 +66,7 @@ func Binary() (string, error) {
 		cache = os.TempDir()
 	}
 	dir := filepath.Join(cache, "remediator", "etcd-"+hex.EncodeToString(h.Sum(nil))[:16])
-	bin := filepath.Join(dir, "etcd")
+	bin := filepath.Join(dir, name)
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
@@ -69,11 +86,11 @@ func Binary() (string, error) {
 		return bin, nil
 	}
 	tmp := bin + ".tmp"
-	cmd := exec.Command("go", "build", "-o", tmp, ".")
+	cmd := exec.Command("go", "build", "-o", tmp, pkg)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("etcdtest: build etcd from %s: %w\n%s", src, err, out)
+		return "", fmt.Errorf("etcdtest: build %s from %s: %w\n%s", name, src, err, out)
 	}
 	return bin, os.Rename(tmp, bin)
 }

@@ -328,3 +328,36 @@ func TestAnInterruptedStepIsNotAFailure(t *testing.T) {
 		t.Errorf("after the next delivery: %s, step said %q", inc.State, inc.Steps[0].Output)
 	}
 }
+
+func TestCleanupStepsRunAfterAFailure(t *testing.T) {
+	f := newFixture(t,
+		remediator.PlannedStep{Name: "suspend", Run: ok("suspended")},
+		remediator.PlannedStep{Name: "repair", Run: func(context.Context, remediator.StepInput) (remediator.StepResult, error) {
+			return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "member m2 is down")
+		}},
+		remediator.PlannedStep{Name: "verify", Run: ok("")},
+		remediator.PlannedStep{Name: "restore", Always: true, Run: ok("restored")},
+	)
+	f.correlate(t, alert("a1", "prod", "firing"))
+	if err := f.execute(t, f.only(t).ID); remediator.ErrorCode(err) != remediator.EPRECONDITION {
+		t.Fatalf("execute: %v", err)
+	}
+	inc := f.only(t)
+	if inc.State != remediator.StateFailed || !strings.Contains(inc.Reason, "step repair failed: member m2 is down") {
+		t.Fatalf("incident %s: %q", inc.State, inc.Reason)
+	}
+	want := []remediator.StepState{remediator.StepSucceeded, remediator.StepFailed, remediator.StepSkipped, remediator.StepSucceeded}
+	for i, s := range inc.Steps {
+		if s.State != want[i] {
+			t.Errorf("step %s is %s, want %s", s.Name, s.State, want[i])
+		}
+	}
+	if f.rem.ran("restore") != 1 || f.rem.ran("verify") != 0 || inc.Steps[3].Output != "restored" {
+		t.Fatalf("restore ran %d times, verify %d", f.rem.ran("restore"), f.rem.ran("verify"))
+	}
+	// Run again (a redelivery): nothing more runs.
+	_ = f.execute(t, inc.ID)
+	if f.rem.ran("restore") != 1 {
+		t.Fatal("the clean-up step ran twice")
+	}
+}
