@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/defrag"
 	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/keyguard"
 	"github.com/remediator/remediator/remediations/nodeops"
 	"github.com/remediator/remediator/remediations/nospace"
 	"github.com/remediator/remediator/remediations/probeguard"
@@ -24,6 +26,8 @@ type Deps struct {
 	Etcd *etcdops.Clients
 	// Nodes reaches the node agents, for node-local steps.
 	Nodes *nodeops.Nodes
+	// Guarded holds the last good values of the guarded keys.
+	Guarded keyguard.Values
 	// BackupDir is where snapshots are saved, under a folder per cluster.
 	BackupDir string
 }
@@ -39,6 +43,8 @@ func New(d Deps) *Catalog {
 	return &Catalog{byName: map[string]planner{
 		nospace.Name:    recovery,
 		probeguard.Name: probeguard.New(d.Etcd, d.Nodes, recovery),
+		keyguard.Name:   keyguard.New(d.Etcd, d.Guarded),
+		defrag.Name:     defrag.New(d.Etcd),
 	}}
 }
 

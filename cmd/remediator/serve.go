@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations"
 	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/keyguard"
 	"github.com/remediator/remediator/remediations/nodeops"
 )
 
@@ -80,7 +82,8 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, c := range cfg.Clusters {
 		nodes.Names[c.Name] = c.Nodes
 	}
-	catalog := remediations.New(remediations.Deps{Etcd: m.etcd, Nodes: nodes, BackupDir: filepath.Join(cfg.DataDir, "backups")})
+	catalog := remediations.New(remediations.Deps{Etcd: m.etcd, Nodes: nodes, Guarded: m.queue.Guarded,
+		BackupDir: filepath.Join(cfg.DataDir, "backups")})
 	pols, err := loadPolicies(cfg.PoliciesDir, catalog)
 	if err != nil {
 		m.queue.Close()
@@ -174,6 +177,14 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return remediator.Errorf(remediator.EINVALID, "no handler for subject %s", d.Subject)
 	})
+	for _, c := range cfg.Clusters {
+		if len(c.GuardedKeys) > 0 {
+			if err := m.guard(workCtx, c.Name, c.GuardedKeys); err != nil {
+				m.Close()
+				return err
+			}
+		}
+	}
 	if cfg.Agent.Node != "" {
 		// A one-node setup: this process is also the node's agent.
 		acfg, err := agentConfig(cfg, "", m.Log)
@@ -200,6 +211,33 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "data_dir", cfg.DataDir,
 		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()), "slack", cfg.Slack.Enabled(), "dry_run", cfg.DryRun)
+	return nil
+}
+
+// guard watches a cluster's guarded keys, keeps their values, and reports a lost one as an
+// alert through the same queue as Alertmanager's, to be correlated like any other.
+func (m *Main) guard(ctx context.Context, cluster string, keys []string) error {
+	cl, err := m.etcd.Get(cluster)
+	if err != nil {
+		return err
+	}
+	report := keyguard.ReporterFunc(func(ctx context.Context, l keyguard.Loss) error {
+		data, err := json.Marshal(remediator.Batch{ID: l.ID(), Source: "keyguard", ReceivedAt: l.At, Alerts: []remediator.Alert{l.Alert()}})
+		if err != nil {
+			return err
+		}
+		_, err = m.queue.Publish(ctx, queue.SubjectAlerts, data, l.ID())
+		return err
+	})
+	g, err := keyguard.NewGuard(keyguard.GuardConfig{Cluster: cluster, Keys: keys}, cl, m.queue.Guarded, report, m.Log)
+	if err != nil {
+		return fmt.Errorf("clusters[%s].guarded_keys: %w", cluster, err)
+	}
+	m.workers.Add(1)
+	go func() {
+		defer m.workers.Done()
+		g.Run(ctx)
+	}()
 	return nil
 }
 

@@ -1,0 +1,295 @@
+// Package defrag is the etcd-defrag-fragmented remediation, prevention for seed 004. etcd's
+// backend keeps the pages that compaction frees inside its file, so a member's database stays
+// as large on disk as it ever was, and the space quota is checked against that size:
+// fragmentation left alone becomes NOSPACE. Defragmenting gives the space back but blocks the
+// member while it runs, so this does it only when every member is healthy, only on the members
+// that need it, and one at a time with the leader last.
+package defrag
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/params"
+)
+
+// Name is the remediation's name in policies.
+const Name = "etcd-defrag-fragmented"
+
+// Clients gives the etcd client of a cluster.
+type Clients interface {
+	Get(cluster string) (*clientv3.Client, error)
+}
+
+// Remediation is etcd-defrag-fragmented.
+type Remediation struct {
+	clients Clients
+}
+
+// New returns the remediation.
+func New(clients Clients) *Remediation {
+	return &Remediation{clients: clients}
+}
+
+// settings are the remediation's parameters.
+type settings struct {
+	minRatio      float64
+	minReclaim    int64
+	pause         time.Duration
+	defragTimeout time.Duration
+	healthTimeout time.Duration
+}
+
+func parse(p map[string]string) (settings, error) {
+	r := params.New(p)
+	s := settings{
+		minRatio:      r.Float("min_fragmentation_ratio", 0.5, 0, 1),
+		minReclaim:    r.Bytes("min_reclaim_bytes", 100<<20),
+		pause:         r.Duration("pause_between_members", 0, 0),
+		defragTimeout: r.Duration("defrag_timeout", 5*time.Minute, time.Second),
+		healthTimeout: r.Duration("health_timeout", 30*time.Second, time.Second),
+	}
+	return s, r.Err()
+}
+
+// Plan returns the steps for the given parameters. A member is defragmented when both of the
+// first two hold; the defaults are those of etcd's own etcdDatabaseHighFragmentationRatio
+// alert (under half in use, over 100 MiB in use), so that a member the alert fires for is one
+// this defragments:
+//
+//	min_fragmentation_ratio  share of the db file that is free: 1 - in use / db size (0.5)
+//	min_reclaim_bytes        bytes defragmentation would give back: db size - in use
+//	                         (104857600); blocking a member for less is not worth it
+//	pause_between_members    wait between two members' defragmentation (0s)
+//	defrag_timeout           longest one member's defragmentation may take (5m)
+//	health_timeout           longest a member may take to be healthy after it (30s)
+//
+// A member rewrites its whole database into a new file while it defragments, so it needs
+// free disk space for the data in use; remediator cannot see the members' disks.
+func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
+	s, err := parse(p)
+	if err != nil {
+		return nil, err
+	}
+	run := &run{Remediation: r, settings: s}
+	return []remediator.PlannedStep{
+		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+			Description: fmt.Sprintf("status of every member; stop if one is unreachable or CORRUPT, or none is at least %.0f%% fragmented with %s to give back",
+				s.minRatio*100, remediator.HumanBytes(s.minReclaim))},
+		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
+			Description: "defragment the fragmented members one at a time, followers first and the leader last, each healthy before the next"},
+		{Name: "verify", Risk: remediator.RiskReadOnly, Run: run.verify,
+			Description: "every member is healthy and none is fragmented any more"},
+	}, nil
+}
+
+type run struct {
+	*Remediation
+	settings
+}
+
+// view is the cluster as a step finds it.
+type view struct {
+	cl       *clientv3.Client
+	members  []etcdops.Member
+	notes    []string
+	statuses []remediator.MemberStatus
+}
+
+// look connects to the incident's cluster, lists its members and asks each for its status.
+// Every step looks afresh: the cluster may have changed since the last, and an approval may
+// have taken hours.
+func (r *run) look(ctx context.Context, in remediator.StepInput) (v view, err error) {
+	if v.cl, err = r.clients.Get(in.Incident.Cluster); err != nil {
+		return v, err
+	}
+	if v.members, v.notes, err = etcdops.Members(ctx, v.cl, v.cl.Endpoints()); err != nil {
+		return v, err
+	}
+	v.statuses, err = etcdops.Status(ctx, v.cl, v.members)
+	return v, err
+}
+
+// fragmentation is the share of the member's db file that holds no data.
+func fragmentation(s remediator.MemberStatus) float64 {
+	return 1 - float64(s.DBSizeInUse)/float64(s.DBSize)
+}
+
+// assessment is what a step says of one member's fragmentation.
+type assessment struct {
+	member  string // name (ID)
+	worth   bool   // worth defragmenting
+	figures string // how fragmented it is
+	verdict string // and so what is done with it
+}
+
+func (a assessment) String() string { return a.member + ": " + a.figures + ": " + a.verdict }
+
+// assess says whether the member is worth defragmenting, and why or why not.
+func (s settings) assess(st remediator.MemberStatus) assessment {
+	a := assessment{member: fmt.Sprintf("%s (%s)", st.Name, st.ID)}
+	switch {
+	case st.Error != "":
+		a.figures, a.verdict = "no status", st.Error
+		return a
+	case st.DBSize <= 0 || st.DBSizeInUse <= 0:
+		// etcd before 3.4 does not report its space in use: every member would look empty.
+		a.figures, a.verdict = fmt.Sprintf("does not report its space in use (etcd %s)", st.Version), "left alone"
+		return a
+	}
+	frag, free := fragmentation(st), st.DBSize-st.DBSizeInUse
+	a.figures = fmt.Sprintf("%.0f%% fragmented, %s of its %s db free", frag*100, remediator.HumanBytes(free), remediator.HumanBytes(st.DBSize))
+	switch {
+	case frag < s.minRatio:
+		a.verdict = fmt.Sprintf("under %.0f%%, left alone", s.minRatio*100)
+	case free < s.minReclaim:
+		a.verdict = fmt.Sprintf("under %s free, not worth blocking it, left alone", remediator.HumanBytes(s.minReclaim))
+	default:
+		a.worth, a.verdict = true, "to defragment"
+	}
+	return a
+}
+
+// assessAll assesses every member, in the statuses' order.
+func (s settings) assessAll(statuses []remediator.MemberStatus) (all []assessment, worth int) {
+	for _, st := range statuses {
+		a := s.assess(st)
+		all = append(all, a)
+		if a.worth {
+			worth++
+		}
+	}
+	return all, worth
+}
+
+func lines(as []assessment) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	v, err := r.look(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	assessed, worth := r.assessAll(v.statuses)
+	out := slices.Concat(v.notes, []string{strings.TrimSuffix(etcdops.Describe(v.statuses), "\n")}, lines(assessed))
+	res := remediator.StepResult{Output: strings.Join(out, "\n"), Before: v.statuses}
+	if err := etcdops.Safe(v.statuses); err != nil {
+		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to defragment: %w", err)
+	}
+	if worth == 0 {
+		return res, remediator.Errorf(remediator.EPRECONDITION,
+			"nothing to defragment: no member is at least %.0f%% fragmented with %s free (if the alert still fires, its threshold and params.min_fragmentation_ratio or params.min_reclaim_bytes disagree)",
+			r.minRatio*100, remediator.HumanBytes(r.minReclaim))
+	}
+	return res, nil
+}
+
+type defragProgress struct {
+	Done []etcdops.Defragmented `json:"done"`
+}
+
+func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	v, err := r.look(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if err := etcdops.Safe(v.statuses); err != nil {
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting: %w", err)
+	}
+	var p defragProgress
+	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
+	assessed, _ := r.assessAll(v.statuses)
+	// The members not worth it go in as done rather than being left out, so that Defragment
+	// still checks the whole cluster, and not only the fragmented members, before each member.
+	done := slices.Clone(p.Done)
+	skipped := map[string]bool{}
+	for i, st := range v.statuses {
+		if !assessed[i].worth && !slices.ContainsFunc(p.Done, byID(st.ID)) {
+			skipped[st.ID] = true
+			done = append(done, etcdops.Defragmented{ID: st.ID, Name: st.Name})
+		}
+	}
+	defragmented := func(done []etcdops.Defragmented) []etcdops.Defragmented {
+		return slices.DeleteFunc(slices.Clone(done), func(d etcdops.Defragmented) bool { return skipped[d.ID] })
+	}
+	done, err = etcdops.Defragment(ctx, v.cl, v.members, etcdops.DefragOptions{
+		Timeout:       r.defragTimeout,
+		HealthTimeout: r.healthTimeout,
+		Pause:         r.pause,
+		Done:          done,
+		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
+			return in.SaveProgress(ctx, defragProgress{Done: defragmented(done)})
+		},
+	})
+	var b strings.Builder
+	if len(defragmented(done)) == 0 && err == nil {
+		fmt.Fprintln(&b, "no member needs defragmenting now")
+	}
+	for _, d := range defragmented(done) {
+		role := "follower"
+		if d.Leader {
+			role = "leader"
+		}
+		by := ""
+		if slices.ContainsFunc(p.Done, byID(d.ID)) {
+			by = " (by an earlier attempt)"
+		}
+		fmt.Fprintf(&b, "%s (%s, %s): %s -> %s in %s%s\n", d.Name, d.ID, role,
+			remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond), by)
+	}
+	for i, st := range v.statuses {
+		if skipped[st.ID] {
+			fmt.Fprintln(&b, assessed[i])
+		}
+	}
+	return remediator.StepResult{Output: b.String()}, err
+}
+
+func byID(id string) func(etcdops.Defragmented) bool {
+	return func(d etcdops.Defragmented) bool { return d.ID == id }
+}
+
+func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	v, err := r.look(ctx, in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	assessed, _ := r.assessAll(v.statuses)
+	var out, still []string
+	for i, a := range assessed {
+		line := a.member + ": " + a.figures
+		if j := slices.IndexFunc(in.Incident.Before, func(b remediator.MemberStatus) bool { return b.ID == v.statuses[i].ID }); j >= 0 {
+			if before := in.Incident.Before[j]; before.Error == "" && before.DBSize > 0 {
+				line += fmt.Sprintf(" (before: %.0f%% fragmented, %s db)", fragmentation(before)*100, remediator.HumanBytes(before.DBSize))
+			}
+		}
+		out = append(out, line)
+		if a.worth {
+			still = append(still, a.member)
+		}
+	}
+	out = slices.Concat(v.notes, []string{strings.TrimSuffix(etcdops.Describe(v.statuses), "\n")}, out)
+	res := remediator.StepResult{Output: strings.Join(out, "\n"), After: v.statuses}
+	if err := etcdops.Safe(v.statuses); err != nil {
+		return res, remediator.Errorf(remediator.EPRECONDITION, "after defragmentation: %w", err)
+	}
+	if len(still) > 0 {
+		return res, remediator.Errorf(remediator.EPRECONDITION,
+			"still fragmented after defragmentation: %s (is something deleting faster than defragmentation gives the space back?)",
+			strings.Join(still, ", "))
+	}
+	return res, nil
+}

@@ -1,0 +1,418 @@
+package defrag
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/remediations/etcdops"
+)
+
+// runner runs the plan's steps as the worker does: in order, each with the progress it saved,
+// in an incident that records them and the figures before and after.
+type runner struct {
+	t    *testing.T
+	plan []remediator.PlannedStep
+	inc  remediator.Incident
+}
+
+func newRunner(t *testing.T, r *Remediation, params map[string]string) *runner {
+	t.Helper()
+	plan, err := r.Plan(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := remediator.Incident{ID: "test-incident", Cluster: "test"}
+	for _, p := range plan {
+		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
+	}
+	return &runner{t: t, plan: plan, inc: inc}
+}
+
+func (rn *runner) index(name string) int {
+	rn.t.Helper()
+	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
+	if i < 0 {
+		rn.t.Fatalf("no step %q", name)
+	}
+	return i
+}
+
+// step runs one step by name.
+func (rn *runner) step(name string) (remediator.StepResult, error) {
+	rn.t.Helper()
+	i := rn.index(name)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := rn.plan[i].Run(ctx, remediator.StepInput{
+		Incident: rn.inc,
+		Progress: rn.inc.Steps[i].Progress,
+		SaveProgress: func(_ context.Context, v any) error {
+			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
+			return nil
+		},
+	})
+	if res.Before != nil {
+		rn.inc.Before = res.Before
+	}
+	if res.After != nil {
+		rn.inc.After = res.After
+	}
+	return res, err
+}
+
+// all runs every step in order and returns the results and the first failing step.
+func (rn *runner) all() (map[string]remediator.StepResult, string, error) {
+	results := map[string]remediator.StepResult{}
+	for _, p := range rn.plan {
+		res, err := rn.step(p.Name)
+		results[p.Name] = res
+		if err != nil {
+			return results, p.Name, err
+		}
+	}
+	return results, "", nil
+}
+
+// done is what the defragment step saved as done.
+func (rn *runner) done() []etcdops.Defragmented {
+	rn.t.Helper()
+	var p defragProgress
+	if err := json.Unmarshal(rn.inc.Steps[rn.index("defragment")].Progress, &p); err != nil {
+		rn.t.Fatalf("defragment progress %s: %v", rn.inc.Steps[rn.index("defragment")].Progress, err)
+	}
+	return p.Done
+}
+
+// testParams defragment the few MiB a test can fragment quickly.
+var testParams = map[string]string{"min_reclaim_bytes": fmt.Sprint(1 << 20)}
+
+func startCluster(t *testing.T, members int) (*etcdtest.Cluster, *clientv3.Client, *Remediation) {
+	t.Helper()
+	etcd := etcdtest.New(t, etcdtest.Options{Members: members})
+	cl, err := etcd.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	clients := etcdops.NewClients([]etcdops.ClusterConfig{{Name: "test", Endpoints: etcd.Endpoints()}})
+	t.Cleanup(func() { clients.Close() })
+	return etcd, cl, New(clients)
+}
+
+// fragment leaves every member's database mostly free pages, as data that was deleted and
+// compacted does: it writes large values, deletes them, compacts physically, and waits until
+// every member has freed the pages. Some data stays, so that a defragmented database is mostly
+// data rather than bbolt's fixed overhead.
+func fragment(t *testing.T, etcd *etcdtest.Cluster, cl *clientv3.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	value := strings.Repeat("x", 64<<10)
+	for i := range 176 {
+		key := fmt.Sprintf("junk/%d", i)
+		if i%11 == 0 {
+			key = fmt.Sprintf("live/%d", i)
+		}
+		if _, err := cl.Put(ctx, key, value); err != nil {
+			t.Fatalf("write %s: %v", key, err)
+		}
+	}
+	del, err := cl.Delete(ctx, "junk/", clientv3.WithPrefix())
+	if err != nil || del.Deleted != 160 {
+		t.Fatalf("deleted %v (%v), want 160 keys", del, err)
+	}
+	if _, err := cl.Compact(ctx, del.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range etcd.Members {
+		for {
+			// bbolt counts the pages a commit frees as free only at a later commit, and etcd
+			// commits only when there is something to write.
+			if _, err := cl.Put(ctx, "tick", "tock"); err != nil {
+				t.Fatal(err)
+			}
+			st, err := cl.Status(ctx, m.ClientURL)
+			if err != nil {
+				t.Fatalf("status of %s: %v", m.Name, err)
+			}
+			if frag := 1 - float64(st.DbSizeInUse)/float64(st.DbSize); frag >= 0.8 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: db %d bytes, %d in use: not fragmented", m.Name, st.DbSize, st.DbSizeInUse)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// lead moves the leadership to the member, so that a test can tell leader last from the
+// members' order by name.
+func lead(t *testing.T, etcd *etcdtest.Cluster, cl *clientv3.Client, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ids := map[string]uint64{}
+	var leader, leaderURL string
+	for _, m := range etcd.Members {
+		st, err := cl.Status(ctx, m.ClientURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[m.Name] = st.Header.MemberId
+		if st.Leader == st.Header.MemberId {
+			leader, leaderURL = m.Name, m.ClientURL
+		}
+	}
+	if leader == name {
+		return
+	}
+	// MoveLeader is only taken by the leader.
+	lc, err := clientv3.New(clientv3.Config{Endpoints: []string{leaderURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lc.Close()
+	if _, err := lc.MoveLeader(ctx, ids[name]); err != nil {
+		t.Fatalf("move the leadership to %s: %v", name, err)
+	}
+	for _, m := range etcd.Members {
+		for {
+			st, err := cl.Status(ctx, m.ClientURL)
+			if err == nil && st.Leader == ids[name] {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s does not see %s as its leader: %v", m.Name, name, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// defragTimes returns when each member finished defragmenting, from the members' own logs.
+func defragTimes(t *testing.T, etcd *etcdtest.Cluster) map[string][]time.Time {
+	t.Helper()
+	times := map[string][]time.Time{}
+	for _, m := range etcd.Members {
+		ts, err := m.LogLines("finished defragmenting directory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		times[m.Name] = ts
+	}
+	return times
+}
+
+func TestDefragmentsTheFragmentedMembersLeaderLast(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	fragment(t, etcd, cl)
+	lead(t, etcd, cl, "m1")
+	rn := newRunner(t, r, testParams)
+
+	res, failed, err := rn.all()
+	if err != nil {
+		t.Fatalf("step %s: %v\n%s", failed, err, res[failed].Output)
+	}
+	for _, step := range []string{"preflight", "defragment", "verify"} {
+		t.Logf("%s:\n%s", step, res[step].Output)
+	}
+	if n := strings.Count(res["preflight"].Output, ": to defragment"); n != 3 {
+		t.Errorf("preflight marked %d members to defragment, want 3:\n%s", n, res["preflight"].Output)
+	}
+	before, after := rn.inc.Before, rn.inc.After
+	if len(before) != 3 || len(after) != 3 {
+		t.Fatalf("figures of %d members before and %d after, want 3 and 3", len(before), len(after))
+	}
+	for _, b := range before {
+		i := slices.IndexFunc(after, func(a remediator.MemberStatus) bool { return a.ID == b.ID })
+		if i < 0 {
+			t.Fatalf("member %s has no figures after", b.Name)
+		}
+		a := after[i]
+		if a.DBSize >= b.DBSize {
+			t.Errorf("member %s: db %d bytes after, %d before: want it smaller", b.Name, a.DBSize, b.DBSize)
+		}
+		if ratio := float64(a.DBSizeInUse) / float64(a.DBSize); ratio < 0.9 {
+			t.Errorf("member %s: %d of %d bytes in use after (%.2f), want nearly all", b.Name, a.DBSizeInUse, a.DBSize, ratio)
+		}
+	}
+
+	done := rn.done()
+	if len(done) != 3 || done[2].Name != "m1" || !done[2].Leader || done[0].Leader || done[1].Leader {
+		t.Fatalf("defragmented %+v, want the two followers and then the leader, m1", done)
+	}
+	times := defragTimes(t, etcd)
+	leader := "m1"
+	for name, ts := range times {
+		if len(ts) != 1 {
+			t.Errorf("member %s was defragmented %d times, want once", name, len(ts))
+		} else if name != leader && !ts[0].Before(times[leader][0]) {
+			t.Errorf("member %s was defragmented at %s, not before the leader %s at %s", name, ts[0], leader, times[leader][0])
+		}
+	}
+	if !strings.Contains(res["verify"].Output, "(before: ") {
+		t.Errorf("verify does not compare with before:\n%s", res["verify"].Output)
+	}
+}
+
+func TestRefusesWhileAMemberIsDown(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	fragment(t, etcd, cl)
+	etcd.Members[2].Kill()
+	rn := newRunner(t, r, testParams)
+
+	res, err := rn.step("preflight")
+	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(fmt.Sprint(err), "refusing to defragment") || !strings.Contains(fmt.Sprint(err), "member m3") {
+		t.Errorf("preflight with m3 down: %v, want a refusal naming m3", err)
+	}
+	if len(res.Before) != 3 {
+		t.Errorf("preflight figures of %d members, want all 3 for the report", len(res.Before))
+	}
+	// The step refuses on its own as well: a member can die after the preflight, while an
+	// approval is awaited.
+	if _, err := rn.step("defragment"); remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(fmt.Sprint(err), "member m3") {
+		t.Errorf("defragment with m3 down: %v, want a refusal naming m3", err)
+	}
+	for name, ts := range defragTimes(t, etcd) {
+		if len(ts) > 0 {
+			t.Errorf("member %s was defragmented although m3 was down", name)
+		}
+	}
+}
+
+func TestDefragmentResumesFromItsProgress(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	fragment(t, etcd, cl)
+	rn := newRunner(t, r, testParams)
+	pre, err := rn.step("preflight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An earlier attempt defragmented a follower and was interrupted before the others.
+	follower := pre.Before[slices.IndexFunc(pre.Before, func(s remediator.MemberStatus) bool { return !s.Leader })]
+	earlier := etcdops.Defragmented{ID: follower.ID, Name: follower.Name, Before: follower.DBSize, After: 1 << 20, At: time.Now()}
+	rn.inc.Steps[rn.index("defragment")].Progress, _ = json.Marshal(defragProgress{Done: []etcdops.Defragmented{earlier}})
+
+	res, err := rn.step("defragment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ts := range defragTimes(t, etcd) {
+		want := 1
+		if name == follower.Name {
+			want = 0
+		}
+		if len(ts) != want {
+			t.Errorf("member %s was defragmented %d times, want %d", name, len(ts), want)
+		}
+	}
+	if done := rn.done(); len(done) != 3 || done[0].ID != follower.ID || !done[2].Leader {
+		t.Errorf("progress %+v, want the earlier member first and the leader last", done)
+	}
+	if !strings.Contains(res.Output, follower.Name+" ("+follower.ID+", follower): ") || !strings.Contains(res.Output, "by an earlier attempt") {
+		t.Errorf("output does not report the earlier attempt's member:\n%s", res.Output)
+	}
+}
+
+func TestPreflightRefusesWhenNothingIsFragmented(t *testing.T) {
+	etcd, cl, r := startCluster(t, 1)
+	if _, err := cl.Put(context.Background(), "app/key", "v"); err != nil {
+		t.Fatal(err)
+	}
+	res, failed, err := newRunner(t, r, nil).all()
+	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION ||
+		!strings.Contains(err.Error(), "nothing to defragment: no member is at least 50% fragmented with 100.0 MiB free") {
+		t.Fatalf("step %q: %v; want preflight to find nothing to do", failed, err)
+	}
+	if !strings.Contains(res["preflight"].Output, "m1 (") || len(res["preflight"].Before) != 1 {
+		t.Errorf("preflight output %q, figures %+v: want the member described", res["preflight"].Output, res["preflight"].Before)
+	}
+	if ts := defragTimes(t, etcd)["m1"]; len(ts) > 0 {
+		t.Errorf("m1 was defragmented")
+	}
+}
+
+func TestAssess(t *testing.T) {
+	const mib = 1 << 20
+	st := func(size, inUse int64) remediator.MemberStatus {
+		return remediator.MemberStatus{ID: "a1", Name: "m1", Version: "3.6.0", DBSize: size, DBSizeInUse: inUse}
+	}
+	tests := []struct {
+		name   string
+		status remediator.MemberStatus
+		worth  bool
+		say    string
+	}{
+		{"fragmented", st(400*mib, 100*mib), true, "m1 (a1): 75% fragmented, 300.0 MiB of its 400.0 MiB db free: to defragment"},
+		{"just at the ratio", st(400*mib, 200*mib), true, "m1 (a1): 50% fragmented, 200.0 MiB of its 400.0 MiB db free: to defragment"},
+		{"under the ratio", st(400*mib, 300*mib), false, "m1 (a1): 25% fragmented, 100.0 MiB of its 400.0 MiB db free: under 50%, left alone"},
+		{"too little to give back", st(20*mib, 2*mib), false,
+			"m1 (a1): 90% fragmented, 18.0 MiB of its 20.0 MiB db free: under 100.0 MiB free, not worth blocking it, left alone"},
+		{"no space in use reported", st(400*mib, 0), false, "m1 (a1): does not report its space in use (etcd 3.6.0): left alone"},
+		{"unreachable", remediator.MemberStatus{ID: "a1", Name: "m1", Error: "connection refused"}, false, "m1 (a1): no status: connection refused"},
+	}
+	s, err := parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := s.assess(tt.status)
+			if a.worth != tt.worth || a.String() != tt.say {
+				t.Errorf("assess = %v, %q\nwant %v, %q", a.worth, a.String(), tt.worth, tt.say)
+			}
+		})
+	}
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name   string
+		params map[string]string
+		err    string
+	}{
+		{"defaults", nil, ""},
+		{"all set", map[string]string{"min_fragmentation_ratio": "0.3", "min_reclaim_bytes": "1073741824",
+			"pause_between_members": "10s", "defrag_timeout": "10m", "health_timeout": "1m"}, ""},
+		{"ratio over one", map[string]string{"min_fragmentation_ratio": "1.5"},
+			`params.min_fragmentation_ratio: "1.5" must be a number above 0 and at most 1`},
+		{"negative bytes", map[string]string{"min_reclaim_bytes": "-1"},
+			`params.min_reclaim_bytes: "-1" must be a positive number of bytes`},
+		{"unknown", map[string]string{"ratio": "0.5"},
+			"params.ratio: unknown parameter (known: [defrag_timeout health_timeout min_fragmentation_ratio min_reclaim_bytes pause_between_members])"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			steps, err := New(nil).Plan(tt.params)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err || remediator.ErrorCode(err) != remediator.EINVALID {
+					t.Errorf("error %v, want EINVALID %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range steps {
+				got = append(got, s.Name+":"+string(s.Risk))
+			}
+			if want := []string{"preflight:read-only", "defragment:high", "verify:read-only"}; !slices.Equal(got, want) {
+				t.Errorf("steps %v, want %v", got, want)
+			}
+		})
+	}
+}
