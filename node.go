@@ -86,8 +86,8 @@ type NodeResult struct {
 	Changed      bool      `json:"changed,omitempty"`
 	CheckedAt    time.Time `json:"checked_at,omitzero"`
 	HealthOutput string    `json:"health_output,omitempty"`
-	// DBSize is the size of etcd's backend file, member/snap/db: what a member that hit its
-	// --quota-backend-bytes had grown to.
+	// DBSize is how much of etcd's backend file, member/snap/db, is on disk: what its
+	// --quota-backend-bytes limits.
 	DBSize int64 `json:"db_size,omitempty"`
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/apiserver"
 	"github.com/remediator/remediator/remediations/defrag"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/keyguard"
@@ -45,6 +46,7 @@ func New(d Deps) *Catalog {
 		probeguard.Name: probeguard.New(d.Etcd, d.Nodes, recovery),
 		keyguard.Name:   keyguard.New(d.Etcd, d.Guarded),
 		defrag.Name:     defrag.New(d.Etcd),
+		apiserver.Name:  apiserver.New(d.Etcd, d.Nodes),
 	}}
 }
 

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/remediator/remediator"
@@ -277,7 +278,7 @@ func (a *Agent) inspect(c remediator.Component) (remediator.NodeResult, error) {
 			res.HasData = true
 		}
 		if fi, err := os.Stat(filepath.Join(dir, "member", "snap", "db")); err == nil {
-			res.DBSize = fi.Size()
+			res.DBSize = diskSize(fi)
 		}
 		snaps, _ := filepath.Glob(filepath.Join(dir, "member", "snap", "*.snap"))
 		for _, s := range snaps {
@@ -285,6 +286,16 @@ func (a *Agent) inspect(c remediator.Component) (remediator.NodeResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// diskSize is how much of a file is on disk. bbolt grows etcd's backend file ahead of its
+// data, sparsely (to its mmap size, or 16 MiB past the data), so the file's length overstates
+// the backend the quota limits.
+func diskSize(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks*512 < fi.Size() {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }
 
 func (a *Agent) dataDir(f manifest.Flags) (string, error) {
@@ -566,7 +577,9 @@ func (a *Agent) healthURL(c remediator.Component, flags map[string]string) strin
 }
 
 func (a *Agent) get(ctx context.Context, target string) (string, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// As long as kubeadm's probes wait: kube-apiserver's /readyz waits for its etcd check,
+	// which may itself take up to --etcd-readycheck-timeout.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {

@@ -1,0 +1,243 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/remediations/etcdops"
+)
+
+// symptoms are the lines of the seed's incident worth quoting from an alert: kube-apiserver's
+// failed etcd checks, and etcd's requests that ran out of time.
+var symptoms = []string{"[-]etcd failed", "[-]etcd-readiness failed", "took too long", "context deadline exceeded"}
+
+// maxQuotes bounds the quoted lines: a few say it, a hundred bury it.
+const maxQuotes = 10
+
+// tookTooLong finds the duration in etcd's slow-request line, "took too long (2.000041013s)".
+var tookTooLong = regexp.MustCompile(`took too long \(([0-9.]+(?:ns|us|µs|ms|s|m|h))\)`)
+
+// disk is one member's disk latency as the evidence step judged it.
+type disk struct {
+	Member   string              `json:"member"`
+	Endpoint string              `json:"endpoint"`
+	Verdict  etcdops.DiskVerdict `json:"verdict,omitempty"`
+	WALFsync time.Duration       `json:"wal_fsync_p99,omitempty"`
+	Commit   time.Duration       `json:"backend_commit_p99,omitempty"`
+	// Judgement is the sentence the operator reads: the p99s against etcd's guidance, or
+	// why there are none.
+	Judgement string `json:"judgement"`
+}
+
+func (d disk) String() string { return d.Member + " at " + d.Endpoint + ": " + d.Judgement }
+
+// evidence is the evidence step's progress, which the report's root cause is made of.
+type evidence struct {
+	Quotes []string `json:"quotes,omitempty"`
+	// SlowestRequest is the longest etcd request the alerts quote as taking too long.
+	SlowestRequest time.Duration `json:"slowest_request,omitempty"`
+	Disks          []disk        `json:"disks"`
+}
+
+func (e evidence) String() string {
+	var lines []string
+	if len(e.Quotes) == 0 {
+		lines = append(lines, "the alerts quote no failed etcd check or slow etcd request")
+	} else {
+		lines = append(lines, "the alerts say:")
+		for _, q := range e.Quotes {
+			lines = append(lines, "  "+q)
+		}
+	}
+	lines = append(lines, "etcd's disk latency, p99 against etcd's guidance:")
+	for _, d := range e.Disks {
+		lines = append(lines, "  "+d.String())
+	}
+	return strings.Join(append(lines, e.rootCause()), "\n")
+}
+
+func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+	var saved evidence
+	if json.Unmarshal(in.Progress, &saved) == nil && len(saved.Disks) > 0 {
+		return remediator.StepResult{Output: saved.String() + "\n(read by an earlier attempt)"}, nil
+	}
+	ev := evidence{}
+	ev.Quotes, ev.SlowestRequest = quote(in.Incident.Evidence)
+	cl, err := r.etcd.Get(in.Incident.Cluster)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	members, _, err := etcdops.Members(ctx, cl, cl.Endpoints())
+	if err != nil {
+		return remediator.StepResult{Output: ev.String()}, err
+	}
+	hc, err := r.etcd.HTTPClient(in.Incident.Cluster)
+	if err != nil {
+		return remediator.StepResult{Output: ev.String()}, err
+	}
+	ev.Disks, err = r.measure(ctx, hc, members)
+	if err != nil {
+		return remediator.StepResult{Output: ev.String()}, err
+	}
+	if err := in.SaveProgress(ctx, ev); err != nil {
+		return remediator.StepResult{}, err
+	}
+	return remediator.StepResult{Output: ev.String()}, nil
+}
+
+// measure judges every member's disk: over the sample window when it saw enough writes to
+// say how the disk does now, else over the member's whole life. A member that cannot be read
+// is said so; the others are still judged.
+func (r *run) measure(ctx context.Context, hc etcdops.HTTPDoer, members []etcdops.Member) ([]disk, error) {
+	first := make([]etcdops.Latency, len(members))
+	errs := make([]error, len(members))
+	for i, m := range members {
+		first[i], errs[i] = etcdops.DiskLatency(ctx, hc, m.Endpoint)
+	}
+	last := first
+	if r.sampleWindow > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(r.sampleWindow):
+		}
+		last = make([]etcdops.Latency, len(members))
+		for i, m := range members {
+			if errs[i] == nil {
+				last[i], errs[i] = etcdops.DiskLatency(ctx, hc, m.Endpoint)
+			}
+		}
+	}
+	out := make([]disk, len(members))
+	for i, m := range members {
+		d := disk{Member: m.String(), Endpoint: m.Endpoint}
+		if errs[i] != nil {
+			d.Judgement = fmt.Sprintf("could not read its metrics: %v", errs[i])
+			out[i] = d
+			continue
+		}
+		l := last[i]
+		var prefix string
+		if r.sampleWindow > 0 {
+			now, err := last[i].Since(first[i])
+			if err != nil {
+				prefix = fmt.Sprintf("no p99 of the last %s (%v); ", r.sampleWindow, err)
+			} else if verdict, say := now.Judge(); verdict == etcdops.DiskTooFewSamples {
+				prefix = say + "; "
+			} else {
+				l = now
+			}
+		}
+		verdict, say := l.Judge()
+		d.Verdict, d.WALFsync, d.Commit, d.Judgement = verdict, l.WALFsyncP99(), l.BackendCommitP99(), prefix+say
+		out[i] = d
+	}
+	return out, nil
+}
+
+// quote picks the alerts' lines that show the symptoms, and the slowest request among them.
+func quote(alerts []remediator.Alert) ([]string, time.Duration) {
+	var (
+		out     []string
+		more    int
+		slowest time.Duration
+		seen    = map[string]bool{}
+	)
+	for _, a := range alerts {
+		for _, m := range []map[string]string{a.Labels, a.Annotations} {
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				for line := range strings.Lines(m[k]) {
+					line = strings.TrimSpace(line)
+					if seen[line] || !slices.ContainsFunc(symptoms, func(s string) bool { return strings.Contains(line, s) }) {
+						continue
+					}
+					seen[line] = true
+					if sub := tookTooLong.FindStringSubmatch(line); sub != nil {
+						if d, err := time.ParseDuration(sub[1]); err == nil {
+							slowest = max(slowest, d)
+						}
+					}
+					if len(out) == maxQuotes {
+						more++
+						continue
+					}
+					if len(line) > 300 {
+						line = strings.ToValidUTF8(line[:300], "") + "..."
+					}
+					out = append(out, a.Name()+": "+line)
+				}
+			}
+		}
+	}
+	if more > 0 {
+		out = append(out, fmt.Sprintf("(and %d more such lines)", more))
+	}
+	return out, slowest
+}
+
+// diskSummary is the measured p99s in a sentence.
+func (e evidence) diskSummary() string {
+	var parts []string
+	for _, d := range e.Disks {
+		if d.Verdict == "" {
+			parts = append(parts, d.Member+": no metrics")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s: WAL fsync p99 %s, backend commit p99 %s (%s)", d.Member, short(d.WALFsync), short(d.Commit), d.Verdict))
+	}
+	if len(parts) == 0 {
+		return "etcd's disk latency was not measured."
+	}
+	return "etcd's disks measured " + strings.Join(parts, "; ") + "."
+}
+
+// rootCause says what the evidence shows caused the failed checks, and what fixes it for good.
+func (e evidence) rootCause() string {
+	var slow, fast []string
+	for _, d := range e.Disks {
+		switch d.Verdict {
+		case etcdops.DiskSlow:
+			slow = append(slow, d.Member)
+		case etcdops.DiskFast:
+			fast = append(fast, d.Member)
+		}
+	}
+	var logged string
+	if e.SlowestRequest > 0 {
+		logged = fmt.Sprintf(" etcd logged requests that took up to %s; kube-apiserver gives its checks %s by default.", e.SlowestRequest, defaultTimeout)
+	}
+	switch {
+	case len(slow) > 0:
+		return fmt.Sprintf("Root cause: etcd's disk is too slow on %s (etcd's guidance: WAL fsync p99 under %s, backend commit p99 under %s). %s "+
+			"Every etcd write waits for its fsync, kube-apiserver's etcd check waits behind them and times out (`[-]etcd failed`), and the kubelet restarts kube-apiserver.%s "+
+			"A longer timeout only buys time. Follow-up: move etcd's data dir to an SSD on those nodes (etcd's hardware guidance).",
+			strings.Join(slow, ", "), etcdops.WALFsyncLimit, etcdops.BackendCommitLimit, e.diskSummary(), logged)
+	case len(fast) == len(e.Disks) && len(fast) > 0:
+		return fmt.Sprintf("Root cause not in the disk as measured: %s That is within etcd's guidance (WAL fsync p99 under %s, backend commit p99 under %s), "+
+			"so etcd was slow to answer kube-apiserver's check for another reason now, such as CPU or network starvation or large range requests, or the disk is slow only at times.%s "+
+			"Follow-up: etcd's guidance is an SSD for its data dir; if etcd's data dir is on a spinning disk (the seed's root cause), move it to an SSD.",
+			e.diskSummary(), etcdops.WALFsyncLimit, etcdops.BackendCommitLimit, logged)
+	}
+	return fmt.Sprintf("Root cause not established: not every member's disk could be judged. %s%s "+
+		"Follow-up: read each member's etcd_disk_wal_fsync_duration_seconds and etcd_disk_backend_commit_duration_seconds p99 (under %s and %s); if they are over, move etcd's data dir to an SSD.",
+		e.diskSummary(), logged, etcdops.WALFsyncLimit, etcdops.BackendCommitLimit)
+}
+
+// short rounds a latency as etcdops' judgement does, so that both say the same figure: 38ms,
+// 7.68ms, 512µs.
+func short(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
