@@ -40,10 +40,16 @@ type Gates struct {
 	Maintenance *Maintenance `json:"maintenance,omitempty"`
 }
 
+// AnyApprover, as an approval rule's user, lets anyone approve who can reach the operator API
+// with a token or click in the Slack channel: the built-in policies use it, as they cannot know
+// the operators' names.
+const AnyApprover = "*"
+
 // ApprovalRule says who may approve, how many must, for how long the request stays open, and
 // from which step risk on approval is needed.
 type ApprovalRule struct {
-	// Users are Slack user IDs or operator names that may approve.
+	// Users are Slack user IDs or operator names that may approve; AnyApprover lets
+	// everyone who can answer (an operator token, or a signed Slack click) approve.
 	Users []string `json:"users,omitempty"`
 	// Groups are Slack user group IDs whose members may approve.
 	Groups []string `json:"groups,omitempty"`

@@ -251,7 +251,7 @@ func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
 			bad("approval: needs users or groups who may approve")
 		case a.Required < 0:
 			bad("approval.required: must be at least 1")
-		case len(a.Groups) == 0 && rule.Required > len(a.Users):
+		case len(a.Groups) == 0 && rule.Required > len(a.Users) && !slices.Contains(a.Users, remediator.AnyApprover):
 			bad("approval.required: %d approvers needed but only %d users may approve", rule.Required, len(a.Users))
 		}
 		if rule.Timeout <= 0 {

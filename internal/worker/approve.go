@@ -232,7 +232,7 @@ func (w *Worker) AnswerFromChat(ctx context.Context, data []byte) error {
 // chat groups. Chat users are matched by their ID only: a display name can be changed by its
 // owner.
 func (w *Worker) mayApprove(ctx context.Context, rule *remediator.ApprovalRule, a remediator.Answer) (bool, error) {
-	if slices.Contains(rule.Users, a.By) {
+	if slices.Contains(rule.Users, a.By) || slices.Contains(rule.Users, remediator.AnyApprover) {
 		return true, nil
 	}
 	if a.Via != remediator.ViaSlack || w.Groups == nil {

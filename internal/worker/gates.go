@@ -125,6 +125,9 @@ func needsApproval(inc *remediator.Incident, step remediator.PlannedStep) bool {
 // approvers describes who may approve.
 func approvers(rule *remediator.ApprovalRule) string {
 	var parts []string
+	if slices.Contains(rule.Users, remediator.AnyApprover) {
+		return "any operator"
+	}
 	if len(rule.Users) > 0 {
 		parts = append(parts, "users "+strings.Join(rule.Users, ", "))
 	}
