@@ -390,3 +390,28 @@ func TestADuplicateRunWaitsInsteadOfRunningTwice(t *testing.T) {
 		}
 	}
 }
+
+// The built-in policies cannot name the operators: "*" lets anyone who can answer approve,
+// still one approval per person.
+func TestAnyApproverStillNeedsDistinctPeople(t *testing.T) {
+	f := newFixtureWith(t, strings.Replace(gatedPolicies, "users: [U01ALICE, bob]", `users: ["*"]`, 1), threeSteps()...)
+	f.correlate(t, alert("a1", "prod", "firing"))
+	if err := f.execute(t, f.only(t).ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.answer(t, "carol", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.answer(t, "carol", true); remediator.ErrorCode(err) != remediator.EREFUSED {
+		t.Fatalf("second approval by carol: %v", err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateAwaitingApproval {
+		t.Fatalf("one person approved twice and the incident is %s", inc.State)
+	}
+	if err := f.answer(t, "dave", true); err != nil {
+		t.Fatal(err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateRunning || !inc.Approval.Granted {
+		t.Fatalf("after carol and dave: %s", inc.State)
+	}
+}
