@@ -15,6 +15,7 @@ import (
 	"github.com/remediator/remediator/remediations/nodeops"
 	"github.com/remediator/remediator/remediations/nospace"
 	"github.com/remediator/remediator/remediations/probeguard"
+	"github.com/remediator/remediator/remediations/snapshotmissing"
 )
 
 // planner is a remediation: it turns its parameters into steps, without touching anything.
@@ -42,11 +43,12 @@ type Catalog struct {
 func New(d Deps) *Catalog {
 	recovery := nospace.New(d.Etcd, d.BackupDir)
 	return &Catalog{byName: map[string]planner{
-		nospace.Name:    recovery,
-		probeguard.Name: probeguard.New(d.Etcd, d.Nodes, recovery),
-		keyguard.Name:   keyguard.New(d.Etcd, d.Guarded),
-		defrag.Name:     defrag.New(d.Etcd),
-		apiserver.Name:  apiserver.New(d.Etcd, d.Nodes),
+		nospace.Name:         recovery,
+		probeguard.Name:      probeguard.New(d.Etcd, d.Nodes, recovery),
+		keyguard.Name:        keyguard.New(d.Etcd, d.Guarded),
+		defrag.Name:          defrag.New(d.Etcd),
+		apiserver.Name:       apiserver.New(d.Etcd, d.Nodes),
+		snapshotmissing.Name: snapshotmissing.New(d.Etcd, d.Nodes),
 	}}
 }
 

@@ -1,0 +1,607 @@
+package snapshotmissing
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/agent"
+	"github.com/remediator/remediator/internal/agenttest"
+	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/queue"
+	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/nodeops"
+)
+
+// The seed's panic, as etcd logs it.
+const (
+	panicMsg   = "failed to recover v3 backend from snapshot"
+	panicCause = "failed to find database snapshot file (snap: snapshot file doesn't exist)"
+)
+
+// runner runs the plan's steps as the worker does: in order, each with the progress it saved,
+// in an incident that records them and carries the alerts.
+type runner struct {
+	t    *testing.T
+	plan []remediator.PlannedStep
+	inc  remediator.Incident
+	next int
+}
+
+func newRunner(t *testing.T, r *Remediation, params map[string]string, labels map[string]string) *runner {
+	t.Helper()
+	plan, err := r.Plan(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := remediator.Incident{ID: "test-incident", Cluster: "test",
+		Evidence: []remediator.Alert{{Status: remediator.AlertFiring, Labels: labels}}}
+	for _, p := range plan {
+		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
+	}
+	return &runner{t: t, plan: plan, inc: inc}
+}
+
+func (rn *runner) step(name string) (remediator.StepResult, error) {
+	rn.t.Helper()
+	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
+	if i < 0 {
+		rn.t.Fatalf("no step %q", name)
+	}
+	defer func(start time.Time) { rn.t.Logf("step %s took %s", name, time.Since(start).Round(time.Millisecond)) }(time.Now())
+	return rn.plan[i].Run(context.Background(), remediator.StepInput{
+		Incident: rn.inc,
+		Progress: rn.inc.Steps[i].Progress,
+		SaveProgress: func(_ context.Context, v any) error {
+			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
+			return nil
+		},
+	})
+}
+
+// until runs the steps not run yet, in order, up to and including the named one (all of them
+// if it is ""), and returns the results and the first failing step.
+func (rn *runner) until(last string) (map[string]remediator.StepResult, string, error) {
+	results := map[string]remediator.StepResult{}
+	for ; rn.next < len(rn.plan); rn.next++ {
+		name := rn.plan[rn.next].Name
+		res, err := rn.step(name)
+		results[name] = res
+		if err != nil {
+			return results, name, err
+		}
+		if name == last {
+			rn.next++
+			break
+		}
+	}
+	return results, "", nil
+}
+
+// all runs every step not run yet.
+func (rn *runner) all() (map[string]remediator.StepResult, string, error) { return rn.until("") }
+
+type env struct {
+	t  *testing.T
+	c  *etcdtest.StaticCluster
+	cl *clientv3.Client
+	r  *Remediation
+}
+
+// startEnv runs a cluster of etcd static pods that cut a raft snapshot every 20 entries, an
+// agent per node over real NATS with a real etcdutl, and the remediation.
+func startEnv(t *testing.T, members int, quota int64) *env {
+	t.Helper()
+	etcdutl, err := etcdtest.Etcdutl()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: members, QuotaBytes: quota,
+		Template: filepath.Join("..", "..", "testdata", "manifests", "etcd.yaml"),
+		Flags:    map[string]string{"snapshot-count": "20"}})
+	agents := agenttest.Start(t, q, "test", c, func(cfg *agent.Config) { cfg.Etcdutl = etcdutl })
+	cl, err := c.Cluster().Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	clients := etcdops.NewClients([]etcdops.ClusterConfig{{Name: "test", Endpoints: c.Endpoints()}})
+	t.Cleanup(func() { clients.Close() })
+	return &env{t: t, c: c, cl: cl, r: New(clients, &nodeops.Nodes{Agents: agents})}
+}
+
+func (e *env) put(prefix string, n int) {
+	e.t.Helper()
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := e.cl.Put(ctx, fmt.Sprintf("%s/%d", prefix, i), "kept")
+		cancel()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// down takes the node's etcd pod away, as an operator does by moving its manifest out, and
+// waits until nothing answers on its client port.
+func (e *env) down(n *etcdtest.Node) {
+	e.t.Helper()
+	if err := os.MkdirAll(n.StoppedDir, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(n.Manifest(), filepath.Join(n.StoppedDir, "etcd.yaml")); err != nil {
+		e.t.Fatal(err)
+	}
+	u, _ := url.Parse(n.ClientURL)
+	for range 100 {
+		conn, err := net.DialTimeout("tcp", u.Host, 200*time.Millisecond)
+		if err != nil {
+			return
+		}
+		conn.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("etcd of %s still answers after its manifest was moved out", n.Name)
+}
+
+func (e *env) up(n *etcdtest.Node) {
+	e.t.Helper()
+	if err := os.Rename(filepath.Join(n.StoppedDir, "etcd.yaml"), n.Manifest()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func backend(n *etcdtest.Node) string { return filepath.Join(n.DataDir, "member", "snap", "db") }
+
+func snapFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "member", "snap", "*.snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range paths {
+		paths[i] = filepath.Base(p)
+	}
+	return paths
+}
+
+// sparseCopy copies a file leaving its zero blocks as holes, as bbolt leaves its backend file
+// and cp --sparse does, so that the copy takes the room on disk the original does.
+func sparseCopy(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zero := make([]byte, 4096)
+	for off := 0; off < len(data); off += len(zero) {
+		block := data[off:min(off+len(zero), len(data))]
+		if bytes.Equal(block, zero[:len(block)]) {
+			continue
+		}
+		if _, err := f.WriteAt(block, int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyBackend stops the member, copies its backend aside and starts it again.
+func (e *env) copyBackend(n *etcdtest.Node) string {
+	e.t.Helper()
+	e.down(n)
+	old := filepath.Join(e.t.TempDir(), "db")
+	sparseCopy(e.t, backend(n), old)
+	e.up(n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.c.Cluster().WaitReady(ctx, 30*time.Second); err != nil {
+		e.t.Fatal(err)
+	}
+	return old
+}
+
+// newSnapshot makes every member cut a raft snapshot past everything so far: 30 entries (deletes
+// of absent keys, which etcd takes even under NOSPACE) with a snapshot every 20.
+func (e *env) newSnapshot(n *etcdtest.Node) {
+	e.t.Helper()
+	before := snapFiles(e.t, n.DataDir)
+	for i := range 30 {
+		if _, err := e.cl.Delete(context.Background(), fmt.Sprintf("absent/%d", i)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	after := snapFiles(e.t, n.DataDir)
+	if len(after) == 0 || slices.Contains(before, after[len(after)-1]) {
+		e.t.Fatalf("%s cut no new raft snapshot: %v, then %v", n.Name, before, after)
+	}
+}
+
+// crash puts the member's old backend back under its newer WAL and starts it, as in seed 003:
+// the WAL's latest snapshot is past the backend, and no <index>.snap.db is there to catch up
+// from, so etcd panics on every start.
+func (e *env) crash(n *etcdtest.Node, old string) {
+	e.t.Helper()
+	e.down(n)
+	sparseCopy(e.t, old, backend(n))
+	e.up(n)
+	for range 100 {
+		if log := n.Log(); strings.Contains(log, panicMsg) && strings.Contains(log, panicCause) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("%s did not panic with %q", n.Name, panicMsg)
+}
+
+// tree reads every file under dir, by path relative to it.
+func tree(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		files[rel], err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func sameTree(a, b map[string][]byte) bool {
+	return maps.EqualFunc(a, b, bytes.Equal)
+}
+
+func (e *env) get(prefix string) []string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := e.cl.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		e.t.Fatalf("reading %s: %v", prefix, err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key))
+	}
+	return keys
+}
+
+func backups(t *testing.T, n *etcdtest.Node) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(n.BackupDir, "test-incident", "etcd-data.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(dirs)
+	return dirs
+}
+
+// The seed's single master: etcd filled its quota, restarted, and panics because its WAL's
+// snapshot is past its backend. Removing the raft snapshot files does not cure etcd 3.7 (it
+// takes the snapshot from the WAL), so the member is rebuilt from its own backend.
+func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
+	e := startEnv(t, 1, 4<<20)
+	n := e.c.Nodes[0]
+	e.put("app", 10)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := etcdtest.Fill(ctx, e.cl); err != nil {
+		t.Fatal(err)
+	}
+	old := e.copyBackend(n)
+	e.newSnapshot(n)
+	oldSnaps := snapFiles(t, n.DataDir)
+	e.crash(n, old)
+
+	rn := newRunner(t, e.r, map[string]string{"health_timeout": "5s"}, map[string]string{"alertname": "EtcdPanics", "pod": "etcd-" + n.Name})
+	res, failed, err := rn.until("stop")
+	if err != nil {
+		t.Fatalf("step %s: %v", failed, err)
+	}
+	stopped := tree(t, n.DataDir) // what the member had, still now that nothing runs it
+	rest, failed, err := rn.all()
+	maps.Copy(res, rest)
+	for _, p := range rn.plan {
+		t.Logf("%s: %s", p.Name, res[p.Name].Output)
+	}
+	if err != nil {
+		t.Fatalf("step %s: %v", failed, err)
+	}
+	if !strings.Contains(res["preflight"].Output, "the quota was the cause; it goes to 8.0 MiB") {
+		t.Errorf("preflight said %q, want the quota found to be the cause", res["preflight"].Output)
+	}
+	if !strings.Contains(res["start"].Output, "still does not serve") || !strings.Contains(res["restore"].Output, "serves again") {
+		t.Errorf("start said %q, restore %q: want the restore to have been needed and to have worked", res["start"].Output, res["restore"].Output)
+	}
+	manifest, err := os.ReadFile(n.Manifest())
+	if err != nil || !strings.Contains(string(manifest), fmt.Sprintf("--quota-backend-bytes=%d", 8<<20)) {
+		t.Errorf("manifest (%v) does not run with the doubled quota:\n%s", err, manifest)
+	}
+	for _, s := range snapFiles(t, n.DataDir) {
+		if slices.Contains(oldSnaps, s) {
+			t.Errorf("raft snapshot file %s is still there", s)
+		}
+	}
+	dirs := backups(t, n)
+	if len(dirs) != 2 {
+		t.Fatalf("backups %v, want the copy before the changes and the data dir moved aside by the restore", dirs)
+	}
+	if saved := tree(t, dirs[0]); !sameTree(saved, stopped) || len(snapFiles(t, dirs[0])) != len(oldSnaps) {
+		t.Errorf("the first backup (%d files) is not the data dir as the member had it (%d files, raft snapshots %v)", len(saved), len(stopped), oldSnaps)
+	}
+	if keys := e.get("app/"); len(keys) != 10 {
+		t.Errorf("keys under app/: %v, want the 10 written", keys)
+	}
+	if keys := e.get("fill/"); len(keys) != 4 {
+		t.Errorf("keys under fill/: %v, want the 4 the backend held", keys)
+	}
+	if len(res["verify"].After) != 1 || len(res["verify"].After[0].Alarms) != 0 || res["verify"].After[0].Quota != 8<<20 {
+		t.Errorf("after: %+v, want the member without alarms, at its new quota", res["verify"].After)
+	}
+	if !strings.Contains(res["defragment"].Output, "defragmented member "+n.Name) {
+		t.Errorf("defragment said %q", res["defragment"].Output)
+	}
+
+	// Repeated, the steps that changed something find their work done.
+	if again, err := rn.step("backup"); err != nil || !strings.Contains(again.Output, "by an earlier attempt") {
+		t.Errorf("backup again: %q (%v)", again.Output, err)
+	}
+	if again, err := rn.step("restore"); err != nil || !strings.Contains(again.Output, "serves again") || len(backups(t, n)) != 2 {
+		t.Errorf("restore again: %q (%v), backups %v: want it to start the restored member, not restore it again", again.Output, err, backups(t, n))
+	}
+
+	// etcdutl's restore leaves no alarm behind; one the member raises later, while its backend
+	// is well within the new quota, is disarmed.
+	st, err := e.cl.Status(context.Background(), n.ClientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pb.NewMaintenanceClient(e.cl.ActiveConnection()).Alarm(context.Background(),
+		&pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disarm, err := rn.step("disarm"); err != nil || !strings.Contains(disarm.Output, "disarmed NOSPACE of member "+n.Name) {
+		t.Errorf("disarm: %q (%v)", disarm.Output, err)
+	}
+	if alarms, err := e.cl.AlarmList(context.Background()); err != nil || len(alarms.Alarms) != 0 {
+		t.Errorf("alarms after disarm: %v (%v)", alarms, err)
+	}
+}
+
+// One member of three panics the same way. Restoring it from its own backend would split it
+// off; the restore step refuses, names the remediation that applies, and leaves it as it is.
+func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
+	e := startEnv(t, 3, 0)
+	n := e.c.Nodes[2]
+	e.put("app", 10)
+
+	// While it is healthy there is nothing to recover, and nothing is touched.
+	_, failed, err := newRunner(t, e.r, map[string]string{"member": n.Name}, nil).all()
+	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "nothing to recover") {
+		t.Fatalf("step %q: %v; want preflight to refuse a healthy member", failed, err)
+	}
+
+	old := e.copyBackend(n)
+	e.newSnapshot(n)
+	manifest, err := os.ReadFile(n.Manifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.crash(n, old)
+
+	rn := newRunner(t, e.r, map[string]string{"health_timeout": "3s"}, map[string]string{"alertname": "EtcdPanics", "node": n.Name})
+	res, failed, err := rn.all()
+	if failed != "restore" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "etcd-member-replace") {
+		t.Fatalf("step %q: %v; want the restore refused, pointing at etcd-member-replace", failed, err)
+	}
+	t.Log(err)
+	if !strings.Contains(res["raise-quota"].Output, "the quota stays") {
+		t.Errorf("raise-quota said %q, want the quota left alone", res["raise-quota"].Output)
+	}
+	if now, err := os.ReadFile(n.Manifest()); err != nil || !bytes.Equal(now, manifest) {
+		t.Errorf("the manifest (%v) changed:\n%s", err, now)
+	}
+	dirs := backups(t, n)
+	if len(dirs) != 1 {
+		t.Fatalf("backups %v, want only the copy made before any change", dirs)
+	}
+	// The member keeps failing to start as it did, with its WAL and backend where they were.
+	wal := filepath.Join("member", "wal")
+	if now, saved := tree(t, filepath.Join(n.DataDir, wal)), tree(t, filepath.Join(dirs[0], wal)); len(now) == 0 || !sameTree(now, saved) {
+		t.Errorf("the member's WAL (%d files) is not as it was (%d files)", len(now), len(saved))
+	}
+	if _, err := os.Stat(backend(n)); err != nil {
+		t.Errorf("the member's backend is gone: %v", err)
+	}
+	if restarts := n.Kubelet.Restarts("etcd.yaml"); restarts < 2 {
+		t.Errorf("the kubelet started the member %d times, want it left crash-looping", restarts)
+	}
+	mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := e.cl.MemberList(mctx)
+	if err != nil || len(list.Members) != 3 {
+		t.Fatalf("member list %v (%v), want the three members", list, err)
+	}
+	if keys := e.get("app/"); len(keys) != 10 {
+		t.Errorf("keys under app/: %v, want the 10 written", keys)
+	}
+}
+
+func TestParamsAreChecked(t *testing.T) {
+	tests := map[string]struct {
+		params map[string]string
+		want   string
+	}{
+		"quota above the maximum": {map[string]string{"quota_bytes": "17179869184"}, "params.quota_bytes: 17179869184 is above params.max_quota_bytes (8589934592)"},
+		"short health timeout":    {map[string]string{"health_timeout": "10ms"}, "params.health_timeout: must be at least 1s"},
+		"unknown":                 {map[string]string{"probe_prefix": "x"}, "params.probe_prefix: unknown parameter"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(nil, nil).Plan(tt.params)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) || remediator.ErrorCode(err) != remediator.EINVALID {
+				t.Errorf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// nodeNames maps members to nodes as nodeops.Nodes does, without agents.
+type nodeNames map[string]string
+
+func (n nodeNames) Node(_, member string) string {
+	if node, ok := n[member]; ok {
+		return node
+	}
+	return member
+}
+
+func (n nodeNames) Do(context.Context, string, string, remediator.NodeAction) (remediator.NodeResult, error) {
+	return remediator.NodeResult{}, io.ErrUnexpectedEOF
+}
+
+func TestTheMemberIsFoundFromTheAlerts(t *testing.T) {
+	nodes := nodeNames{"etcd-a": "cp-1"}
+	known := []string{"etcd-a", "cp-2"}
+	tests := map[string]struct {
+		params map[string]string
+		labels []map[string]string
+		want   string
+	}{
+		"param wins":          {map[string]string{"member": "cp-2"}, []map[string]string{{"member": "etcd-a"}}, "cp-2"},
+		"member label":        {nil, []map[string]string{{"member": "etcd-a"}}, "etcd-a"},
+		"node label, mapped":  {nil, []map[string]string{{"node": "cp-1"}}, "etcd-a"},
+		"pod label":           {nil, []map[string]string{{"pod": "etcd-cp-2"}, {"alertname": "x"}}, "cp-2"},
+		"other pod":           {nil, []map[string]string{{"pod": "kube-apiserver-cp-1"}}, "no alert names the failing member"},
+		"none":                {nil, []map[string]string{{"alertname": "x"}}, "no alert names the failing member"},
+		"two members":         {nil, []map[string]string{{"node": "cp-1"}, {"member": "cp-2"}}, "the alerts name several members (etcd-a, cp-2)"},
+		"same member, twice":  {nil, []map[string]string{{"node": "cp-1"}, {"member": "etcd-a"}}, "etcd-a"},
+		"unknown node itself": {nil, []map[string]string{{"node": "cp-9"}}, "cp-9"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, err := parse(tt.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &run{Remediation: New(nil, nodes), settings: s}
+			var in remediator.StepInput
+			in.Incident.Cluster = "test"
+			for _, l := range tt.labels {
+				in.Incident.Evidence = append(in.Incident.Evidence, remediator.Alert{Labels: l})
+			}
+			got, err := r.memberOf(in, known)
+			if err != nil {
+				got = err.Error()
+				if remediator.ErrorCode(err) != remediator.EPRECONDITION {
+					t.Errorf("code %s", remediator.ErrorCode(err))
+				}
+			}
+			if !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTheQuotaIsRaisedOnlyWhenItWasTheCause(t *testing.T) {
+	const mib = 1 << 20
+	tests := map[string]struct {
+		params   map[string]string
+		quota    string // the --quota-backend-bytes flag, "" for none
+		db       int64
+		newQuota int64 // 0: not the cause
+		err      string
+	}{
+		"well within":               {nil, "4194304", 1 * mib, 0, ""},
+		"full: doubled":             {nil, "4194304", 4 * mib, 8 * mib, ""},
+		"over it: doubled":          {nil, "4194304", 6 * mib, 8 * mib, ""},
+		"etcd's default, full":      {nil, "", 1900 * mib, 4 << 30, ""},
+		"0 is etcd's default":       {nil, "0", 100 * mib, 0, ""},
+		"doubling capped":           {nil, "6442450944", 6 << 30, 8 << 30, ""},
+		"as asked":                  {map[string]string{"quota_bytes": "12582912"}, "4194304", 4 * mib, 12 * mib, ""},
+		"already at the maximum":    {nil, "8589934592", 8 << 30, 0, "the quota can only go to 8.0 GiB"},
+		"asked for too little room": {map[string]string{"quota_bytes": "6291456"}, "4194304", 6 * mib, 0, "the quota can only go to 6.0 MiB"},
+		"not a number":              {nil, "4Gi", 1, 0, `--quota-backend-bytes="4Gi" is not a number of bytes`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, err := parse(tt.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flags := map[string]string{}
+			if tt.quota != "" {
+				flags["quota-backend-bytes"] = tt.quota
+			}
+			f := findings{Member: "cp-1", DBSize: tt.db}
+			line, err := s.judgeQuota(&f, flags)
+			switch {
+			case tt.err != "":
+				if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "member cp-1") {
+					t.Errorf("error %v, want a refusal naming cp-1 and saying %q", err, tt.err)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case f.QuotaCause != (tt.newQuota != 0) || f.NewQuota != tt.newQuota:
+				t.Errorf("cause %v, new quota %d (%s); want %d", f.QuotaCause, f.NewQuota, line, tt.newQuota)
+			}
+		})
+	}
+}
+
+func TestALoneMemberIsTrustedOnlyWhenNothingSaysOtherwise(t *testing.T) {
+	own := "http://10.0.0.11:2379"
+	tests := map[string]struct {
+		initial   string
+		endpoints []string
+		err       string
+	}{
+		"alone":                       {"cp-1=http://10.0.0.11:2380", []string{own + "/"}, ""},
+		"initial cluster of three":    {"cp-1=http://10.0.0.11:2380,cp-2=http://10.0.0.12:2380", []string{own}, "names others too (cp-2)"},
+		"no initial cluster":          {"", []string{own}, "does not name it"},
+		"another member's endpoint":   {"cp-1=http://10.0.0.11:2380", []string{"http://10.0.0.12:2379"}, "are not member cp-1's own one"},
+		"a front for several members": {"cp-1=http://10.0.0.11:2380", []string{own, "http://10.0.0.12:2379"}, "are not member cp-1's own one"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := alone("cp-1", map[string]string{"initial-cluster": tt.initial, "advertise-client-urls": own}, tt.endpoints)
+			if tt.err == "" && err != nil || tt.err != "" && (remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), tt.err)) {
+				t.Errorf("error %v, want %q", err, tt.err)
+			}
+		})
+	}
+}
