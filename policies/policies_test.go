@@ -55,8 +55,47 @@ func TestDefaultPoliciesMatchTheSeedsNOSPACESignals(t *testing.T) {
 		if ok != tc.want || err != nil {
 			t.Errorf("%s: matched %v (%v), want %v", tc.name, ok, err, tc.want)
 		}
-		if ok && (d.Remediation != "etcd-nospace-recovery" || d.Mode != remediator.ModeAuto || d.Policy != "etcd-nospace") {
+		if ok && (d.Remediation != "etcd-liveness-probe-guard" || d.Mode != remediator.ModeAuto || d.Policy != "etcd-nospace") {
 			t.Errorf("%s: decision %+v", tc.name, d)
+		}
+	}
+}
+
+// Each seed's signals select its runbook, and the runbooks that ask a human first wait for one.
+func TestDefaultPoliciesMatchEverySeed(t *testing.T) {
+	set, err := Default(remediations.New(remediations.Deps{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		labels      map[string]string
+		text        string
+		remediation string
+		approvers   int
+	}{
+		{"seed 000: guarded key lost", map[string]string{"alertname": "EtcdGuardedKeyMissing", "key": "_sd.placement/m3db/prod/m3db"}, "", "etcd-key-restore", 1},
+		{"seed 001: member data lost", map[string]string{"alertname": "EtcdLogs"}, "etcdserver: unhealthy cluster", "etcd-member-replace", 1},
+		{"seed 002: apiserver etcd check", map[string]string{"alertname": "KubeAPIServerLogs"}, "[-]etcd failed: reason withheld", "apiserver-etcd-healthcheck-timeout", 1},
+		{"seed 003: snapshot file missing", map[string]string{"alertname": "EtcdLogs"}, `failed to recover v3 backend from snapshot","error":"failed to find database snapshot file (snap: snapshot file doesn't exist)`, "etcd-snapshot-missing-recovery", 1},
+		{"seed 003: quorum lost", map[string]string{"alertname": "etcdInsufficientMembers"}, "", "etcd-quorum-restore", 2},
+		{"seed 004 prevention: fragmentation", map[string]string{"alertname": "etcdDatabaseHighFragmentationRatio"}, "", "etcd-defrag-fragmented", 0},
+	} {
+		a := remediator.Alert{Status: "firing", Labels: tc.labels}
+		if tc.text != "" {
+			a.Annotations = map[string]string{"description": tc.text}
+		}
+		d, ok, err := set.Match(a)
+		if !ok || err != nil || d.Remediation != tc.remediation {
+			t.Errorf("%s: matched %v (%v) -> %q, want %s", tc.name, ok, err, d.Remediation, tc.remediation)
+			continue
+		}
+		got := 0
+		if d.Gates.Approval != nil {
+			got = d.Gates.Approval.Required
+		}
+		if got != tc.approvers {
+			t.Errorf("%s: %d approvers required, want %d", tc.name, got, tc.approvers)
 		}
 	}
 }

@@ -97,7 +97,7 @@ func TestApprovalWithoutSlackFromTheCommandLine(t *testing.T) {
 
 func TestPolicyLint(t *testing.T) {
 	out, err := run(t, "policy", "lint", "../../policies")
-	if err != nil || !strings.Contains(out, "ok  ../../policies/default.yaml: etcd-nospace -> etcd-nospace-recovery (auto)") {
+	if err != nil || !strings.Contains(out, "ok  ../../policies/default.yaml: etcd-nospace -> etcd-liveness-probe-guard (auto)") {
 		t.Errorf("lint of the defaults: %q, %v", out, err)
 	}
 	if _, err := run(t, "policy", "lint", "../../policies/testdata/invalid"); err == nil || !strings.Contains(err.Error(), `policy "broken": match: ERROR`) {

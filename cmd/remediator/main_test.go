@@ -262,7 +262,7 @@ func TestNOSPACEIsHealedEndToEnd(t *testing.T) {
 		t.Errorf("a write after the remediation: %v", err)
 	}
 	assertDefraggedOnceLeaderLast(t, etcd, leaderOf(t, inc.Before))
-	if len(inc.Evidence) != 3 || inc.Remediation != "etcd-nospace-recovery" || inc.Policy != "etcd-nospace" {
+	if len(inc.Evidence) != 3 || inc.Remediation != "etcd-liveness-probe-guard" || inc.Policy != "etcd-nospace" {
 		t.Errorf("incident evidence %d alerts, remediation %q, policy %q", len(inc.Evidence), inc.Remediation, inc.Policy)
 	}
 	for _, s := range inc.Steps {
@@ -298,7 +298,7 @@ func TestNOSPACEIsHealedEndToEnd(t *testing.T) {
 	}
 	md, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"# Incident " + inc.ID, "succeeded", "Members before and after", "Webhook to verified recovery", "| 4 | defragment | high | succeeded | 1 |"} {
+	for _, want := range []string{"# Incident " + inc.ID, "succeeded", "Members before and after", "Webhook to verified recovery", "| 6 | defragment | high | succeeded | 1 |", "| 9 | restore-probes | low | succeeded | 1 |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
