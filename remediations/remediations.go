@@ -12,6 +12,7 @@ import (
 	"github.com/remediator/remediator/remediations/defrag"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/keyguard"
+	"github.com/remediator/remediator/remediations/membership"
 	"github.com/remediator/remediator/remediations/nodeops"
 	"github.com/remediator/remediator/remediations/nospace"
 	"github.com/remediator/remediator/remediations/probeguard"
@@ -43,12 +44,14 @@ type Catalog struct {
 func New(d Deps) *Catalog {
 	recovery := nospace.New(d.Etcd, d.BackupDir)
 	return &Catalog{byName: map[string]planner{
-		nospace.Name:         recovery,
-		probeguard.Name:      probeguard.New(d.Etcd, d.Nodes, recovery),
-		keyguard.Name:        keyguard.New(d.Etcd, d.Guarded),
-		defrag.Name:          defrag.New(d.Etcd),
-		apiserver.Name:       apiserver.New(d.Etcd, d.Nodes),
-		snapshotmissing.Name: snapshotmissing.New(d.Etcd, d.Nodes),
+		nospace.Name:                 recovery,
+		probeguard.Name:              probeguard.New(d.Etcd, d.Nodes, recovery),
+		keyguard.Name:                keyguard.New(d.Etcd, d.Guarded),
+		defrag.Name:                  defrag.New(d.Etcd),
+		apiserver.Name:               apiserver.New(d.Etcd, d.Nodes),
+		snapshotmissing.Name:         snapshotmissing.New(d.Etcd, d.Nodes),
+		membership.ReplaceName:       membership.NewReplace(d.Etcd, d.Nodes, d.BackupDir),
+		membership.QuorumRestoreName: membership.NewQuorumRestore(d.Etcd, d.Nodes, d.BackupDir),
 	}}
 }
 

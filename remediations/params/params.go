@@ -81,6 +81,19 @@ func (r *Reader) Float(key string, def, lo, hi float64) float64 {
 	return f
 }
 
+// Bool returns the parameter as true or false, or def if it is not set.
+func (r *Reader) Bool(key string, def bool) bool {
+	v, ok := r.get(key)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("params.%s: %q is neither true nor false", key, v))
+	}
+	return b
+}
+
 // Err returns every error so far, and one for each parameter nobody asked for, as an
 // EINVALID error.
 func (r *Reader) Err() error {
