@@ -510,6 +510,9 @@ func (r *restoreRun) rejoin(ctx context.Context, in remediator.StepInput, p rest
 		}
 	}
 	if !st.Stopped {
+		if _, err := j.checkNode(ctx, o); err != nil {
+			return out, err
+		}
 		stopped, err := j.stop(ctx, o)
 		if err != nil {
 			return out, err
