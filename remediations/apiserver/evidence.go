@@ -70,14 +70,11 @@ func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator
 	}
 	ev := evidence{}
 	ev.Quotes, ev.SlowestRequest = quote(in.Incident.Evidence)
-	cl, err := r.etcd.Get(in.Incident.Cluster)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	members, _, err := etcdops.Members(ctx, cl, cl.Endpoints())
+	v, err := etcdops.Look(ctx, r.etcd, in.Incident.Cluster, false)
 	if err != nil {
 		return remediator.StepResult{Output: ev.String()}, err
 	}
+	members := v.Members
 	hc, err := r.etcd.HTTPClient(in.Incident.Cluster)
 	if err != nil {
 		return remediator.StepResult{Output: ev.String()}, err

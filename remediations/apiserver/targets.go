@@ -17,14 +17,11 @@ func (r *run) targets(ctx context.Context, in remediator.StepInput) ([]string, s
 	if len(r.named) > 0 {
 		return r.named, "acting on the nodes params.node names: " + strings.Join(r.named, ", "), nil
 	}
-	cl, err := r.etcd.Get(in.Incident.Cluster)
+	v, err := etcdops.Look(ctx, r.etcd, in.Incident.Cluster, false)
 	if err != nil {
 		return nil, "", err
 	}
-	members, _, err := etcdops.Members(ctx, cl, cl.Endpoints())
-	if err != nil {
-		return nil, "", err
-	}
+	members := v.Members
 	nodeOf := func(member string) string {
 		if r.nodes == nil {
 			return member

@@ -96,28 +96,6 @@ type run struct {
 	settings
 }
 
-// view is the cluster as a step finds it.
-type view struct {
-	cl       *clientv3.Client
-	members  []etcdops.Member
-	notes    []string
-	statuses []remediator.MemberStatus
-}
-
-// look connects to the incident's cluster, lists its members and asks each for its status.
-// Every step looks afresh: the cluster may have changed since the last, and an approval may
-// have taken hours.
-func (r *run) look(ctx context.Context, in remediator.StepInput) (v view, err error) {
-	if v.cl, err = r.clients.Get(in.Incident.Cluster); err != nil {
-		return v, err
-	}
-	if v.members, v.notes, err = etcdops.Members(ctx, v.cl, v.cl.Endpoints()); err != nil {
-		return v, err
-	}
-	v.statuses, err = etcdops.Status(ctx, v.cl, v.members)
-	return v, err
-}
-
 // fragmentation is the share of the member's db file that holds no data.
 func fragmentation(s remediator.MemberStatus) float64 {
 	return 1 - float64(s.DBSizeInUse)/float64(s.DBSize)
@@ -179,14 +157,14 @@ func lines(as []assessment) []string {
 }
 
 func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	assessed, worth := r.assessAll(v.statuses)
-	out := slices.Concat(v.notes, []string{strings.TrimSuffix(etcdops.Describe(v.statuses), "\n")}, lines(assessed))
-	res := remediator.StepResult{Output: strings.Join(out, "\n"), Before: v.statuses}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	assessed, worth := r.assessAll(v.Statuses)
+	out := slices.Concat(v.Notes, []string{strings.TrimSuffix(etcdops.Describe(v.Statuses), "\n")}, lines(assessed))
+	res := remediator.StepResult{Output: strings.Join(out, "\n"), Before: v.Statuses}
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to defragment: %w", err)
 	}
 	if worth == 0 {
@@ -202,21 +180,21 @@ type defragProgress struct {
 }
 
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting: %w", err)
 	}
 	var p defragProgress
 	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
-	assessed, _ := r.assessAll(v.statuses)
+	assessed, _ := r.assessAll(v.Statuses)
 	// The members not worth it go in as done rather than being left out, so that Defragment
 	// still checks the whole cluster, and not only the fragmented members, before each member.
 	done := slices.Clone(p.Done)
 	skipped := map[string]bool{}
-	for i, st := range v.statuses {
+	for i, st := range v.Statuses {
 		if !assessed[i].worth && !slices.ContainsFunc(p.Done, byID(st.ID)) {
 			skipped[st.ID] = true
 			done = append(done, etcdops.Defragmented{ID: st.ID, Name: st.Name})
@@ -225,7 +203,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	defragmented := func(done []etcdops.Defragmented) []etcdops.Defragmented {
 		return slices.DeleteFunc(slices.Clone(done), func(d etcdops.Defragmented) bool { return skipped[d.ID] })
 	}
-	done, err = etcdops.Defragment(ctx, v.cl, v.members, etcdops.DefragOptions{
+	done, err = etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
 		Timeout:       r.defragTimeout,
 		HealthTimeout: r.healthTimeout,
 		Pause:         r.pause,
@@ -250,7 +228,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 		fmt.Fprintf(&b, "%s (%s, %s): %s -> %s in %s%s\n", d.Name, d.ID, role,
 			remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond), by)
 	}
-	for i, st := range v.statuses {
+	for i, st := range v.Statuses {
 		if skipped[st.ID] {
 			fmt.Fprintln(&b, assessed[i])
 		}
@@ -263,15 +241,15 @@ func byID(id string) func(etcdops.Defragmented) bool {
 }
 
 func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	assessed, _ := r.assessAll(v.statuses)
+	assessed, _ := r.assessAll(v.Statuses)
 	var out, still []string
 	for i, a := range assessed {
 		line := a.member + ": " + a.figures
-		if j := slices.IndexFunc(in.Incident.Before, func(b remediator.MemberStatus) bool { return b.ID == v.statuses[i].ID }); j >= 0 {
+		if j := slices.IndexFunc(in.Incident.Before, func(b remediator.MemberStatus) bool { return b.ID == v.Statuses[i].ID }); j >= 0 {
 			if before := in.Incident.Before[j]; before.Error == "" && before.DBSize > 0 {
 				line += fmt.Sprintf(" (before: %.0f%% fragmented, %s db)", fragmentation(before)*100, remediator.HumanBytes(before.DBSize))
 			}
@@ -281,9 +259,9 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 			still = append(still, a.member)
 		}
 	}
-	out = slices.Concat(v.notes, []string{strings.TrimSuffix(etcdops.Describe(v.statuses), "\n")}, out)
-	res := remediator.StepResult{Output: strings.Join(out, "\n"), After: v.statuses}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	out = slices.Concat(v.Notes, []string{strings.TrimSuffix(etcdops.Describe(v.Statuses), "\n")}, out)
+	res := remediator.StepResult{Output: strings.Join(out, "\n"), After: v.Statuses}
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		return res, remediator.Errorf(remediator.EPRECONDITION, "after defragmentation: %w", err)
 	}
 	if len(still) > 0 {

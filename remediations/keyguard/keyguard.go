@@ -154,27 +154,6 @@ type run struct {
 	settings
 }
 
-// view is the cluster as a step finds it.
-type view struct {
-	cl       *clientv3.Client
-	members  []etcdops.Member
-	notes    []string
-	statuses []remediator.MemberStatus
-}
-
-// look connects to the incident's cluster and asks every member for its status. Every step
-// looks afresh: an approval may have kept the cluster waiting for hours.
-func (r *run) look(ctx context.Context, in remediator.StepInput) (v view, err error) {
-	if v.cl, err = r.clients.Get(in.Incident.Cluster); err != nil {
-		return v, err
-	}
-	if v.members, v.notes, err = etcdops.Members(ctx, v.cl, v.cl.Endpoints()); err != nil {
-		return v, err
-	}
-	v.statuses, err = etcdops.Status(ctx, v.cl, v.members)
-	return v, err
-}
-
 // keys are the keys to restore: the parameter, or else those the incident's alerts name.
 func (r *run) keys(inc remediator.Incident) []string {
 	if r.key != "" {
@@ -210,17 +189,17 @@ func read(ctx context.Context, kv clientv3.KV, key string) (*clientv3.GetRespons
 }
 
 func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	out := append(slices.Clone(v.notes), strings.TrimSuffix(etcdops.Describe(v.statuses), "\n"))
-	res := remediator.StepResult{Before: v.statuses}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	out := append(slices.Clone(v.Notes), strings.TrimSuffix(etcdops.Describe(v.Statuses), "\n"))
+	res := remediator.StepResult{Before: v.Statuses}
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		res.Output = strings.Join(out, "\n")
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to restore: %w", err)
 	}
-	for _, s := range v.statuses {
+	for _, s := range v.Statuses {
 		if slices.Contains(s.Alarms, etcdserverpb.AlarmType_NOSPACE.String()) {
 			res.Output = strings.Join(out, "\n")
 			return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to restore: member %s (%s) has a NOSPACE alarm, so etcd refuses every write (see etcd-nospace-recovery)", s.Name, s.ID)
@@ -237,7 +216,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 		refused    []string // keys that cannot be restored
 	)
 	for _, key := range keys {
-		cur, err := read(ctx, v.cl, key)
+		cur, err := read(ctx, v.Client, key)
 		if err != nil {
 			return res, err
 		}
@@ -381,7 +360,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	v, err := r.look(ctx, in)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -391,7 +370,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		need  int64 // the revision every member must have applied
 	)
 	for _, k := range keys {
-		cur, err := read(ctx, v.cl, k.Key)
+		cur, err := read(ctx, v.Client, k.Key)
 		if err != nil {
 			return remediator.StepResult{}, err
 		}
@@ -422,10 +401,10 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 
 // settled waits until every member is at revision need or later: the write is on each of
 // them, not only on a quorum.
-func settled(ctx context.Context, v view, need int64) ([]remediator.MemberStatus, error) {
+func settled(ctx context.Context, v etcdops.View, need int64) ([]remediator.MemberStatus, error) {
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		statuses, err := etcdops.Status(ctx, v.cl, v.members)
+		statuses, err := etcdops.Status(ctx, v.Client, v.Members)
 		if err != nil {
 			return statuses, err
 		}

@@ -106,35 +106,14 @@ type run struct {
 	settings
 }
 
-// view is the cluster as a step finds it.
-type view struct {
-	cl       *clientv3.Client
-	members  []etcdops.Member
-	notes    []string
-	statuses []remediator.MemberStatus
-}
-
-// look connects to the incident's cluster, lists its members and, with status, asks each of
-// them for its status. Every step looks afresh: the cluster may have changed since the last.
-func (r *run) look(ctx context.Context, in remediator.StepInput, status bool) (v view, err error) {
-	if v.cl, err = r.clients.Get(in.Incident.Cluster); err != nil {
-		return v, err
-	}
-	if v.members, v.notes, err = etcdops.Members(ctx, v.cl, v.cl.Endpoints()); err != nil || !status {
-		return v, err
-	}
-	v.statuses, err = etcdops.Status(ctx, v.cl, v.members)
-	return v, err
-}
-
 func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in, true)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	out := strings.Join(append(v.notes, etcdops.Describe(v.statuses)), "\n")
-	res := remediator.StepResult{Output: out, Before: v.statuses}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	out := strings.Join(append(v.Notes, etcdops.Describe(v.Statuses)), "\n")
+	res := remediator.StepResult{Output: out, Before: v.Statuses}
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to remediate: %w", err)
 	}
 	return res, nil
@@ -148,19 +127,19 @@ func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator
 			return remediator.StepResult{Output: describeSnapshot(saved) + " (by an earlier attempt)"}, nil
 		}
 	}
-	v, err := r.look(ctx, in, true)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
 	var largest, revision int64
-	for _, s := range v.statuses {
+	for _, s := range v.Statuses {
 		largest = max(largest, s.DBSize)
 		revision = max(revision, s.Revision)
 	}
 	need := largest + largest/10 + 1<<20
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	info, err := etcdops.Snapshot(ctx, v.cl, path, need)
+	info, err := etcdops.Snapshot(ctx, v.Client, path, need)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -190,17 +169,17 @@ func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.
 	if snap.Revision == 0 {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no snapshot revision recorded: not compacting without a snapshot")
 	}
-	v, err := r.look(ctx, in, true)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not compacting: %w", err)
 	}
 	if err := in.SaveProgress(ctx, compactProgress{Revision: snap.Revision}); err != nil {
 		return remediator.StepResult{}, err
 	}
-	already, err := etcdops.Compact(ctx, v.cl, snap.Revision)
+	already, err := etcdops.Compact(ctx, v.Client, snap.Revision)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -208,7 +187,7 @@ func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.
 	if already {
 		out = fmt.Sprintf("the keyspace was already compacted at or after revision %d", snap.Revision)
 	}
-	settled, err := etcdops.WaitCompacted(ctx, v.cl, v.members, r.compactWait)
+	settled, err := etcdops.WaitCompacted(ctx, v.Client, v.Members, r.compactWait)
 	return remediator.StepResult{Output: out + "\n" + settled}, err
 }
 
@@ -217,13 +196,13 @@ type defragProgress struct {
 }
 
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in, false)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
 	var p defragProgress
 	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
-	done, err := etcdops.Defragment(ctx, v.cl, v.members, etcdops.DefragOptions{
+	done, err := etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
 		Timeout:       r.defragTimeout,
 		HealthTimeout: r.healthTimeout,
 		Pause:         r.pause,
@@ -245,14 +224,14 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 }
 
 func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in, true)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	if err := etcdops.Safe(v.statuses); err != nil {
+	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not disarming without every member's size: %w", err)
 	}
-	cl, statuses := v.cl, v.statuses
+	cl, statuses := v.Client, v.Statuses
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	alarms, err := cl.AlarmList(actx)
@@ -302,11 +281,11 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 }
 
 func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	v, err := r.look(ctx, in, false)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	cl := v.cl
+	cl := v.Client
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	alarms, err := cl.AlarmList(ctx)
@@ -339,7 +318,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 	if _, err := cl.Delete(ctx, key); err != nil {
 		return remediator.StepResult{}, etcdops.Classify(err, "probe delete of %s", key)
 	}
-	statuses, err := etcdops.Status(ctx, cl, v.members)
+	statuses, err := etcdops.Status(ctx, cl, v.Members)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}

@@ -103,20 +103,12 @@ func excludesNOSPACE(target string) bool {
 	return path != "/health" || strings.Contains(query, "exclude=NOSPACE")
 }
 
-func (g *guard) members(ctx context.Context, cluster string) (*clientv3.Client, []etcdops.Member, error) {
-	cl, err := g.clients.Get(cluster)
-	if err != nil {
-		return nil, nil, err
-	}
-	members, _, err := etcdops.Members(ctx, cl, cl.Endpoints())
-	return cl, members, err
-}
-
 func (g *guard) check(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	_, members, err := g.members(ctx, in.Incident.Cluster)
+	v, err := etcdops.Look(ctx, g.clients, in.Incident.Cluster, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
+	members := v.Members
 	var state probeState
 	var out []string
 	for _, m := range members {
@@ -168,10 +160,11 @@ func (g *guard) each(ctx context.Context, in remediator.StepInput, kind remediat
 	if len(names) == 0 {
 		return remediator.StepResult{Output: "no liveness probe needs it"}, nil
 	}
-	cl, members, err := g.members(ctx, in.Incident.Cluster)
+	v, err := etcdops.Look(ctx, g.clients, in.Incident.Cluster, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
+	cl, members := v.Client, v.Members
 	var out []string
 	for _, name := range names {
 		i := slices.IndexFunc(members, func(m etcdops.Member) bool { return m.Name == name })

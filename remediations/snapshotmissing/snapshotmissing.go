@@ -613,15 +613,8 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 
 // look lists the members, asks each for its status, and finds the recovered one among them.
 func (r *run) look(ctx context.Context, in remediator.StepInput, f findings) (*clientv3.Client, []etcdops.Member, []remediator.MemberStatus, int, error) {
-	cl, err := r.clients.Get(in.Incident.Cluster)
-	if err != nil {
-		return nil, nil, nil, 0, err
-	}
-	members, _, err := etcdops.Members(ctx, cl, cl.Endpoints())
-	if err != nil {
-		return cl, nil, nil, 0, err
-	}
-	statuses, err := etcdops.Status(ctx, cl, members)
+	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
+	cl, members, statuses := v.Client, v.Members, v.Statuses
 	if err != nil {
 		return cl, members, statuses, 0, err
 	}
