@@ -1,6 +1,6 @@
 // Package steptest runs a remediation's planned steps in a test the way the worker does: in
-// order, each with the progress it saved, in an incident that records them, and after a
-// failure only the clean-up steps.
+// order, each with the progress it saved, in an incident that records them and the figures
+// before and after, and after a failure only the clean-up steps.
 package steptest
 
 import (
@@ -9,15 +9,20 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/remediator/remediator"
 )
 
+// stepTimeout bounds one step, so that a hung step fails its test instead of the whole run.
+const stepTimeout = 5 * time.Minute
+
 // Runner holds a plan and the incident its steps run for.
 type Runner struct {
-	t    testing.TB
+	t testing.TB
+	// Plan is the remediation's plan for the runner's parameters.
 	Plan []remediator.PlannedStep
-	// Incident records the steps' progress; set its fields (alerts, params) before running.
+	// Incident records the steps' progress and outcome; set its evidence before running.
 	Incident remediator.Incident
 }
 
@@ -35,14 +40,24 @@ func New(t testing.TB, plan func(map[string]string) ([]remediator.PlannedStep, e
 	return &Runner{t: t, Plan: steps, Incident: inc}
 }
 
-// Step runs one step by name and records its outcome.
-func (r *Runner) Step(name string) (remediator.StepResult, error) {
+// Index is the position of the named step in the plan.
+func (r *Runner) Index(name string) int {
 	r.t.Helper()
 	i := slices.IndexFunc(r.Plan, func(p remediator.PlannedStep) bool { return p.Name == name })
 	if i < 0 {
 		r.t.Fatalf("no step %q", name)
 	}
-	res, err := r.Plan[i].Run(context.Background(), remediator.StepInput{
+	return i
+}
+
+// Step runs one step by name, whatever its state, and records its outcome.
+func (r *Runner) Step(name string) (remediator.StepResult, error) {
+	r.t.Helper()
+	i := r.Index(name)
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	start := time.Now()
+	res, err := r.Plan[i].Run(ctx, remediator.StepInput{
 		Incident: r.Incident,
 		Progress: r.Incident.Steps[i].Progress,
 		Log:      slog.New(slog.DiscardHandler),
@@ -52,22 +67,34 @@ func (r *Runner) Step(name string) (remediator.StepResult, error) {
 		},
 	})
 	s := &r.Incident.Steps[i]
-	s.Output = res.Output
-	s.State = remediator.StepSucceeded
+	s.Output, s.State, s.Error = res.Output, remediator.StepSucceeded, ""
 	if err != nil {
 		s.State, s.Error = remediator.StepFailed, err.Error()
 	}
-	r.t.Logf("step %s: %v\n%s", name, err, res.Output)
+	if res.Before != nil {
+		r.Incident.Before = res.Before
+	}
+	if res.After != nil {
+		r.Incident.After = res.After
+	}
+	r.t.Logf("step %s (%s): %v\n%s", name, time.Since(start).Round(time.Millisecond), err, res.Output)
 	return res, err
 }
 
-// All runs the steps in order; after the first failure it runs only the clean-up steps. It
-// returns every step's result, and the first failed step and its error.
-func (r *Runner) All() (results map[string]remediator.StepResult, failed string, err error) {
+// Output is what the named step said when it last ran.
+func (r *Runner) Output(name string) string {
+	r.t.Helper()
+	return r.Incident.Steps[r.Index(name)].Output
+}
+
+// Until runs the steps not run yet, in order, up to and including the named one; after the
+// first failure only the clean-up steps. It returns the results of the steps it ran, and the
+// first failed step and its error.
+func (r *Runner) Until(last string) (results map[string]remediator.StepResult, failed string, err error) {
 	r.t.Helper()
 	results = map[string]remediator.StepResult{}
-	for _, p := range r.Plan {
-		if failed != "" && !p.Always {
+	for i, p := range r.Plan {
+		if r.Incident.Steps[i].State != remediator.StepPending || failed != "" && !p.Always {
 			continue
 		}
 		res, stepErr := r.Step(p.Name)
@@ -75,6 +102,15 @@ func (r *Runner) All() (results map[string]remediator.StepResult, failed string,
 		if stepErr != nil && failed == "" {
 			failed, err = p.Name, stepErr
 		}
+		if p.Name == last && failed == "" {
+			break
+		}
 	}
 	return results, failed, err
+}
+
+// All runs every step not run yet, as Until does.
+func (r *Runner) All() (map[string]remediator.StepResult, string, error) {
+	r.t.Helper()
+	return r.Until("")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/remediator/remediator/internal/agent"
 	"github.com/remediator/remediator/internal/etcdtest"
 	"github.com/remediator/remediator/internal/manifest"
+	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/nodeops"
@@ -207,60 +208,18 @@ func (n *node) untouched(t *testing.T) {
 	}
 }
 
-// incident runs the plan's steps as the worker does: in order, each with the progress it
-// saved, until one fails.
-type incident struct {
-	t    *testing.T
-	plan []remediator.PlannedStep
-	inc  remediator.Incident
-	out  map[string]remediator.StepResult
-}
-
-func (e *env) incident(t *testing.T, params map[string]string, alerts ...remediator.Alert) *incident {
+// incident runs the plan under an incident named after the test, so that its backups are its own.
+func (e *env) incident(t *testing.T, params map[string]string, alerts ...remediator.Alert) *steptest.Runner {
 	t.Helper()
-	plan, err := New(e.clients, e.nodes).Plan(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := strings.Map(func(r rune) rune {
+	rn := steptest.New(t, New(e.clients, e.nodes).Plan, "test", params)
+	rn.Incident.ID = strings.Map(func(r rune) rune {
 		if r == '/' || r == ' ' || r == '.' {
 			return '-'
 		}
 		return r
 	}, t.Name())
-	inc := remediator.Incident{ID: id, Cluster: "test", Evidence: alerts}
-	for _, p := range plan {
-		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
-	}
-	return &incident{t: t, plan: plan, inc: inc, out: map[string]remediator.StepResult{}}
-}
-
-func (in *incident) step(name string) (remediator.StepResult, error) {
-	in.t.Helper()
-	i := slices.IndexFunc(in.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := in.plan[i].Run(ctx, remediator.StepInput{
-		Incident: in.inc,
-		Progress: in.inc.Steps[i].Progress,
-		SaveProgress: func(_ context.Context, v any) error {
-			in.inc.Steps[i].Progress, _ = json.Marshal(v)
-			return nil
-		},
-	})
-	in.out[name] = res
-	return res, err
-}
-
-// all runs every step and returns the failing step's name and error.
-func (in *incident) all() (string, error) {
-	in.t.Helper()
-	for _, p := range in.plan {
-		if _, err := in.step(p.Name); err != nil {
-			return p.Name, err
-		}
-	}
-	return "", nil
+	rn.Incident.Evidence = alerts
+	return rn
 }
 
 // seedAlert carries the seed's log lines.
@@ -305,6 +264,25 @@ func addFlags(flags ...string) func(string) string {
 	}
 }
 
+// quietLatency waits until the member's disk histograms stop changing, and returns them.
+func quietLatency(t *testing.T, endpoint string) etcdops.Latency {
+	t.Helper()
+	var last etcdops.Latency
+	for range 50 {
+		l, err := etcdops.DiskLatency(context.Background(), http.DefaultClient, endpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.WALFsync.Count == last.WALFsync.Count && l.BackendCommit.Count == last.BackendCommit.Count {
+			return l
+		}
+		last = l
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatal("etcd's disk histograms never settled")
+	return last
+}
+
 func TestRemediation(t *testing.T) {
 	e := newEnv(t)
 	endpoint := e.etcd.Members[0].ClientURL
@@ -312,27 +290,26 @@ func TestRemediation(t *testing.T) {
 	t.Run("the default 2s is doubled to 4s and kept where kube-apiserver is then ready", func(t *testing.T) {
 		n := e.node(t, "cp-1", 3*time.Second, true, nil)
 		in := e.incident(t, fast(map[string]string{"node": "cp-1"}), seedAlert(nil))
-		if failed, err := in.all(); err != nil {
+		// etcd commits its backend in the background after the writes that made the samples:
+		// the evidence and the reading it is checked against must see the same histograms.
+		l := quietLatency(t, endpoint)
+		if _, failed, err := in.All(); err != nil {
 			t.Fatalf("step %s: %v", failed, err)
 		}
 
 		// The evidence quotes the alerts and the member's real p99s, within etcd's guidance.
-		l, err := etcdops.DiskLatency(context.Background(), http.DefaultClient, endpoint)
-		if err != nil {
-			t.Fatal(err)
-		}
 		verdict, judged := l.Judge()
 		judged = judged[:strings.LastIndex(judged, " (")] // the rest counts the seconds since etcd started
 		if verdict != etcdops.DiskFast || l.WALFsyncP99() <= 0 || l.BackendCommitP99() <= 0 {
 			t.Fatalf("this machine's disk: %s, %s", verdict, judged)
 		}
-		contains(t, "evidence", in.out["evidence"].Output,
+		contains(t, "evidence", in.Output("evidence"),
 			`[-]etcd failed: reason withheld`, `took too long (2.000041013s) to execute`, "context deadline exceeded",
 			"m1 (", "at "+endpoint+": "+judged, "the disk is fast enough for etcd",
 			fmt.Sprintf("WAL fsync p99 %s, backend commit p99 %s", short(l.WALFsyncP99()), short(l.BackendCommitP99())),
 			"within etcd's guidance", "took up to 2.000041013s")
 
-		contains(t, "inspect", in.out["inspect"].Output,
+		contains(t, "inspect", in.Output("inspect"),
 			"cp-1: --etcd-healthcheck-timeout 2s (unset, kube-apiserver's default) -> 4s, --etcd-readycheck-timeout 2s (unset, kube-apiserver's default) -> 4s")
 		removed, added := n.changes(t)
 		if len(removed) != 0 || !slices.Equal(added, []string{"    - --etcd-healthcheck-timeout=4s", "    - --etcd-readycheck-timeout=4s"}) {
@@ -342,13 +319,13 @@ func TestRemediation(t *testing.T) {
 			t.Errorf("the manifests folder holds %d files: a backup there would run as a second kube-apiserver", len(entries))
 		}
 		var p raiseProgress
-		if err := json.Unmarshal(in.inc.Steps[2].Progress, &p); err != nil || len(p.Raised) != 1 {
-			t.Fatalf("raise progress %s: %v", in.inc.Steps[2].Progress, err)
+		if err := json.Unmarshal(in.Incident.Steps[2].Progress, &p); err != nil || len(p.Raised) != 1 {
+			t.Fatalf("raise progress %s: %v", in.Incident.Steps[2].Progress, err)
 		}
 		if backup, err := os.ReadFile(p.Raised[0].Backup); err != nil || string(backup) != string(n.original) || !strings.HasPrefix(p.Raised[0].Backup, n.backups+"/") {
 			t.Errorf("backup %s is not the original manifest under %s: %v", p.Raised[0].Backup, n.backups, err)
 		}
-		contains(t, "verify", in.out["verify"].Output,
+		contains(t, "verify", in.Output("verify"),
 			"cp-1: kube-apiserver ready for 300ms with --etcd-healthcheck-timeout=4s, --etcd-readycheck-timeout=4s",
 			"move it to an SSD")
 		if resp, err := http.Get(n.url); err != nil || resp.StatusCode != http.StatusOK {
@@ -357,8 +334,8 @@ func TestRemediation(t *testing.T) {
 
 		// A raise repeated after losing its progress sets what inspect planned, not another
 		// doubling.
-		in.inc.Steps[2].Progress = nil
-		if _, err := in.step("raise"); err != nil {
+		in.Incident.Steps[2].Progress = nil
+		if _, err := in.Step("raise"); err != nil {
 			t.Fatal(err)
 		}
 		if _, added := n.changes(t); !slices.Equal(added, []string{"    - --etcd-healthcheck-timeout=4s", "    - --etcd-readycheck-timeout=4s"}) {
@@ -369,7 +346,7 @@ func TestRemediation(t *testing.T) {
 	t.Run("already at the cap is refused and the manifest left alone", func(t *testing.T) {
 		n := e.node(t, "cp-1", 10*time.Second, true, addFlags("etcd-healthcheck-timeout=8s", "etcd-readycheck-timeout=8s"))
 		in := e.incident(t, fast(map[string]string{"node": "cp-1"}), seedAlert(nil))
-		failed, err := in.all()
+		_, failed, err := in.All()
 		if failed != "inspect" || remediator.ErrorCode(err) != remediator.EPRECONDITION {
 			t.Fatalf("step %q: %v (%s), want inspect to refuse", failed, err, remediator.ErrorCode(err))
 		}
@@ -384,20 +361,20 @@ func TestRemediation(t *testing.T) {
 	t.Run("still not ready after the raise is rolled back", func(t *testing.T) {
 		n := e.node(t, "cp-1", 5*time.Second, true, nil)
 		in := e.incident(t, fast(map[string]string{"node": "cp-1", "sample_window": "1s"}), seedAlert(nil))
-		failed, err := in.all()
+		_, failed, err := in.All()
 		if failed != "verify" || remediator.ErrorCode(err) != remediator.EPRECONDITION {
 			t.Fatalf("step %q: %v (%s), want verify to fail for good", failed, err, remediator.ErrorCode(err))
 		}
 		contains(t, "the failure", err.Error(), "kube-apiserver on cp-1 was not ready", "[-]etcd failed: reason withheld",
 			"[-]etcd-readiness failed: reason withheld", "readyz check failed", "rolled it back", "slower than 4s", "SSD")
-		contains(t, "verify", in.out["verify"].Output, "[-]etcd failed: reason withheld", "rolled back to "+n.backups)
+		contains(t, "verify", in.Output("verify"), "[-]etcd failed: reason withheld", "rolled back to "+n.backups)
 		// An idle second has too few writes for a p99 of now: the member's whole life is judged.
-		contains(t, "evidence", in.out["evidence"].Output, "too few writes to judge the disk", "since the member started")
+		contains(t, "evidence", in.Output("evidence"), "too few writes to judge the disk", "since the member started")
 		n.untouched(t)
 
 		// Retried, verify does not take the old timeout's answers for a success.
 		n.latency.Store(0)
-		if _, err := in.step("verify"); remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "rolled back by an earlier attempt") {
+		if _, err := in.Step("verify"); remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "rolled back by an earlier attempt") {
 			t.Errorf("verify again: %v", err)
 		}
 		n.untouched(t)
@@ -406,10 +383,10 @@ func TestRemediation(t *testing.T) {
 	t.Run("kube-apiserver before 1.26 gets only the health check timeout", func(t *testing.T) {
 		n := e.node(t, "cp-1", 3*time.Second, false, nil)
 		in := e.incident(t, fast(map[string]string{"node": "cp-1"}), seedAlert(nil))
-		if failed, err := in.all(); err != nil {
+		if _, failed, err := in.All(); err != nil {
 			t.Fatalf("step %s: %v", failed, err)
 		}
-		contains(t, "inspect", in.out["inspect"].Output, "older than 1.26")
+		contains(t, "inspect", in.Output("inspect"), "older than 1.26")
 		if removed, added := n.changes(t); len(removed) != 0 || !slices.Equal(added, []string{"    - --etcd-healthcheck-timeout=4s"}) {
 			t.Errorf("manifest lost %q and gained %q, want only --etcd-healthcheck-timeout=4s", removed, added)
 		}
@@ -418,7 +395,7 @@ func TestRemediation(t *testing.T) {
 	t.Run("a doubling stops at max_timeout", func(t *testing.T) {
 		n := e.node(t, "cp-1", 5*time.Second, true, addFlags("etcd-healthcheck-timeout=4s", "etcd-readycheck-timeout=3s"))
 		in := e.incident(t, fast(map[string]string{"node": "cp-1", "max_timeout": "6s"}), seedAlert(nil))
-		if failed, err := in.all(); err != nil {
+		if _, failed, err := in.All(); err != nil {
 			t.Fatalf("step %s: %v", failed, err)
 		}
 		if removed, added := n.changes(t); !slices.Equal(added, []string{"    - --etcd-healthcheck-timeout=6s", "    - --etcd-readycheck-timeout=6s"}) || len(removed) != 2 {
@@ -430,10 +407,10 @@ func TestRemediation(t *testing.T) {
 		n := e.node(t, "cp-1", 3*time.Second, true, nil)
 		instance := strings.TrimPrefix(endpoint, "http://")
 		in := e.incident(t, fast(nil), seedAlert(map[string]string{"instance": instance}))
-		if failed, err := in.all(); err != nil {
+		if _, failed, err := in.All(); err != nil {
 			t.Fatalf("step %s: %v", failed, err)
 		}
-		contains(t, "inspect", in.out["inspect"].Output, "the alerts name (KubeAPIServerEtcdCheckFailing instance="+instance+"): cp-1")
+		contains(t, "inspect", in.Output("inspect"), "the alerts name (KubeAPIServerEtcdCheckFailing instance="+instance+"): cp-1")
 		if _, added := n.changes(t); len(added) != 2 {
 			t.Errorf("manifest gained %q, want the two flags", added)
 		}
@@ -443,7 +420,7 @@ func TestRemediation(t *testing.T) {
 		n1 := e.node(t, "cp-1", 5*time.Second, true, nil)
 		n2 := e.node(t, "cp-2", 3*time.Second, true, nil)
 		in := e.incident(t, fast(map[string]string{"node": "cp-1,cp-2"}), seedAlert(nil))
-		failed, err := in.all()
+		_, failed, err := in.All()
 		if failed != "raise" || remediator.ErrorCode(err) != remediator.EPRECONDITION {
 			t.Fatalf("step %q: %v, want raise to stop at cp-1", failed, err)
 		}
@@ -456,10 +433,10 @@ func TestRemediation(t *testing.T) {
 		n1 := e.node(t, "cp-1", 3*time.Second, true, nil)
 		n2 := e.node(t, "cp-2", 3*time.Second, true, nil)
 		in := e.incident(t, fast(map[string]string{"node": "cp-2, cp-1"}), seedAlert(nil))
-		if failed, err := in.all(); err != nil {
+		if _, failed, err := in.All(); err != nil {
 			t.Fatalf("step %s: %v", failed, err)
 		}
-		contains(t, "raise", in.out["raise"].Output, "cp-2: kube-apiserver ready for 300ms")
+		contains(t, "raise", in.Output("raise"), "cp-2: kube-apiserver ready for 300ms")
 		for _, n := range []*node{n1, n2} {
 			if _, added := n.changes(t); len(added) != 2 {
 				t.Errorf("%s: manifest gained %q, want the two flags", n.name, added)

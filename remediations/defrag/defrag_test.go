@@ -14,81 +14,21 @@ import (
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
-// runner runs the plan's steps as the worker does: in order, each with the progress it saved,
-// in an incident that records them and the figures before and after.
-type runner struct {
-	t    *testing.T
-	plan []remediator.PlannedStep
-	inc  remediator.Incident
-}
-
-func newRunner(t *testing.T, r *Remediation, params map[string]string) *runner {
+func newRunner(t *testing.T, r *Remediation, params map[string]string) *steptest.Runner {
 	t.Helper()
-	plan, err := r.Plan(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inc := remediator.Incident{ID: "test-incident", Cluster: "test"}
-	for _, p := range plan {
-		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
-	}
-	return &runner{t: t, plan: plan, inc: inc}
-}
-
-func (rn *runner) index(name string) int {
-	rn.t.Helper()
-	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
-	if i < 0 {
-		rn.t.Fatalf("no step %q", name)
-	}
-	return i
-}
-
-// step runs one step by name.
-func (rn *runner) step(name string) (remediator.StepResult, error) {
-	rn.t.Helper()
-	i := rn.index(name)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := rn.plan[i].Run(ctx, remediator.StepInput{
-		Incident: rn.inc,
-		Progress: rn.inc.Steps[i].Progress,
-		SaveProgress: func(_ context.Context, v any) error {
-			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
-			return nil
-		},
-	})
-	if res.Before != nil {
-		rn.inc.Before = res.Before
-	}
-	if res.After != nil {
-		rn.inc.After = res.After
-	}
-	return res, err
-}
-
-// all runs every step in order and returns the results and the first failing step.
-func (rn *runner) all() (map[string]remediator.StepResult, string, error) {
-	results := map[string]remediator.StepResult{}
-	for _, p := range rn.plan {
-		res, err := rn.step(p.Name)
-		results[p.Name] = res
-		if err != nil {
-			return results, p.Name, err
-		}
-	}
-	return results, "", nil
+	return steptest.New(t, r.Plan, "test", params)
 }
 
 // done is what the defragment step saved as done.
-func (rn *runner) done() []etcdops.Defragmented {
-	rn.t.Helper()
+func done(t *testing.T, rn *steptest.Runner) []etcdops.Defragmented {
+	t.Helper()
 	var p defragProgress
-	if err := json.Unmarshal(rn.inc.Steps[rn.index("defragment")].Progress, &p); err != nil {
-		rn.t.Fatalf("defragment progress %s: %v", rn.inc.Steps[rn.index("defragment")].Progress, err)
+	if err := json.Unmarshal(rn.Incident.Steps[rn.Index("defragment")].Progress, &p); err != nil {
+		t.Fatalf("defragment progress %s: %v", rn.Incident.Steps[rn.Index("defragment")].Progress, err)
 	}
 	return p.Done
 }
@@ -222,7 +162,7 @@ func TestDefragmentsTheFragmentedMembersLeaderLast(t *testing.T) {
 	lead(t, etcd, cl, "m1")
 	rn := newRunner(t, r, testParams)
 
-	res, failed, err := rn.all()
+	res, failed, err := rn.All()
 	if err != nil {
 		t.Fatalf("step %s: %v\n%s", failed, err, res[failed].Output)
 	}
@@ -232,7 +172,7 @@ func TestDefragmentsTheFragmentedMembersLeaderLast(t *testing.T) {
 	if n := strings.Count(res["preflight"].Output, ": to defragment"); n != 3 {
 		t.Errorf("preflight marked %d members to defragment, want 3:\n%s", n, res["preflight"].Output)
 	}
-	before, after := rn.inc.Before, rn.inc.After
+	before, after := rn.Incident.Before, rn.Incident.After
 	if len(before) != 3 || len(after) != 3 {
 		t.Fatalf("figures of %d members before and %d after, want 3 and 3", len(before), len(after))
 	}
@@ -250,7 +190,7 @@ func TestDefragmentsTheFragmentedMembersLeaderLast(t *testing.T) {
 		}
 	}
 
-	done := rn.done()
+	done := done(t, rn)
 	if len(done) != 3 || done[2].Name != "m1" || !done[2].Leader || done[0].Leader || done[1].Leader {
 		t.Fatalf("defragmented %+v, want the two followers and then the leader, m1", done)
 	}
@@ -274,7 +214,7 @@ func TestRefusesWhileAMemberIsDown(t *testing.T) {
 	etcd.Members[2].Kill()
 	rn := newRunner(t, r, testParams)
 
-	res, err := rn.step("preflight")
+	res, err := rn.Step("preflight")
 	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(fmt.Sprint(err), "refusing to defragment") || !strings.Contains(fmt.Sprint(err), "member m3") {
 		t.Errorf("preflight with m3 down: %v, want a refusal naming m3", err)
 	}
@@ -283,7 +223,7 @@ func TestRefusesWhileAMemberIsDown(t *testing.T) {
 	}
 	// The step refuses on its own as well: a member can die after the preflight, while an
 	// approval is awaited.
-	if _, err := rn.step("defragment"); remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(fmt.Sprint(err), "member m3") {
+	if _, err := rn.Step("defragment"); remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(fmt.Sprint(err), "member m3") {
 		t.Errorf("defragment with m3 down: %v, want a refusal naming m3", err)
 	}
 	for name, ts := range defragTimes(t, etcd) {
@@ -297,16 +237,16 @@ func TestDefragmentResumesFromItsProgress(t *testing.T) {
 	etcd, cl, r := startCluster(t, 3)
 	fragment(t, etcd, cl)
 	rn := newRunner(t, r, testParams)
-	pre, err := rn.step("preflight")
+	pre, err := rn.Step("preflight")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An earlier attempt defragmented a follower and was interrupted before the others.
 	follower := pre.Before[slices.IndexFunc(pre.Before, func(s remediator.MemberStatus) bool { return !s.Leader })]
 	earlier := etcdops.Defragmented{ID: follower.ID, Name: follower.Name, Before: follower.DBSize, After: 1 << 20, At: time.Now()}
-	rn.inc.Steps[rn.index("defragment")].Progress, _ = json.Marshal(defragProgress{Done: []etcdops.Defragmented{earlier}})
+	rn.Incident.Steps[rn.Index("defragment")].Progress, _ = json.Marshal(defragProgress{Done: []etcdops.Defragmented{earlier}})
 
-	res, err := rn.step("defragment")
+	res, err := rn.Step("defragment")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +259,7 @@ func TestDefragmentResumesFromItsProgress(t *testing.T) {
 			t.Errorf("member %s was defragmented %d times, want %d", name, len(ts), want)
 		}
 	}
-	if done := rn.done(); len(done) != 3 || done[0].ID != follower.ID || !done[2].Leader {
+	if done := done(t, rn); len(done) != 3 || done[0].ID != follower.ID || !done[2].Leader {
 		t.Errorf("progress %+v, want the earlier member first and the leader last", done)
 	}
 	if !strings.Contains(res.Output, follower.Name+" ("+follower.ID+", follower): ") || !strings.Contains(res.Output, "by an earlier attempt") {
@@ -332,7 +272,7 @@ func TestPreflightRefusesWhenNothingIsFragmented(t *testing.T) {
 	if _, err := cl.Put(context.Background(), "app/key", "v"); err != nil {
 		t.Fatal(err)
 	}
-	res, failed, err := newRunner(t, r, nil).all()
+	res, failed, err := newRunner(t, r, nil).All()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION ||
 		!strings.Contains(err.Error(), "nothing to defragment: no member is at least 50% fragmented with 100.0 MiB free") {
 		t.Fatalf("step %q: %v; want preflight to find nothing to do", failed, err)

@@ -3,9 +3,7 @@ package keyguard
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
@@ -168,54 +167,11 @@ func noLoss(t *testing.T, losses chan Loss, wait time.Duration) {
 	}
 }
 
-// runner runs the plan's steps as the worker does: in order, each with the progress it
-// saved, in an incident that records them.
-type runner struct {
-	t    *testing.T
-	plan []remediator.PlannedStep
-	inc  remediator.Incident
-}
-
-func (e *env) runner(params map[string]string, evidence ...remediator.Alert) *runner {
+func (e *env) runner(params map[string]string, evidence ...remediator.Alert) *steptest.Runner {
 	e.t.Helper()
-	plan, err := e.rem.Plan(params)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	inc := remediator.Incident{ID: "test-incident", Cluster: "test", Evidence: evidence}
-	for _, p := range plan {
-		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
-	}
-	return &runner{t: e.t, plan: plan, inc: inc}
-}
-
-func (rn *runner) step(name string) (remediator.StepResult, error) {
-	rn.t.Helper()
-	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
-	if i < 0 {
-		rn.t.Fatalf("no step %q", name)
-	}
-	return rn.plan[i].Run(context.Background(), remediator.StepInput{
-		Incident: rn.inc,
-		Progress: rn.inc.Steps[i].Progress,
-		SaveProgress: func(_ context.Context, v any) error {
-			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
-			return nil
-		},
-	})
-}
-
-// all runs every step in order and returns the results and the first failing step.
-func (rn *runner) all() (map[string]remediator.StepResult, string, error) {
-	results := map[string]remediator.StepResult{}
-	for _, p := range rn.plan {
-		res, err := rn.step(p.Name)
-		results[p.Name] = res
-		if err != nil {
-			return results, p.Name, err
-		}
-	}
-	return results, "", nil
+	rn := steptest.New(e.t, e.rem.Plan, "test", params)
+	rn.Incident.Evidence = evidence
+	return rn
 }
 
 func alertFor(key string) remediator.Alert {
@@ -244,7 +200,7 @@ func TestSeed000APlacementKeyDeletedIsRestored(t *testing.T) {
 	}
 
 	rn := e.runner(nil, alert)
-	res, failed, err := rn.all()
+	res, failed, err := rn.All()
 	if err != nil {
 		t.Fatalf("step %s: %v\n%s", failed, err, res[failed].Output)
 	}
@@ -268,7 +224,7 @@ func TestSeed000APlacementKeyDeletedIsRestored(t *testing.T) {
 
 	// An interrupted restore runs again: it knows its own write and writes nothing.
 	resp, _ := e.cl.Get(context.Background(), placementKey)
-	again, err := rn.step("restore")
+	again, err := rn.Step("restore")
 	if err != nil || !strings.Contains(again.Output, "restored by an earlier attempt") {
 		t.Errorf("restore again: %q (%v), want it to find its own write", again.Output, err)
 	}
@@ -449,12 +405,12 @@ func TestRestoreLeavesAKeyRecreatedMeanwhile(t *testing.T) {
 			e.saveNow(tc.key)
 			e.del(tc.key)
 			rn := e.runner(map[string]string{"key": tc.key})
-			if _, err := rn.step("preflight"); err != nil {
+			if _, err := rn.Step("preflight"); err != nil {
 				t.Fatal(err)
 			}
 			rev := e.put(tc.key, tc.recreate) // between the approval and the restore
 
-			res, err := rn.step("restore")
+			res, err := rn.Step("restore")
 			switch {
 			case tc.wantErr != "" && (remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Errorf("restore: %v, want a refusal saying %q", err, tc.wantErr)
@@ -505,7 +461,7 @@ func TestPreflightRefusals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, failed, err := e.runner(tc.params, tc.evidence...).all()
+			res, failed, err := e.runner(tc.params, tc.evidence...).All()
 			if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("step %q: %v; want preflight to refuse with %q\n%s", failed, err, tc.want, res[failed].Output)
 			}
@@ -525,7 +481,7 @@ func TestRestoreRefusesWithoutAPreflight(t *testing.T) {
 	e.put(placementKey, placement)
 	e.saveNow(placementKey)
 	e.del(placementKey)
-	_, err := e.runner(map[string]string{"key": placementKey}).step("restore")
+	_, err := e.runner(map[string]string{"key": placementKey}).Step("restore")
 	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "preflight recorded no key") {
 		t.Errorf("restore without preflight: %v, want a refusal", err)
 	}
@@ -540,7 +496,7 @@ func TestRestoreRefusesAValueSavedAfterPreflight(t *testing.T) {
 	shown := e.saveNow(placementKey)
 	e.del(placementKey)
 	rn := e.runner(nil, alertFor(placementKey))
-	if _, err := rn.step("preflight"); err != nil {
+	if _, err := rn.Step("preflight"); err != nil {
 		t.Fatal(err)
 	}
 	// Re-created and deleted again while the approval waited: the guard saved the newer value.
@@ -549,7 +505,7 @@ func TestRestoreRefusesAValueSavedAfterPreflight(t *testing.T) {
 	if err := save(context.Background(), e.q.Guarded, "test", newer); err != nil {
 		t.Fatal(err)
 	}
-	_, err := rn.step("restore")
+	_, err := rn.Step("restore")
 	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "changed since preflight") {
 		t.Errorf("restore: %v, want a refusal to write a value nobody was shown", err)
 	}
@@ -565,7 +521,7 @@ func TestPreflightRefusesWhileAMemberIsDown(t *testing.T) {
 	e.del(placementKey)
 	e.etcd.Members[2].Kill()
 
-	res, failed, err := e.runner(nil, alertFor(placementKey)).all()
+	res, failed, err := e.runner(nil, alertFor(placementKey)).All()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "member m3") {
 		t.Fatalf("step %q: %v; want preflight to refuse, naming m3\n%s", failed, err, res[failed].Output)
 	}
@@ -589,7 +545,7 @@ func TestPreflightRefusesWhenEtcdIsOutOfSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, failed, err := e.runner(nil, alertFor(placementKey)).all()
+	_, failed, err := e.runner(nil, alertFor(placementKey)).All()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "NOSPACE alarm") {
 		t.Fatalf("step %q: %v; want preflight to refuse while NOSPACE is armed", failed, err)
 	}

@@ -16,58 +16,13 @@ import (
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
-// runner runs the plan's steps as the worker does: in order, each with the progress it saved,
-// in an incident that records them.
-type runner struct {
-	t    *testing.T
-	plan []remediator.PlannedStep
-	inc  remediator.Incident
-}
-
-func newRunner(t *testing.T, r *Remediation, params map[string]string) *runner {
+func newRunner(t *testing.T, r *Remediation, params map[string]string) *steptest.Runner {
 	t.Helper()
-	plan, err := r.Plan(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inc := remediator.Incident{ID: "test-incident", Cluster: "test"}
-	for _, p := range plan {
-		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
-	}
-	return &runner{t: t, plan: plan, inc: inc}
-}
-
-// step runs one step by name.
-func (rn *runner) step(name string) (remediator.StepResult, error) {
-	rn.t.Helper()
-	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
-	if i < 0 {
-		rn.t.Fatalf("no step %q", name)
-	}
-	return rn.plan[i].Run(context.Background(), remediator.StepInput{
-		Incident: rn.inc,
-		Progress: rn.inc.Steps[i].Progress,
-		SaveProgress: func(_ context.Context, v any) error {
-			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
-			return nil
-		},
-	})
-}
-
-// all runs every step in order and returns the results and the first failing step.
-func (rn *runner) all() (map[string]remediator.StepResult, string, error) {
-	results := map[string]remediator.StepResult{}
-	for _, p := range rn.plan {
-		res, err := rn.step(p.Name)
-		results[p.Name] = res
-		if err != nil {
-			return results, p.Name, err
-		}
-	}
-	return results, "", nil
+	return steptest.New(t, r.Plan, "test", params)
 }
 
 func startCluster(t *testing.T, members int) (*etcdtest.Cluster, *clientv3.Client, *Remediation) {
@@ -110,7 +65,7 @@ func TestDisarmRefusesWhenTheLiveDataFillsTheQuota(t *testing.T) {
 		}
 	}
 
-	_, failed, err := newRunner(t, r, nil).all()
+	_, failed, err := newRunner(t, r, nil).All()
 	if failed != "disarm" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "raise --quota-backend-bytes") {
 		t.Fatalf("step %q: %v; want disarm to refuse and say the quota must grow", failed, err)
 	}
@@ -131,7 +86,7 @@ func TestPreflightRefusesACorruptCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, failed, err := newRunner(t, r, nil).all()
+	res, failed, err := newRunner(t, r, nil).All()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "CORRUPT alarm") {
 		t.Fatalf("step %q: %v; want preflight to refuse a CORRUPT member", failed, err)
 	}
@@ -145,7 +100,7 @@ func TestAHealthyClusterIsLeftHealthy(t *testing.T) {
 	if _, err := cl.Put(context.Background(), "app/key", "kept"); err != nil {
 		t.Fatal(err)
 	}
-	res, failed, err := newRunner(t, r, map[string]string{"probe_prefix": "ops/probe/"}).all()
+	res, failed, err := newRunner(t, r, map[string]string{"probe_prefix": "ops/probe/"}).All()
 	if err != nil {
 		t.Fatalf("step %s: %v", failed, err)
 	}
@@ -183,7 +138,7 @@ func TestRepeatedStepsDoNotRepeatTheirWork(t *testing.T) {
 	fillNOSPACE(t, cl)
 	rn := newRunner(t, r, nil)
 	for _, name := range []string{"preflight", "snapshot"} {
-		if _, err := rn.step(name); err != nil {
+		if _, err := rn.Step(name); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -192,20 +147,20 @@ func TestRepeatedStepsDoNotRepeatTheirWork(t *testing.T) {
 	if _, err := cl.Delete(context.Background(), "fill/0"); err != nil {
 		t.Fatal(err)
 	}
-	again, err := rn.step("snapshot")
+	again, err := rn.Step("snapshot")
 	if err != nil || !strings.Contains(again.Output, "by an earlier attempt") {
 		t.Errorf("snapshot again: %q (%v), want the saved snapshot reused", again.Output, err)
 	}
-	first, err := rn.step("compact")
+	first, err := rn.Step("compact")
 	if err != nil || !strings.Contains(first.Output, "compacted to revision") {
 		t.Fatalf("compact: %q (%v)", first.Output, err)
 	}
 	var snap struct{ Revision int64 }
-	_ = json.Unmarshal(rn.inc.Steps[1].Progress, &snap)
+	_ = json.Unmarshal(rn.Incident.Steps[1].Progress, &snap)
 	if !strings.Contains(first.Output, fmt.Sprintf("revision %d,", snap.Revision)) {
 		t.Errorf("compact said %q, want the snapshot's revision %d", first.Output, snap.Revision)
 	}
-	second, err := rn.step("compact")
+	second, err := rn.Step("compact")
 	if err != nil || !strings.Contains(second.Output, "already compacted") {
 		t.Errorf("compact again: %q (%v), want it to see the compaction done", second.Output, err)
 	}
@@ -222,12 +177,12 @@ func TestDisarmRefusesWhileAMemberIsDown(t *testing.T) {
 	fillNOSPACE(t, cl)
 	rn := newRunner(t, r, nil)
 	for _, name := range []string{"preflight", "snapshot", "compact", "defragment"} {
-		if _, err := rn.step(name); err != nil {
+		if _, err := rn.Step(name); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
 	etcd.Members[2].Kill()
-	_, err := rn.step("disarm")
+	_, err := rn.Step("disarm")
 	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "not disarming") || !strings.Contains(err.Error(), "member m3") {
 		t.Fatalf("disarm with m3 down: %v, want a refusal naming m3", err)
 	}
@@ -242,7 +197,7 @@ func TestPreflightRefusesEndpointsOfAnotherCluster(t *testing.T) {
 	clients := etcdops.NewClients([]etcdops.ClusterConfig{{Name: "test", Endpoints: append(a.Endpoints(), b.Endpoints()...)}})
 	t.Cleanup(func() { clients.Close() })
 
-	_, failed, err := newRunner(t, New(clients, t.TempDir()), nil).all()
+	_, failed, err := newRunner(t, New(clients, t.TempDir()), nil).All()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "are not client URLs of this cluster's members") {
 		t.Fatalf("step %q: %v; want preflight to refuse a configuration that mixes two clusters", failed, err)
 	}

@@ -3,7 +3,6 @@ package snapshotmissing
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -23,6 +22,7 @@ import (
 	"github.com/remediator/remediator/internal/agent"
 	"github.com/remediator/remediator/internal/agenttest"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/nodeops"
@@ -34,67 +34,13 @@ const (
 	panicCause = "failed to find database snapshot file (snap: snapshot file doesn't exist)"
 )
 
-// runner runs the plan's steps as the worker does: in order, each with the progress it saved,
-// in an incident that records them and carries the alerts.
-type runner struct {
-	t    *testing.T
-	plan []remediator.PlannedStep
-	inc  remediator.Incident
-	next int
-}
-
-func newRunner(t *testing.T, r *Remediation, params map[string]string, labels map[string]string) *runner {
+// newRunner runs the plan for an incident whose firing alert has the given labels.
+func newRunner(t *testing.T, r *Remediation, params map[string]string, labels map[string]string) *steptest.Runner {
 	t.Helper()
-	plan, err := r.Plan(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inc := remediator.Incident{ID: "test-incident", Cluster: "test",
-		Evidence: []remediator.Alert{{Status: remediator.AlertFiring, Labels: labels}}}
-	for _, p := range plan {
-		inc.Steps = append(inc.Steps, remediator.Step{Name: p.Name})
-	}
-	return &runner{t: t, plan: plan, inc: inc}
+	rn := steptest.New(t, r.Plan, "test", params)
+	rn.Incident.Evidence = []remediator.Alert{{Status: remediator.AlertFiring, Labels: labels}}
+	return rn
 }
-
-func (rn *runner) step(name string) (remediator.StepResult, error) {
-	rn.t.Helper()
-	i := slices.IndexFunc(rn.plan, func(p remediator.PlannedStep) bool { return p.Name == name })
-	if i < 0 {
-		rn.t.Fatalf("no step %q", name)
-	}
-	defer func(start time.Time) { rn.t.Logf("step %s took %s", name, time.Since(start).Round(time.Millisecond)) }(time.Now())
-	return rn.plan[i].Run(context.Background(), remediator.StepInput{
-		Incident: rn.inc,
-		Progress: rn.inc.Steps[i].Progress,
-		SaveProgress: func(_ context.Context, v any) error {
-			rn.inc.Steps[i].Progress, _ = json.Marshal(v)
-			return nil
-		},
-	})
-}
-
-// until runs the steps not run yet, in order, up to and including the named one (all of them
-// if it is ""), and returns the results and the first failing step.
-func (rn *runner) until(last string) (map[string]remediator.StepResult, string, error) {
-	results := map[string]remediator.StepResult{}
-	for ; rn.next < len(rn.plan); rn.next++ {
-		name := rn.plan[rn.next].Name
-		res, err := rn.step(name)
-		results[name] = res
-		if err != nil {
-			return results, name, err
-		}
-		if name == last {
-			rn.next++
-			break
-		}
-	}
-	return results, "", nil
-}
-
-// all runs every step not run yet.
-func (rn *runner) all() (map[string]remediator.StepResult, string, error) { return rn.until("") }
 
 type env struct {
 	t  *testing.T
@@ -326,14 +272,14 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	e.crash(n, old)
 
 	rn := newRunner(t, e.r, map[string]string{"health_timeout": "5s"}, map[string]string{"alertname": "EtcdPanics", "pod": "etcd-" + n.Name})
-	res, failed, err := rn.until("stop")
+	res, failed, err := rn.Until("stop")
 	if err != nil {
 		t.Fatalf("step %s: %v", failed, err)
 	}
 	stopped := tree(t, n.DataDir) // what the member had, still now that nothing runs it
-	rest, failed, err := rn.all()
+	rest, failed, err := rn.All()
 	maps.Copy(res, rest)
-	for _, p := range rn.plan {
+	for _, p := range rn.Plan {
 		t.Logf("%s: %s", p.Name, res[p.Name].Output)
 	}
 	if err != nil {
@@ -375,10 +321,10 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	}
 
 	// Repeated, the steps that changed something find their work done.
-	if again, err := rn.step("backup"); err != nil || !strings.Contains(again.Output, "by an earlier attempt") {
+	if again, err := rn.Step("backup"); err != nil || !strings.Contains(again.Output, "by an earlier attempt") {
 		t.Errorf("backup again: %q (%v)", again.Output, err)
 	}
-	if again, err := rn.step("restore"); err != nil || !strings.Contains(again.Output, "serves again") || len(backups(t, n)) != 2 {
+	if again, err := rn.Step("restore"); err != nil || !strings.Contains(again.Output, "serves again") || len(backups(t, n)) != 2 {
 		t.Errorf("restore again: %q (%v), backups %v: want it to start the restored member, not restore it again", again.Output, err, backups(t, n))
 	}
 
@@ -393,7 +339,7 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if disarm, err := rn.step("disarm"); err != nil || !strings.Contains(disarm.Output, "disarmed NOSPACE of member "+n.Name) {
+	if disarm, err := rn.Step("disarm"); err != nil || !strings.Contains(disarm.Output, "disarmed NOSPACE of member "+n.Name) {
 		t.Errorf("disarm: %q (%v)", disarm.Output, err)
 	}
 	if alarms, err := e.cl.AlarmList(context.Background()); err != nil || len(alarms.Alarms) != 0 {
@@ -409,7 +355,7 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 	e.put("app", 10)
 
 	// While it is healthy there is nothing to recover, and nothing is touched.
-	_, failed, err := newRunner(t, e.r, map[string]string{"member": n.Name}, nil).all()
+	_, failed, err := newRunner(t, e.r, map[string]string{"member": n.Name}, nil).All()
 	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "nothing to recover") {
 		t.Fatalf("step %q: %v; want preflight to refuse a healthy member", failed, err)
 	}
@@ -423,7 +369,7 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 	e.crash(n, old)
 
 	rn := newRunner(t, e.r, map[string]string{"health_timeout": "3s"}, map[string]string{"alertname": "EtcdPanics", "node": n.Name})
-	res, failed, err := rn.all()
+	res, failed, err := rn.All()
 	if failed != "restore" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "etcd-member-replace") {
 		t.Fatalf("step %q: %v; want the restore refused, pointing at etcd-member-replace", failed, err)
 	}
