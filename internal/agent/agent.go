@@ -194,9 +194,9 @@ func (a *Agent) do(ctx context.Context, act remediator.NodeAction) (remediator.N
 	case remediator.ActionSuspendProbe, remediator.ActionRestoreProbe:
 		return a.probe(act)
 	case remediator.ActionMoveData, remediator.ActionCopyData:
-		return a.backupData(ctx, act)
+		return a.backupData(act)
 	case remediator.ActionRemoveSnapFiles:
-		return a.removeSnapFiles(ctx)
+		return a.removeSnapFiles()
 	case remediator.ActionRestoreSnapshot:
 		return a.restoreSnapshot(ctx, act)
 	case remediator.ActionHealth:
@@ -360,17 +360,27 @@ func (a *Agent) stop(ctx context.Context, c remediator.Component, wait time.Dura
 	}
 }
 
-// stopped refuses unless etcd is stopped: its data dir must not be touched while it runs.
-func (a *Agent) stopped(f manifest.Flags) error {
-	if a.rt.running(remediator.ComponentEtcd) {
-		return remediator.Errorf(remediator.EPRECONDITION, "etcd is configured to run on node %s: stop it first", a.cfg.Node)
+// stoppedData returns etcd's flags and data dir, refusing unless etcd is stopped: its data
+// dir must not be touched while it runs.
+func (a *Agent) stoppedData() (map[string]string, string, error) {
+	_, f, _, err := a.read(remediator.ComponentEtcd)
+	if err != nil {
+		return nil, "", err
 	}
-	addr := serving(remediator.ComponentEtcd, f.Flags())
+	dir, err := a.dataDir(f)
+	if err != nil {
+		return nil, "", err
+	}
+	if a.rt.running(remediator.ComponentEtcd) {
+		return nil, "", remediator.Errorf(remediator.EPRECONDITION, "etcd is configured to run on node %s: stop it first", a.cfg.Node)
+	}
+	flags := f.Flags()
+	addr := serving(remediator.ComponentEtcd, flags)
 	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		conn.Close()
-		return remediator.Errorf(remediator.EPRECONDITION, "something still answers on etcd's address %s on node %s: not touching its data", addr, a.cfg.Node)
+		return nil, "", remediator.Errorf(remediator.EPRECONDITION, "something still answers on etcd's address %s on node %s: not touching its data", addr, a.cfg.Node)
 	}
-	return nil
+	return flags, dir, nil
 }
 
 // backupPath is a new backup's path: backup_dir/<incident>/<name>.<time>.

@@ -15,16 +15,9 @@ import (
 
 // backupData moves or copies a stopped etcd's data dir to backup_dir/<incident>/etcd-data.<time>.
 // Moved, the member starts empty (as a replacement); copied, it starts as it was.
-func (a *Agent) backupData(_ context.Context, act remediator.NodeAction) (remediator.NodeResult, error) {
-	_, f, _, err := a.read(remediator.ComponentEtcd)
+func (a *Agent) backupData(act remediator.NodeAction) (remediator.NodeResult, error) {
+	_, dir, err := a.stoppedData()
 	if err != nil {
-		return remediator.NodeResult{}, err
-	}
-	dir, err := a.dataDir(f)
-	if err != nil {
-		return remediator.NodeResult{}, err
-	}
-	if err := a.stopped(f); err != nil {
 		return remediator.NodeResult{}, err
 	}
 	previous, _ := filepath.Glob(filepath.Join(a.cfg.BackupDir, act.Incident, "etcd-data.*"))
@@ -127,15 +120,8 @@ func copyFile(from, to string, mode fs.FileMode) error {
 
 // removeSnapFiles deletes a stopped etcd's raft snapshots (member/snap/*.snap), as seed 003
 // does when etcd panics on a missing snapshot db: etcd then replays its WAL.
-func (a *Agent) removeSnapFiles(context.Context) (remediator.NodeResult, error) {
-	_, f, _, err := a.read(remediator.ComponentEtcd)
-	if err != nil {
-		return remediator.NodeResult{}, err
-	}
-	if err := a.stopped(f); err != nil {
-		return remediator.NodeResult{}, err
-	}
-	dir, err := a.dataDir(f)
+func (a *Agent) removeSnapFiles() (remediator.NodeResult, error) {
+	_, dir, err := a.stoppedData()
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
@@ -159,14 +145,7 @@ func (a *Agent) removeSnapFiles(context.Context) (remediator.NodeResult, error) 
 // restoreSnapshot rebuilds etcd's data dir from a db file in the backup dir with etcdutl, as
 // the member's flags describe it (name, peer URLs, initial cluster).
 func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) (remediator.NodeResult, error) {
-	_, f, _, err := a.read(remediator.ComponentEtcd)
-	if err != nil {
-		return remediator.NodeResult{}, err
-	}
-	if err := a.stopped(f); err != nil {
-		return remediator.NodeResult{}, err
-	}
-	dir, err := a.dataDir(f)
+	flags, dir, err := a.stoppedData()
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
@@ -183,7 +162,6 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	if empty, err := isEmpty(dir); err != nil || !empty {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: data dir %s is not empty: move it to the backup dir first", dir)
 	}
-	flags := f.Flags()
 	etcdutl := a.cfg.Etcdutl
 	if etcdutl == "" {
 		etcdutl = "etcdutl"

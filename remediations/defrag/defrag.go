@@ -190,46 +190,33 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	var p defragProgress
 	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
 	assessed, _ := r.assessAll(v.Statuses)
-	// The members not worth it go in as done rather than being left out, so that Defragment
-	// still checks the whole cluster, and not only the fragmented members, before each member.
-	done := slices.Clone(p.Done)
-	skipped := map[string]bool{}
+	worth := map[string]bool{}
 	for i, st := range v.Statuses {
-		if !assessed[i].worth && !slices.ContainsFunc(p.Done, byID(st.ID)) {
-			skipped[st.ID] = true
-			done = append(done, etcdops.Defragmented{ID: st.ID, Name: st.Name})
-		}
+		worth[st.ID] = assessed[i].worth
 	}
-	defragmented := func(done []etcdops.Defragmented) []etcdops.Defragmented {
-		return slices.DeleteFunc(slices.Clone(done), func(d etcdops.Defragmented) bool { return skipped[d.ID] })
-	}
-	done, err = etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
+	done, err := etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
 		Timeout:       r.defragTimeout,
 		HealthTimeout: r.healthTimeout,
 		Pause:         r.pause,
-		Done:          done,
+		Done:          p.Done,
+		Only:          func(st remediator.MemberStatus) bool { return worth[st.ID] },
 		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
-			return in.SaveProgress(ctx, defragProgress{Done: defragmented(done)})
+			return in.SaveProgress(ctx, defragProgress{Done: done})
 		},
 	})
 	var b strings.Builder
-	if len(defragmented(done)) == 0 && err == nil {
+	if len(done) == 0 && err == nil {
 		fmt.Fprintln(&b, "no member needs defragmenting now")
 	}
-	for _, d := range defragmented(done) {
-		role := "follower"
-		if d.Leader {
-			role = "leader"
-		}
+	for _, d := range done {
 		by := ""
 		if slices.ContainsFunc(p.Done, byID(d.ID)) {
 			by = " (by an earlier attempt)"
 		}
-		fmt.Fprintf(&b, "%s (%s, %s): %s -> %s in %s%s\n", d.Name, d.ID, role,
-			remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond), by)
+		fmt.Fprintf(&b, "%s%s\n", d, by)
 	}
 	for i, st := range v.Statuses {
-		if skipped[st.ID] {
+		if !worth[st.ID] && !slices.ContainsFunc(done, byID(st.ID)) {
 			fmt.Fprintln(&b, assessed[i])
 		}
 	}

@@ -356,3 +356,28 @@ func TestPlan(t *testing.T) {
 		})
 	}
 }
+
+// A member that is not fragmented is left alone, while the others are defragmented.
+func TestOnlyTheFragmentedMembersAreDefragmented(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	fragment(t, etcd, cl)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := cl.Defragment(ctx, etcd.Members[1].ClientURL); err != nil {
+		t.Fatal(err)
+	}
+	res, failed, err := newRunner(t, r, testParams).All()
+	if err != nil {
+		t.Fatalf("step %s: %v\n%s", failed, err, res[failed].Output)
+	}
+	times := defragTimes(t, etcd)
+	for _, m := range etcd.Members {
+		if len(times[m.Name]) != 1 {
+			t.Errorf("member %s was defragmented %d times, want once (m2 by hand, the others by the step)", m.Name, len(times[m.Name]))
+		}
+	}
+	out := res["defragment"].Output
+	if !strings.Contains(out, "m2 (") || !strings.Contains(out, "left alone") || strings.Count(out, " -> ") != 2 {
+		t.Errorf("defragment output does not say two members were defragmented and m2 left alone:\n%s", out)
+	}
+}

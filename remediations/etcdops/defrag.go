@@ -22,6 +22,16 @@ type Defragmented struct {
 	At     time.Time     `json:"at"`
 }
 
+// String says what defragmenting the member gave, as step outputs show it.
+func (d Defragmented) String() string {
+	role := "follower"
+	if d.Leader {
+		role = "leader"
+	}
+	return fmt.Sprintf("%s (%s, %s): %s -> %s in %s", d.Name, d.ID, role,
+		remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond))
+}
+
 // DefragOptions tune Defragment.
 type DefragOptions struct {
 	// Timeout bounds one member's defragmentation.
@@ -33,6 +43,9 @@ type DefragOptions struct {
 	// Done holds the members an earlier, interrupted attempt finished; they are not
 	// defragmented again.
 	Done []Defragmented
+	// Only, if set, picks the members to defragment; the others are left as they are but
+	// still checked with the rest of the cluster before each member.
+	Only func(remediator.MemberStatus) bool
 	// OnDone is called after each member with every member done so far, to save progress.
 	OnDone func(ctx context.Context, done []Defragmented) error
 }
@@ -52,7 +65,7 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 		if err != nil {
 			return done, err
 		}
-		next, st, ok := nextToDefragment(members, statuses, isDone)
+		next, st, ok := nextToDefragment(members, statuses, isDone, opts.Only)
 		if !ok {
 			return done, nil
 		}
@@ -77,7 +90,7 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 				return done, err
 			}
 		}
-		if opts.Pause > 0 && len(done) < len(members) {
+		if _, _, more := nextToDefragment(members, statuses, isDone, opts.Only); opts.Pause > 0 && more {
 			select {
 			case <-ctx.Done():
 				return done, Classify(ctx.Err(), "pause after %s", next)
@@ -89,10 +102,10 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 
 // nextToDefragment picks the first follower not done yet, or the leader once it is the only
 // one left; leadership is read afresh before every member, so a leader change is followed.
-func nextToDefragment(members []Member, statuses []remediator.MemberStatus, isDone func(Member) bool) (Member, remediator.MemberStatus, bool) {
+func nextToDefragment(members []Member, statuses []remediator.MemberStatus, isDone func(Member) bool, only func(remediator.MemberStatus) bool) (Member, remediator.MemberStatus, bool) {
 	leader := -1
 	for i, m := range members {
-		if isDone(m) {
+		if isDone(m) || only != nil && !only(statuses[i]) {
 			continue
 		}
 		if statuses[i].Leader {

@@ -213,12 +213,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	})
 	var b strings.Builder
 	for _, d := range done {
-		role := "follower"
-		if d.Leader {
-			role = "leader"
-		}
-		fmt.Fprintf(&b, "%s (%s, %s): %s -> %s in %s\n", d.Name, d.ID, role,
-			remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond))
+		fmt.Fprintln(&b, d)
 	}
 	return remediator.StepResult{Output: b.String()}, err
 }

@@ -683,18 +683,18 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	}
 	var p defragProgress
 	_ = json.Unmarshal(in.Progress, &p) // none yet: not defragmented
-	done, err := etcdops.Defragment(ctx, cl, members[i:i+1], etcdops.DefragOptions{
+	done, err := etcdops.Defragment(ctx, cl, members, etcdops.DefragOptions{
 		Timeout:       r.defragTimeout,
 		HealthTimeout: r.healthTimeout,
 		Done:          p.Done,
+		Only:          func(st remediator.MemberStatus) bool { return st.ID == statuses[i].ID },
 		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
 			return in.SaveProgress(ctx, defragProgress{Done: done})
 		},
 	})
 	var out []string
 	for _, d := range done {
-		out = append(out, fmt.Sprintf("defragmented member %s (%s): %s -> %s in %s", d.Name, d.ID,
-			remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond)))
+		out = append(out, "defragmented "+d.String())
 	}
 	return remediator.StepResult{Output: strings.Join(out, "\n")}, err
 }

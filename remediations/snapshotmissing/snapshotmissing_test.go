@@ -316,7 +316,7 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	if len(res["verify"].After) != 1 || len(res["verify"].After[0].Alarms) != 0 || res["verify"].After[0].Quota != 8<<20 {
 		t.Errorf("after: %+v, want the member without alarms, at its new quota", res["verify"].After)
 	}
-	if !strings.Contains(res["defragment"].Output, "defragmented member "+n.Name) {
+	if !strings.Contains(res["defragment"].Output, "defragmented "+n.Name+" (") {
 		t.Errorf("defragment said %q", res["defragment"].Output)
 	}
 
