@@ -131,18 +131,8 @@ type run struct {
 
 // ask sends an action about kube-apiserver to the agent of a node.
 func (r *run) ask(ctx context.Context, in remediator.StepInput, node string, act remediator.NodeAction) (remediator.NodeResult, error) {
-	if r.nodes == nil || r.nodes.Agents == nil {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION,
-			"no node agents are configured: kube-apiserver on node %s can only be changed by `remediator agent` there", node)
-	}
 	act.Component, act.Incident = remediator.ComponentAPIServer, in.Incident.ID
-	return r.nodes.Agents.Ask(ctx, in.Incident.Cluster, node, act)
-}
-
-// progressOf reads what an earlier step of the incident saved.
-func progressOf(in remediator.StepInput, step string, v any) bool {
-	i := slices.IndexFunc(in.Incident.Steps, func(s remediator.Step) bool { return s.Name == step })
-	return i >= 0 && len(in.Incident.Steps[i].Progress) > 0 && json.Unmarshal(in.Incident.Steps[i].Progress, v) == nil
+	return r.nodes.Ask(ctx, in.Incident.Cluster, node, act)
 }
 
 // nodePlan is what inspect found on a node and what raise sets there.
@@ -221,7 +211,7 @@ func (r *run) inspect(ctx context.Context, in remediator.StepInput) (remediator.
 	}
 	if len(atCap) > 0 {
 		var ev evidence
-		progressOf(in, "evidence", &ev)
+		in.Incident.StepProgress("evidence", &ev)
 		return remediator.StepResult{Output: plan.String()}, remediator.Errorf(remediator.EPRECONDITION,
 			"%s, and max_timeout is %s: a longer wait would only hide an etcd that is failing. etcd itself must answer faster: move its data dir to an SSD. %s",
 			strings.Join(atCap, "; "), r.maxTimeout, ev.diskSummary())
@@ -297,7 +287,7 @@ type raiseProgress struct {
 
 func (r *run) raise(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	var plan inspection
-	if !progressOf(in, "inspect", &plan) || len(plan.Nodes) == 0 {
+	if !in.Incident.StepProgress("inspect", &plan) || len(plan.Nodes) == 0 {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no plan recorded by the inspect step: not raising anything")
 	}
 	var p raiseProgress
@@ -354,11 +344,11 @@ type verifyProgress struct {
 func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	var plan inspection
 	var done raiseProgress
-	if !progressOf(in, "inspect", &plan) || !progressOf(in, "raise", &done) {
+	if !in.Incident.StepProgress("inspect", &plan) || !in.Incident.StepProgress("raise", &done) {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no raise recorded: nothing to verify")
 	}
 	var ev evidence
-	progressOf(in, "evidence", &ev)
+	in.Incident.StepProgress("evidence", &ev)
 	var p verifyProgress
 	_ = json.Unmarshal(in.Progress, &p) // none yet: nothing rolled back
 	var out, failed []string

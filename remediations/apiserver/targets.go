@@ -22,13 +22,7 @@ func (r *run) targets(ctx context.Context, in remediator.StepInput) ([]string, s
 		return nil, "", err
 	}
 	members := v.Members
-	nodeOf := func(member string) string {
-		if r.nodes == nil {
-			return member
-		}
-		return r.nodes.Node(in.Incident.Cluster, member)
-	}
-	return pick(in.Incident.Evidence, members, nodeOf)
+	return pick(in.Incident.Evidence, members, func(member string) string { return r.nodes.Node(in.Incident.Cluster, member) })
 }
 
 // pick takes the nodes the alerts name or, when they name none, every node that runs an etcd

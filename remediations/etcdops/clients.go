@@ -27,6 +27,19 @@ type ClusterConfig struct {
 	KeyFile   string
 }
 
+// tls is the cluster's client TLS configuration, or nil for plain HTTP.
+func (cfg ClusterConfig) tls() (*tls.Config, error) {
+	if cfg.CAFile == "" && cfg.CertFile == "" {
+		return nil, nil
+	}
+	info := transport.TLSInfo{TrustedCAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
+	c, err := info.ClientConfig()
+	if err != nil {
+		return nil, remediator.Errorf(remediator.EINVALID, "cluster %q: etcd TLS: %w", cfg.Name, err)
+	}
+	return c, nil
+}
+
 // Clients keeps one etcd client per configured cluster, made on first use.
 type Clients struct {
 	mu      sync.Mutex
@@ -55,13 +68,9 @@ func (c *Clients) Get(cluster string) (*clientv3.Client, error) {
 	if !ok {
 		return nil, remediator.Errorf(remediator.ENOTFOUND, "cluster %q is not configured", cluster)
 	}
-	var tlsConfig *tls.Config
-	if cfg.CAFile != "" || cfg.CertFile != "" {
-		info := transport.TLSInfo{TrustedCAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
-		var err error
-		if tlsConfig, err = info.ClientConfig(); err != nil {
-			return nil, remediator.Errorf(remediator.EINVALID, "cluster %q: etcd TLS: %w", cluster, err)
-		}
+	tlsConfig, err := cfg.tls()
+	if err != nil {
+		return nil, err
 	}
 	cl, err := clientv3.New(clientv3.Config{
 		Endpoints:            cfg.Endpoints,

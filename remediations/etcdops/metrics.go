@@ -18,7 +18,6 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 
 	"github.com/remediator/remediator"
 )
@@ -422,12 +421,9 @@ func (c *Clients) HTTPClient(cluster string) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	// A scrape is rare, and the client is nobody's to close: idle connections would stay.
 	t.DisableKeepAlives = true
-	if cfg.CAFile != "" || cfg.CertFile != "" {
-		info := transport.TLSInfo{TrustedCAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}
-		var err error
-		if t.TLSClientConfig, err = info.ClientConfig(); err != nil {
-			return nil, remediator.Errorf(remediator.EINVALID, "cluster %q: etcd TLS: %w", cluster, err)
-		}
+	var err error
+	if t.TLSClientConfig, err = cfg.tls(); err != nil {
+		return nil, err
 	}
 	return &http.Client{Transport: t}, nil
 }

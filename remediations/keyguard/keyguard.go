@@ -260,9 +260,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 // plannedKeys returns what preflight found restorable.
 func plannedKeys(inc remediator.Incident) ([]planned, error) {
 	var p preflightProgress
-	if i := slices.IndexFunc(inc.Steps, func(s remediator.Step) bool { return s.Name == "preflight" }); i >= 0 {
-		_ = json.Unmarshal(inc.Steps[i].Progress, &p)
-	}
+	inc.StepProgress("preflight", &p)
 	if len(p.Keys) == 0 {
 		return nil, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no key to restore: not writing a value nobody was shown")
 	}

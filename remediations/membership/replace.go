@@ -104,7 +104,7 @@ func (r *replaceRun) joiner(in remediator.StepInput) joiner {
 // target is the member preflight chose, as it was then.
 func (r *replaceRun) target(in remediator.StepInput) (target, error) {
 	var t target
-	if !progressOf(in.Incident, "preflight", &t) || t.Name == "" {
+	if !in.Incident.StepProgress("preflight", &t) || t.Name == "" {
 		return t, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no member to replace")
 	}
 	return t, nil
@@ -338,7 +338,7 @@ type learner struct {
 
 func (r *replaceRun) learnerID(in remediator.StepInput) (uint64, error) {
 	var l learner
-	if !progressOf(in.Incident, "add-learner", &l) {
+	if !in.Incident.StepProgress("add-learner", &l) {
 		return 0, remediator.Errorf(remediator.EPRECONDITION, "add-learner recorded no new member")
 	}
 	return parseID(l.ID)
@@ -443,12 +443,6 @@ func describeMembers(members []member) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// progressOf reads the progress another step of the incident saved.
-func progressOf(inc remediator.Incident, step string, v any) bool {
-	i := slices.IndexFunc(inc.Steps, func(s remediator.Step) bool { return s.Name == step })
-	return i >= 0 && len(inc.Steps[i].Progress) > 0 && json.Unmarshal(inc.Steps[i].Progress, v) == nil
 }
 
 // alertLabels are the labels that may name the member an alert is about, most telling first.

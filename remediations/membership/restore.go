@@ -104,7 +104,7 @@ func (p restorePlan) absent() []string {
 
 func (r *restoreRun) plan(in remediator.StepInput) (restorePlan, error) {
 	var p restorePlan
-	if !progressOf(in.Incident, "preflight", &p) || p.Survivor.Name == "" {
+	if !in.Incident.StepProgress("preflight", &p) || p.Survivor.Name == "" {
 		return p, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no survivor")
 	}
 	return p, nil

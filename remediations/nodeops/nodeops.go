@@ -23,6 +23,9 @@ type Nodes struct {
 
 // Node is the node the named member of a cluster runs on.
 func (n *Nodes) Node(cluster, member string) string {
+	if n == nil {
+		return member
+	}
 	if node, ok := n.Names[cluster][member]; ok {
 		return node
 	}
@@ -31,8 +34,14 @@ func (n *Nodes) Node(cluster, member string) string {
 
 // Do sends an action to the agent of the node the member runs on.
 func (n *Nodes) Do(ctx context.Context, cluster, member string, act remediator.NodeAction) (remediator.NodeResult, error) {
+	return n.Ask(ctx, cluster, n.Node(cluster, member), act)
+}
+
+// Ask sends an action to the agent of the named node.
+func (n *Nodes) Ask(ctx context.Context, cluster, node string, act remediator.NodeAction) (remediator.NodeResult, error) {
 	if n == nil || n.Agents == nil {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "no node agents are configured: %s on %s needs `remediator agent` on that node", act.Kind, member)
+		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION,
+			"no node agents are configured: %s of %s on node %s needs `remediator agent` there", act.Kind, act.Component, node)
 	}
-	return n.Agents.Ask(ctx, cluster, n.Node(cluster, member), act)
+	return n.Agents.Ask(ctx, cluster, node, act)
 }

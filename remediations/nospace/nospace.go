@@ -163,9 +163,7 @@ func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.
 	// The revision is the snapshot's, so that the snapshot holds every revision the
 	// compaction removes; a repeated attempt compacts to the same revision.
 	var snap etcdops.SnapshotInfo
-	if i := slices.IndexFunc(in.Incident.Steps, func(s remediator.Step) bool { return s.Name == "snapshot" }); i >= 0 {
-		_ = json.Unmarshal(in.Incident.Steps[i].Progress, &snap)
-	}
+	in.Incident.StepProgress("snapshot", &snap)
 	if snap.Revision == 0 {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no snapshot revision recorded: not compacting without a snapshot")
 	}

@@ -8,7 +8,6 @@ package probeguard
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -139,9 +138,7 @@ func (g *guard) check(ctx context.Context, in remediator.StepInput) (remediator.
 // unsafe is what check-probes found.
 func unsafe(inc remediator.Incident) []string {
 	var state probeState
-	if i := slices.IndexFunc(inc.Steps, func(s remediator.Step) bool { return s.Name == "check-probes" }); i >= 0 {
-		_ = json.Unmarshal(inc.Steps[i].Progress, &state)
-	}
+	inc.StepProgress("check-probes", &state)
 	return state.Unsafe
 }
 

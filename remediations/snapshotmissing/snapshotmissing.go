@@ -175,15 +175,9 @@ func (f findings) quotaNow() int64 {
 	return f.Quota
 }
 
-// progressOf reads the progress an earlier step saved into v, and says whether there was any.
-func progressOf(in remediator.StepInput, step string, v any) bool {
-	i := slices.IndexFunc(in.Incident.Steps, func(s remediator.Step) bool { return s.Name == step })
-	return i >= 0 && json.Unmarshal(in.Incident.Steps[i].Progress, v) == nil
-}
-
 func found(in remediator.StepInput) (findings, error) {
 	var f findings
-	if !progressOf(in, "preflight", &f) || f.Member == "" {
+	if !in.Incident.StepProgress("preflight", &f) || f.Member == "" {
 		return f, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no findings: not acting on an unchecked member")
 	}
 	return f, nil
@@ -548,7 +542,7 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 	_ = json.Unmarshal(in.Progress, &p) // none yet: the restore has not begun
 	if !p.Started {
 		var s startProgress
-		if progressOf(in, "start", &s) && s.Serving {
+		if in.Incident.StepProgress("start", &s) && s.Serving {
 			return remediator.StepResult{Output: fmt.Sprintf("not needed: member %s serves since its start", f.Member)}, nil
 		}
 		if ok, why, err := r.up(ctx, in, f, 0); err != nil || ok {
@@ -556,7 +550,7 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 		}
 	}
 	var b backupProgress
-	if !progressOf(in, "backup", &b) || b.Backup == "" {
+	if !in.Incident.StepProgress("backup", &b) || b.Backup == "" {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no backup of member %s's data dir is recorded: not restoring without one", f.Member)
 	}
 	if !p.Started && f.Members > 1 {
