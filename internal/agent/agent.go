@@ -437,16 +437,16 @@ func (a *Agent) setFlags(act remediator.NodeAction) (remediator.NodeResult, erro
 			did = append(did, "removed --"+name)
 		}
 	}
-	res, err := a.inspect(act.Component)
 	if len(did) == 0 {
+		res, err := a.inspect(act.Component)
 		res.Output = fmt.Sprintf("%s already had the flags asked for; nothing changed", path)
 		return res, err
 	}
 	backup, err := a.save(act.Incident, path, old, f.Bytes(), mode)
 	if err != nil {
-		return res, err
+		return remediator.NodeResult{}, err
 	}
-	res, err = a.inspect(act.Component)
+	res, err := a.inspect(act.Component)
 	res.Changed, res.Backup = true, backup
 	res.Output = fmt.Sprintf("%s: %s (backup %s)", path, strings.Join(did, ", "), backup)
 	return res, err
