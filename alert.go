@@ -14,7 +14,15 @@ const (
 	AlertResolved AlertStatus = "resolved"
 )
 
-// Alert is one signal that something is wrong with a cluster, normalised from its source.
+// The sources of alerts. Only Alertmanager says when an alert resolves; the others report
+// occurrences, which never resolve.
+const (
+	SourceAlertmanager = "alertmanager"
+	SourceKubernetes   = "kubernetes"
+)
+
+// Alert is one signal that something is wrong with a cluster, normalised from its source: an
+// Alertmanager alert, a Kubernetes event, or a lost guarded key.
 type Alert struct {
 	Source       string            `json:"source"`
 	Fingerprint  string            `json:"fingerprint"`
@@ -43,6 +51,10 @@ func (a Alert) Text() string {
 	}
 	return b.String()
 }
+
+// Resolves says whether the alert's source will say when it is over: an incident waits for
+// such alerts to resolve before it closes.
+func (a Alert) Resolves() bool { return a.Source == SourceAlertmanager }
 
 // key identifies one observation of an alert: the same alert re-sent is the same key.
 func (a Alert) key() string {

@@ -3,6 +3,7 @@ package remediator
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -104,6 +105,9 @@ const (
 	EventRefused = "refused"
 	// EventNotice is something the incident reported to the humans without acting.
 	EventNotice = "notice"
+	// EventClosed is the end of an incident: its remediation is over and none of its alerts
+	// fires any more.
+	EventClosed = "closed"
 )
 
 // Event is one line of an incident's timeline.
@@ -131,7 +135,10 @@ type MemberStatus struct {
 	RaftIndex   uint64   `json:"raft_index"`
 	RaftTerm    uint64   `json:"raft_term"`
 	Alarms      []string `json:"alarms,omitempty"`
-	Error       string   `json:"error,omitempty"`
+	// FsyncP99 is the 99th percentile of the member's WAL fsync duration in seconds, where a
+	// remediation measured it.
+	FsyncP99 float64 `json:"fsync_p99_seconds,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // Incident is one problem on one cluster, the alerts that are its evidence, and the
@@ -152,14 +159,20 @@ type Incident struct {
 	Approval *ApprovalRequest `json:"approval,omitempty"`
 	// Chat is the chat message that tracks the incident, once one was posted.
 	Chat       *ChatMessage   `json:"chat,omitempty"`
-	Evidence   []Alert        `json:"evidence"`
-	Steps      []Step         `json:"steps"`
-	Before     []MemberStatus `json:"before,omitempty"`
-	After      []MemberStatus `json:"after,omitempty"`
-	Timeline   []Event        `json:"timeline"`
-	CreatedAt  time.Time      `json:"created_at"`
-	UpdatedAt  time.Time      `json:"updated_at"`
-	FinishedAt time.Time      `json:"finished_at,omitzero"`
+	Evidence []Alert        `json:"evidence"`
+	Steps    []Step         `json:"steps"`
+	Before   []MemberStatus `json:"before,omitempty"`
+	After    []MemberStatus `json:"after,omitempty"`
+	// RootCause is what the remediation's steps found to be the cause, as far as they could
+	// tell; FollowUps are what they leave to humans.
+	RootCause  string    `json:"root_cause,omitempty"`
+	FollowUps  []string  `json:"follow_ups,omitempty"`
+	Timeline   []Event   `json:"timeline"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// ClosedAt is when the incident closed: finished, and none of its alerts firing.
+	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
 // ChatMessage is where an incident is reported in chat, and what its thread already holds.
@@ -201,19 +214,97 @@ func (inc *Incident) Record(at time.Time, kind, step, format string, args ...any
 }
 
 // AddEvidence attaches the alerts the incident does not hold yet; an alert re-sent by its
-// source is not evidence twice.
+// source is not evidence twice, but what it says now (a Kubernetes event's growing count)
+// replaces what it said before. A finished incident closes once none of its alerts fires.
 func (inc *Incident) AddEvidence(alerts []Alert) {
-	seen := make(map[string]bool, len(inc.Evidence))
-	for _, a := range inc.Evidence {
-		seen[a.key()] = true
+	seen := make(map[string]int, len(inc.Evidence))
+	for i, a := range inc.Evidence {
+		seen[a.key()] = i
 	}
+	var last time.Time
 	for _, a := range alerts {
-		if seen[a.key()] {
+		if a.ReceivedAt.After(last) {
+			last = a.ReceivedAt
+		}
+		if i, ok := seen[a.key()]; ok {
+			if old := inc.Evidence[i]; a.ReceivedAt.After(old.ReceivedAt) {
+				old.Annotations, old.EndsAt = a.Annotations, a.EndsAt
+				inc.Evidence[i] = old
+			}
 			continue
 		}
-		seen[a.key()] = true
+		seen[a.key()] = len(inc.Evidence)
 		inc.Evidence = append(inc.Evidence, a)
 		inc.Record(a.ReceivedAt, EventEvidence, "", "%s %s from %s (fingerprint %s)", a.Name(), a.Status, a.Source, a.Fingerprint)
+	}
+	inc.closeIfResolved(last)
+}
+
+// AlertsResolved says whether the incident has alerts that resolve, and the latest word on
+// each of them is "resolved".
+func (inc *Incident) AlertsResolved() bool {
+	resolvable, firing := inc.alertCounts()
+	return resolvable > 0 && firing == 0
+}
+
+// alertCounts counts the incident's alerts that resolve, and those of them still firing.
+func (inc *Incident) alertCounts() (resolvable, firing int) {
+	latest := map[string]AlertStatus{}
+	for _, a := range inc.Evidence {
+		if a.Resolves() {
+			latest[a.Fingerprint] = a.Status
+		}
+	}
+	for _, s := range latest {
+		if s == AlertFiring {
+			firing++
+		}
+	}
+	return len(latest), firing
+}
+
+// Closed says whether the incident is closed: nothing more will run for it and none of its
+// alerts fires.
+func (inc *Incident) Closed() bool { return !inc.ClosedAt.IsZero() }
+
+// closeIfResolved closes a finished incident once none of its alerts fires any more: a
+// remediation that succeeded is confirmed by its alerts resolving, and one that did not
+// stays in front of the humans until they resolve.
+func (inc *Incident) closeIfResolved(at time.Time) {
+	if !inc.State.Terminal() || inc.Closed() {
+		return
+	}
+	resolvable, firing := inc.alertCounts()
+	if firing > 0 {
+		return
+	}
+	if at.IsZero() || at.Before(inc.FinishedAt) {
+		at = inc.FinishedAt
+	}
+	inc.ClosedAt = at
+	if resolvable == 0 {
+		inc.Record(at, EventClosed, "", "closed: no alert of the incident waits to resolve")
+		return
+	}
+	inc.Record(at, EventClosed, "", "closed: every alert of the incident resolved")
+}
+
+// AddFindings keeps what a step found for the report: member figures, the root cause and the
+// follow-ups, each follow-up once.
+func (inc *Incident) AddFindings(res StepResult) {
+	if res.Before != nil {
+		inc.Before = res.Before
+	}
+	if res.After != nil {
+		inc.After = res.After
+	}
+	if res.RootCause != "" {
+		inc.RootCause = res.RootCause
+	}
+	for _, f := range res.FollowUps {
+		if !slices.Contains(inc.FollowUps, f) {
+			inc.FollowUps = append(inc.FollowUps, f)
+		}
 	}
 }
 
@@ -229,6 +320,7 @@ func (inc *Incident) SetState(s State, reason string, at time.Time) {
 	inc.Record(at, EventState, "", "%s", msg)
 	if s.Terminal() {
 		inc.FinishedAt = at
+		inc.closeIfResolved(at)
 	}
 }
 

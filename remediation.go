@@ -55,4 +55,8 @@ type StepResult struct {
 	// Before and After, when set, are the member figures the report compares.
 	Before []MemberStatus
 	After  []MemberStatus
+	// RootCause is what the step found to be the cause of the incident, when it could tell.
+	RootCause string
+	// FollowUps are what the step leaves to humans, such as moving etcd to a faster disk.
+	FollowUps []string
 }

@@ -50,7 +50,7 @@ type accepted struct {
 }
 
 func (a *api) alertmanager(c echo.Context) error {
-	const source = "alertmanager"
+	const source = remediator.SourceAlertmanager
 	res, err := a.receiveAlertmanager(c)
 	if err != nil {
 		return a.refused(source, err)
@@ -109,7 +109,7 @@ func DecodeAlertmanager(body []byte, clusters []string, now time.Time) (remediat
 	if m.Data == nil || len(m.Alerts) == 0 {
 		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "the payload holds no alerts")
 	}
-	batch := remediator.Batch{Source: "alertmanager", Receiver: m.Receiver, GroupKey: m.GroupKey, ReceivedAt: now}
+	batch := remediator.Batch{Source: remediator.SourceAlertmanager, Receiver: m.Receiver, GroupKey: m.GroupKey, ReceivedAt: now}
 	var rejected []string
 	for i, in := range m.Alerts {
 		what := fmt.Sprintf("alerts[%d]", i)
@@ -135,7 +135,7 @@ func DecodeAlertmanager(body []byte, clusters []string, now time.Time) (remediat
 			continue
 		}
 		batch.Alerts = append(batch.Alerts, remediator.Alert{
-			Source:       "alertmanager",
+			Source:       remediator.SourceAlertmanager,
 			Fingerprint:  fp,
 			Status:       status,
 			Cluster:      cluster,

@@ -15,6 +15,7 @@ func Markdown(r Report) string {
 
 	p("# Incident %s: %s on %s\n\n", r.Incident, r.Remediation, r.Cluster)
 	p("%s\n\n", r.Summary)
+	p("**Root cause.** %s\n\n", r.RootCause)
 	p("| | |\n|---|---|\n")
 	p("| State | %s |\n", r.State)
 	if r.Reason != "" {
@@ -24,24 +25,29 @@ func Markdown(r Report) string {
 	p("| First signal | %s |\n", stamp(r.FirstSignal))
 	p("| Webhook received | %s |\n", stamp(r.ReceivedAt))
 	p("| Incident opened | %s |\n", stamp(r.OpenedAt))
+	p("| Recovered | %s |\n", stamp(r.RecoveredAt))
+	p("| Alerts resolved | %s |\n", stamp(r.ResolvedAt))
 	p("| Finished | %s |\n", stamp(r.FinishedAt))
+	p("| Closed | %s |\n", stamp(r.ClosedAt))
+	p("| Impact window | %s |\n", window(r.Impact))
 	if r.TimeToRecovery > 0 {
 		p("| Webhook to verified recovery | %s |\n", seconds(r.TimeToRecovery))
 	}
 
 	if len(r.Members) > 0 {
 		p("\n## Members before and after\n\n")
-		p("| Member | ID | Role | DB size | DB in use | Quota | Revision | Raft index | Alarms |\n")
-		p("|---|---|---|---|---|---|---|---|---|\n")
+		p("| Member | ID | Role | DB size | DB in use | Quota | Revision | Raft index | Alarms | WAL fsync p99 |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, m := range r.Members {
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.ID,
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.ID,
 				pair(m, func(s *remediator.MemberStatus) string { return role(s) }),
 				pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.DBSize) }),
 				pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.DBSizeInUse) }),
 				pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.Quota) }),
 				pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.Revision) }),
 				pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.RaftIndex) }),
-				pair(m, func(s *remediator.MemberStatus) string { return alarms(s) }))
+				pair(m, func(s *remediator.MemberStatus) string { return alarms(s) }),
+				pair(m, func(s *remediator.MemberStatus) string { return fsync(s) }))
 		}
 		if r.Members[0].After == nil {
 			p("\nThese are the figures before: the remediation stopped before it measured them again.\n")
@@ -82,6 +88,11 @@ func Markdown(r Report) string {
 		}
 	}
 
+	p("\n## Not done\n\n")
+	list(&b, r.NotDone, "Nothing: every step ran.")
+	p("\n## Follow-ups\n\n")
+	list(&b, r.FollowUps, "None that the remediation could name.")
+
 	p("\n## Evidence\n\n")
 	p("| Alert | Status | Source | Fingerprint | Started | Received | Summary |\n|---|---|---|---|---|---|---|\n")
 	for _, a := range r.Evidence {
@@ -97,6 +108,36 @@ func Markdown(r Report) string {
 		p("| %s | %s | %s | %s |\n", stamp(e.At), e.Kind, e.Step, cell(e.Message))
 	}
 	return b.String()
+}
+
+// list writes items as a bullet list, or none when there are none.
+func list(b *strings.Builder, items []string, none string) {
+	if len(items) == 0 {
+		fmt.Fprintf(b, "%s\n", none)
+		return
+	}
+	for _, it := range items {
+		fmt.Fprintf(b, "- %s\n", cell(it))
+	}
+}
+
+// window shows the impact window: its start, end and length, or that it lasts.
+func window(w Window) string {
+	switch {
+	case w.Start.IsZero():
+		return "–"
+	case w.End.IsZero():
+		return stamp(w.Start) + " → (not over)"
+	}
+	return fmt.Sprintf("%s → %s (%s)", stamp(w.Start), stamp(w.End), w.Duration().Round(time.Millisecond))
+}
+
+// fsync shows a member's WAL fsync p99, or "–" where it was not measured.
+func fsync(s *remediator.MemberStatus) string {
+	if s.FsyncP99 <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f ms", s.FsyncP99*1000)
 }
 
 // pair shows a figure before → after, once if it did not change or only one side was taken.

@@ -3,6 +3,7 @@
 package report
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -21,18 +22,48 @@ type Report struct {
 	Mode        remediator.Mode  `json:"mode"`
 	State       remediator.State `json:"state"`
 	Reason      string           `json:"reason,omitempty"`
-	Summary     string           `json:"summary"`
-	FirstSignal time.Time        `json:"first_signal,omitzero"`
-	ReceivedAt  time.Time        `json:"received_at,omitzero"`
-	OpenedAt    time.Time        `json:"opened_at"`
-	FinishedAt  time.Time        `json:"finished_at,omitzero"`
+	// Summary says what broke, what was done and how it ended, in a few sentences.
+	Summary string `json:"summary"`
+	// RootCause is the cause as far as the evidence and the steps show it.
+	RootCause   string    `json:"root_cause"`
+	FirstSignal time.Time `json:"first_signal,omitzero"`
+	ReceivedAt  time.Time `json:"received_at,omitzero"`
+	OpenedAt    time.Time `json:"opened_at"`
+	// RecoveredAt is when the remediation verified the recovery.
+	RecoveredAt time.Time `json:"recovered_at,omitzero"`
+	// ResolvedAt is when the last of the incident's alerts resolved.
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	ClosedAt   time.Time `json:"closed_at,omitzero"`
+	// Impact is the window the cluster was hurt in: from the first signal to the recovery
+	// (or the alerts' resolution); its end is zero while it lasts.
+	Impact Window `json:"impact"`
 	// TimeToRecovery is from the first webhook to the verified recovery, in seconds.
 	TimeToRecovery float64                     `json:"time_to_recovery_seconds,omitempty"`
 	Approval       *remediator.ApprovalRequest `json:"approval,omitempty"`
 	Members        []Member                    `json:"members,omitempty"`
 	Steps          []Step                      `json:"steps"`
-	Evidence       []remediator.Alert          `json:"evidence"`
-	Timeline       []remediator.Event          `json:"timeline"`
+	// NotDone lists what the remediation did not do, and why.
+	NotDone []string `json:"not_done,omitempty"`
+	// FollowUps are what is left to humans.
+	FollowUps []string           `json:"follow_ups,omitempty"`
+	Evidence  []remediator.Alert `json:"evidence"`
+	// Timeline is every event of the incident, in time order.
+	Timeline []remediator.Event `json:"timeline"`
+}
+
+// Window is a span of time; a zero End means it has not ended.
+type Window struct {
+	Start time.Time `json:"start,omitzero"`
+	End   time.Time `json:"end,omitzero"`
+}
+
+// Duration is the window's length, or zero while it lasts.
+func (w Window) Duration() time.Duration {
+	if w.Start.IsZero() || w.End.IsZero() {
+		return 0
+	}
+	return w.End.Sub(w.Start)
 }
 
 // Member is one member's figures before and after the remediation.
@@ -78,25 +109,114 @@ func Build(inc *remediator.Incident) Report {
 		ReceivedAt:  inc.ReceivedAt(),
 		OpenedAt:    inc.CreatedAt,
 		FinishedAt:  inc.FinishedAt,
+		ClosedAt:    inc.ClosedAt,
 		Evidence:    inc.Evidence,
-		Timeline:    inc.Timeline,
+		Timeline:    slices.Clone(inc.Timeline),
 		Approval:    inc.Approval,
 		Steps:       make([]Step, len(inc.Steps)),
+		FollowUps:   inc.FollowUps,
 	}
+	// Evidence remembered from before the incident opened is recorded when it joins: put
+	// every event back in time order.
+	slices.SortStableFunc(r.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
 	for _, a := range inc.Evidence {
 		if !a.StartsAt.IsZero() && (r.FirstSignal.IsZero() || a.StartsAt.Before(r.FirstSignal)) {
 			r.FirstSignal = a.StartsAt
 		}
+		if a.Status == remediator.AlertResolved && inc.AlertsResolved() {
+			end := a.EndsAt
+			if end.IsZero() {
+				end = a.ReceivedAt
+			}
+			if end.After(r.ResolvedAt) {
+				r.ResolvedAt = end
+			}
+		}
 	}
 	if d := inc.TimeToRecovery(); d > 0 {
 		r.TimeToRecovery = d.Seconds()
+		r.RecoveredAt = inc.Steps[len(inc.Steps)-1].FinishedAt
+	}
+	r.Impact = Window{Start: r.FirstSignal, End: r.RecoveredAt}
+	if r.Impact.Start.IsZero() {
+		r.Impact.Start = r.ReceivedAt
+	}
+	if r.Impact.End.IsZero() {
+		r.Impact.End = r.ResolvedAt
 	}
 	for i, s := range inc.Steps {
 		r.Steps[i] = Step{Step: s, Seconds: s.Duration().Seconds()}
 	}
 	r.Members = members(inc.Before, inc.After)
+	r.RootCause = rootCause(inc)
+	r.NotDone = notDone(inc)
 	r.Summary = summary(inc, r.Members)
 	return r
+}
+
+// rootCause is what the steps found, or what the evidence says when they found nothing.
+func rootCause(inc *remediator.Incident) string {
+	if inc.RootCause != "" {
+		return inc.RootCause
+	}
+	var said []string
+	for _, a := range inc.Evidence {
+		if a.Status != remediator.AlertFiring {
+			continue
+		}
+		text := a.Annotations["description"]
+		if text == "" {
+			text = a.Annotations["summary"]
+		}
+		if text == "" {
+			text = a.Annotations["message"]
+		}
+		if text != "" && !slices.Contains(said, text) {
+			said = append(said, text)
+		}
+	}
+	if len(said) == 0 {
+		return "Not established: the steps did not find a cause, and the alerts do not say one."
+	}
+	return "Not established beyond what the evidence says: " + strings.Join(said, "; ")
+}
+
+// notDone lists the steps that did not run or did not finish, and why; and, for an incident
+// that ran nothing, why not.
+func notDone(inc *remediator.Incident) []string {
+	var out []string
+	reason := func(step string) string {
+		for _, e := range slices.Backward(inc.Timeline) {
+			if e.Step == step && e.Kind == remediator.EventStepSkipped {
+				return e.Message
+			}
+		}
+		return ""
+	}
+	for _, s := range inc.Steps {
+		why := ""
+		switch s.State {
+		case remediator.StepSucceeded:
+			continue
+		case remediator.StepFailed:
+			why = "failed: " + s.Error
+		case remediator.StepSkipped:
+			why = cmp.Or(reason(s.Name), strings.TrimSpace(s.Output), "skipped")
+		default:
+			if !inc.State.Terminal() {
+				continue // still to come
+			}
+			why = "not run: the incident ended " + string(inc.State)
+			if inc.Reason != "" {
+				why += " (" + inc.Reason + ")"
+			}
+		}
+		out = append(out, s.Name+": "+why)
+	}
+	if len(inc.Steps) == 0 && inc.State.Terminal() && inc.State != remediator.StateSucceeded {
+		out = append(out, fmt.Sprintf("%s was not run: the incident ended %s (%s)", inc.Remediation, inc.State, inc.Reason))
+	}
+	return out
 }
 
 func members(before, after []remediator.MemberStatus) []Member {

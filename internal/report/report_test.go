@@ -54,6 +54,20 @@ func recovered() *remediator.Incident {
 	return inc
 }
 
+// closed is the recovered incident once its alert resolved, with what the steps found.
+func closed() *remediator.Incident {
+	inc := recovered()
+	inc.AddFindings(remediator.StepResult{
+		RootCause: "the keyspace outgrew the 8.0 MiB quota: revision history was never compacted",
+		FollowUps: []string{"turn on auto-compaction (--auto-compaction-mode=periodic --auto-compaction-retention=1h)"},
+	})
+	inc.Before[0].FsyncP99, inc.After[0].FsyncP99 = 0.0042, 0.0038
+	a := inc.Evidence[0]
+	a.Status, a.EndsAt, a.ReceivedAt = remediator.AlertResolved, inc.FinishedAt.Add(20*time.Second), inc.FinishedAt.Add(30*time.Second)
+	inc.AddEvidence([]remediator.Alert{a})
+	return inc
+}
+
 func failed() *remediator.Incident {
 	inc := recovered()
 	inc.Steps[3].State, inc.Steps[3].Error = remediator.StepFailed, "not defragmenting m1 (8e) while a member is unhealthy: member m2 (2b) at https://m2:2379: context deadline exceeded"
@@ -72,6 +86,8 @@ func TestReportsMatchTheGoldenFiles(t *testing.T) {
 	}{
 		{"recovered.md", recovered(), "md"},
 		{"recovered.json", recovered(), "json"},
+		{"closed.md", closed(), "md"},
+		{"closed.json", closed(), "json"},
 		{"failed.md", failed(), "md"},
 		{"approved.md", approved(), "md"},
 	} {

@@ -150,7 +150,7 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Alert) error {
 	for _, id := range ids {
 		inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 			inc.AddEvidence(byIncident[id])
-			if inc.State == remediator.StateAwaitingApproval && allResolved(inc) {
+			if inc.State == remediator.StateAwaitingApproval && inc.AlertsResolved() {
 				now := w.Now()
 				reason := "every alert resolved while the incident waited for approval"
 				skipPending(inc, reason)
@@ -166,20 +166,6 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Alert) error {
 		w.notify(ctx, inc, nil)
 	}
 	return nil
-}
-
-// allResolved says whether the latest word on every alert of the incident is "resolved".
-func allResolved(inc *remediator.Incident) bool {
-	latest := map[string]remediator.AlertStatus{}
-	for _, a := range inc.Evidence {
-		latest[a.Fingerprint] = a.Status
-	}
-	for _, s := range latest {
-		if s != remediator.AlertResolved {
-			return false
-		}
-	}
-	return len(latest) > 0
 }
 
 // requestRun enqueues the incident for the executor, once.

@@ -361,12 +361,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 		now := w.Now()
 		s := &inc.Steps[i]
 		s.Output = res.Output
-		if res.Before != nil {
-			inc.Before = res.Before
-		}
-		if res.After != nil {
-			inc.After = res.After
-		}
+		inc.AddFindings(res)
 		switch {
 		case stepErr == nil:
 			s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
