@@ -158,7 +158,7 @@ type Incident struct {
 	// Approval is the incident's request for approval, once one was made.
 	Approval *ApprovalRequest `json:"approval,omitempty"`
 	// Chat is the chat message that tracks the incident, once one was posted.
-	Chat       *ChatMessage   `json:"chat,omitempty"`
+	Chat     *ChatMessage   `json:"chat,omitempty"`
 	Evidence []Alert        `json:"evidence"`
 	Steps    []Step         `json:"steps"`
 	Before   []MemberStatus `json:"before,omitempty"`

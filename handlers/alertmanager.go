@@ -42,11 +42,13 @@ var fingerprintRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // accepted is the 202 body.
 type accepted struct {
-	Status    string   `json:"status"`
-	ID        string   `json:"id"`
-	Duplicate bool     `json:"duplicate"`
-	Alerts    int      `json:"alerts"`
-	Rejected  []string `json:"rejected,omitempty"`
+	Status    string `json:"status"`
+	ID        string `json:"id,omitempty"`
+	Duplicate bool   `json:"duplicate"`
+	Alerts    int    `json:"alerts"`
+	// Ignored counts the events that are not signals remediator acts on.
+	Ignored  int      `json:"ignored,omitempty"`
+	Rejected []string `json:"rejected,omitempty"`
 }
 
 func (a *api) alertmanager(c echo.Context) error {
@@ -80,18 +82,27 @@ func (a *api) receiveAlertmanager(c echo.Context) (accepted, error) {
 	if err != nil {
 		return accepted{}, err
 	}
-	data, err := json.Marshal(batch)
+	dup, err := a.enqueue(c, batch)
 	if err != nil {
-		return accepted{}, fmt.Errorf("encode batch: %w", err)
-	}
-	dup, err := a.Publisher.Publish(r.Context(), a.AlertsSubject, data, batch.ID)
-	if err != nil {
-		if remediator.ErrorCode(err) == remediator.ETOOLARGE {
-			return accepted{}, err
-		}
-		return accepted{}, remediator.Errorf(remediator.EUNAVAILABLE, "the queue cannot take the alerts now, send them again: %v", err)
+		return accepted{}, err
 	}
 	return accepted{Status: "accepted", ID: batch.ID, Duplicate: dup, Alerts: len(batch.Alerts), Rejected: rejected}, nil
+}
+
+// enqueue publishes a batch durably, once per batch ID; the sender is answered only after.
+func (a *api) enqueue(c echo.Context, batch remediator.Batch) (duplicate bool, err error) {
+	data, err := json.Marshal(batch)
+	if err != nil {
+		return false, fmt.Errorf("encode batch: %w", err)
+	}
+	dup, err := a.Publisher.Publish(c.Request().Context(), a.AlertsSubject, data, batch.ID)
+	if err != nil {
+		if remediator.ErrorCode(err) == remediator.ETOOLARGE {
+			return false, err
+		}
+		return false, remediator.Errorf(remediator.EUNAVAILABLE, "the queue cannot take the batch now, send it again: %v", err)
+	}
+	return dup, nil
 }
 
 // DecodeAlertmanager validates a webhook body and turns it into a batch of the alerts whose
@@ -129,7 +140,8 @@ func DecodeAlertmanager(body []byte, clusters []string, now time.Time) (remediat
 		} else if !fingerprintRE.MatchString(fp) {
 			return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "%s: fingerprint %q must be 1 to 64 letters, digits, '-' or '_'", what, fp)
 		}
-		cluster, err := resolveCluster(in.Labels, clusters)
+		name, named := in.Labels["cluster"]
+		cluster, err := resolveCluster("cluster label", name, named, clusters)
 		if err != nil {
 			rejected = append(rejected, fmt.Sprintf("%s: %v", what, err))
 			continue
@@ -154,19 +166,18 @@ func DecodeAlertmanager(body []byte, clusters []string, now time.Time) (remediat
 	return batch, rejected, nil
 }
 
-// resolveCluster takes the alert's cluster label, or the only configured cluster when the
-// alert has none.
-func resolveCluster(labels map[string]string, clusters []string) (string, error) {
-	name, ok := labels["cluster"]
+// resolveCluster takes the cluster a signal names in its field, or the only configured
+// cluster when it names none.
+func resolveCluster(field, name string, named bool, clusters []string) (string, error) {
 	switch {
-	case ok && slices.Contains(clusters, name):
+	case named && slices.Contains(clusters, name):
 		return name, nil
-	case ok:
+	case named:
 		return "", fmt.Errorf("unknown cluster %q (configured: %s)", name, strings.Join(clusters, ", "))
 	case len(clusters) == 1:
 		return clusters[0], nil
 	}
-	return "", fmt.Errorf("no cluster label, and %d clusters are configured (%s): add a cluster label", len(clusters), strings.Join(clusters, ", "))
+	return "", fmt.Errorf("no %s, and %d clusters are configured (%s): add a %s", field, len(clusters), strings.Join(clusters, ", "), field)
 }
 
 // batchID derives the message ID from what the alerts are, whether they fire and since when:

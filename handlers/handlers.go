@@ -101,6 +101,7 @@ func New(cfg Config) *echo.Echo {
 	e.HTTPErrorHandler = a.handleError
 
 	e.POST("/webhooks/alertmanager", a.alertmanager)
+	e.POST("/webhooks/kubernetes", a.kubernetes)
 	e.GET("/api/v1/incidents", a.listIncidents)
 	e.GET("/api/v1/incidents/:id", a.getIncident)
 	e.GET("/api/v1/incidents/:id/report", a.getReport)

@@ -116,7 +116,12 @@ func withCluster(t testing.TB, payload []byte, cluster string) []byte {
 
 func (f *fixture) post(t *testing.T, body []byte, auth string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/webhooks/alertmanager", bytes.NewReader(body))
+	return f.postTo(t, "/webhooks/alertmanager", body, auth)
+}
+
+func (f *fixture) postTo(t *testing.T, path string, body []byte, auth string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if auth != "" {
 		req.Header.Set("Authorization", auth)

@@ -148,3 +148,35 @@ func TestFirstMatchDecidesAndEvaluationErrorsAreReported(t *testing.T) {
 		}
 	}
 }
+
+// The seeds' error strings in Kubernetes events select the same runbooks as the alerts;
+// a probe failure alone selects none: it is evidence for the incident around it.
+func TestDefaultPoliciesTellKubernetesSignals(t *testing.T) {
+	set, err := Default(remediations.New(remediations.Deps{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, alertname, component, message, remediation string
+	}{
+		{"nospace in a controller's event", "EtcdErrorEvent", "", "Error creating: etcdserver: mvcc: database space exceeded", "etcd-liveness-probe-guard"},
+		{"apiserver's etcd check", "KubeAPIServerPodUnhealthy", "kube-apiserver", "Readiness probe failed: etcd failed: reason withheld", "apiserver-etcd-healthcheck-timeout"},
+		{"slow etcd request", "KubeAPIServerPodUnhealthy", "kube-apiserver", "Liveness probe failed: request took too long", "apiserver-etcd-healthcheck-timeout"},
+		{"snapshot missing", "EtcdPodBackOff", "etcd", "failed to find database snapshot file (snap: snapshot file doesn't exist)", "etcd-snapshot-missing-recovery"},
+		{"unhealthy cluster", "EtcdErrorEvent", "", "rpc error: code = Unavailable desc = etcdserver: unhealthy cluster", "etcd-member-replace"},
+		{"probe failure alone", "EtcdPodUnhealthy", "etcd", "Liveness probe failed: HTTP probe failed with statuscode: 503", ""},
+		{"back-off alone", "EtcdPodBackOff", "etcd", "Back-off restarting failed container etcd in pod etcd-cp1_kube-system(0e6c)", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			labels := map[string]string{"alertname": tc.alertname, "cluster": "prod", "reason": "Unhealthy"}
+			if tc.component != "" {
+				labels["component"] = tc.component
+			}
+			a := remediator.Alert{Source: remediator.SourceKubernetes, Status: "firing", Labels: labels, Annotations: map[string]string{"message": tc.message}}
+			d, ok, err := set.Match(a)
+			if err != nil || ok != (tc.remediation != "") || d.Remediation != tc.remediation {
+				t.Errorf("matched %v (%v) -> %q, want %q", ok, err, d.Remediation, tc.remediation)
+			}
+		})
+	}
+}

@@ -45,6 +45,7 @@ const (
 	bucketLocks     = "remediator_locks"
 	bucketSeen      = "remediator_seen"
 	bucketGuarded   = "remediator_guarded"
+	bucketSignals   = "remediator_signals"
 )
 
 // seenFor is how long FirstSeen remembers a key: longer than Slack's five-minute window for
@@ -206,6 +207,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		{Bucket: bucketLocks, Description: "The incident holding each cluster; refreshed while it runs.", TTL: q.opts.AckWait},
 		{Bucket: bucketSeen, Description: "Requests already handled, against replays.", TTL: seenFor},
 		{Bucket: bucketGuarded, Description: "The last values of guarded etcd keys, by cluster and key.", History: guardedHistory},
+		{Bucket: bucketSignals, Description: "Recent signals that answer no policy by themselves, by cluster, for the incidents they surround.", TTL: SignalsKept},
 	}
 	kvs := make([]jetstream.KeyValue, len(buckets))
 	for i, cfg := range buckets {
@@ -217,7 +219,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		}
 		kvs[i] = kv
 	}
-	q.Incidents = &Store{incidents: kvs[0], open: kvs[1], alerts: kvs[2]}
+	q.Incidents = &Store{incidents: kvs[0], open: kvs[1], alerts: kvs[2], signals: kvs[6]}
 	q.Locks = &Locks{kv: kvs[3], ttl: q.opts.AckWait}
 	q.seen = kvs[4]
 	q.Guarded = &Guarded{kv: kvs[5], maxPayload: q.nc.MaxPayload}

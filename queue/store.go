@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -20,7 +21,13 @@ type Store struct {
 	open jetstream.KeyValue
 	// alerts maps an alert fingerprint to the incident it last joined.
 	alerts jetstream.KeyValue
+	// signals keeps recent context signals by "<cluster>.<fingerprint>", for SignalsKept.
+	signals jetstream.KeyValue
 }
+
+// SignalsKept is how long a signal that answers no policy by itself is kept to join an
+// incident that opens after it.
+const SignalsKept = 30 * time.Minute
 
 // maxUpdateTries bounds the compare-and-set loop of Update under contention.
 const maxUpdateTries = 20
@@ -178,6 +185,77 @@ func deleteIfHeld(ctx context.Context, kv jetstream.KeyValue, key, value string)
 		return unavailable("release %s", key, err)
 	}
 	return nil
+}
+
+// OpenOn returns the IDs of the incidents open on a cluster, one per remediation.
+func (s *Store) OpenOn(ctx context.Context, cluster string) ([]string, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	keys, err := s.open.ListKeysFiltered(ctx, cluster+".>")
+	if err != nil {
+		return nil, unavailable("list open incidents of %s", cluster, err)
+	}
+	defer keys.Stop()
+	var ids []string
+	for key := range keys.Keys() {
+		e, err := s.open.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // released while we listed
+		}
+		if err != nil {
+			return nil, unavailable("read %s", key, err)
+		}
+		ids = append(ids, string(e.Value()))
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// RememberSignal keeps a context signal, its latest word, for SignalsKept.
+func (s *Store) RememberSignal(ctx context.Context, a remediator.Alert) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("queue: signal %s: %w", a.Fingerprint, err)
+	}
+	if _, err := s.signals.Put(ctx, a.Cluster+"."+a.Fingerprint, data); err != nil {
+		return unavailable("remember signal %s", a.Fingerprint, err)
+	}
+	return nil
+}
+
+// RecentSignals returns the context signals of a cluster received since the given time.
+func (s *Store) RecentSignals(ctx context.Context, cluster string, since time.Time) ([]remediator.Alert, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	keys, err := s.signals.ListKeysFiltered(ctx, cluster+".*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, unavailable("list signals of %s", cluster, err)
+	}
+	defer keys.Stop()
+	var out []remediator.Alert
+	for key := range keys.Keys() {
+		e, err := s.signals.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired while we listed
+		}
+		if err != nil {
+			return nil, unavailable("read signal %s", key, err)
+		}
+		var a remediator.Alert
+		if err := json.Unmarshal(e.Value(), &a); err != nil {
+			return nil, fmt.Errorf("queue: signal %s: %w", key, err)
+		}
+		if !a.ReceivedAt.Before(since) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, func(a, b remediator.Alert) int { return a.ReceivedAt.Compare(b.ReceivedAt) })
+	return out, nil
 }
 
 // IndexAlerts remembers that the alerts with these fingerprints joined incident id.

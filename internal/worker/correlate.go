@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
+	"time"
 
 	"github.com/remediator/remediator"
 )
@@ -17,6 +19,9 @@ type runRequest struct {
 
 // errClosed is a claim held by an incident that is over.
 var errClosed = remediator.Errorf(remediator.ECONFLICT, "the open incident closed while alerts were joining it")
+
+// signalsBefore is how far before an incident opens the signals that surround it go.
+const signalsBefore = 15 * time.Minute
 
 // group is the alerts of one batch that one incident answers.
 type group struct {
@@ -36,13 +41,22 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 		return remediator.Errorf(remediator.EINVALID, "batch: %w", err)
 	}
 	log := w.Log.With("batch", b.ID)
-	var groups []*group
+	var (
+		groups   []*group
+		around   []remediator.Alert
+		repeated = map[string][]remediator.Alert{}
+	)
 	for _, a := range b.Alerts {
 		d, ok, err := w.Policies.Match(a)
 		if err != nil {
 			log.Warn("a policy could not be evaluated on an alert", "alert", a.Name(), "fingerprint", a.Fingerprint, "err", err)
 		}
 		switch {
+		case !ok && a.Source == remediator.SourceKubernetes:
+			// A probe failure or a back-off says something is wrong, not what: it is
+			// evidence for the incidents around it on its cluster.
+			around = append(around, a)
+			continue
 		case !ok:
 			log.Debug("no policy matches the alert", "alert", a.Name(), "fingerprint", a.Fingerprint)
 			w.alerts.WithLabelValues("unmatched").Inc()
@@ -51,6 +65,19 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 			log.Info("policy denies remediation for the alert", "alert", a.Name(), "policy", d.Policy, "cluster", a.Cluster)
 			w.alerts.WithLabelValues("denied").Inc()
 			continue
+		}
+		if a.Source == remediator.SourceKubernetes {
+			// An event that repeats (its count grows) is the evidence it already is, updated;
+			// it does not open an incident again.
+			id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
+			switch remediator.ErrorCode(err) {
+			case "":
+				repeated[id] = append(repeated[id], a)
+				continue
+			case remediator.ENOTFOUND:
+			default:
+				return err
+			}
 		}
 		i := slices.IndexFunc(groups, func(g *group) bool { return g.cluster == a.Cluster && g.decision.Remediation == d.Remediation })
 		if i < 0 {
@@ -64,6 +91,68 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 			return err
 		}
 	}
+	for _, id := range slices.Sorted(maps.Keys(repeated)) {
+		if err := w.join(ctx, id, repeated[id]); err != nil && remediator.ErrorCode(err) != remediator.ENOTFOUND {
+			return err
+		}
+	}
+	return w.surround(ctx, around)
+}
+
+// surround keeps signals that answer no policy by themselves, for incidents that open soon
+// after them, and adds them to the incidents open on their cluster now.
+func (w *Worker) surround(ctx context.Context, signals []remediator.Alert) error {
+	byCluster := map[string][]remediator.Alert{}
+	for _, a := range signals {
+		if err := w.Store.RememberSignal(ctx, a); err != nil {
+			return err
+		}
+		byCluster[a.Cluster] = append(byCluster[a.Cluster], a)
+	}
+	for _, cluster := range slices.Sorted(maps.Keys(byCluster)) {
+		ids, err := w.Store.OpenOn(ctx, cluster)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			w.Log.Debug("signals kept for the incidents that may follow", "cluster", cluster, "signals", len(byCluster[cluster]))
+			w.alerts.WithLabelValues("kept").Add(float64(len(byCluster[cluster])))
+			continue
+		}
+		for _, id := range ids {
+			err := w.join(ctx, id, byCluster[cluster])
+			if remediator.ErrorCode(err) == remediator.ENOTFOUND {
+				// Claimed, and not stored yet: it will be, and it will want these.
+				return remediator.Errorf(remediator.EUNAVAILABLE, "incident %s is opening on cluster %s: try the signals again", id, cluster)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// join adds alerts to an incident as evidence (updating what it holds of them) and indexes
+// them to it.
+func (w *Worker) join(ctx context.Context, id string, alerts []remediator.Alert) error {
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		inc.AddEvidence(alerts)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fps := make([]string, len(alerts))
+	for i, a := range alerts {
+		fps[i] = a.Fingerprint
+	}
+	if err := w.Store.IndexAlerts(ctx, id, fps); err != nil {
+		return err
+	}
+	w.Log.Info("signals joined an incident", "incident", id, "signals", len(alerts), "state", inc.State)
+	w.alerts.WithLabelValues("attached").Add(float64(len(alerts)))
+	w.notify(ctx, inc, nil)
 	return nil
 }
 
@@ -103,9 +192,16 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 		log.Info("alerts joined the open incident", "alerts", len(g.alerts), "state", inc.State)
 		w.alerts.WithLabelValues("attached").Add(float64(len(g.alerts)))
 	case remediator.ENOTFOUND:
-		// The claim is ours (or an earlier attempt's that stopped before creating it).
+		// The claim is ours (or an earlier attempt's that stopped before creating it). The
+		// signals just before it, such as the probe failures, are its evidence too.
+		recent, err := w.Store.RecentSignals(ctx, g.cluster, now.Add(-signalsBefore))
+		if err != nil {
+			return err
+		}
 		inc = remediator.NewIncident(id, g.cluster, g.decision, now)
 		inc.AddEvidence(g.alerts)
+		inc.AddEvidence(recent)
+		g.alerts = append(g.alerts, recent...) // indexed to it below
 		if err := w.Store.Create(ctx, inc); err != nil {
 			return err // a conflict means another worker adopted it: retry and join it
 		}

@@ -25,6 +25,12 @@ type Store interface {
 	ReleaseOpen(ctx context.Context, cluster, remediation, id string) error
 	IndexAlerts(ctx context.Context, id string, fingerprints []string) error
 	AlertIncident(ctx context.Context, fingerprint string) (string, error)
+	// OpenOn lists the incidents open on a cluster.
+	OpenOn(ctx context.Context, cluster string) ([]string, error)
+	// RememberSignal and RecentSignals keep the signals that answer no policy by themselves
+	// for a while, for the incidents that open around them.
+	RememberSignal(ctx context.Context, a remediator.Alert) error
+	RecentSignals(ctx context.Context, cluster string, since time.Time) ([]remediator.Alert, error)
 }
 
 // Publisher enqueues a message once per msgID.

@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/remediator/remediator"
+)
+
+// signal is a Kubernetes event as the intake classifies it: its fingerprint is the event's,
+// and its count grows while it repeats.
+func signal(fp, cluster, name, message string, count int) remediator.Alert {
+	return remediator.Alert{
+		Source: remediator.SourceKubernetes, Fingerprint: fp, Status: remediator.AlertFiring, Cluster: cluster,
+		Labels:      map[string]string{"alertname": name, "cluster": cluster, "component": "etcd", "node": "cp1"},
+		Annotations: map[string]string{"message": message, "count": strconv.Itoa(count)},
+		StartsAt:    time.Date(2026, 11, 21, 9, 58, 0, 0, time.UTC), ReceivedAt: time.Now(),
+	}
+}
+
+func evidenceOf(inc *remediator.Incident, fp string) []remediator.Alert {
+	var out []remediator.Alert
+	for _, a := range inc.Evidence {
+		if a.Fingerprint == fp {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func TestSignalsAroundAnAlertJoinItsIncident(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	probe := signal("k-probe", "prod", "EtcdPodUnhealthy", "Liveness probe failed: HTTP probe failed with statuscode: 503", 3)
+	f.correlate(t, probe)
+	f.correlate(t, signal("k-elsewhere", "canary", "EtcdPodUnhealthy", "Liveness probe failed", 1))
+	if n := len(f.incidents(t)); n != 0 {
+		t.Fatalf("%d incidents from probe failures alone, want none: they say something is wrong, not what", n)
+	}
+
+	f.correlate(t, alert("a1", "prod", "firing"))
+	inc := f.only(t)
+	if len(evidenceOf(inc, "k-probe")) != 1 || len(evidenceOf(inc, "a1")) != 1 {
+		t.Fatalf("evidence %+v: want the alert and the probe failure before it", inc.Evidence)
+	}
+	if len(evidenceOf(inc, "k-elsewhere")) != 0 {
+		t.Errorf("a signal of another cluster joined the incident")
+	}
+
+	backoff := signal("k-backoff", "prod", "EtcdPodBackOff", "Back-off restarting failed container etcd", 1)
+	f.correlate(t, backoff)
+	backoff.Annotations = map[string]string{"message": backoff.Annotations["message"], "count": "7"}
+	backoff.ReceivedAt = time.Now()
+	f.correlate(t, backoff)
+	inc = f.only(t)
+	got := evidenceOf(inc, "k-backoff")
+	if len(got) != 1 || got[0].Annotations["count"] != "7" {
+		t.Errorf("the back-off's evidence is %+v: want it once, with the grown count 7", got)
+	}
+	if n := strings.Count(timelineText(inc), "EtcdPodBackOff"); n != 1 {
+		t.Errorf("the back-off is in the timeline %d times, want once", n)
+	}
+}
+
+func TestAnEventWithASeedErrorJoinsTheAlertsIncidentOnce(t *testing.T) {
+	policies := strings.Replace(testPolicies, `match: labels.alertname == "TestAlert"`,
+		`match: labels.alertname == "TestAlert" || text.contains("database space exceeded")`, 1)
+	f := newFixtureWith(t, policies, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("a1", "prod", "firing"))
+	event := signal("k-nospace", "prod", "EtcdErrorEvent", "Error creating: etcdserver: mvcc: database space exceeded", 2)
+	f.correlate(t, event)
+	inc := f.only(t)
+	if len(evidenceOf(inc, "k-nospace")) != 1 {
+		t.Fatalf("evidence %+v: want the alert and the event in one incident", inc.Evidence)
+	}
+	if err := f.execute(t, inc.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The event goes on repeating after the recovery: it is the same event, not a new
+	// incident.
+	event.Annotations = map[string]string{"message": event.Annotations["message"], "count": "9"}
+	event.ReceivedAt = time.Now()
+	f.correlate(t, event)
+	inc = f.only(t)
+	if got := evidenceOf(inc, "k-nospace"); len(got) != 1 || got[0].Annotations["count"] != "9" {
+		t.Errorf("after the repeat the event's evidence is %+v, want it once with count 9", got)
+	}
+	if inc.State != remediator.StateSucceeded || inc.Closed() {
+		t.Errorf("incident %s, closed at %v: want succeeded and open while its alert fires", inc.State, inc.ClosedAt)
+	}
+	f.correlate(t, alert("a1", "prod", "resolved"))
+	if inc = f.only(t); !inc.Closed() || !strings.Contains(timelineText(inc), "closed: every alert of the incident resolved") {
+		t.Errorf("after the alert resolved: closed at %v, timeline %s; want closed", inc.ClosedAt, timelineText(inc))
+	}
+}
+
+func timelineText(inc *remediator.Incident) string {
+	var b strings.Builder
+	for _, e := range inc.Timeline {
+		b.WriteString(e.Kind + " " + e.Message + "\n")
+	}
+	return b.String()
+}
