@@ -100,6 +100,7 @@ func New(cfg Config) *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = a.handleError
 
+	e.GET("/", a.index)
 	e.POST("/webhooks/alertmanager", a.alertmanager)
 	e.POST("/webhooks/kubernetes", a.kubernetes)
 	e.GET("/api/v1/incidents", a.listIncidents)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -35,20 +36,13 @@ token (api.bearer_token_file, also taken from --config) name yourself with --as.
 you must be one of the approvers the incident's policy names.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if configPath != "" {
-				cfg, err := config.Load(configPath, os.Getenv)
-				if err != nil {
-					return err
-				}
-				if server == "" {
-					server = cfg.BaseURL()
-				}
-				if tokenFile == "" {
-					tokenFile = cfg.API.BearerTokenFile
-				}
+			cfg, err := loadOptional(configPath)
+			if err != nil {
+				return err
 			}
-			if server == "" {
-				server = "http://127.0.0.1:9095"
+			server = serverURL(server, cfg)
+			if tokenFile == "" && cfg != nil {
+				tokenFile = cfg.API.BearerTokenFile
 			}
 			if tokenFile == "" {
 				return fmt.Errorf("--token-file (or api.bearer_token_file in --config) is needed")
@@ -93,6 +87,78 @@ you must be one of the approvers the incident's policy names.`,
 	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
 	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")
+	return cmd
+}
+
+// loadOptional loads the configuration at path, or returns nil when no path is given.
+func loadOptional(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, nil
+	}
+	cfg, err := config.Load(path, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// serverURL is where the CLI reaches the service: --server, the configuration's
+// external_url or listen address, or the default listen address.
+func serverURL(flag string, cfg *config.Config) string {
+	switch {
+	case flag != "":
+		return strings.TrimSuffix(flag, "/")
+	case cfg != nil:
+		return strings.TrimSuffix(cfg.BaseURL(), "/")
+	}
+	return "http://127.0.0.1:9095"
+}
+
+// reportCmd is `remediator report INCIDENT`: the post-incident report, from the service.
+func reportCmd() *cobra.Command {
+	var format, server, configPath, output string
+	cmd := &cobra.Command{
+		Use:   "report INCIDENT [--format md|html|json] [-o FILE]",
+		Short: "Print an incident's post-incident report",
+		Long: `Fetches the report from the service (GET /api/v1/incidents/{id}/report?format=...): summary,
+root cause, impact window, timeline, evidence, steps, approvals, each member's figures before
+and after, what was not done, and follow-ups. html is one self-contained page.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadOptional(configPath)
+			if err != nil {
+				return err
+			}
+			u := serverURL(server, cfg) + "/api/v1/incidents/" + url.PathEscape(args[0]) + "/report?format=" + url.QueryEscape(format)
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				var e struct{ Error string }
+				_ = json.Unmarshal(body, &e)
+				return fmt.Errorf("report of incident %s (%s): %s", args[0], resp.Status, e.Error)
+			}
+			if output != "" {
+				return os.WriteFile(output, body, 0o644)
+			}
+			_, err = cmd.OutOrStdout().Write(body)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "md", "md, html or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to this file instead of standard output")
+	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
+	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server")
 	return cmd
 }
 

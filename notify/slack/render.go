@@ -72,7 +72,11 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 			))
 	}
 	if inc.State.Terminal() {
-		blocks = append(blocks, slack.NewSectionBlock(text(fmt.Sprintf("%s *%s*. <%s|Post-incident report>", stateEmoji[inc.State], inc.State, reportURL)), nil, nil))
+		status := "its alerts still fire"
+		if inc.Closed() {
+			status = "closed " + inc.ClosedAt.UTC().Format("15:04:05Z")
+		}
+		blocks = append(blocks, slack.NewSectionBlock(text(fmt.Sprintf("%s *%s*, %s. <%s|Post-incident report>", stateEmoji[inc.State], inc.State, status, reportURL)), nil, nil))
 	}
 	return blocks
 }
@@ -179,6 +183,9 @@ func threadText(inc *remediator.Incident, e remediator.Event, reportURL string) 
 		if strings.HasPrefix(e.Message, "state "+string(inc.State)) && inc.State.Terminal() {
 			return fmt.Sprintf("%s %s. Report: %s", stateEmoji[inc.State], e.Message, reportURL)
 		}
+	case remediator.EventClosed:
+		// The report is complete now: alerts resolved, impact window closed.
+		return fmt.Sprintf(":checkered_flag: Incident %s. Post-incident report: %s", e.Message, reportURL)
 	}
 	return ""
 }

@@ -191,7 +191,7 @@ func (n *Notifier) Members(ctx context.Context, group string) ([]string, error) 
 }
 
 func (n *Notifier) reportURL(inc *remediator.Incident) string {
-	return n.cfg.BaseURL + "/api/v1/incidents/" + inc.ID + "/report"
+	return n.cfg.BaseURL + "/api/v1/incidents/" + inc.ID + "/report?format=html"
 }
 
 // slackError says whether err is Slack's refusal with the given error code.

@@ -151,6 +151,20 @@ func TestTheMessageFollowsTheIncident(t *testing.T) {
 	if n := len(f.slack.Calls("chat.postMessage")); n != 5 {
 		t.Errorf("%d posts after a repeated notice, want still 5", n)
 	}
+
+	// The alert resolves: the incident closes, and its thread links the report.
+	f.update(t, func(inc *remediator.Incident) {
+		a := inc.Evidence[0]
+		a.Status, a.ReceivedAt = remediator.AlertResolved, inc.UpdatedAt.Add(time.Minute)
+		inc.AddEvidence([]remediator.Alert{a})
+	})
+	if err := f.handle(t, remediator.Notice{}); err != nil {
+		t.Fatal(err)
+	}
+	posts = f.slack.Calls("chat.postMessage")
+	if len(posts) != 6 || !strings.Contains(posts[5].Form.Get("text"), "closed: every alert of the incident resolved. Post-incident report: https://remediator.example/api/v1/incidents/"+f.id+"/report?format=html") {
+		t.Errorf("thread after the close: %d posts, the last %q; want the report linked", len(posts), posts[len(posts)-1].Form.Get("text"))
+	}
 }
 
 func TestARefusalIsShownToTheUserOnly(t *testing.T) {
