@@ -34,7 +34,7 @@ type Incidents interface {
 	List(ctx context.Context) ([]*remediator.Incident, error)
 }
 
-// Reporter renders an incident's report in a format ("md" or "json").
+// Reporter renders an incident's report in a format ("md", "html" or "json").
 type Reporter interface {
 	Render(inc *remediator.Incident, format string) (contentType string, body []byte, err error)
 }

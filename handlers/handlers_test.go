@@ -238,7 +238,7 @@ func TestQueueDownIs503SoAlertmanagerRetries(t *testing.T) {
 	f := newFixture(t, "")
 	f.q.Close()
 	status, body := f.post(t, withCluster(t, testdata(t, "nospace-firing.json"), "prod"), "")
-	if status != http.StatusServiceUnavailable || !strings.Contains(body, "send them again") {
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "send it again") {
 		t.Errorf("webhook with the queue down: %d %s, want 503", status, body)
 	}
 	resp, err := http.Get(f.srv.URL + "/readyz")
@@ -270,7 +270,7 @@ func TestIncidentsAPI(t *testing.T) {
 		{"/api/v1/incidents/nope", 404, `incident \"nope\" not found`},
 		{"/api/v1/incidents/20261121-100000-abcdef/report", 200, "# Incident 20261121-100000-abcdef"},
 		{"/api/v1/incidents/20261121-100000-abcdef/report?format=json", 200, `"incident": "20261121-100000-abcdef"`},
-		{"/api/v1/incidents/20261121-100000-abcdef/report?format=pdf", 400, `report format \"pdf\": use md or json`},
+		{"/api/v1/incidents/20261121-100000-abcdef/report?format=pdf", 400, `report format \"pdf\": use md, html or json`},
 		{"/healthz", 200, "ok"},
 		{"/readyz", 200, "ready"},
 		{"/nowhere", 404, `"code":"not_found"`},

@@ -3,9 +3,6 @@ package report
 import (
 	"fmt"
 	"strings"
-	"time"
-
-	"github.com/remediator/remediator"
 )
 
 // Markdown renders the report as Markdown.
@@ -36,34 +33,16 @@ func Markdown(r Report) string {
 
 	if len(r.Members) > 0 {
 		p("\n## Members before and after\n\n")
-		p("| Member | ID | Role | DB size | DB in use | Quota | Revision | Raft index | Alarms | WAL fsync p99 |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| %s |\n|%s\n", strings.Join(memberColumns, " | "), strings.Repeat("---|", len(memberColumns)))
 		for _, m := range r.Members {
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.Name, m.ID,
-				pair(m, func(s *remediator.MemberStatus) string { return role(s) }),
-				pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.DBSize) }),
-				pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.DBSizeInUse) }),
-				pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.Quota) }),
-				pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.Revision) }),
-				pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.RaftIndex) }),
-				pair(m, func(s *remediator.MemberStatus) string { return alarms(s) }),
-				pair(m, func(s *remediator.MemberStatus) string { return fsync(s) }))
+			p("| %s |\n", strings.Join(memberRow(m), " | "))
 		}
-		if r.Members[0].After == nil {
-			p("\nThese are the figures before: the remediation stopped before it measured them again.\n")
-		} else {
-			p("\nEach cell is before → after.\n")
-		}
+		p("\n%s\n", membersNote(r.Members))
 	}
 
 	if a := r.Approval; a != nil {
 		p("\n## Approval\n\n")
-		p("Asked %s before step %s, until %s: %s. %d approval(s) needed, %d given", stamp(a.RequestedAt), a.Gate, stamp(a.ExpiresAt), a.Reason, a.Required, len(a.Approvals))
-		if a.Granted {
-			p("; granted.\n")
-		} else {
-			p("; not granted.\n")
-		}
+		p("%s\n", asked(a))
 		if len(a.Approvals) > 0 {
 			p("\n| Approved by | Via | At | Comment |\n|---|---|---|---|\n")
 			for _, x := range a.Approvals {
@@ -96,11 +75,7 @@ func Markdown(r Report) string {
 	p("\n## Evidence\n\n")
 	p("| Alert | Status | Source | Fingerprint | Started | Received | Summary |\n|---|---|---|---|---|---|---|\n")
 	for _, a := range r.Evidence {
-		text := a.Annotations["summary"]
-		if text == "" {
-			text = a.Annotations["description"]
-		}
-		p("| %s | %s | %s | %s | %s | %s | %s |\n", a.Name(), a.Status, a.Source, a.Fingerprint, stamp(a.StartsAt), stamp(a.ReceivedAt), cell(text))
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", a.Name(), a.Status, a.Source, a.Fingerprint, stamp(a.StartsAt), stamp(a.ReceivedAt), cell(alertText(a)))
 	}
 
 	p("\n## Timeline\n\n| Time | Event | Step | |\n|---|---|---|---|\n")
@@ -119,70 +94,6 @@ func list(b *strings.Builder, items []string, none string) {
 	for _, it := range items {
 		fmt.Fprintf(b, "- %s\n", cell(it))
 	}
-}
-
-// window shows the impact window: its start, end and length, or that it lasts.
-func window(w Window) string {
-	switch {
-	case w.Start.IsZero():
-		return "–"
-	case w.End.IsZero():
-		return stamp(w.Start) + " → (not over)"
-	}
-	return fmt.Sprintf("%s → %s (%s)", stamp(w.Start), stamp(w.End), w.Duration().Round(time.Millisecond))
-}
-
-// fsync shows a member's WAL fsync p99, or "–" where it was not measured.
-func fsync(s *remediator.MemberStatus) string {
-	if s.FsyncP99 <= 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.1f ms", s.FsyncP99*1000)
-}
-
-// pair shows a figure before → after, once if it did not change or only one side was taken.
-func pair(m Member, f func(*remediator.MemberStatus) string) string {
-	switch {
-	case m.After == nil:
-		return f(m.Before)
-	case m.Before == nil:
-		return f(m.After)
-	}
-	before, after := f(m.Before), f(m.After)
-	if before == after {
-		return before
-	}
-	return before + " → " + after
-}
-
-func role(s *remediator.MemberStatus) string {
-	switch {
-	case s.Error != "":
-		return "unreachable"
-	case s.Leader:
-		return "leader"
-	case s.Learner:
-		return "learner"
-	}
-	return "follower"
-}
-
-func alarms(s *remediator.MemberStatus) string {
-	if len(s.Alarms) == 0 {
-		return "none"
-	}
-	return strings.Join(s.Alarms, ",")
-}
-
-func stamp(t time.Time) string {
-	if t.IsZero() {
-		return "–"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05.000Z")
-}
-
-func seconds(s float64) string {
-	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
 }
 
 // cell keeps a value on one table row.

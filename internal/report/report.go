@@ -83,17 +83,21 @@ type Step struct {
 // Renderer renders reports.
 type Renderer struct{}
 
-// Render renders the incident's report as "md" (Markdown) or "json".
+// Render renders the incident's report as "md" (Markdown), "html" (a self-contained page) or
+// "json".
 func (Renderer) Render(inc *remediator.Incident, format string) (string, []byte, error) {
 	r := Build(inc)
 	switch format {
 	case "md", "markdown":
 		return "text/markdown; charset=utf-8", []byte(Markdown(r)), nil
+	case "html":
+		b, err := HTML(r)
+		return "text/html; charset=utf-8", b, err
 	case "json":
 		b, err := json.MarshalIndent(r, "", "  ")
 		return "application/json", append(b, '\n'), err
 	}
-	return "", nil, remediator.Errorf(remediator.EINVALID, "report format %q: use md or json", format)
+	return "", nil, remediator.Errorf(remediator.EINVALID, "report format %q: use md, html or json", format)
 }
 
 // Build gathers the report of an incident.

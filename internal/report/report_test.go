@@ -89,7 +89,10 @@ func TestReportsMatchTheGoldenFiles(t *testing.T) {
 		{"closed.md", closed(), "md"},
 		{"closed.json", closed(), "json"},
 		{"failed.md", failed(), "md"},
+		{"closed.html", closed(), "html"},
+		{"failed.html", failed(), "html"},
 		{"approved.md", approved(), "md"},
+		{"approved.html", approved(), "html"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, got, err := Renderer{}.Render(tc.inc, tc.format)
