@@ -594,4 +594,14 @@ func TestSlowDiskIsTheRootCause(t *testing.T) {
 		"cp-2 (b) at "+down.URL+": could not read its metrics",
 		"Root cause: etcd's disk is too slow on cp-1 (a)", "WAL fsync p99 32ms, backend commit p99 63ms (slow)",
 		"took up to 2.000041013s", "Follow-up: move etcd's data dir to an SSD")
+
+	// The report gets the same findings, and the fsync p99 of the member that was measured.
+	res := ev.result("", []remediator.MemberStatus{{Name: "cp-1", Endpoint: srv.URL}, {Name: "cp-2", Endpoint: down.URL}})
+	if !strings.HasPrefix(res.RootCause, "Root cause: etcd's disk is too slow on cp-1 (a)") || len(res.FollowUps) != 1 ||
+		!strings.HasPrefix(res.FollowUps[0], "move etcd's data dir to an SSD on cp-1 (a)") {
+		t.Errorf("root cause %q, follow-ups %q", res.RootCause, res.FollowUps)
+	}
+	if got := res.Before; len(got) != 2 || got[0].FsyncP99 < 0.016 || got[0].FsyncP99 > 0.032 || got[1].FsyncP99 != 0 {
+		t.Errorf("member figures %+v: want cp-1's fsync p99 (16-32ms) and none for cp-2, which did not answer", got)
+	}
 }

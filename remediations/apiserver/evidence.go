@@ -66,7 +66,7 @@ func (e evidence) String() string {
 func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	var saved evidence
 	if json.Unmarshal(in.Progress, &saved) == nil && len(saved.Disks) > 0 {
-		return remediator.StepResult{Output: saved.String() + "\n(read by an earlier attempt)"}, nil
+		return saved.result(saved.String()+"\n(read by an earlier attempt)", nil), nil
 	}
 	ev := evidence{}
 	ev.Quotes, ev.SlowestRequest = quote(in.Incident.Evidence)
@@ -86,7 +86,25 @@ func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator
 	if err := in.SaveProgress(ctx, ev); err != nil {
 		return remediator.StepResult{}, err
 	}
-	return remediator.StepResult{Output: ev.String()}, nil
+	// The members' figures, for the report: a member that does not answer is said so in its
+	// status, and a failed alarm list only leaves the alarms out.
+	statuses, err := etcdops.Status(ctx, v.Client, v.Members)
+	if err != nil {
+		in.Log.Warn("member figures without alarms", "err", err)
+	}
+	return ev.result(ev.String(), statuses), nil
+}
+
+// result is the evidence step's result: its findings for the report, and the members' figures
+// with the WAL fsync p99 it measured.
+func (e evidence) result(output string, statuses []remediator.MemberStatus) remediator.StepResult {
+	cause, followUp := e.findings()
+	for i, st := range statuses {
+		if j := slices.IndexFunc(e.Disks, func(d disk) bool { return d.Endpoint == st.Endpoint }); j >= 0 {
+			statuses[i].FsyncP99 = e.Disks[j].WALFsync.Seconds()
+		}
+	}
+	return remediator.StepResult{Output: output, RootCause: cause, FollowUps: []string{followUp}, Before: statuses}
 }
 
 // measure judges every member's disk: over the sample window when it saw enough writes to
@@ -197,6 +215,12 @@ func (e evidence) diskSummary() string {
 
 // rootCause says what the evidence shows caused the failed checks, and what fixes it for good.
 func (e evidence) rootCause() string {
+	cause, followUp := e.findings()
+	return cause + " Follow-up: " + followUp
+}
+
+// findings are the root cause as far as the measurements show it, and what is left to humans.
+func (e evidence) findings() (cause, followUp string) {
 	var slow, fast []string
 	for _, d := range e.Disks {
 		switch d.Verdict {
@@ -213,18 +237,19 @@ func (e evidence) rootCause() string {
 	switch {
 	case len(slow) > 0:
 		return fmt.Sprintf("Root cause: etcd's disk is too slow on %s (etcd's guidance: WAL fsync p99 under %s, backend commit p99 under %s). %s "+
-			"Every etcd write waits for its fsync, kube-apiserver's etcd check waits behind them and times out (`[-]etcd failed`), and the kubelet restarts kube-apiserver.%s "+
-			"A longer timeout only buys time. Follow-up: move etcd's data dir to an SSD on those nodes (etcd's hardware guidance).",
-			strings.Join(slow, ", "), etcdops.WALFsyncLimit, etcdops.BackendCommitLimit, e.diskSummary(), logged)
+				"Every etcd write waits for its fsync, kube-apiserver's etcd check waits behind them and times out (`[-]etcd failed`), and the kubelet restarts kube-apiserver.%s "+
+				"A longer timeout only buys time.",
+				strings.Join(slow, ", "), etcdops.WALFsyncLimit, etcdops.BackendCommitLimit, e.diskSummary(), logged),
+			fmt.Sprintf("move etcd's data dir to an SSD on %s (etcd's hardware guidance), then lower --etcd-healthcheck-timeout back to its default", strings.Join(slow, ", "))
 	case len(fast) == len(e.Disks) && len(fast) > 0:
 		return fmt.Sprintf("Root cause not in the disk as measured: %s That is within etcd's guidance (WAL fsync p99 under %s, backend commit p99 under %s), "+
-			"so etcd was slow to answer kube-apiserver's check for another reason now, such as CPU or network starvation or large range requests, or the disk is slow only at times.%s "+
-			"Follow-up: etcd's guidance is an SSD for its data dir; if etcd's data dir is on a spinning disk (the seed's root cause), move it to an SSD.",
-			e.diskSummary(), etcdops.WALFsyncLimit, etcdops.BackendCommitLimit, logged)
+				"so etcd was slow to answer kube-apiserver's check for another reason now, such as CPU or network starvation or large range requests, or the disk is slow only at times.%s",
+				e.diskSummary(), etcdops.WALFsyncLimit, etcdops.BackendCommitLimit, logged),
+			"etcd's guidance is an SSD for its data dir; if etcd's data dir is on a spinning disk (the seed's root cause), move it to an SSD"
 	}
-	return fmt.Sprintf("Root cause not established: not every member's disk could be judged. %s%s "+
-		"Follow-up: read each member's etcd_disk_wal_fsync_duration_seconds and etcd_disk_backend_commit_duration_seconds p99 (under %s and %s); if they are over, move etcd's data dir to an SSD.",
-		e.diskSummary(), logged, etcdops.WALFsyncLimit, etcdops.BackendCommitLimit)
+	return fmt.Sprintf("Root cause not established: not every member's disk could be judged. %s%s", e.diskSummary(), logged),
+		fmt.Sprintf("read each member's etcd_disk_wal_fsync_duration_seconds and etcd_disk_backend_commit_duration_seconds p99 (under %s and %s); if they are over, move etcd's data dir to an SSD",
+			etcdops.WALFsyncLimit, etcdops.BackendCommitLimit)
 }
 
 // short rounds a latency as etcdops' judgement does, so that both say the same figure: 38ms,

@@ -316,7 +316,43 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		return remediator.StepResult{}, err
 	}
 	out := fmt.Sprintf("no alarms; wrote %s at revision %d, read it back and deleted it\n%s", key, put.Header.Revision, etcdops.Describe(statuses))
-	return remediator.StepResult{Output: out, After: statuses}, etcdops.Safe(statuses)
+	cause, followUps := findings(in.Incident.Before, statuses)
+	return remediator.StepResult{Output: out, After: statuses, RootCause: cause, FollowUps: followUps}, etcdops.Safe(statuses)
+}
+
+// liveDataShare is the share of the quota that live data may fill before the quota itself is
+// too small: compaction and defragmentation cannot give back what is live.
+const liveDataShare = 0.8
+
+// findings says what filled the database, from the largest member before and after: old
+// revisions and free pages that the recovery gave back, or live data that it could not.
+func findings(before, after []remediator.MemberStatus) (string, []string) {
+	largest := func(ss []remediator.MemberStatus) (m remediator.MemberStatus) {
+		for _, s := range ss {
+			if s.Error == "" && s.DBSize > m.DBSize {
+				m = s
+			}
+		}
+		return m
+	}
+	b, a := largest(before), largest(after)
+	if b.DBSize == 0 || a.Quota == 0 {
+		return "", nil
+	}
+	autoCompaction := "turn on auto-compaction on every member (--auto-compaction-mode=periodic --auto-compaction-retention=1h, or revision mode) so that old revisions do not pile up again"
+	if float64(a.DBSizeInUse) > liveDataShare*float64(a.Quota) {
+		return fmt.Sprintf("Live data fills the quota: after compaction and defragmentation %s of the %s quota is still in use on %s (%s before). "+
+				"The recovery gave back what was history, not what is live.",
+				remediator.HumanBytes(a.DBSizeInUse), remediator.HumanBytes(a.Quota), a.Name, remediator.HumanBytes(b.DBSize)),
+			[]string{
+				fmt.Sprintf("raise --quota-backend-bytes above %s on every member (etcd suggests at most 8 GiB), or find what writes so much (etcdctl get --prefix --keys-only / | cut -d/ -f1-3 | sort | uniq -c)", remediator.HumanBytes(a.Quota)),
+				autoCompaction,
+			}
+	}
+	return fmt.Sprintf("History, not live data, filled the database: %s reached %s of its %s quota with only %s in use after compaction and defragmentation. "+
+			"Old revisions and the free pages they left were never compacted away.",
+			b.Name, remediator.HumanBytes(b.DBSize), remediator.HumanBytes(b.Quota), remediator.HumanBytes(a.DBSizeInUse)),
+		[]string{autoCompaction, "defragment when fragmentation grows (remediator's etcd-fragmented policy answers etcdDatabaseHighFragmentationRatio)"}
 }
 
 func orDefault(v, def int64) int64 {

@@ -132,7 +132,12 @@ func (g *guard) check(ctx context.Context, in remediator.StepInput) (remediator.
 	if err := in.SaveProgress(ctx, state); err != nil {
 		return remediator.StepResult{}, err
 	}
-	return remediator.StepResult{Output: strings.Join(out, "\n")}, nil
+	res := remediator.StepResult{Output: strings.Join(out, "\n")}
+	if len(state.Unsafe) > 0 {
+		res.FollowUps = []string{fmt.Sprintf("point etcd's liveness probe on %s at /health?exclude=NOSPACE (as kubeadm does since v1.20), so that the kubelet does not kill etcd while NOSPACE is armed",
+			strings.Join(state.Unsafe, ", "))}
+	}
+	return res, nil
 }
 
 // unsafe is what check-probes found.
