@@ -240,6 +240,12 @@ func (inc *Incident) AddEvidence(alerts []Alert) {
 	inc.closeIfResolved(last)
 }
 
+// Holds says whether the incident holds this observation of the alert already: the same
+// alert, status and start, as a source sends it again.
+func (inc *Incident) Holds(a Alert) bool {
+	return slices.ContainsFunc(inc.Evidence, func(e Alert) bool { return e.key() == a.key() })
+}
+
 // AlertsResolved says whether the incident has alerts that resolve, and the latest word on
 // each of them is "resolved".
 func (inc *Incident) AlertsResolved() bool {

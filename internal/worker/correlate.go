@@ -66,17 +66,17 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 			w.alerts.WithLabelValues("denied").Inc()
 			continue
 		}
-		if a.Source == remediator.SourceKubernetes {
-			// An event that repeats (its count grows) is the evidence it already is, updated;
-			// it does not open an incident again.
-			id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
-			switch remediator.ErrorCode(err) {
-			case "":
+		if a.Status == remediator.AlertFiring {
+			// A firing alert sent again (in a notification where another alert resolved, or
+			// an event whose count grew) is the evidence it already is, updated: it does not
+			// open an incident again after its own has finished.
+			id, err := w.holder(ctx, a)
+			if err != nil {
+				return err
+			}
+			if id != "" {
 				repeated[id] = append(repeated[id], a)
 				continue
-			case remediator.ENOTFOUND:
-			default:
-				return err
 			}
 		}
 		i := slices.IndexFunc(groups, func(g *group) bool { return g.cluster == a.Cluster && g.decision.Remediation == d.Remediation })
@@ -97,6 +97,30 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 		}
 	}
 	return w.surround(ctx, around)
+}
+
+// holder returns the incident that already holds this observation of the alert, or "".
+func (w *Worker) holder(ctx context.Context, a remediator.Alert) (string, error) {
+	id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
+	switch remediator.ErrorCode(err) {
+	case "":
+	case remediator.ENOTFOUND:
+		return "", nil
+	default:
+		return "", err
+	}
+	inc, err := w.Store.Get(ctx, id)
+	switch remediator.ErrorCode(err) {
+	case "":
+	case remediator.ENOTFOUND:
+		return "", nil
+	default:
+		return "", err
+	}
+	if inc.Holds(a) {
+		return id, nil
+	}
+	return "", nil
 }
 
 // surround keeps signals that answer no policy by themselves, for incidents that open soon

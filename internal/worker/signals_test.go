@@ -102,3 +102,25 @@ func timelineText(inc *remediator.Incident) string {
 	}
 	return b.String()
 }
+
+// Members' alerts resolve one evaluation apart, so Alertmanager's next notification after a
+// recovery holds some resolved and some still firing, as sent before: that is no new problem.
+func TestAPartlyResolvedNotificationAfterTheRecoveryOpensNothing(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("m1", "prod", "firing"), alert("m2", "prod", "firing"))
+	id := f.only(t).ID
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	f.correlate(t, alert("m1", "prod", "resolved"), alert("m2", "prod", "firing"))
+	if all := f.incidents(t); len(all) != 1 {
+		t.Fatalf("%d incidents after a partly resolved notification, want the one: %s opened", len(all), all[0].ID)
+	}
+	if inc := f.only(t); inc.Closed() {
+		t.Fatalf("closed while m2 fires")
+	}
+	f.correlate(t, alert("m2", "prod", "resolved"))
+	if inc := f.only(t); inc.ID != id || !inc.Closed() {
+		t.Errorf("incident %s closed at %v: want %s closed once m2 resolved", inc.ID, inc.ClosedAt, id)
+	}
+}
