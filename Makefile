@@ -5,7 +5,7 @@ ETCD     := $(BIN)/etcd
 # Tests and the demo run this etcd server, built once from the pinned tools/etcd module.
 export REMEDIATOR_ETCD_BIN := $(CURDIR)/$(ETCD)
 
-.PHONY: build run demo test bench fuzz vet clean
+.PHONY: build run demo test bench fuzz vet lint-deploy clean
 
 build: $(BIN)/remediator $(ETCD)
 
@@ -27,8 +27,14 @@ vet:
 	$(GO) vet ./...
 	cd tools/etcd && $(GO) vet ./...
 
+## lint-deploy: validate deploy/ offline: kustomize build decoded strictly into the API types,
+## remediator's configs loaded as the pods see them, promtool and amtool (apt-get install
+## prometheus prometheus-alertmanager), Loki rules, the Slack manifest
+lint-deploy:
+	$(GO) test -count=1 ./deploy/
+
 ## test: every test, against real etcd and NATS JetStream
-test: $(ETCD) vet
+test: $(ETCD) vet lint-deploy
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 ## bench: webhook ingest against raw JetStream publishes, in the same run
