@@ -17,6 +17,13 @@ import (
 // stepTimeout bounds one step, so that a hung step fails its test instead of the whole run.
 const stepTimeout = 5 * time.Minute
 
+// attempts and retryPause are how Until tries a step again whose error is retriable: like
+// the worker (its first backoff is 2s), if not as long.
+const (
+	attempts   = 3
+	retryPause = 2 * time.Second
+)
+
 // Runner holds a plan and the incident its steps run for.
 type Runner struct {
 	t testing.TB
@@ -71,12 +78,7 @@ func (r *Runner) Step(name string) (remediator.StepResult, error) {
 	if err != nil {
 		s.State, s.Error = remediator.StepFailed, err.Error()
 	}
-	if res.Before != nil {
-		r.Incident.Before = res.Before
-	}
-	if res.After != nil {
-		r.Incident.After = res.After
-	}
+	r.Incident.AddFindings(res)
 	r.t.Logf("step %s (%s): %v\n%s", name, time.Since(start).Round(time.Millisecond), err, res.Output)
 	return res, err
 }
@@ -98,6 +100,12 @@ func (r *Runner) Until(last string) (results map[string]remediator.StepResult, f
 			continue
 		}
 		res, stepErr := r.Step(p.Name)
+		// As the worker does: a step whose failure may pass (etcd's client still backing off
+		// from a member that just restarted) is tried again after a pause.
+		for attempt := 2; stepErr != nil && remediator.Retriable(stepErr) && attempt <= attempts; attempt++ {
+			time.Sleep(retryPause)
+			res, stepErr = r.Step(p.Name)
+		}
 		results[p.Name] = res
 		if stepErr != nil && failed == "" {
 			failed, err = p.Name, stepErr
