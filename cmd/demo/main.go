@@ -19,6 +19,7 @@ func main() {
 	var o demo.Options
 	flag.StringVar(&o.Remediator, "remediator", "bin/remediator", "remediator binary")
 	flag.StringVar(&o.Payload, "payload", "testdata/alertmanager/nospace-firing.json", "Alertmanager webhook payload to send")
+	flag.StringVar(&o.Resolved, "resolved", "testdata/alertmanager/nospace-resolved.json", "the payload that says the alerts resolved")
 	flag.StringVar(&o.Dir, "dir", ".demo", "working folder (emptied first)")
 	flag.StringVar(&o.Addr, "addr", "127.0.0.1:9095", "where remediator listens on its defaults")
 	flag.Parse()

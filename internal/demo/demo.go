@@ -24,8 +24,9 @@ import (
 type Options struct {
 	// Remediator is the remediator binary.
 	Remediator string
-	// Payload is the Alertmanager webhook body to send.
-	Payload string
+	// Payload is the Alertmanager webhook body to send; Resolved the one that says it resolved.
+	Payload  string
+	Resolved string
 	// Dir holds the demo's etcd, remediator's data and the logs; it is emptied first.
 	Dir string
 	// Addr is where remediator listens by default.
@@ -92,7 +93,69 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 		return fmt.Errorf("%w (see %s)", err, logPath)
 	}
 
-	body, err := os.ReadFile(o.Payload)
+	// The alert fired when etcd filled up, as Prometheus would have seen it.
+	firedAt := time.Now().Add(-time.Minute)
+	if err := post(base, o.Payload, firedAt, say); err != nil {
+		return err
+	}
+
+	inc, err := follow(ctx, out, base, 3*time.Minute)
+	if err != nil {
+		return fmt.Errorf("%w (see %s)", err, logPath)
+	}
+	_, err = cl.Put(ctx, "demo/write", "accepted")
+	say("a new write now says: %v", errOrOK(err))
+	if inc.State != remediator.StateSucceeded {
+		return fmt.Errorf("the incident ended %s: %s (see %s)", inc.State, inc.Reason, logPath)
+	}
+
+	// Prometheus would now see the database back under its quota, and Alertmanager would send
+	// the resolved notification: it closes the incident.
+	if err := post(base, o.Resolved, firedAt, say); err != nil {
+		return err
+	}
+	if inc, err = waitClosed(ctx, base, inc.ID, 30*time.Second); err != nil {
+		return fmt.Errorf("%w (see %s)", err, logPath)
+	}
+	say("incident %s closed at %s: its alerts resolved", inc.ID, inc.ClosedAt.UTC().Format(time.RFC3339))
+
+	html := filepath.Join(o.Dir, "report.html")
+	if err := download(base+"/api/v1/incidents/"+inc.ID+"/report?format=html", html); err != nil {
+		return err
+	}
+	say("the HTML report, with the DB size chart and the step timeline, is in %s", html)
+	resp, err := http.Get(base + "/api/v1/incidents/" + inc.ID + "/report")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	say("the report (GET /api/v1/incidents/%s/report, or remediator report %s):\n", inc.ID, inc.ID)
+	_, err = io.Copy(out, resp.Body)
+	return err
+}
+
+// post sends an Alertmanager payload to the webhook, as Alertmanager would, with its alerts
+// starting at firedAt and the resolved ones ending now, so that the report's times are the
+// demo's own.
+func post(base, payload string, firedAt time.Time, say func(string, ...any)) error {
+	data, err := os.ReadFile(payload)
+	if err != nil {
+		return err
+	}
+	var msg map[string]any
+	if err := json.Unmarshal(data, &msg); err != nil {
+		return fmt.Errorf("%s: %w", payload, err)
+	}
+	alerts, _ := msg["alerts"].([]any)
+	for _, a := range alerts {
+		if a, ok := a.(map[string]any); ok {
+			a["startsAt"] = firedAt.UTC().Format(time.RFC3339Nano)
+			if a["status"] == "resolved" {
+				a["endsAt"] = time.Now().UTC().Format(time.RFC3339Nano)
+			}
+		}
+	}
+	body, err := json.Marshal(msg)
 	if err != nil {
 		return err
 	}
@@ -102,29 +165,49 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	}
 	answer, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	say("POST %s -> %s %s", filepath.Base(o.Payload), resp.Status, strings.TrimSpace(string(answer)))
+	say("POST %s -> %s %s", filepath.Base(payload), resp.Status, strings.TrimSpace(string(answer)))
 	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("the webhook was refused")
+		return fmt.Errorf("the webhook refused %s", payload)
 	}
+	return nil
+}
 
-	inc, err := follow(ctx, out, base, 3*time.Minute)
-	if err != nil {
-		return fmt.Errorf("%w (see %s)", err, logPath)
+// waitClosed waits until the incident is closed.
+func waitClosed(ctx context.Context, base, id string, timeout time.Duration) (remediator.Incident, error) {
+	deadline := time.Now().Add(timeout)
+	var inc remediator.Incident
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(base + "/api/v1/incidents/" + id); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&inc)
+			resp.Body.Close()
+			if inc.Closed() {
+				return inc, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return inc, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	_, err = cl.Put(ctx, "demo/write", "accepted")
-	say("a new write now says: %v", errOrOK(err))
+	return inc, fmt.Errorf("incident %s did not close within %s of its alerts resolving", id, timeout)
+}
 
-	resp, err = http.Get(base + "/api/v1/incidents/" + inc.ID + "/report")
+// download saves what url answers in path.
+func download(url, path string) error {
+	resp, err := http.Get(url)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	say("the report (GET /api/v1/incidents/%s/report):\n", inc.ID)
-	_, err = io.Copy(out, resp.Body)
-	if err == nil && inc.State != remediator.StateSucceeded {
-		err = fmt.Errorf("the incident ended %s: %s", inc.State, inc.Reason)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	return err
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, body, 0o644)
 }
 
 func waitReady(ctx context.Context, base string, timeout time.Duration) error {
