@@ -50,14 +50,19 @@ func DialAgents(url, credsFile string) (*Agents, error) {
 // Close closes a connection made by DialAgents.
 func (a *Agents) Close() { a.nc.Close() }
 
-// AgentSubject is the subject the agent of a node of a cluster listens on.
+// AgentSubject is the subject the agent of a node of a cluster listens on. Node names are
+// often FQDNs (ip-10-0-0-11.ec2.internal), and a dot separates subject tokens: dots become
+// tildes, which node names never hold, so no two nodes share a subject.
 func AgentSubject(cluster, node string) (string, error) {
 	for _, name := range []string{cluster, node} {
-		if name == "" || strings.ContainsAny(name, ".*> \t\r\n") {
-			return "", remediator.Errorf(remediator.EINVALID, "queue: %q cannot name an agent: no dots, wildcards or spaces", name)
+		if name == "" || strings.ContainsAny(name, "*>~ \t\r\n") || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
+			return "", remediator.Errorf(remediator.EINVALID, "queue: %q cannot name an agent: no wildcards, spaces or empty dot-separated parts", name)
 		}
 	}
-	return subjectAgents + "." + cluster + "." + node, nil
+	if strings.Contains(cluster, ".") {
+		return "", remediator.Errorf(remediator.EINVALID, "queue: cluster %q cannot name an agent: no dots", cluster)
+	}
+	return subjectAgents + "." + cluster + "." + strings.ReplaceAll(node, ".", "~"), nil
 }
 
 // agentReply is an agent's answer: a result, or an error with its code.

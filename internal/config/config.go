@@ -260,6 +260,9 @@ func (c *Config) resolvePaths(dir string) {
 // clusterName is what a cluster name may be: it becomes part of queue keys and file paths.
 var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
 
+// nodeName is what a node may be called: often its FQDN, as Kubernetes names cloud nodes.
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$`)
+
 // Validate checks every key and reads the secrets; each error names its key.
 func (c *Config) Validate() error {
 	var errs []error
@@ -321,8 +324,8 @@ func (c *Config) Validate() error {
 			}
 		}
 		for member, node := range cl.Nodes {
-			if !clusterName.MatchString(node) {
-				bad(key+".nodes."+member, "%q must be 1 to 63 letters, digits, '-' or '_'", node)
+			if !nodeName.MatchString(node) || len(node) > 253 {
+				bad(key+".nodes."+member, "%q must be a node name: letters, digits, '-' or '_', in parts joined by dots", node)
 			}
 		}
 		for j, k := range cl.GuardedKeys {
