@@ -67,7 +67,8 @@ var seedErrors = []string{
 	"etcd failed: reason withheld",
 	"took too long",
 	"failed to find database snapshot file",
-	"unhealthy cluster",
+	// etcd's own words: other software's "unhealthy cluster health" is not etcd's.
+	"etcdserver: unhealthy cluster",
 }
 
 // Signal names: the alertname label of the alerts that Kubernetes events become.
@@ -223,7 +224,10 @@ func (e kubeEvent) signal(cluster string, now time.Time) (remediator.Alert, bool
 	if o.Kind == "Pod" && labels["namespace"] == "kube-system" {
 		for _, p := range controlPlanePods {
 			node, ok := strings.CutPrefix(o.Name, p.prefix)
-			if !ok || node == "" {
+			// A mirror pod, or a pod kubeadm labelled as the component: not any pod whose
+			// name starts alike (etcd-backup-28374-abcde).
+			mirror := o.Annotations["kubernetes.io/config.mirror"] != "" || o.Labels["component"] == p.component
+			if !ok || node == "" || !mirror {
 				continue
 			}
 			labels["component"], labels["node"] = p.component, cmp.Or(e.Source.Host, node)

@@ -183,3 +183,20 @@ func TestKubernetesWebhookEnqueuesSignalsOnce(t *testing.T) {
 		t.Errorf("%d publishes, want 3 (two batches of signals and the duplicate, which the stream drops)", n)
 	}
 }
+
+// Only the control plane's own pods and etcd's own words make a signal: a backup job named
+// etcd-backup-… or another product's "unhealthy cluster" must not start an etcd remediation.
+func TestLookalikeEventsAreNotSignals(t *testing.T) {
+	backupJob := event(t, "etcd-backoff.json", func(m map[string]any) {
+		o := m["involvedObject"].(map[string]any)
+		o["name"], o["labels"], o["annotations"] = "etcd-backup-28374-abcde", map[string]any{"job-name": "etcd-backup-28374"}, map[string]any{}
+		m["message"] = "Back-off restarting failed container upload in pod etcd-backup-28374-abcde"
+	})
+	search := event(t, "pulled.json", func(m map[string]any) {
+		m["reason"], m["type"], m["message"] = "ClusterHealth", "Warning", "Elasticsearch reports unhealthy cluster health: red"
+	})
+	batch, ignored, _, err := DecodeKubernetes(array(t, backupJob, search), []string{"prod"}, time.Now())
+	if err != nil || len(batch.Alerts) != 0 || ignored != 2 {
+		t.Errorf("got %d signals (%v), %d ignored; want both ignored: %+v", len(batch.Alerts), err, ignored, batch.Alerts)
+	}
+}
