@@ -335,10 +335,13 @@ func findings(before, after []remediator.MemberStatus) (string, []string) {
 		}
 		return m
 	}
-	b, a := largest(before), largest(after)
-	if b.DBSize == 0 || a.Quota == 0 {
+	// The member that was fullest, before and after: one member's figures, not two.
+	b := largest(before)
+	i := slices.IndexFunc(after, func(s remediator.MemberStatus) bool { return s.ID == b.ID && s.Error == "" })
+	if b.DBSize == 0 || i < 0 || after[i].Quota == 0 {
 		return "", nil
 	}
+	a := after[i]
 	autoCompaction := "turn on auto-compaction on every member (--auto-compaction-mode=periodic --auto-compaction-retention=1h, or revision mode) so that old revisions do not pile up again"
 	if float64(a.DBSizeInUse) > liveDataShare*float64(a.Quota) {
 		return fmt.Sprintf("Live data fills the quota: after compaction and defragmentation %s of the %s quota is still in use on %s (%s before). "+

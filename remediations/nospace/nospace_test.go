@@ -205,7 +205,7 @@ func TestPreflightRefusesEndpointsOfAnotherCluster(t *testing.T) {
 
 func TestFindingsTellHistoryFromLiveData(t *testing.T) {
 	st := func(name string, db, inUse int64) remediator.MemberStatus {
-		return remediator.MemberStatus{Name: name, DBSize: db, DBSizeInUse: inUse, Quota: 8 << 20}
+		return remediator.MemberStatus{ID: name, Name: name, DBSize: db, DBSizeInUse: inUse, Quota: 8 << 20}
 	}
 	for _, tc := range []struct {
 		name          string
@@ -214,14 +214,14 @@ func TestFindingsTellHistoryFromLiveData(t *testing.T) {
 		wantFollowUp  string
 	}{
 		{"history", []remediator.MemberStatus{st("m1", 8<<20, 7<<20), st("m2", 9<<20, 8<<20)}, []remediator.MemberStatus{st("m1", 1<<20, 1<<20), st("m2", 1<<20, 900<<10)},
-			"History, not live data, filled the database: m2 reached 9.0 MiB of its 8.0 MiB quota with only 1.0 MiB in use", "turn on auto-compaction"},
+			"History, not live data, filled the database: m2 reached 9.0 MiB of its 8.0 MiB quota with only 900.0 KiB in use", "turn on auto-compaction"},
 		{"live data", []remediator.MemberStatus{st("m1", 9<<20, 8<<20)}, []remediator.MemberStatus{st("m1", 7<<20, 7<<20)},
 			"Live data fills the quota: after compaction and defragmentation 7.0 MiB of the 8.0 MiB quota is still in use on m1", "raise --quota-backend-bytes above 8.0 MiB"},
 		{"no figures before", nil, []remediator.MemberStatus{st("m1", 1<<20, 1<<20)}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cause, followUps := findings(tc.before, tc.after)
-			if !strings.HasPrefix(cause, tc.wantCause) || (tc.wantFollowUp == "") != (len(followUps) == 0) ||
+			if (tc.wantCause == "") != (cause == "") || !strings.HasPrefix(cause, tc.wantCause) || (tc.wantFollowUp == "") != (len(followUps) == 0) ||
 				(len(followUps) > 0 && !strings.HasPrefix(followUps[0], tc.wantFollowUp)) {
 				t.Errorf("cause %q, follow-ups %q; want %q and %q first", cause, followUps, tc.wantCause, tc.wantFollowUp)
 			}
