@@ -34,6 +34,19 @@ type Alert struct {
 	EndsAt       time.Time         `json:"ends_at,omitzero"`
 	GeneratorURL string            `json:"generator_url,omitempty"`
 	ReceivedAt   time.Time         `json:"received_at"`
+	// LastSeenAt is when the source last sent the alert again, with what it says now.
+	LastSeenAt time.Time `json:"last_seen_at,omitzero"`
+	// Context marks a signal that says something is wrong but not what (a probe failure, a
+	// back-off): evidence around an incident, not its cause, so it does not start its clock.
+	Context bool `json:"context,omitempty"`
+}
+
+// seen is when the alert was last heard of.
+func (a Alert) seen() time.Time {
+	if a.LastSeenAt.After(a.ReceivedAt) {
+		return a.LastSeenAt
+	}
+	return a.ReceivedAt
 }
 
 // Name is the alert's name (its alertname label).

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -210,7 +211,9 @@ func NewIncident(id, cluster string, d Decision, now time.Time) *Incident {
 // Record appends an event to the timeline.
 func (inc *Incident) Record(at time.Time, kind, step, format string, args ...any) {
 	inc.Timeline = append(inc.Timeline, Event{At: at, Kind: kind, Step: step, Message: fmt.Sprintf(format, args...)})
-	inc.UpdatedAt = at
+	if at.After(inc.UpdatedAt) {
+		inc.UpdatedAt = at // evidence from before the incident opened does not turn it back
+	}
 }
 
 // AddEvidence attaches the alerts the incident does not hold yet; an alert re-sent by its
@@ -227,8 +230,9 @@ func (inc *Incident) AddEvidence(alerts []Alert) {
 			last = a.ReceivedAt
 		}
 		if i, ok := seen[a.key()]; ok {
-			if old := inc.Evidence[i]; a.ReceivedAt.After(old.ReceivedAt) {
-				old.Annotations, old.EndsAt = a.Annotations, a.EndsAt
+			// A later copy wins; a copy redelivered late does not undo what came since.
+			if old := inc.Evidence[i]; a.seen().After(old.seen()) {
+				old.Annotations, old.EndsAt, old.LastSeenAt = a.Annotations, a.EndsAt, a.seen()
 				inc.Evidence[i] = old
 			}
 			continue
@@ -253,20 +257,43 @@ func (inc *Incident) AlertsResolved() bool {
 	return resolvable > 0 && firing == 0
 }
 
-// alertCounts counts the incident's alerts that resolve, and those of them still firing.
+// alertCounts counts the incident's alerts that resolve, and those of them still firing. The
+// latest word on an alert is its observation with the latest start, and at the same start
+// "resolved": observations may be stored in any order.
 func (inc *Incident) alertCounts() (resolvable, firing int) {
-	latest := map[string]AlertStatus{}
+	latest := map[string]Alert{}
 	for _, a := range inc.Evidence {
-		if a.Resolves() {
-			latest[a.Fingerprint] = a.Status
+		if !a.Resolves() {
+			continue
+		}
+		l, ok := latest[a.Fingerprint]
+		if !ok || a.StartsAt.After(l.StartsAt) || a.StartsAt.Equal(l.StartsAt) && a.Status == AlertResolved {
+			latest[a.Fingerprint] = a
 		}
 	}
-	for _, s := range latest {
-		if s == AlertFiring {
+	for _, a := range latest {
+		if a.Status == AlertFiring {
 			firing++
 		}
 	}
 	return len(latest), firing
+}
+
+// CloseBy closes a finished incident by hand: its alerts will not resolve (they were
+// silenced, or their source does not say when they resolve) and a human has dealt with it.
+func (inc *Incident) CloseBy(at time.Time, by, reason string) error {
+	switch {
+	case strings.TrimSpace(reason) == "":
+		return Errorf(EINVALID, "reason: say why the incident is closed by hand")
+	case !inc.State.Terminal():
+		return Errorf(EREFUSED, "incident %s is %s: reject it or let it finish before closing it", inc.ID, inc.State)
+	case inc.Closed():
+		return nil
+	}
+	_, firing := inc.alertCounts()
+	inc.ClosedAt = at
+	inc.Record(at, EventClosed, "", "closed by %s with %d alert(s) still firing: %s", by, firing, reason)
+	return nil
 }
 
 // Closed says whether the incident is closed: nothing more will run for it and none of its
@@ -330,10 +357,14 @@ func (inc *Incident) SetState(s State, reason string, at time.Time) {
 	}
 }
 
-// ReceivedAt is when the first of the incident's evidence reached remediator.
+// ReceivedAt is when the first of the incident's evidence (not the signals around it) reached
+// remediator.
 func (inc *Incident) ReceivedAt() time.Time {
 	var first time.Time
 	for _, a := range inc.Evidence {
+		if a.Context {
+			continue
+		}
 		if first.IsZero() || a.ReceivedAt.Before(first) {
 			first = a.ReceivedAt
 		}

@@ -80,3 +80,38 @@ func TestARepeatedSignalUpdatesItsEvidence(t *testing.T) {
 		t.Errorf("evidence %+v, %d timeline events: want one signal with count 5, recorded once", inc.Evidence, len(inc.Timeline))
 	}
 }
+
+func TestTheLatestWordOnAnAlertDoesNotDependOnArrivalOrder(t *testing.T) {
+	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	firing := Alert{Source: SourceAlertmanager, Fingerprint: "a1", Status: AlertFiring, StartsAt: t0, ReceivedAt: t0.Add(2 * time.Second)}
+	resolved := firing
+	resolved.Status, resolved.ReceivedAt = AlertResolved, t0.Add(time.Second) // stored first: redelivered late
+	inc := NewIncident("i", "prod", Decision{Remediation: "r"}, t0)
+	inc.AddEvidence([]Alert{resolved})
+	inc.AddEvidence([]Alert{firing})
+	inc.SetState(StateSucceeded, "", t0.Add(time.Minute))
+	if !inc.Closed() {
+		t.Errorf("the resolved observation stored before the firing one of the same start is not the latest word")
+	}
+	again := firing
+	again.StartsAt = t0.Add(time.Hour) // fired again, later: news
+	inc.AddEvidence([]Alert{again})
+	if inc.AlertsResolved() {
+		t.Errorf("an alert that fired again after resolving counts as resolved")
+	}
+}
+
+func TestALateCopyOfAnEventDoesNotUndoANewerCount(t *testing.T) {
+	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	copyAt := func(count string, s int) Alert {
+		return Alert{Source: SourceKubernetes, Fingerprint: "k1", Status: AlertFiring, StartsAt: t0, ReceivedAt: t0.Add(time.Duration(s) * time.Second),
+			Labels: map[string]string{"alertname": "EtcdPodBackOff"}, Annotations: map[string]string{"count": count}}
+	}
+	inc := NewIncident("i", "prod", Decision{Remediation: "r"}, t0)
+	for _, a := range []Alert{copyAt("2", 1), copyAt("5", 30), copyAt("3", 20)} {
+		inc.AddEvidence([]Alert{a})
+	}
+	if got := inc.Evidence[0]; got.Annotations["count"] != "5" || !got.ReceivedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("count %s, received %v: want the newest count 5 and the first receipt kept", got.Annotations["count"], got.ReceivedAt)
+	}
+}

@@ -25,6 +25,11 @@ type Answerer interface {
 	Answer(ctx context.Context, a remediator.Answer) (*remediator.Incident, error)
 }
 
+// Closer closes a finished incident by hand.
+type Closer interface {
+	Close(ctx context.Context, id, by, reason string) (*remediator.Incident, error)
+}
+
 // maxInteractionBytes is the largest Slack interaction payload accepted.
 const maxInteractionBytes = 1 << 20
 
@@ -104,38 +109,73 @@ type answerBody struct {
 	Comment  string `json:"comment"`
 }
 
+// operator says who calls the operator API: an operator token of one's own names them; the
+// shared token lets the caller name themselves (named).
+func (a *api) operator(c echo.Context, named string) (by, via string, err error) {
+	if a.OperatorToken == "" && len(a.Operators) == 0 {
+		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "the operator API is off: set api.operators_file or api.bearer_token_file")
+	}
+	got, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+	for name, token := range a.Operators {
+		if sameSecret(got, token) {
+			by, via = name, remediator.ViaAPI
+		}
+	}
+	switch {
+	case by != "" && named != "" && named != by:
+		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "this token is %s's, not %s's", by, named)
+	case by == "" && a.OperatorToken != "" && sameSecret(got, a.OperatorToken):
+		by, via = strings.TrimSpace(named), remediator.ViaSharedAPI
+		if by == "" {
+			return "", "", remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+		}
+	case by == "":
+		return "", "", remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")
+	}
+	return by, via, nil
+}
+
+// closeBody is the body of a close over the API.
+type closeBody struct {
+	Approver string `json:"approver"`
+	Reason   string `json:"reason"`
+}
+
+// closeIncident closes a finished incident by hand, for an operator: its alerts will never
+// resolve (silenced, or sent without send_resolved) and the humans have dealt with it.
+func (a *api) closeIncident(c echo.Context) error {
+	var body closeBody
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
+	if err := dec.Decode(&body); err != nil {
+		return remediator.Errorf(remediator.EINVALID, "body must be {\"approver\": \"name\", \"reason\": \"...\"}: %v", err)
+	}
+	by, _, err := a.operator(c, body.Approver)
+	if err != nil {
+		return err
+	}
+	inc, err := a.Closes.Close(c.Request().Context(), c.Param("id"), by, body.Reason)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, inc)
+}
+
 // answer takes an approval or rejection from an operator, over the API. An operator token of
 // one's own names the approver; the shared token lets the caller name one, and the worker
 // counts at most one approval given that way. Either way the approver must be one the
 // incident's policy names.
 func (a *api) answer(approve bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if a.OperatorToken == "" && len(a.Operators) == 0 {
-			return remediator.Errorf(remediator.EFORBIDDEN, "approvals over the API are off: set api.operators_file or api.bearer_token_file")
-		}
-		got, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
 		var body answerBody
 		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
 		if err := dec.Decode(&body); err != nil {
 			return remediator.Errorf(remediator.EINVALID, "body must be {\"approver\": \"name\", \"comment\": \"...\"}: %v", err)
 		}
-		answer := remediator.Answer{Incident: c.Param("id"), Approve: approve, Comment: body.Comment}
-		for name, token := range a.Operators {
-			if sameSecret(got, token) {
-				answer.By, answer.Via = name, remediator.ViaAPI
-			}
+		by, via, err := a.operator(c, body.Approver)
+		if err != nil {
+			return err
 		}
-		switch {
-		case answer.By != "" && body.Approver != "" && body.Approver != answer.By:
-			return remediator.Errorf(remediator.EFORBIDDEN, "this token is %s's, not %s's", answer.By, body.Approver)
-		case answer.By == "" && a.OperatorToken != "" && sameSecret(got, a.OperatorToken):
-			answer.By, answer.Via = strings.TrimSpace(body.Approver), remediator.ViaSharedAPI
-			if answer.By == "" {
-				return remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
-			}
-		case answer.By == "":
-			return remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")
-		}
+		answer := remediator.Answer{Incident: c.Param("id"), Approve: approve, Comment: body.Comment, By: by, Via: via}
 		inc, err := a.Answers.Answer(c.Request().Context(), answer)
 		if err != nil {
 			return err

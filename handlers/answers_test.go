@@ -117,6 +117,36 @@ func TestASignedClickIsEnqueuedOnceAndAReplayRefused(t *testing.T) {
 	}
 }
 
+func (r *recordingAnswerer) Close(_ context.Context, id, by, reason string) (*remediator.Incident, error) {
+	r.closed = append(r.closed, id+" by "+by+": "+reason)
+	return &remediator.Incident{ID: id, State: remediator.StateSucceeded}, r.err
+}
+
+func TestClosingByHandOverTheAPI(t *testing.T) {
+	f := newFixture(t, "")
+	for _, tc := range []struct {
+		name, token, body string
+		wantStatus        int
+		wantClosed        string
+	}{
+		{"no token", "", `{"reason":"silenced"}`, 401, ""},
+		{"an operator's own token names them", "carols-own-token", `{"reason":"alert silenced for the disk swap"}`, 200, "i1 by carol: alert silenced for the disk swap"},
+		{"the shared token names no one", operatorToken, `{"reason":"x"}`, 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.answers.closed = nil
+			r, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/incidents/i1/close", strings.NewReader(tc.body))
+			if tc.token != "" {
+				r.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			status, body := f.do(t, r)
+			if status != tc.wantStatus || strings.Join(f.answers.closed, ";") != tc.wantClosed {
+				t.Errorf("got %d %s, closed %q; want %d, %q", status, body, f.answers.closed, tc.wantStatus, tc.wantClosed)
+			}
+		})
+	}
+}
+
 func TestApprovalsOverTheAPI(t *testing.T) {
 	post := func(f *fixture, path, token, body string) (int, string) {
 		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(body))

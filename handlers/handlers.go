@@ -56,8 +56,9 @@ type Config struct {
 	// themselves; Operators maps operator names to tokens of their own, which name them.
 	OperatorToken string
 	Operators     map[string]string
-	// Answers records approvals and rejections.
+	// Answers records approvals and rejections; Closes closes incidents by hand.
 	Answers Answerer
+	Closes  Closer
 	// SlackSigningSecret, when set, turns on the Slack interactions endpoint, whose answers
 	// go to AnswersSubject.
 	SlackSigningSecret string
@@ -108,6 +109,7 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/api/v1/incidents/:id/report", a.getReport)
 	e.POST("/api/v1/incidents/:id/approve", a.answer(true))
 	e.POST("/api/v1/incidents/:id/reject", a.answer(false))
+	e.POST("/api/v1/incidents/:id/close", a.closeIncident)
 	if cfg.SlackSigningSecret != "" {
 		e.POST("/slack/interactions", a.slackInteraction)
 	}

@@ -45,8 +45,9 @@ type fixture struct {
 // authentication and mapping the worker's verdict to HTTP; the rules are the worker's, tested
 // there and end to end.
 type recordingAnswerer struct {
-	got []remediator.Answer
-	err error
+	got    []remediator.Answer
+	closed []string
+	err    error
 }
 
 func (r *recordingAnswerer) Answer(_ context.Context, a remediator.Answer) (*remediator.Incident, error) {
@@ -81,6 +82,7 @@ func newFixture(t testing.TB, bearer string) *fixture {
 		OperatorToken:      operatorToken,
 		Operators:          map[string]string{"carol": "carols-own-token"},
 		Answers:            f.answers,
+		Closes:             f.answers,
 		SlackSigningSecret: signingSecret,
 		AnswersSubject:     queue.SubjectAnswer,
 		Replays:            q,

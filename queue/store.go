@@ -208,7 +208,7 @@ func (s *Store) OpenOn(ctx context.Context, cluster string) ([]string, error) {
 		ids = append(ids, string(e.Value()))
 	}
 	slices.Sort(ids)
-	return ids, nil
+	return slices.Compact(ids), nil // a lister may repeat a key
 }
 
 // RememberSignal keeps a context signal, its latest word, for SignalsKept.
@@ -230,9 +230,6 @@ func (s *Store) RecentSignals(ctx context.Context, cluster string, since time.Ti
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	keys, err := s.signals.ListKeysFiltered(ctx, cluster+".*")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, unavailable("list signals of %s", cluster, err)
 	}

@@ -36,42 +36,8 @@ token (api.bearer_token_file, also taken from --config) name yourself with --as.
 you must be one of the approvers the incident's policy names.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadOptional(configPath)
+			inc, err := operatorPost(cmd, configPath, server, tokenFile, args[0], verb, map[string]string{"approver": as, "comment": comment})
 			if err != nil {
-				return err
-			}
-			server = serverURL(server, cfg)
-			if tokenFile == "" && cfg != nil {
-				tokenFile = cfg.API.BearerTokenFile
-			}
-			if tokenFile == "" {
-				return fmt.Errorf("--token-file (or api.bearer_token_file in --config) is needed")
-			}
-			token, err := os.ReadFile(tokenFile)
-			if err != nil {
-				return err
-			}
-			body, _ := json.Marshal(map[string]string{"approver": as, "comment": comment})
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost,
-				strings.TrimSuffix(server, "/")+"/api/v1/incidents/"+args[0]+"/"+verb, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			out, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusOK {
-				var e struct{ Error string }
-				_ = json.Unmarshal(out, &e)
-				return fmt.Errorf("%s refused (%s): %s", verb, resp.Status, e.Error)
-			}
-			var inc remediator.Incident
-			if err := json.Unmarshal(out, &inc); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "incident %s is %s", inc.ID, inc.State)
@@ -84,6 +50,76 @@ you must be one of the approvers the incident's policy names.`,
 	}
 	cmd.Flags().StringVar(&as, "as", "", "the approver's name, as the policy lists it (needed with the shared token)")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
+	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
+	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")
+	return cmd
+}
+
+// operatorPost sends an operator's request about an incident (approve, reject, close) to the
+// operator API, with the token in tokenFile (or api.bearer_token_file of the configuration).
+func operatorPost(cmd *cobra.Command, configPath, server, tokenFile, id, verb string, body any) (*remediator.Incident, error) {
+	cfg, err := loadOptional(configPath)
+	if err != nil {
+		return nil, err
+	}
+	if tokenFile == "" && cfg != nil {
+		tokenFile = cfg.API.BearerTokenFile
+	}
+	if tokenFile == "" {
+		return nil, fmt.Errorf("--token-file (or api.bearer_token_file in --config) is needed")
+	}
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost,
+		serverURL(server, cfg)+"/api/v1/incidents/"+url.PathEscape(id)+"/"+verb, bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(out, &e)
+		return nil, fmt.Errorf("%s refused (%s): %s", verb, resp.Status, e.Error)
+	}
+	var inc remediator.Incident
+	if err := json.Unmarshal(out, &inc); err != nil {
+		return nil, err
+	}
+	return &inc, nil
+}
+
+// closeCmd is `remediator close INCIDENT --reason TEXT`: an operator closes a finished
+// incident whose alerts will not resolve.
+func closeCmd() *cobra.Command {
+	var as, reason, server, tokenFile, configPath string
+	cmd := &cobra.Command{
+		Use:   "close INCIDENT --reason TEXT [--as NAME]",
+		Short: "Close a finished incident whose alerts will not resolve (silenced, or sent without send_resolved)",
+		Long: `Closes over the operator API (POST /api/v1/incidents/{id}/close), with the same tokens as
+approve and reject. Only a finished incident can be closed; the reason goes in its timeline.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			inc, err := operatorPost(cmd, configPath, server, tokenFile, args[0], "close", map[string]string{"approver": as, "reason": reason})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "incident %s (%s) closed at %s\n", inc.ID, inc.State, inc.ClosedAt.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", "", "your name (needed with the shared token)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why it is closed by hand")
 	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
 	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")

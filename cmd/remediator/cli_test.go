@@ -93,6 +93,19 @@ func TestApprovalWithoutSlackFromTheCommandLine(t *testing.T) {
 			t.Errorf("timeline lacks %q:\n%s", want, strings.Join(timeline, "\n"))
 		}
 	}
+
+	// The alert was silenced and will never resolve: alice closes the incident by hand.
+	if inc.Closed() {
+		t.Fatalf("closed at %v while its alerts fire", inc.ClosedAt)
+	}
+	out, err = run(t, "close", inc.ID, "--reason", "alert silenced while we resize the quota", "--server", server, "--token-file", alicesToken)
+	if err != nil || !strings.Contains(out, "incident "+inc.ID+" (succeeded) closed at") {
+		t.Fatalf("close as alice: %q, %v", out, err)
+	}
+	inc = waitIncident(t, m.Addr, 10*time.Second, func(inc remediator.Incident) bool { return inc.Closed() })
+	if last := inc.Timeline[len(inc.Timeline)-1]; last.Kind != remediator.EventClosed || !strings.Contains(last.Message, "closed by alice with 3 alert(s) still firing: alert silenced") {
+		t.Errorf("last event %s: %s", last.Kind, last.Message)
+	}
 }
 
 func TestPolicyLint(t *testing.T) {

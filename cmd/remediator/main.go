@@ -49,7 +49,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil, fmt.Errorf("--log-format: %q is not text or json", logFormat)
 	}
-	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), answerCmd(true), answerCmd(false), reportCmd(), policyCmd(), simulateCmd())
+	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), answerCmd(true), answerCmd(false), closeCmd(), reportCmd(), policyCmd(), simulateCmd())
 	return root
 }
 

@@ -128,6 +128,7 @@ func (m *Main) Run(ctx context.Context) error {
 		OperatorToken:      cfg.API.BearerToken,
 		Operators:          cfg.API.Operators,
 		Answers:            w,
+		Closes:             w,
 		SlackSigningSecret: cfg.Slack.SigningSecret,
 		AnswersSubject:     queue.SubjectAnswer,
 		Replays:            m.queue,

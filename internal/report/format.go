@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -47,12 +48,10 @@ func asked(a *remediator.ApprovalRequest) string {
 	return s + "; not granted."
 }
 
-// alertText is what an alert says of itself, in the words of its summary where it has one.
+// alertText is what an alert says of itself: its summary, else its description, else (an
+// event) its message.
 func alertText(a remediator.Alert) string {
-	if text := a.Annotations["summary"]; text != "" {
-		return text
-	}
-	return a.Annotations["description"]
+	return cmp.Or(a.Annotations["summary"], a.Annotations["description"], a.Annotations["message"])
 }
 
 // window shows the impact window: its start, end and length, or that it lasts.

@@ -124,7 +124,9 @@ func Build(inc *remediator.Incident) Report {
 	// every event back in time order.
 	slices.SortStableFunc(r.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
 	for _, a := range inc.Evidence {
-		if !a.StartsAt.IsZero() && (r.FirstSignal.IsZero() || a.StartsAt.Before(r.FirstSignal)) {
+		// A probe failure around the incident may have started days before; it is not when
+		// the incident's problem did.
+		if !a.Context && !a.StartsAt.IsZero() && (r.FirstSignal.IsZero() || a.StartsAt.Before(r.FirstSignal)) {
 			r.FirstSignal = a.StartsAt
 		}
 		if a.Status == remediator.AlertResolved && inc.AlertsResolved() {
@@ -165,17 +167,10 @@ func rootCause(inc *remediator.Incident) string {
 	}
 	var said []string
 	for _, a := range inc.Evidence {
-		if a.Status != remediator.AlertFiring {
+		if a.Status != remediator.AlertFiring || a.Context {
 			continue
 		}
-		text := a.Annotations["description"]
-		if text == "" {
-			text = a.Annotations["summary"]
-		}
-		if text == "" {
-			text = a.Annotations["message"]
-		}
-		if text != "" && !slices.Contains(said, text) {
+		if text := alertText(a); text != "" && !slices.Contains(said, text) {
 			said = append(said, text)
 		}
 	}

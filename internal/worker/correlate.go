@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/remediator/remediator"
@@ -22,6 +24,10 @@ var errClosed = remediator.Errorf(remediator.ECONFLICT, "the open incident close
 
 // signalsBefore is how far before an incident opens the signals that surround it go.
 const signalsBefore = 15 * time.Minute
+
+// claimGrace is how long a claimed incident may take to be stored; a claim older than that
+// with no incident is left over from a worker that died in between.
+const claimGrace = time.Minute
 
 // group is the alerts of one batch that one incident answers.
 type group struct {
@@ -44,6 +50,7 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 	var (
 		groups   []*group
 		around   []remediator.Alert
+		resolved []remediator.Alert
 		repeated = map[string][]remediator.Alert{}
 	)
 	for _, a := range b.Alerts {
@@ -55,6 +62,7 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 		case !ok && a.Source == remediator.SourceKubernetes:
 			// A probe failure or a back-off says something is wrong, not what: it is
 			// evidence for the incidents around it on its cluster.
+			a.Context = true
 			around = append(around, a)
 			continue
 		case !ok:
@@ -66,18 +74,21 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 			w.alerts.WithLabelValues("denied").Inc()
 			continue
 		}
-		if a.Status == remediator.AlertFiring {
-			// A firing alert sent again (in a notification where another alert resolved, or
-			// an event whose count grew) is the evidence it already is, updated: it does not
-			// open an incident again after its own has finished.
-			id, err := w.holder(ctx, a)
-			if err != nil {
-				return err
-			}
-			if id != "" {
-				repeated[id] = append(repeated[id], a)
-				continue
-			}
+		if a.Status == remediator.AlertResolved {
+			// It goes to the incident it fired into, whatever fires beside it.
+			resolved = append(resolved, a)
+			continue
+		}
+		// A firing alert sent again (in a notification where another alert resolved, or an
+		// event whose count grew) is the evidence it already is, updated: it does not open an
+		// incident again after its own has finished.
+		id, err := w.holder(ctx, a)
+		if err != nil {
+			return err
+		}
+		if id != "" {
+			repeated[id] = append(repeated[id], a)
+			continue
 		}
 		i := slices.IndexFunc(groups, func(g *group) bool { return g.cluster == a.Cluster && g.decision.Remediation == d.Remediation })
 		if i < 0 {
@@ -85,6 +96,9 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 			i = len(groups) - 1
 		}
 		groups[i].alerts = append(groups[i].alerts, a)
+	}
+	if err := w.resolve(ctx, resolved); err != nil {
+		return err
 	}
 	for _, g := range groups {
 		if err := w.correlate(ctx, g); err != nil {
@@ -97,6 +111,30 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 		}
 	}
 	return w.surround(ctx, around)
+}
+
+// stillFiringAfter is how long after a remediation succeeded an alert may still be sent as
+// firing before the humans are told: Alertmanager re-sends an alert that did not resolve.
+const stillFiringAfter = 10 * time.Minute
+
+// stillFiring tells the humans, once per alert, when an alert of a remediation that succeeded
+// is still sent as firing long after: the problem is not fixed, or is back, and a re-sent
+// alert opens no new incident.
+func (w *Worker) stillFiring(inc *remediator.Incident, alerts []remediator.Alert) {
+	now := w.Now()
+	if inc.State != remediator.StateSucceeded || inc.Closed() || now.Sub(inc.FinishedAt) < stillFiringAfter {
+		return
+	}
+	for _, a := range alerts {
+		if !a.Resolves() || a.Status != remediator.AlertFiring {
+			continue
+		}
+		mark := fmt.Sprintf("(fingerprint %s) still fires", a.Fingerprint)
+		if slices.ContainsFunc(inc.Timeline, func(e remediator.Event) bool { return strings.Contains(e.Message, mark) }) {
+			continue
+		}
+		inc.Record(now, remediator.EventNotice, "", "%s %s %s after the remediation succeeded: the problem is not fixed or is back; look at it", a.Name(), mark, now.Sub(inc.FinishedAt).Round(time.Second))
+	}
 }
 
 // holder returns the incident that already holds this observation of the alert, or "".
@@ -143,15 +181,20 @@ func (w *Worker) surround(ctx context.Context, signals []remediator.Alert) error
 			w.alerts.WithLabelValues("kept").Add(float64(len(byCluster[cluster])))
 			continue
 		}
+		var opening []string
 		for _, id := range ids {
 			err := w.join(ctx, id, byCluster[cluster])
-			if remediator.ErrorCode(err) == remediator.ENOTFOUND {
-				// Claimed, and not stored yet: it will be, and it will want these.
-				return remediator.Errorf(remediator.EUNAVAILABLE, "incident %s is opening on cluster %s: try the signals again", id, cluster)
-			}
-			if err != nil {
+			switch {
+			case remediator.ErrorCode(err) == remediator.ENOTFOUND && w.Now().Sub(openedAt(id)) < claimGrace:
+				opening = append(opening, id) // claimed, not stored yet: it will want these
+			case remediator.ErrorCode(err) == remediator.ENOTFOUND:
+				w.Log.Warn("an open claim names an incident that was never stored; signals not added to it", "incident", id, "cluster", cluster)
+			case err != nil:
 				return err
 			}
+		}
+		if len(opening) > 0 {
+			return remediator.Errorf(remediator.EUNAVAILABLE, "incidents %s are opening on cluster %s: try the signals again", strings.Join(opening, ", "), cluster)
 		}
 	}
 	return nil
@@ -162,6 +205,7 @@ func (w *Worker) surround(ctx context.Context, signals []remediator.Alert) error
 func (w *Worker) join(ctx context.Context, id string, alerts []remediator.Alert) error {
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 		inc.AddEvidence(alerts)
+		w.stillFiring(inc, alerts)
 		return nil
 	})
 	if err != nil {
@@ -180,10 +224,9 @@ func (w *Worker) join(ctx context.Context, id string, alerts []remediator.Alert)
 	return nil
 }
 
+// correlate adds a group of firing alerts to the incident open for their cluster and
+// remediation, or opens one.
 func (w *Worker) correlate(ctx context.Context, g *group) error {
-	if !slices.ContainsFunc(g.alerts, func(a remediator.Alert) bool { return a.Status == remediator.AlertFiring }) {
-		return w.resolve(ctx, g.alerts)
-	}
 	now := w.Now()
 	var (
 		id  string
@@ -225,12 +268,12 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 		inc = remediator.NewIncident(id, g.cluster, g.decision, now)
 		inc.AddEvidence(g.alerts)
 		inc.AddEvidence(recent)
-		g.alerts = append(g.alerts, recent...) // indexed to it below
 		if err := w.Store.Create(ctx, inc); err != nil {
 			return err // a conflict means another worker adopted it: retry and join it
 		}
-		log.Info("incident opened", "policy", g.decision.Policy, "mode", g.decision.Mode, "alerts", len(g.alerts))
+		log.Info("incident opened", "policy", g.decision.Policy, "mode", g.decision.Mode, "alerts", len(g.alerts), "signals_around", len(recent))
 		w.alerts.WithLabelValues("opened").Add(float64(len(g.alerts)))
+		g.alerts = append(g.alerts, recent...) // indexed to it below
 	default:
 		return err
 	}
@@ -296,4 +339,17 @@ func (w *Worker) requestRun(ctx context.Context, id string) error {
 	}
 	_, err = w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+id)
 	return err
+}
+
+// Close closes a finished incident by hand, for an operator, and tells the humans.
+func (w *Worker) Close(ctx context.Context, id, by, reason string) (*remediator.Incident, error) {
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		return inc.CloseBy(w.Now(), by, reason)
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.Log.Info("incident closed by hand", "incident", id, "by", by, "reason", reason)
+	w.notify(ctx, inc, nil)
+	return inc, nil
 }

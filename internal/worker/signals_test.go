@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +47,9 @@ func TestSignalsAroundAnAlertJoinItsIncident(t *testing.T) {
 	}
 	if len(evidenceOf(inc, "k-elsewhere")) != 0 {
 		t.Errorf("a signal of another cluster joined the incident")
+	}
+	if got, want := inc.ReceivedAt(), evidenceOf(inc, "a1")[0].ReceivedAt; !got.Equal(want) {
+		t.Errorf("the incident's clock starts at %v, want the alert's %v: the probe failure around it is no cause", got, want)
 	}
 
 	backoff := signal("k-backoff", "prod", "EtcdPodBackOff", "Back-off restarting failed container etcd", 1)
@@ -122,5 +126,68 @@ func TestAPartlyResolvedNotificationAfterTheRecoveryOpensNothing(t *testing.T) {
 	f.correlate(t, alert("m2", "prod", "resolved"))
 	if inc := f.only(t); inc.ID != id || !inc.Closed() {
 		t.Errorf("incident %s closed at %v: want %s closed once m2 resolved", inc.ID, inc.ClosedAt, id)
+	}
+}
+
+// A notification may resolve one alert while a new one fires beside it: the resolved one goes
+// to its own incident, and closes it.
+func TestAResolvedAlertBesideANewOneClosesItsOwnIncident(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("a", "prod", "firing"))
+	first := f.only(t).ID
+	if err := f.execute(t, first); err != nil {
+		t.Fatal(err)
+	}
+	f.correlate(t, alert("a", "prod", "resolved"), alert("b", "prod", "firing"))
+	for _, inc := range f.incidents(t) {
+		switch {
+		case inc.ID == first && !inc.Closed():
+			t.Errorf("incident %s is not closed after its alert resolved: evidence %+v", inc.ID, inc.Evidence)
+		case inc.ID != first && len(evidenceOf(inc, "a")) > 0:
+			t.Errorf("the new incident %s took the resolved alert of %s", inc.ID, first)
+		}
+	}
+}
+
+func TestAnAlertStillFiringLongAfterASuccessIsToldOnce(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	a := alert("a", "prod", "firing")
+	f.correlate(t, a)
+	if err := f.execute(t, f.only(t).ID); err != nil {
+		t.Fatal(err)
+	}
+	f.correlate(t, a) // Alertmanager re-sends it soon: nothing to say yet
+	if n := strings.Count(timelineText(f.only(t)), "still fires"); n != 0 {
+		t.Fatalf("told %d times right after the success", n)
+	}
+	later := time.Now().Add(time.Hour)
+	f.w.Now = func() time.Time { return later }
+	f.correlate(t, a)
+	f.correlate(t, a)
+	inc := f.only(t)
+	if n := strings.Count(timelineText(inc), "TestAlert (fingerprint a) still fires"); n != 1 {
+		t.Errorf("told %d times an hour after the success, want once:\n%s", n, timelineText(inc))
+	}
+}
+
+func TestAnOperatorClosesAFinishedIncidentWhoseAlertNeverResolves(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("a", "prod", "firing"))
+	id := f.only(t).ID
+	if _, err := f.w.Close(context.Background(), id, "carol", "silenced"); remediator.ErrorCode(err) != remediator.EREFUSED {
+		t.Errorf("closing a pending incident: %v, want refused", err)
+	}
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.w.Close(context.Background(), id, "carol", " "); remediator.ErrorCode(err) != remediator.EINVALID {
+		t.Errorf("closing without a reason: %v, want invalid", err)
+	}
+	inc, err := f.w.Close(context.Background(), id, "carol", "alert silenced for the disk swap")
+	if err != nil || !inc.Closed() || !strings.Contains(timelineText(inc), "closed by carol with 1 alert(s) still firing: alert silenced for the disk swap") {
+		t.Fatalf("close: %v, closed at %v:\n%s", err, inc.ClosedAt, timelineText(inc))
+	}
+	if again, err := f.w.Close(context.Background(), id, "dave", "again"); err != nil || !again.ClosedAt.Equal(inc.ClosedAt) {
+		t.Errorf("closing again: %v, closed at %v; want the first close kept", err, again.ClosedAt)
 	}
 }

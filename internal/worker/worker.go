@@ -138,6 +138,15 @@ func newID(now time.Time) string {
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 }
 
+// openedAt is when an incident ID was made (newID), or the zero time for another ID.
+func openedAt(id string) time.Time {
+	if len(id) < len("20060102-150405") {
+		return time.Time{}
+	}
+	t, _ := time.Parse("20060102-150405", id[:len("20060102-150405")])
+	return t
+}
+
 // recordCtx is for saving an outcome after the work's own context was cancelled: the
 // outcome of an interrupted step must still be written down.
 func recordCtx(ctx context.Context) (context.Context, context.CancelFunc) {
