@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/queue"
 )
 
@@ -26,23 +27,47 @@ const (
 	benchRounds  = 10
 )
 
-// BenchmarkIngest measures the webhook intake (HTTP POST, validation, durable enqueue on
+// BenchmarkIngest measures each webhook intake (HTTP POST, validation, durable enqueue on
 // JetStream, 202) against raw JetStream publishes of the same normalised batches, in the same
 // run and on the same embedded server: b.N requests of each. It reports both rates in
 // alerts/s, their p50 and p99 latencies, and webhook/raw, the share of the raw publish rate
 // the intake keeps (ns/op covers both phases together).
 func BenchmarkIngest(b *testing.B) {
+	b.Run("alertmanager", func(b *testing.B) {
+		template := withCluster(b, testdata(b, "nospace-firing.json"), "prod")
+		benchIngest(b, "/webhooks/alertmanager", func(i int) []byte {
+			// Every request is a distinct notification, so that none is a duplicate.
+			return bytes.ReplaceAll(template, []byte(`"fingerprint":"`), fmt.Appendf(nil, `"fingerprint":"r%d-`, i))
+		}, func(body []byte, now time.Time) (remediator.Batch, error) {
+			batch, _, err := DecodeAlertmanager(body, []string{"prod", "staging"}, now)
+			return batch, err
+		})
+	})
+	b.Run("kubernetes", func(b *testing.B) {
+		// kubernetes-event-exporter's batch: a probe failure, a back-off, and a controller's
+		// NOSPACE error, as the array the webhook takes.
+		template := array(b, event(b, "etcd-liveness-unhealthy.json"), event(b, "etcd-backoff.json"), event(b, "replicaset-nospace.json"))
+		benchIngest(b, "/webhooks/kubernetes", func(i int) []byte {
+			return bytes.ReplaceAll(template, []byte(`"uid": "`), fmt.Appendf(nil, `"uid": "r%d-`, i))
+		}, func(body []byte, now time.Time) (remediator.Batch, error) {
+			batch, _, _, err := DecodeKubernetes(body, []string{"prod", "staging"}, now)
+			return batch, err
+		})
+	})
+}
+
+// benchIngest runs one intake's benchmark: bodies made by body, normalised by decode for the
+// raw publishes.
+func benchIngest(b *testing.B, path string, body func(i int) []byte, decode func([]byte, time.Time) (remediator.Batch, error)) {
 	f := newFixture(b, "")
-	template := withCluster(b, testdata(b, "nospace-firing.json"), "prod")
 	now := time.Now()
 	bodies := make([][]byte, b.N)
 	batches := make([][]byte, b.N)
 	ids := make([]string, b.N)
 	alerts := 0
 	for i := range b.N {
-		// Every request is a distinct notification, so that none is a duplicate.
-		bodies[i] = bytes.ReplaceAll(template, []byte(`"fingerprint":"`), fmt.Appendf(nil, `"fingerprint":"r%d-`, i))
-		batch, _, err := DecodeAlertmanager(bodies[i], []string{"prod", "staging"}, now)
+		bodies[i] = body(i)
+		batch, err := decode(bodies[i], now)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,7 +99,7 @@ func BenchmarkIngest(b *testing.B) {
 		webhook.measure(b, lo, hi, func(i int) error {
 			c := <-conns
 			defer func() { conns <- c }()
-			return c.post("/webhooks/alertmanager", bodies[i])
+			return c.post(path, bodies[i])
 		})
 	}
 	b.StopTimer()
