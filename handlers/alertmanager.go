@@ -57,15 +57,26 @@ func (a *api) alertmanager(c echo.Context) error {
 	if err != nil {
 		return a.refused(source, err)
 	}
+	return a.acknowledge(c, source, res)
+}
+
+// acknowledge counts, logs and answers what an intake took: 202 once its batch is enqueued, 200
+// when there was nothing to enqueue (no event was a signal).
+func (a *api) acknowledge(c echo.Context, source string, res accepted) error {
+	for _, reason := range res.Rejected {
+		a.Log.Warn("refused from a batch", "source", source, "batch", res.ID, "reason", reason)
+	}
+	if res.Alerts == 0 {
+		a.webhooks.WithLabelValues(source, "ignored").Inc()
+		a.Log.Debug("nothing to enqueue: no event is a signal", "source", source, "ignored", res.Ignored)
+		return c.JSON(http.StatusOK, res)
+	}
 	outcome := "accepted"
 	if res.Duplicate {
 		outcome = "duplicate"
 	}
 	a.webhooks.WithLabelValues(source, outcome).Inc()
-	for _, reason := range res.Rejected {
-		a.Log.Warn("alert refused", "source", source, "batch", res.ID, "reason", reason)
-	}
-	a.Log.Info("alerts enqueued", "source", source, "batch", res.ID, "alerts", res.Alerts, "duplicate", res.Duplicate)
+	a.Log.Info("enqueued", "source", source, "batch", res.ID, "alerts", res.Alerts, "ignored", res.Ignored, "duplicate", res.Duplicate)
 	return c.JSON(http.StatusAccepted, res)
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,21 +92,7 @@ func (a *api) kubernetes(c echo.Context) error {
 	if err != nil {
 		return a.refused(source, err)
 	}
-	for _, reason := range res.Rejected {
-		a.Log.Warn("event refused", "source", source, "batch", res.ID, "reason", reason)
-	}
-	if res.Alerts == 0 {
-		a.webhooks.WithLabelValues(source, "ignored").Inc()
-		a.Log.Debug("events ignored: none is a signal", "source", source, "events", res.Ignored)
-		return c.JSON(http.StatusOK, res)
-	}
-	outcome := "accepted"
-	if res.Duplicate {
-		outcome = "duplicate"
-	}
-	a.webhooks.WithLabelValues(source, outcome).Inc()
-	a.Log.Info("signals enqueued", "source", source, "batch", res.ID, "signals", res.Alerts, "ignored", res.Ignored, "duplicate", res.Duplicate)
-	return c.JSON(http.StatusAccepted, res)
+	return a.acknowledge(c, source, res)
 }
 
 func (a *api) receiveKubernetes(c echo.Context) (accepted, error) {

@@ -140,23 +140,14 @@ func (w *Worker) stillFiring(inc *remediator.Incident, alerts []remediator.Alert
 // holder returns the incident that already holds this observation of the alert, or "".
 func (w *Worker) holder(ctx context.Context, a remediator.Alert) (string, error) {
 	id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
-	switch remediator.ErrorCode(err) {
-	case "":
-	case remediator.ENOTFOUND:
-		return "", nil
-	default:
-		return "", err
+	if err == nil {
+		var inc *remediator.Incident
+		if inc, err = w.Store.Get(ctx, id); err == nil && inc.Holds(a) {
+			return id, nil
+		}
 	}
-	inc, err := w.Store.Get(ctx, id)
-	switch remediator.ErrorCode(err) {
-	case "":
-	case remediator.ENOTFOUND:
-		return "", nil
-	default:
+	if err != nil && remediator.ErrorCode(err) != remediator.ENOTFOUND {
 		return "", err
-	}
-	if inc.Holds(a) {
-		return id, nil
 	}
 	return "", nil
 }
