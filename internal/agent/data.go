@@ -166,11 +166,15 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	if etcdutl == "" {
 		etcdutl = "etcdutl"
 	}
-	// etcdutl writes the new data dir itself: it must not exist, not even empty.
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: %w", err)
+	// etcdutl writes a new data dir itself, which must not exist, while the data dir stays
+	// where it is: it may be a mount point (the agent's own hostPath mount, in a pod). So
+	// etcdutl writes beside the backups, and what it wrote is copied in.
+	staging := a.backupPath(act.Incident, "etcd-restore")
+	if err := os.MkdirAll(filepath.Dir(staging), 0o700); err != nil {
+		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: backup dir: %w", err)
 	}
-	argv := []string{etcdutl, "snapshot", "restore", db, "--data-dir", dir, "--skip-hash-check"}
+	defer os.RemoveAll(staging)
+	argv := []string{etcdutl, "snapshot", "restore", db, "--data-dir", staging, "--skip-hash-check"}
 	for _, name := range []string{"name", "initial-cluster", "initial-cluster-token", "initial-advertise-peer-urls"} {
 		if v := flags[name]; v != "" {
 			argv = append(argv, "--"+name, v)
@@ -179,6 +183,9 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	out, err := run(ctx, argv)
 	if err != nil {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: %w", err)
+	}
+	if err := copyTree(staging, dir); err != nil {
+		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: copy the restored data into %s: %w", dir, err)
 	}
 	res, err := a.inspect(remediator.ComponentEtcd)
 	res.Changed, res.Backup = true, db

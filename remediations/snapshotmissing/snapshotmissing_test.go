@@ -277,6 +277,12 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 		t.Fatalf("step %s: %v", failed, err)
 	}
 	stopped := tree(t, n.DataDir) // what the member had, still now that nothing runs it
+	// In a pod the data dir is the agent's hostPath mount: it can be emptied and filled, not
+	// removed or replaced.
+	dirBefore, err := os.Stat(n.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rest, failed, err := rn.All()
 	maps.Copy(res, rest)
 	for _, p := range rn.Plan {
@@ -284,6 +290,9 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("step %s: %v", failed, err)
+	}
+	if dirAfter, err := os.Stat(n.DataDir); err != nil || !os.SameFile(dirBefore, dirAfter) {
+		t.Errorf("the data dir %s was removed and made again (%v): a mount point cannot be", n.DataDir, err)
 	}
 	if !strings.Contains(res["preflight"].Output, "the quota was the cause; it goes to 8.0 MiB") {
 		t.Errorf("preflight said %q, want the quota found to be the cause", res["preflight"].Output)
