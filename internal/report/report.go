@@ -52,6 +52,25 @@ type Report struct {
 	Timeline []remediator.Event `json:"timeline"`
 }
 
+// Timeline events the report adds to the incident's own: when the problem began, recovered
+// and resolved, as the figures above them say.
+const (
+	EventFirstSignal = "first_signal"
+	EventRecovered   = "recovered"
+	EventResolved    = "resolved"
+)
+
+// firstSignal names the alerts that started at the first signal.
+func firstSignal(inc *remediator.Incident, at time.Time) string {
+	var names []string
+	for _, a := range inc.Evidence {
+		if !a.Context && a.StartsAt.Equal(at) && !slices.Contains(names, a.Name()) {
+			names = append(names, a.Name())
+		}
+	}
+	return strings.Join(names, ", ") + " started firing"
+}
+
 // Window is a span of time; a zero End means it has not ended.
 type Window struct {
 	Start time.Time `json:"start,omitzero"`
@@ -120,9 +139,6 @@ func Build(inc *remediator.Incident) Report {
 		Steps:       make([]Step, len(inc.Steps)),
 		FollowUps:   inc.FollowUps,
 	}
-	// Evidence remembered from before the incident opened is recorded when it joins: put
-	// every event back in time order.
-	slices.SortStableFunc(r.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
 	for _, a := range inc.Evidence {
 		// A probe failure around the incident may have started days before; it is not when
 		// the incident's problem did.
@@ -143,6 +159,19 @@ func Build(inc *remediator.Incident) Report {
 		r.TimeToRecovery = d.Seconds()
 		r.RecoveredAt = inc.Steps[len(inc.Steps)-1].FinishedAt
 	}
+	// The timeline starts with the problem, as its source saw it start, and ends with the
+	// recovery and the alerts resolving; evidence remembered from before the incident opened
+	// is recorded when it joined, so every event is put back in time order.
+	if !r.FirstSignal.IsZero() {
+		r.Timeline = append(r.Timeline, remediator.Event{At: r.FirstSignal, Kind: EventFirstSignal, Message: "first signal: " + firstSignal(inc, r.FirstSignal)})
+	}
+	if !r.RecoveredAt.IsZero() {
+		r.Timeline = append(r.Timeline, remediator.Event{At: r.RecoveredAt, Kind: EventRecovered, Message: "recovery verified by the last step"})
+	}
+	if !r.ResolvedAt.IsZero() {
+		r.Timeline = append(r.Timeline, remediator.Event{At: r.ResolvedAt, Kind: EventResolved, Message: "the last of the incident's alerts resolved, as its source saw it"})
+	}
+	slices.SortStableFunc(r.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
 	r.Impact = Window{Start: r.FirstSignal, End: r.RecoveredAt}
 	if r.Impact.Start.IsZero() {
 		r.Impact.Start = r.ReceivedAt
