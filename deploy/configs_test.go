@@ -325,6 +325,9 @@ func (d *deployment) checkAgents() []error {
 			if !spec.HostNetwork {
 				bad("hostNetwork is off: the agent checks etcd and kube-apiserver on the node's 127.0.0.1")
 			}
+			if pc := spec.PriorityClassName; pc == "" || !slices.ContainsFunc(d.objects, func(o object) bool { return o.kind == "PriorityClass" && o.name == pc }) {
+				bad("priorityClassName %q is not a PriorityClass of the build: without one the agent is evicted first from the node it must repair", pc)
+			}
 			if node, _ := flag(c.Args, "node"); !fromNodeName(c, node) {
 				bad("--node %q is not the node's name from the downward API (env from fieldRef spec.nodeName)", node)
 			}

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -53,10 +54,11 @@ var schemas = map[string]func() any{
 	"rbac.authorization.k8s.io/v1/ClusterRoleBinding": func() any { return new(rbacv1.ClusterRoleBinding) },
 	"monitoring.coreos.com/v1/ServiceMonitor":         func() any { return new(monitoringv1.ServiceMonitor) },
 	"monitoring.coreos.com/v1/PrometheusRule":         func() any { return new(monitoringv1.PrometheusRule) },
+	"scheduling.k8s.io/v1/PriorityClass":              func() any { return new(schedulingv1.PriorityClass) },
 }
 
 // clusterScoped are the kinds above that live outside namespaces.
-var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true}
+var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "PriorityClass": true}
 
 // deployment is a linted build: its objects, and remediator's configurations as the pods that
 // run it see them.
@@ -542,7 +544,7 @@ func TestKubernetesManifests(t *testing.T) {
 	// otherwise pass every check above by its absence.
 	want := map[string]int{"Namespace": 1, "ServiceAccount": 3, "Deployment": 2, "DaemonSet": 1, "Service": 1,
 		"PodDisruptionBudget": 1, "ConfigMap": 3, "Secret": 4, "Role": 1, "RoleBinding": 1, "ClusterRole": 1,
-		"ClusterRoleBinding": 1, "ServiceMonitor": 1, "PrometheusRule": 1}
+		"ClusterRoleBinding": 1, "ServiceMonitor": 1, "PrometheusRule": 1, "PriorityClass": 1}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Errorf("%d %s objects, want %d", kinds[k], k, n)
