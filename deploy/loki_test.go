@@ -119,7 +119,7 @@ func (p *logQLParser) query() (logQuery, error) {
 			return logQuery{}, err
 		}
 		for p.peek() != ")" {
-			if t := p.next(); !model.LabelName(t).IsValid() {
+			if t := p.next(); !model.LegacyValidation.IsValidLabelName(t) {
 				return logQuery{}, fmt.Errorf("sum by: %q is not a label name", t)
 			}
 			if p.peek() == "," {
@@ -190,7 +190,7 @@ func (p *logQLParser) selector() (logQuery, error) {
 	}
 	for p.peek() != "}" {
 		name := p.next()
-		if !model.LabelName(name).IsValid() {
+		if !model.LegacyValidation.IsValidLabelName(name) {
 			return q, fmt.Errorf("stream selector: %q is not a label name", name)
 		}
 		op := p.next()

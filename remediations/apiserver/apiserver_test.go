@@ -306,7 +306,7 @@ func TestRemediation(t *testing.T) {
 		contains(t, "evidence", in.Output("evidence"),
 			`[-]etcd failed: reason withheld`, `took too long (2.000041013s) to execute`, "context deadline exceeded",
 			"m1 (", "at "+endpoint+": "+judged, "the disk is fast enough for etcd",
-			fmt.Sprintf("WAL fsync p99 %s, backend commit p99 %s", short(l.WALFsyncP99()), short(l.BackendCommitP99())),
+			fmt.Sprintf("WAL fsync p99 %s, backend commit p99 %s", etcdops.RoundLatency(l.WALFsyncP99()), etcdops.RoundLatency(l.BackendCommitP99())),
 			"within etcd's guidance", "took up to 2.000041013s")
 
 		contains(t, "inspect", in.Output("inspect"),

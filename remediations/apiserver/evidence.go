@@ -205,7 +205,7 @@ func (e evidence) diskSummary() string {
 			parts = append(parts, d.Member+": no metrics")
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s: WAL fsync p99 %s, backend commit p99 %s (%s)", d.Member, short(d.WALFsync), short(d.Commit), d.Verdict))
+		parts = append(parts, fmt.Sprintf("%s: WAL fsync p99 %s, backend commit p99 %s (%s)", d.Member, etcdops.RoundLatency(d.WALFsync), etcdops.RoundLatency(d.Commit), d.Verdict))
 	}
 	if len(parts) == 0 {
 		return "etcd's disk latency was not measured."
@@ -250,16 +250,4 @@ func (e evidence) findings() (cause, followUp string) {
 	return fmt.Sprintf("Root cause not established: not every member's disk could be judged. %s%s", e.diskSummary(), logged),
 		fmt.Sprintf("read each member's etcd_disk_wal_fsync_duration_seconds and etcd_disk_backend_commit_duration_seconds p99 (under %s and %s); if they are over, move etcd's data dir to an SSD",
 			etcdops.WALFsyncLimit, etcdops.BackendCommitLimit)
-}
-
-// short rounds a latency as etcdops' judgement does, so that both say the same figure: 38ms,
-// 7.68ms, 512µs.
-func short(d time.Duration) time.Duration {
-	switch {
-	case d >= 10*time.Millisecond:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
 }

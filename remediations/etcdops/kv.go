@@ -15,17 +15,6 @@ import (
 // a multi-gigabyte backend takes minutes.
 const compactTimeout = 10 * time.Minute
 
-// Revision returns the cluster's current revision, read linearizably.
-func Revision(ctx context.Context, kv clientv3.KV) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	resp, err := kv.Get(ctx, "\x00", clientv3.WithCountOnly())
-	if err != nil {
-		return 0, Classify(err, "read the current revision")
-	}
-	return resp.Header.Revision, nil
-}
-
 // Compact compacts the keyspace to rev and waits until every member has applied it to its
 // backend (so the space is free for defragmentation to reclaim). It reports already when a
 // compaction at or after rev had happened, as it will when an interrupted attempt is repeated.

@@ -218,9 +218,9 @@ func (l Latency) Judge() (DiskVerdict, string) {
 		case f.h.Count < minSamples:
 			few = append(few, fmt.Sprintf("%d %s", f.h.Count, f.unit))
 		case p > f.limit:
-			slow = append(slow, fmt.Sprintf("%s p99 %s (etcd recommends under %s)", f.what, roundLatency(p), f.limit))
+			slow = append(slow, fmt.Sprintf("%s p99 %s (etcd recommends under %s)", f.what, RoundLatency(p), f.limit))
 		default:
-			fine = append(fine, fmt.Sprintf("%s p99 %s (under %s)", f.what, roundLatency(p), f.limit))
+			fine = append(fine, fmt.Sprintf("%s p99 %s (under %s)", f.what, RoundLatency(p), f.limit))
 		}
 	}
 	switch {
@@ -253,8 +253,9 @@ func (l Latency) span() string {
 	return fmt.Sprintf("in the %s up to %s", d, l.At.UTC().Format(time.TimeOnly+" MST"))
 }
 
-// roundLatency keeps two or three significant digits: 38ms, 7.68ms, 512µs.
-func roundLatency(d time.Duration) time.Duration {
+// RoundLatency keeps two or three significant digits, 38ms, 7.68ms, 512µs: what a judgement
+// says and what a report shows are the same figure.
+func RoundLatency(d time.Duration) time.Duration {
 	switch {
 	case d >= 10*time.Millisecond:
 		return d.Round(time.Millisecond)
