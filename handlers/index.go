@@ -26,12 +26,6 @@ var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
 	},
 }).Parse(indexHTML))
 
-// indexRow is one incident on the page.
-type indexRow struct {
-	*remediator.Incident
-	Open bool
-}
-
 // index serves the incidents page: the open incidents first (a remediation running or
 // waiting, or alerts still firing), then the closed ones, the newest first in each.
 func (a *api) index(c echo.Context) error {
@@ -39,27 +33,24 @@ func (a *api) index(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rows := make([]indexRow, len(all))
-	for i, inc := range all {
-		rows[i] = indexRow{Incident: inc, Open: !inc.Closed()}
-	}
-	slices.SortStableFunc(rows, func(x, y indexRow) int {
+	// List gives the newest first; a stable sort keeps that order within each group.
+	slices.SortStableFunc(all, func(x, y *remediator.Incident) int {
 		switch {
-		case x.Open == y.Open:
-			return y.CreatedAt.Compare(x.CreatedAt)
-		case x.Open:
-			return -1
+		case x.Closed() == y.Closed():
+			return 0
+		case x.Closed():
+			return 1
 		}
-		return 1
+		return -1
 	})
 	open := 0
-	for _, r := range rows {
-		if r.Open {
+	for _, inc := range all {
+		if !inc.Closed() {
 			open++
 		}
 	}
 	var b bytes.Buffer
-	err = indexTmpl.Execute(&b, map[string]any{"Rows": rows, "Open": open, "Now": a.Now()})
+	err = indexTmpl.Execute(&b, map[string]any{"Rows": all, "Open": open, "Now": a.Now()})
 	if err != nil {
 		return err
 	}
