@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -224,53 +223,16 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not disarming without every member's size: %w", err)
 	}
-	cl, statuses := v.Client, v.Statuses
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	alarms, err := cl.AlarmList(actx)
-	if err != nil {
-		return remediator.StepResult{}, etcdops.Classify(err, "alarm list")
-	}
-	var out, refused []string
-	for _, a := range alarms.Alarms {
-		if a.Alarm != etcdserverpb.AlarmType_NOSPACE {
-			continue
-		}
-		id := fmt.Sprintf("%x", a.MemberID)
-		i := slices.IndexFunc(statuses, func(s remediator.MemberStatus) bool { return s.ID == id })
-		if i >= 0 {
-			s := statuses[i]
-			quota := orDefault(s.Quota, r.quota)
-			if quota == 0 {
-				refused = append(refused, fmt.Sprintf("member %s (%s) does not report its quota (etcd %s): set params.quota_bytes to its --quota-backend-bytes", s.Name, id, s.Version))
-				continue
-			}
-			if ratio := float64(s.DBSize) / float64(quota); ratio >= r.disarmBelow {
-				refused = append(refused, fmt.Sprintf("member %s (%s) db is %s of its %s quota (%.0f%%, limit %.0f%%)",
-					s.Name, id, remediator.HumanBytes(s.DBSize), remediator.HumanBytes(quota), ratio*100, r.disarmBelow*100))
-				continue
-			}
-		}
-		if _, err := cl.AlarmDisarm(actx, &clientv3.AlarmMember{MemberID: a.MemberID, Alarm: a.Alarm}); err != nil {
-			return remediator.StepResult{Output: strings.Join(out, "\n")}, etcdops.Classify(err, "disarm NOSPACE of %s", id)
-		}
-		if i < 0 {
-			out = append(out, fmt.Sprintf("disarmed NOSPACE of %s, which is no longer a member", id))
-		} else {
-			out = append(out, fmt.Sprintf("disarmed NOSPACE of member %s (%s): db %s of %s quota", statuses[i].Name, id,
-				remediator.HumanBytes(statuses[i].DBSize), remediator.HumanBytes(orDefault(statuses[i].Quota, r.quota))))
-		}
-	}
-	if len(out) == 0 && len(refused) == 0 {
+	d, err := etcdops.DisarmNOSPACE(ctx, v.Client, v.Statuses, etcdops.DisarmOptions{Below: r.disarmBelow, Quota: r.quota})
+	out := d.Lines()
+	if len(out) == 0 && len(d.Refused) == 0 {
 		out = append(out, "no NOSPACE alarm was armed")
 	}
 	res := remediator.StepResult{Output: strings.Join(out, "\n")}
-	if len(refused) > 0 {
-		return res, remediator.Errorf(remediator.EPRECONDITION,
-			"left NOSPACE armed: %s. Where the live data needs more room, raise --quota-backend-bytes or delete data; disarming now would only re-alarm",
-			strings.Join(refused, "; "))
+	if err != nil {
+		return res, err
 	}
-	return res, nil
+	return res, d.RefusedError()
 }
 
 func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
@@ -356,11 +318,4 @@ func findings(before, after []remediator.MemberStatus) (string, []string) {
 			"Old revisions and the free pages they left were never compacted away.",
 			b.Name, remediator.HumanBytes(b.DBSize), remediator.HumanBytes(b.Quota), remediator.HumanBytes(a.DBSizeInUse)),
 		[]string{autoCompaction, "defragment when fragmentation grows (remediator's etcd-fragmented policy answers etcdDatabaseHighFragmentationRatio)"}
-}
-
-func orDefault(v, def int64) int64 {
-	if v == 0 {
-		return def
-	}
-	return v
 }

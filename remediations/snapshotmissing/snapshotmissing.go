@@ -624,7 +624,7 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	cl, members, statuses, i, err := r.look(ctx, in, f)
+	cl, _, statuses, i, err := r.look(ctx, in, f)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -632,30 +632,18 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	if st.Error != "" {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "member %s does not answer: %s", f.Member, st.Error)
 	}
-	var out []string
-	for j, s := range statuses {
-		if j != i && slices.Contains(s.Alarms, etcdserverpb.AlarmType_NOSPACE.String()) {
-			out = append(out, fmt.Sprintf("member %s has a NOSPACE alarm too: left for etcd-nospace-recovery", s.Name))
-		}
-	}
+	// etcd before 3.6 does not report its quota: the manifest's is the one it runs with.
+	d, err := etcdops.DisarmNOSPACE(ctx, cl, statuses, etcdops.DisarmOptions{Below: fullRatio, Quota: f.quotaNow(),
+		Only: func(s remediator.MemberStatus) bool { return s.ID == st.ID }})
+	out := d.Lines()
 	if !slices.Contains(st.Alarms, etcdserverpb.AlarmType_NOSPACE.String()) {
 		out = append(out, fmt.Sprintf("member %s has no NOSPACE alarm", f.Member))
-		return remediator.StepResult{Output: strings.Join(out, "\n")}, nil
 	}
-	// etcd before 3.6 does not report its quota: the manifest's is the one it runs with.
-	quota := cmp.Or(st.Quota, f.quotaNow())
-	if float64(st.DBSize) >= fullRatio*float64(quota) {
-		return remediator.StepResult{Output: strings.Join(out, "\n")}, remediator.Errorf(remediator.EPRECONDITION,
-			"left member %s's NOSPACE armed: its backend is %s of its %s quota, and it would alarm again at once; raise params.quota_bytes or run etcd-nospace-recovery",
-			f.Member, remediator.HumanBytes(st.DBSize), remediator.HumanBytes(quota))
+	res := remediator.StepResult{Output: strings.Join(out, "\n")}
+	if err != nil {
+		return res, err
 	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := cl.AlarmDisarm(actx, &clientv3.AlarmMember{MemberID: members[i].ID, Alarm: etcdserverpb.AlarmType_NOSPACE}); err != nil {
-		return remediator.StepResult{Output: strings.Join(out, "\n")}, etcdops.Classify(err, "disarm NOSPACE of member %s", members[i])
-	}
-	out = append(out, fmt.Sprintf("disarmed NOSPACE of member %s: backend %s of its %s quota", members[i], remediator.HumanBytes(st.DBSize), remediator.HumanBytes(quota)))
-	return remediator.StepResult{Output: strings.Join(out, "\n")}, nil
+	return res, d.RefusedError()
 }
 
 type defragProgress struct {
