@@ -25,7 +25,10 @@ const ReplaceName = "etcd-member-replace"
 // Replace is etcd-member-replace (seed 001): a member whose data is gone or corrupt is taken
 // out of the cluster and added back empty, to be filled by the leader, while the other
 // members keep the quorum.
-type Replace struct {
+type Replace struct{ deps }
+
+// deps are what both membership remediations work with.
+type deps struct {
 	clients   Clients
 	nodes     Nodes
 	backupDir string
@@ -33,7 +36,7 @@ type Replace struct {
 
 // NewReplace returns etcd-member-replace; snapshots go under backupDir/<cluster>/<incident>.db.
 func NewReplace(clients Clients, nodes Nodes, backupDir string) *Replace {
-	return &Replace{clients: clients, nodes: nodes, backupDir: backupDir}
+	return &Replace{deps{clients: clients, nodes: nodes, backupDir: backupDir}}
 }
 
 type replaceSettings struct {
@@ -108,6 +111,21 @@ func (r *replaceRun) target(in remediator.StepInput) (target, error) {
 		return t, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no member to replace")
 	}
 	return t, nil
+}
+
+// onTarget runs a step's body on the member preflight chose, with a view of the cluster
+// through the other members.
+func (r *replaceRun) onTarget(ctx context.Context, in remediator.StepInput, body func(target, *view) (remediator.StepResult, error)) (remediator.StepResult, error) {
+	t, err := r.target(in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	v, err := r.look(ctx, in, t)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	defer v.close()
+	return body(t, v)
 }
 
 // look lists the members through any member but the one being replaced, whose endpoint may
@@ -258,20 +276,13 @@ func (r *replaceRun) checkStill(ctx context.Context, v *view, t target) error {
 }
 
 func (r *replaceRun) stop(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	t, err := r.target(in)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	v, err := r.look(ctx, in, t)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	defer v.close()
-	if err := r.checkStill(ctx, v, t); err != nil {
-		return remediator.StepResult{}, err
-	}
-	out, err := r.joiner(in).stop(ctx, t)
-	return remediator.StepResult{Output: out}, err
+	return r.onTarget(ctx, in, func(t target, v *view) (remediator.StepResult, error) {
+		if err := r.checkStill(ctx, v, t); err != nil {
+			return remediator.StepResult{}, err
+		}
+		out, err := r.joiner(in).stop(ctx, t)
+		return remediator.StepResult{Output: out}, err
+	})
 }
 
 func (r *replaceRun) moveData(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
@@ -287,26 +298,19 @@ func (r *replaceRun) moveData(ctx context.Context, in remediator.StepInput) (rem
 }
 
 func (r *replaceRun) remove(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	t, err := r.target(in)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	v, err := r.look(ctx, in, t)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	defer v.close()
-	did := "was already removed"
-	if m, ok := v.byID(t.ID); ok {
-		if err := r.removeMember(ctx, in, v, t, m); err != nil {
-			return remediator.StepResult{}, err
+	return r.onTarget(ctx, in, func(t target, v *view) (remediator.StepResult, error) {
+		did := "was already removed"
+		if m, ok := v.byID(t.ID); ok {
+			if err := r.removeMember(ctx, in, v, t, m); err != nil {
+				return remediator.StepResult{}, err
+			}
+			did = "is removed"
 		}
-		did = "is removed"
-	}
-	out := []string{fmt.Sprintf("member %s %s; the members are %s", t, did, describeMembers(v.members))}
-	disarmed, err := disarmGone(ctx, v)
-	out = append(out, disarmed...)
-	return remediator.StepResult{Output: strings.Join(out, "\n")}, err
+		out := []string{fmt.Sprintf("member %s %s; the members are %s", t, did, describeMembers(v.members))}
+		disarmed, err := disarmGone(ctx, v)
+		out = append(out, disarmed...)
+		return remediator.StepResult{Output: strings.Join(out, "\n")}, err
+	})
 }
 
 func (r *replaceRun) removeMember(ctx context.Context, in remediator.StepInput, v *view, t target, m member) error {
@@ -345,39 +349,25 @@ func (r *replaceRun) learnerID(in remediator.StepInput) (uint64, error) {
 }
 
 func (r *replaceRun) addLearner(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	t, err := r.target(in)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	v, err := r.look(ctx, in, t)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	defer v.close()
-	id, out, err := r.joiner(in).addLearner(ctx, v, t)
-	if err != nil {
-		return remediator.StepResult{Output: out}, err
-	}
-	return remediator.StepResult{Output: out}, in.SaveProgress(ctx, learner{ID: hexID(id)})
+	return r.onTarget(ctx, in, func(t target, v *view) (remediator.StepResult, error) {
+		id, out, err := r.joiner(in).addLearner(ctx, v, t)
+		if err != nil {
+			return remediator.StepResult{Output: out}, err
+		}
+		return remediator.StepResult{Output: out}, in.SaveProgress(ctx, learner{ID: hexID(id)})
+	})
 }
 
 // joining runs a phase that needs the member, the new member's ID and the cluster.
 func (r *replaceRun) joining(ctx context.Context, in remediator.StepInput, phase func(joiner, context.Context, *view, target, uint64) (string, error)) (remediator.StepResult, error) {
-	t, err := r.target(in)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
 	id, err := r.learnerID(in)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	v, err := r.look(ctx, in, t)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	defer v.close()
-	out, err := phase(r.joiner(in), ctx, v, t, id)
-	return remediator.StepResult{Output: out}, err
+	return r.onTarget(ctx, in, func(t target, v *view) (remediator.StepResult, error) {
+		out, err := phase(r.joiner(in), ctx, v, t, id)
+		return remediator.StepResult{Output: out}, err
+	})
 }
 
 func (r *replaceRun) setFlags(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {

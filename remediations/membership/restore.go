@@ -27,16 +27,12 @@ const QuorumRestoreName = "etcd-quorum-restore"
 // leader, and stops every other member whose node agent answers before it forces anything.
 // A member whose etcd and agent both stay silent is taken as lost: that is the judgement the
 // approvers make.
-type QuorumRestore struct {
-	clients   Clients
-	nodes     Nodes
-	backupDir string
-}
+type QuorumRestore struct{ deps }
 
 // NewQuorumRestore returns etcd-quorum-restore; snapshots go under
 // backupDir/<cluster>/<incident>.db.
 func NewQuorumRestore(clients Clients, nodes Nodes, backupDir string) *QuorumRestore {
-	return &QuorumRestore{clients: clients, nodes: nodes, backupDir: backupDir}
+	return &QuorumRestore{deps{clients: clients, nodes: nodes, backupDir: backupDir}}
 }
 
 // Plan returns the steps for the given parameters:
