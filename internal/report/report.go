@@ -139,13 +139,14 @@ func Build(inc *remediator.Incident) Report {
 		Steps:       make([]Step, len(inc.Steps)),
 		FollowUps:   inc.FollowUps,
 	}
+	resolved := inc.AlertsResolved()
 	for _, a := range inc.Evidence {
 		// A probe failure around the incident may have started days before; it is not when
 		// the incident's problem did.
 		if !a.Context && !a.StartsAt.IsZero() && (r.FirstSignal.IsZero() || a.StartsAt.Before(r.FirstSignal)) {
 			r.FirstSignal = a.StartsAt
 		}
-		if a.Status == remediator.AlertResolved && inc.AlertsResolved() {
+		if a.Status == remediator.AlertResolved && resolved {
 			end := a.EndsAt
 			if end.IsZero() {
 				end = a.ReceivedAt
