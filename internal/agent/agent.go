@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/manifest"
 )
@@ -116,9 +118,9 @@ func New(cfg Config) (*Agent, error) {
 		}
 		// The kubelet runs every file in the manifests folder that is not a dot-file: a
 		// backup or a stopped manifest there would be run as a second pod.
-		for key, dir := range map[string]string{"agent.stopped_dir": cfg.StoppedDir, "agent.backup_dir": cfg.BackupDir} {
-			if inside(dir, cfg.ManifestsDir) {
-				return nil, fmt.Errorf("%s: %s is inside the manifests folder %s, where the kubelet would run what it holds", key, dir, cfg.ManifestsDir)
+		for _, d := range []struct{ key, dir string }{{"agent.stopped_dir", cfg.StoppedDir}, {"agent.backup_dir", cfg.BackupDir}} {
+			if inside(d.dir, cfg.ManifestsDir) {
+				return nil, fmt.Errorf("%s: %s is inside the manifests folder %s, where the kubelet would run what it holds", d.key, d.dir, cfg.ManifestsDir)
 			}
 		}
 		if a.cfg.EtcdManifest == "" {
@@ -346,7 +348,11 @@ func (a *Agent) stop(ctx context.Context, c remediator.Component, wait time.Dura
 	for {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			return out + fmt.Sprintf("; nothing answers on %s any more", addr), nil
+			out += fmt.Sprintf("; nothing answers on %s any more", addr)
+			if c != remediator.ComponentEtcd {
+				return out, nil
+			}
+			return out, a.released(f, time.Until(deadline))
 		}
 		conn.Close()
 		if time.Now().After(deadline) {
@@ -380,7 +386,65 @@ func (a *Agent) stoppedData() (map[string]string, string, error) {
 		conn.Close()
 		return nil, "", remediator.Errorf(remediator.EPRECONDITION, "something still answers on etcd's address %s on node %s: not touching its data", addr, a.cfg.Node)
 	}
+	// etcd stops answering early in its shutdown and closes its files last: its data is
+	// whole once it lets go of their locks.
+	if err := a.released(f, unlockWait); err != nil {
+		return nil, "", err
+	}
 	return flags, dir, nil
+}
+
+// released waits until etcd, stopped, has let go of its data dir's files.
+func (a *Agent) released(f manifest.Flags, wait time.Duration) error {
+	dir, err := a.dataDir(f)
+	if err != nil {
+		return err
+	}
+	if held := waitUnlocked(dir, wait); held != "" {
+		return remediator.Errorf(remediator.EUNAVAILABLE, "etcd on node %s still holds %s: it is still shutting down", a.cfg.Node, held)
+	}
+	return nil
+}
+
+// unlockWait is how long an etcd that stopped answering may take to close its files.
+const unlockWait = 10 * time.Second
+
+// waitUnlocked waits until no process holds a lock on the WAL files and the backend of the
+// data dir, and returns the one still held when the wait is over, or "". It takes the locks
+// the way etcd does (etcd's fileutil for the WAL, flock for bbolt's db) and lets go at once.
+func waitUnlocked(dir string, wait time.Duration) string {
+	deadline := time.Now().Add(wait)
+	for {
+		held := lockedFile(dir)
+		if held == "" || time.Now().After(deadline) {
+			return held
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func lockedFile(dir string) string {
+	wals, _ := filepath.Glob(filepath.Join(dir, "member", "wal", "*.wal"))
+	for _, w := range wals {
+		l, err := fileutil.TryLockFile(w, os.O_WRONLY, 0)
+		if errors.Is(err, fileutil.ErrLocked) {
+			return w
+		}
+		if err == nil {
+			l.Close()
+		}
+	}
+	db := filepath.Join(dir, "member", "snap", "db")
+	f, err := os.Open(db)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return db
+	}
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return ""
 }
 
 // backupPath is a new backup's path: backup_dir/<incident>/<name>.<time>.
