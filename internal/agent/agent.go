@@ -332,8 +332,10 @@ func serving(c remediator.Component, flags map[string]string) string {
 	return net.JoinHostPort(host, u.Port())
 }
 
-// stop stops the component and waits until nothing answers on its address, so that its data
-// is no longer in use.
+// stop stops the component and waits until it has been quiet for stopSettle: nothing answers
+// on its address and, for etcd, nothing holds its data dir's files. A crash-looping member
+// answers only now and then, and the kubelet may start it once more before it notices the
+// manifest is gone: one quiet look is not enough.
 func (a *Agent) stop(ctx context.Context, c remediator.Component, wait time.Duration) (string, error) {
 	_, f, _, err := a.read(c)
 	if err != nil {
@@ -345,18 +347,21 @@ func (a *Agent) stop(ctx context.Context, c remediator.Component, wait time.Dura
 		return out, err
 	}
 	deadline := time.Now().Add(wait)
+	var quietSince time.Time
 	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			out += fmt.Sprintf("; nothing answers on %s any more", addr)
-			if c != remediator.ComponentEtcd {
-				return out, nil
-			}
-			return out, a.released(f, time.Until(deadline))
+		busy, err := a.busy(c, f, addr)
+		switch {
+		case err != nil:
+			return out, err
+		case busy != "":
+			quietSince = time.Time{}
+		case quietSince.IsZero():
+			quietSince = time.Now()
+		case time.Since(quietSince) >= stopSettle:
+			return out + fmt.Sprintf("; nothing answers on %s any more", addr), nil
 		}
-		conn.Close()
-		if time.Now().After(deadline) {
-			return out, remediator.Errorf(remediator.EUNAVAILABLE, "%s still answers on %s %s after it was stopped", c, addr, wait)
+		if busy != "" && time.Now().After(deadline) {
+			return out, remediator.Errorf(remediator.EUNAVAILABLE, "%s %s %s after it was stopped", c, busy, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -364,6 +369,29 @@ func (a *Agent) stop(ctx context.Context, c remediator.Component, wait time.Dura
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// stopSettle is how long a stopped component must stay quiet before it counts as stopped.
+const stopSettle = 2 * time.Second
+
+// busy says what shows the component still runs: it answers on its address, or (etcd) holds
+// a lock on its data dir's files; "" when neither.
+func (a *Agent) busy(c remediator.Component, f manifest.Flags, addr string) (string, error) {
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		return "still answers on " + addr, nil
+	}
+	if c != remediator.ComponentEtcd {
+		return "", nil
+	}
+	dir, err := a.dataDir(f)
+	if err != nil {
+		return "", err
+	}
+	if held := lockedFile(dir); held != "" {
+		return "still holds " + held, nil
+	}
+	return "", nil
 }
 
 // stoppedData returns etcd's flags and data dir, refusing unless etcd is stopped: its data

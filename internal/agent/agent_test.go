@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -288,5 +289,46 @@ func TestOverNATS(t *testing.T) {
 	_, err = q.Agents().Ask(context.Background(), "test", "cp-9", remediator.NodeAction{Kind: remediator.ActionInspect, Component: remediator.ComponentEtcd, Incident: "i"})
 	if remediator.ErrorCode(err) != remediator.EUNAVAILABLE || !strings.Contains(err.Error(), "remediator agent --node cp-9") {
 		t.Fatalf("absent agent: %v", err)
+	}
+}
+
+// A crash-looping member answers only now and then, and the kubelet may start it once more
+// before it sees its manifest gone: stop returns once the member stayed quiet, not at the
+// first quiet look.
+func TestStopWaitsUntilTheMemberStaysQuiet(t *testing.T) {
+	c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: 1, Template: template("etcd.yaml")})
+	n := c.Nodes[0]
+	a := nodeAgent(t, n)
+	addr := strings.TrimPrefix(n.ClientURL, "http://")
+	reopened := make(chan [2]time.Time, 1)
+	go func() {
+		// Once etcd is gone: quiet for 400ms, then something answers again for 500ms.
+		for {
+			ln, err := net.Listen("tcp", addr)
+			if err == nil {
+				ln.Close()
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(400 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			reopened <- [2]time.Time{}
+			return
+		}
+		from := time.Now()
+		time.Sleep(500 * time.Millisecond)
+		ln.Close()
+		reopened <- [2]time.Time{from, time.Now()}
+	}()
+	do(t, a, etcdAct(remediator.ActionStop))
+	returned := time.Now()
+	span := <-reopened
+	if span[0].IsZero() {
+		t.Skip("the port was taken by something else: cannot stage the restart")
+	}
+	if returned.Before(span[1]) {
+		t.Errorf("stop returned at %s, while the member answered again from %s to %s", returned.Format(time.StampMilli), span[0].Format(time.StampMilli), span[1].Format(time.StampMilli))
 	}
 }
