@@ -143,9 +143,11 @@ func TestNOSPACEWaitsForTwoApproversInSlackBeforeChangingEtcd(t *testing.T) {
 
 	// Slack saw it all: the message updated as the steps ran, each step in the thread, and a
 	// last version with the report link and no buttons.
-	waitFor(t, "the last Slack update", func() bool {
-		u := slack.Calls("chat.update")
-		return len(u) > 0 && strings.Contains(u[len(u)-1].Form.Get("blocks"), "/report")
+	// The message is updated before its thread: wait for both.
+	waitFor(t, "the last Slack update and the report in the thread", func() bool {
+		u, posts := slack.Calls("chat.update"), slack.Calls("chat.postMessage")
+		return len(u) > 0 && strings.Contains(u[len(u)-1].Form.Get("blocks"), "/report") &&
+			strings.Contains(posts[len(posts)-1].Form.Get("text"), "Report:")
 	})
 	updates := slack.Calls("chat.update")
 	if last := updates[len(updates)-1].Form.Get("blocks"); strings.Contains(last, `"action_id":"approve"`) || !strings.Contains(last, "https://remediator.example/api/v1/incidents/"+inc.ID+"/report") {
