@@ -76,3 +76,16 @@ func Retriable(err error) bool {
 	}
 	return false
 }
+
+// NothingToDo is a step's finding that the problem its remediation answers is not there: the
+// remediation proves the problem exists before it changes anything, and ends the incident
+// skipped, with this reason, when it does not.
+type NothingToDo struct{ Reason string }
+
+// Error returns the reason.
+func (n *NothingToDo) Error() string { return "nothing to do: " + n.Reason }
+
+// NothingToDof returns a *NothingToDo with a formatted reason.
+func NothingToDof(format string, args ...any) error {
+	return &NothingToDo{Reason: fmt.Sprintf(format, args...)}
+}

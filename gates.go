@@ -164,6 +164,24 @@ func (a Answer) Who() string {
 	return a.Name + " (" + a.By + ")"
 }
 
+// ChatMember is what chat says of a user who answered there: whether they are a full member
+// of the workspace the bot belongs to. Guests and users of other workspaces (Slack Connect)
+// are not, and only approve where a policy names them.
+type ChatMember struct {
+	ID string `json:"id"`
+	// Guest is a single- or multi-channel guest.
+	Guest bool `json:"guest,omitempty"`
+	// External is a user of another workspace, in a shared channel.
+	External bool `json:"external,omitempty"`
+	// Bot and Deleted users never approve.
+	Bot     bool `json:"bot,omitempty"`
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// FullMember says whether the user is a person of the bot's own workspace, with a full
+// account.
+func (m ChatMember) FullMember() bool { return !m.Guest && !m.External && !m.Bot && !m.Deleted }
+
 // Notice asks the notifier to bring the humans up to date on an incident: the incident's
 // message and thread are synced with its state, and Ephemeral, if set, is shown to one user.
 type Notice struct {

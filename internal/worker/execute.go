@@ -77,9 +77,9 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		if s := inc.Steps[i].State; s != remediator.StepPending && s != remediator.StepRunning {
 			continue
 		}
-		// After a failure only clean-up steps are left, and they do not wait for gates: the
-		// cluster must not stay as the failed run left it.
-		if failed == nil && !hasFailed(inc) {
+		// After a failure, or a step that found nothing to do, only clean-up steps are left,
+		// and they do not wait for gates: the cluster must not stay as the run left it.
+		if failed == nil && !hasFailed(inc) && nothingToDo(inc) == "" {
 			if stop, err := w.holdBack(ctx, log, inc, step); stop || err != nil {
 				return err
 			}
@@ -99,6 +99,10 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	}
 	if inc.State.Terminal() {
 		return failed
+	}
+	if why := nothingToDo(inc); why != "" && !hasFailed(inc) {
+		_, err := w.setState(ctx, log, inc.ID, remediator.StateSkipped, why)
+		return err
 	}
 	if hasFailed(inc) {
 		i := slices.IndexFunc(inc.Steps, func(s remediator.Step) bool { return s.State == remediator.StepFailed })
@@ -344,12 +348,16 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 	// from its saved progress, wherever the message goes next.
 	interrupted := stepErr != nil && ctx.Err() != nil
 	retry := stepErr != nil && remediator.Retriable(stepErr) && inc.Steps[i].Attempts < w.StepAttempts
+	var nothing *remediator.NothingToDo
+	errors.As(stepErr, &nothing)
 	outcome := "succeeded"
 	switch {
 	case interrupted:
 		outcome = "interrupted"
 	case retry:
 		outcome = "retry"
+	case nothing != nil:
+		outcome = "nothing_to_do"
 	case stepErr != nil:
 		outcome = "failed"
 	}
@@ -372,6 +380,16 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 		case retry:
 			s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, stepErr)
 			inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, stepErr)
+		case nothing != nil:
+			// The step did its job: it proved there is no problem to act on. Nothing after
+			// it runs but the clean-up steps, and the incident ends skipped.
+			s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
+			inc.Record(now, remediator.EventStepSucceeded, s.Name, "%v", nothing)
+			if cleanup := skipToCleanup(inc, nothing.Error()); len(cleanup) > 0 {
+				inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident ends skipped", strings.Join(cleanup, ", "))
+			} else {
+				inc.SetState(remediator.StateSkipped, nothing.Error(), now)
+			}
 		default:
 			s.State, s.Error, s.FinishedAt = remediator.StepFailed, stepErr.Error(), now
 			inc.Record(now, remediator.EventStepFailed, s.Name, "failed: %v", stepErr)
@@ -394,6 +412,9 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 	switch {
 	case stepErr == nil:
 		log.Info("step succeeded", "took", took)
+	case nothing != nil:
+		log.Info("step found nothing to do; the incident is skipped", "took", took, "reason", nothing.Reason)
+		return inc, nil
 	case interrupted:
 		log.Warn("step interrupted; it runs again from its saved progress", "took", took, "err", stepErr)
 	case retry:
@@ -424,6 +445,17 @@ func skipSteps(inc *remediator.Incident, why string, keepCleanup bool) (cleanup 
 		}
 	}
 	return cleanup
+}
+
+// nothingToDo is why the incident's run stopped short without a failure: a step found nothing
+// to do, and the steps after it (but clean-up) were skipped; "" if none was.
+func nothingToDo(inc *remediator.Incident) string {
+	for _, s := range inc.Steps {
+		if s.State == remediator.StepSkipped && !s.Always {
+			return strings.TrimPrefix(s.Output, "not run: ")
+		}
+	}
+	return ""
 }
 
 // hasFailed says whether a step of the incident failed.

@@ -361,3 +361,37 @@ func TestCleanupStepsRunAfterAFailure(t *testing.T) {
 		t.Fatal("the clean-up step ran twice")
 	}
 }
+
+func TestAStepThatFindsNothingToDoSkipsTheIncident(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cleanup bool
+	}{{"no clean-up", false}, {"clean-up runs", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps := []remediator.PlannedStep{
+				{Name: "preflight", Run: func(context.Context, remediator.StepInput) (remediator.StepResult, error) {
+					return remediator.StepResult{Output: "every member is below its quota, no alarm"}, remediator.NothingToDof("no NOSPACE alarm and no member over 90%% of its quota")
+				}},
+				{Name: "compact", Risk: remediator.RiskDestructive, Run: ok("")},
+			}
+			if tc.cleanup {
+				steps = append(steps, remediator.PlannedStep{Name: "restore", Always: true, Risk: remediator.RiskLow, Run: ok("restored")})
+			}
+			f := newFixture(t, steps...)
+			f.correlate(t, alert("a1", "prod", "firing"))
+			if err := f.execute(t, f.only(t).ID); err != nil {
+				t.Fatal(err)
+			}
+			inc := f.only(t)
+			if inc.State != remediator.StateSkipped || inc.Reason != "nothing to do: no NOSPACE alarm and no member over 90% of its quota" {
+				t.Errorf("incident %s: %q, want skipped: nothing to do", inc.State, inc.Reason)
+			}
+			if inc.Steps[0].State != remediator.StepSucceeded || inc.Steps[0].Output == "" || inc.Steps[1].State != remediator.StepSkipped || f.rem.ran("compact") != 0 {
+				t.Errorf("steps %s (%q), %s; compact ran %d times", inc.Steps[0].State, inc.Steps[0].Output, inc.Steps[1].State, f.rem.ran("compact"))
+			}
+			if tc.cleanup && (f.rem.ran("restore") != 1 || inc.Steps[2].State != remediator.StepSucceeded) {
+				t.Errorf("clean-up ran %d times, state %s", f.rem.ran("restore"), inc.Steps[2].State)
+			}
+		})
+	}
+}
