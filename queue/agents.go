@@ -2,14 +2,19 @@ package queue
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/remediator/remediator"
 )
@@ -23,32 +28,48 @@ const agentGrace = 30 * time.Second
 // defaultActionTimeout is the request timeout of an action with none of its own.
 const defaultActionTimeout = 2 * time.Minute
 
-// Agents sends node-local actions to the agents of control-plane nodes, and serves them on a
-// node. Requests are plain NATS request-reply, not JetStream: an action is only useful while
-// the step that asked for it waits, and a step whose request is lost asks again (every action
-// is idempotent).
+// Agents sends node-local actions to the agents of control-plane nodes. Requests are plain
+// NATS request-reply, not JetStream: an action is only useful while the step that asked for it
+// waits, and a step whose request is lost asks again (every action is idempotent).
+//
+// Every request is signed by the service's key, bound to its node, and carries its time and a
+// nonce, so that an agent carries out only what the service asked, once. Every reply is signed
+// by the agent's key and names the request it answers, so that nobody else can answer for it.
 type Agents struct {
-	nc *nats.Conn
+	nc  *nats.Conn
+	key nkeys.KeyPair
+	mu  sync.RWMutex
+	// keys maps "<cluster>/<node>" to the agent's public key.
+	keys map[string]string
 }
 
-// Agents returns the queue's connection for node agents.
-func (q *Queue) Agents() *Agents { return &Agents{nc: q.nc} }
-
-// DialAgents connects a node agent to a NATS server.
-func DialAgents(url, credsFile string) (*Agents, error) {
-	opts := []nats.Option{nats.Name("remediator-agent"), nats.MaxReconnects(-1)}
-	if credsFile != "" {
-		opts = append(opts, nats.UserCredentials(credsFile))
+func newAgents(nc *nats.Conn, key nkeys.KeyPair, keys map[string]string) *Agents {
+	a := &Agents{nc: nc, key: key, keys: map[string]string{}}
+	for id, k := range keys {
+		a.keys[id] = k
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %w", url, err)
-	}
-	return &Agents{nc: nc}, nil
+	return a
 }
 
-// Close closes a connection made by DialAgents.
-func (a *Agents) Close() { a.nc.Close() }
+// Agents returns the queue's client of the node agents.
+func (q *Queue) Agents() *Agents { return q.agents }
+
+// trust records the public key of an agent that serves in this process.
+func (a *Agents) trust(cluster, node, pub string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.keys[cluster+"/"+node] = pub
+}
+
+// answersFor says whether pub may answer for the agent of a node: its own key, or this
+// service's (an agent served by this very process).
+func (a *Agents) answersFor(cluster, node string) func(pub string) bool {
+	a.mu.RLock()
+	want := a.keys[cluster+"/"+node]
+	a.mu.RUnlock()
+	own := publicKey(a.key)
+	return func(pub string) bool { return pub == own || (want != "" && pub == want) }
+}
 
 // AgentSubject is the subject the agent of a node of a cluster listens on. Node names are
 // often FQDNs (ip-10-0-0-11.ec2.internal), and a dot separates subject tokens: dots become
@@ -65,20 +86,45 @@ func AgentSubject(cluster, node string) (string, error) {
 	return subjectAgents + "." + cluster + "." + strings.ReplaceAll(node, ".", "~"), nil
 }
 
-// agentReply is an agent's answer: a result, or an error with its code.
-type agentReply struct {
-	Result remediator.NodeResult `json:"result"`
-	Code   string                `json:"code,omitempty"`
-	Error  string                `json:"error,omitempty"`
+// agentRequest is what the service asks of an agent, signed: the action, the node it is for,
+// when it was asked and a nonce the agent refuses to see twice.
+type agentRequest struct {
+	Cluster  string                `json:"cluster"`
+	Node     string                `json:"node"`
+	Action   remediator.NodeAction `json:"action"`
+	IssuedAt time.Time             `json:"issued_at"`
+	Nonce    string                `json:"nonce"`
 }
 
-// Ask sends an action to a node's agent and waits for its result.
+// agentReply is an agent's answer to the request with its nonce, signed: a result, or an
+// error with its code.
+type agentReply struct {
+	Cluster string                `json:"cluster"`
+	Node    string                `json:"node"`
+	Nonce   string                `json:"nonce"`
+	Result  remediator.NodeResult `json:"result"`
+	Code    string                `json:"code,omitempty"`
+	Error   string                `json:"error,omitempty"`
+}
+
+// requestMaxAge is how far from an agent's clock a request's time may be: past it (a replay,
+// or a clock to fix), the agent refuses it. Nonces are remembered twice as long.
+const requestMaxAge = 2 * time.Minute
+
+// Ask sends an action to a node's agent and waits for its result. Replies that are not the
+// agent's, signed, for this request, are ignored; if no other comes, the error says why they
+// were refused.
 func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.NodeAction) (remediator.NodeResult, error) {
 	subject, err := AgentSubject(cluster, node)
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
-	data, err := json.Marshal(act)
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return remediator.NodeResult{}, fmt.Errorf("queue: %w", err)
+	}
+	req := agentRequest{Cluster: cluster, Node: node, Action: act, IssuedAt: time.Now().UTC(), Nonce: hex.EncodeToString(nonce)}
+	data, err := json.Marshal(req)
 	if err != nil {
 		return remediator.NodeResult{}, fmt.Errorf("queue: %w", err)
 	}
@@ -91,60 +137,224 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 		ctx, cancel = context.WithTimeout(ctx, timeout+agentGrace)
 		defer cancel()
 	}
-	msg, err := a.nc.RequestWithContext(ctx, subject, data)
-	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE,
-			"no agent answers for node %s of cluster %s: is `remediator agent --node %s` running there?", node, cluster, node)
-	case err != nil:
+	msg := nats.NewMsg(subject)
+	msg.Data, msg.Reply = data, a.nc.NewRespInbox()
+	if err := sign(a.key, msg.Header, subject, data); err != nil {
+		return remediator.NodeResult{}, err
+	}
+	sub, err := a.nc.SubscribeSync(msg.Reply)
+	if err != nil {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: %w", node, act.Kind, err)
 	}
-	var reply agentReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EINTERNAL, "agent of node %s: unreadable reply: %w", node, err)
+	defer sub.Unsubscribe()
+	if err := a.nc.PublishMsg(msg); err != nil {
+		return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: %w", node, act.Kind, err)
 	}
-	if reply.Error != "" {
-		return reply.Result, remediator.Errorf(reply.Code, "node %s: %s", node, reply.Error)
+	answersFor := a.answersFor(cluster, node)
+	var refused []string
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if errors.Is(err, nats.ErrNoResponders) || (err == nil && len(m.Data) == 0 && m.Header.Get("Status") == "503") {
+			return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE,
+				"no agent answers for node %s of cluster %s: is `remediator agent --node %s` running there?", node, cluster, node)
+		}
+		if err != nil {
+			why := ""
+			if len(refused) > 0 {
+				why = fmt.Sprintf(" (refused %d reply(ies) that were not its own: %s)", len(refused), strings.Join(refused, "; "))
+			}
+			return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: no answer%s: %w", node, act.Kind, why, err)
+		}
+		if _, err := verify(m.Header, msg.Reply, m.Data, answersFor); err != nil {
+			refused = append(refused, err.Error())
+			continue
+		}
+		var reply agentReply
+		if err := json.Unmarshal(m.Data, &reply); err != nil {
+			refused = append(refused, fmt.Sprintf("unreadable reply: %v", err))
+			continue
+		}
+		if reply.Nonce != req.Nonce || reply.Cluster != cluster || reply.Node != node {
+			refused = append(refused, "a signed reply to another request")
+			continue
+		}
+		if reply.Error != "" {
+			return reply.Result, remediator.Errorf(reply.Code, "node %s: %s", node, reply.Error)
+		}
+		return reply.Result, nil
 	}
-	return reply.Result, nil
+}
+
+// AgentConn is a node agent's connection to the queue.
+type AgentConn struct {
+	nc  *nats.Conn
+	key nkeys.KeyPair
+	// local is the service's client of the agents, when the agent serves in its process.
+	local *Agents
+	own   bool
+}
+
+// DialAgent connects a node agent to NATS as the nkey user key, which also signs its replies.
+// tlsFiles give the CA of the server's certificate and the agent's client certificate;
+// insecure connects without TLS or credentials.
+func DialAgent(url string, key nkeys.KeyPair, tlsFiles TLSFiles, insecure bool) (*AgentConn, error) {
+	if key == nil {
+		return nil, remediator.Errorf(remediator.EINVALID, "queue: an agent needs its own nkey (nats.nkey_file): it signs its replies")
+	}
+	opts := []nats.Option{nats.Name("remediator-agent"), nats.MaxReconnects(-1)}
+	if !insecure {
+		opts = append(opts, nkeyAuth(key))
+	}
+	tlsOpts, err := clientTLS(tlsFiles, url, insecure)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(opts, tlsOpts...)...)
+	if err != nil {
+		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
+	}
+	return &AgentConn{nc: nc, key: key, own: true}, nil
+}
+
+// AgentConn returns a connection for an agent that serves in this process (a one-node setup,
+// or a test), on the queue's own connection. Its replies are signed by key (a new one if nil),
+// which the queue's Agents trust for the node it serves.
+func (q *Queue) AgentConn(key nkeys.KeyPair) *AgentConn {
+	if key == nil {
+		key, _ = nkeys.CreateUser()
+	}
+	return &AgentConn{nc: q.nc, key: key, local: q.agents}
+}
+
+// Close closes a connection made by DialAgent.
+func (c *AgentConn) Close() {
+	if c.own {
+		c.nc.Close()
+	}
+}
+
+// PublicKey is the public nkey that signs the agent's replies.
+func (c *AgentConn) PublicKey() string { return publicKey(c.key) }
+
+// Serving says which node an agent serves, and whom it obeys.
+type Serving struct {
+	Cluster, Node string
+	// ServiceKeys are the public keys whose signed requests the agent carries out; for an
+	// agent in the service's own process, the service's key when empty.
+	ServiceKeys []string
+	Log         *slog.Logger
 }
 
 // Serve answers the actions sent to a node's agent with do, one at a time, until ctx ends.
-func (a *Agents) Serve(ctx context.Context, cluster, node string, do func(context.Context, remediator.NodeAction) (remediator.NodeResult, error), log *slog.Logger) error {
-	subject, err := AgentSubject(cluster, node)
+// It carries out only requests signed by a service key, for this node, recent, and not seen
+// before; any other is refused (EFORBIDDEN), logged, and changes nothing.
+func (c *AgentConn) Serve(ctx context.Context, s Serving, do func(context.Context, remediator.NodeAction) (remediator.NodeResult, error)) error {
+	subject, err := AgentSubject(s.Cluster, s.Node)
 	if err != nil {
 		return err
 	}
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	services := slices.Clone(s.ServiceKeys)
+	if c.local != nil {
+		c.local.trust(s.Cluster, s.Node, publicKey(c.key))
+		if len(services) == 0 {
+			services = []string{publicKey(c.local.key)}
+		}
+	}
+	if len(services) == 0 {
+		return remediator.Errorf(remediator.EINVALID, "agent: no service key to obey: set agent.service_keys to the public key of serve's nats.nkey_file")
+	}
+	g := &gate{cluster: s.Cluster, node: s.Node, subject: subject, services: services, started: time.Now(), seen: map[string]time.Time{}}
 	msgs := make(chan *nats.Msg, 64)
-	sub, err := a.nc.ChanSubscribe(subject, msgs)
+	sub, err := c.nc.ChanSubscribe(subject, msgs)
 	if err != nil {
 		return remediator.Errorf(remediator.EUNAVAILABLE, "queue: subscribe to %s: %w", subject, err)
 	}
 	defer sub.Unsubscribe()
-	if err := a.nc.Flush(); err != nil {
+	if err := c.nc.Flush(); err != nil {
 		return remediator.Errorf(remediator.EUNAVAILABLE, "queue: subscribe to %s: %w", subject, err)
 	}
-	log.Info("agent listening", "subject", subject)
+	if err := c.nc.LastError(); err != nil {
+		return remediator.Errorf(remediator.EFORBIDDEN, "queue: subscribe to %s: %w", subject, err)
+	}
+	log.Info("agent listening", "subject", subject, "service_keys", services)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case msg := <-msgs:
-			var reply agentReply
-			var act remediator.NodeAction
-			if err := json.Unmarshal(msg.Data, &act); err != nil {
-				reply.Code, reply.Error = remediator.EINVALID, fmt.Sprintf("not a node action: %v", err)
+			reply := agentReply{Cluster: s.Cluster, Node: s.Node}
+			req, err := g.admit(msg, time.Now())
+			reply.Nonce = req.Nonce
+			if err != nil {
+				log.Warn("agent refused a request", "err", err, "action", req.Action.Kind, "incident", req.Action.Incident)
+				reply.Code, reply.Error = remediator.ErrorCode(err), err.Error()
 			} else {
-				res, err := do(ctx, act)
+				res, err := do(ctx, req.Action)
 				reply.Result = res
 				if err != nil {
 					reply.Code, reply.Error = remediator.ErrorCode(err), err.Error()
 				}
 			}
+			if msg.Reply == "" {
+				continue
+			}
 			data, _ := json.Marshal(reply)
-			if err := msg.Respond(data); err != nil {
-				log.Warn("agent reply lost", "action", act.Kind, "err", err)
+			out := nats.NewMsg(msg.Reply)
+			out.Data = data
+			if err := sign(c.key, out.Header, msg.Reply, data); err != nil {
+				log.Error("agent cannot sign its reply", "err", err)
+				continue
+			}
+			if err := c.nc.PublishMsg(out); err != nil {
+				log.Warn("agent reply lost", "action", req.Action.Kind, "err", err)
 			}
 		}
 	}
+}
+
+// gate decides whether an agent carries out a request.
+type gate struct {
+	cluster, node, subject string
+	services               []string
+	started                time.Time
+	// seen holds the nonces of the requests carried out, by when each was issued.
+	seen map[string]time.Time
+}
+
+// admit returns the request a message carries if the agent may carry it out: signed by a
+// service key over this node's subject, for this node, issued within requestMaxAge of now and
+// after the agent started (what it saw before, it no longer remembers), and not seen before.
+func (g *gate) admit(msg *nats.Msg, now time.Time) (agentRequest, error) {
+	var req agentRequest
+	jsonErr := json.Unmarshal(msg.Data, &req)
+	if _, err := verify(msg.Header, g.subject, msg.Data, func(pub string) bool { return slices.Contains(g.services, pub) }); err != nil {
+		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: %v", err)
+	}
+	switch age := now.Sub(req.IssuedAt); {
+	case jsonErr != nil:
+		return req, remediator.Errorf(remediator.EINVALID, "not a node action: %v", jsonErr)
+	case req.Cluster != g.cluster || req.Node != g.node:
+		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request is for node %s of cluster %s, and this is %s of %s", req.Node, req.Cluster, g.node, g.cluster)
+	case age > requestMaxAge || age < -requestMaxAge:
+		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request was issued at %s, %s from this node's clock (at most %s): a replay, or clocks to set right", req.IssuedAt.Format(time.RFC3339), age.Round(time.Second), requestMaxAge)
+	case req.Nonce == "":
+		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request has no nonce")
+	case !g.seen[req.Nonce].IsZero():
+		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: request %s was carried out already: a replay", req.Nonce)
+	case req.IssuedAt.Before(g.started):
+		// It may be new to this agent and still be a replay of one carried out before it
+		// restarted: the service asks again, with a new request.
+		return req, remediator.Errorf(remediator.EUNAVAILABLE, "not carried out: the request was issued before this agent started; ask again")
+	}
+	for n, at := range g.seen {
+		if now.Sub(at) > 2*requestMaxAge {
+			delete(g.seen, n)
+		}
+	}
+	g.seen[req.Nonce] = req.IssuedAt
+	return req, nil
 }

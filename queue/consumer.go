@@ -19,6 +19,10 @@ type Delivery struct {
 	Data    []byte
 	// Attempt counts the deliveries of this message, from 1.
 	Attempt int
+	// Forged is why the message does not carry a valid signature of this service's key (it
+	// was not published by remediator, or was changed since), or nil when it does. Only
+	// signed messages may be acted on.
+	Forged error
 }
 
 // Handler processes one delivery. Its error decides what happens to the message: nil acks
@@ -29,11 +33,13 @@ type Delivery struct {
 // permanent error when it is spent.
 type Handler func(ctx context.Context, d Delivery) error
 
-// Consume delivers c's messages to h on up to workers goroutines until ctx ends. Then it
+// Consume delivers c's messages to h on up to workers goroutines until ctx ends. A message
+// that does not carry this service's signature is never given to h: it goes to forged, if
+// not nil, to be recorded where the humans see it, and is then given up. Then it
 // fetches nothing more, gives running handlers up to grace to finish, cancels the rest (whose
 // messages are naked, to be redelivered) and returns. While a handler runs, the message's ack
 // deadline is extended, so long remediations are not redelivered to another worker.
-func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time.Duration, h Handler) error {
+func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time.Duration, h, forged Handler) error {
 	cons, err := q.js.Consumer(ctx, c.stream, c.name)
 	if err != nil {
 		return unavailable("consumer %s", c.name, err)
@@ -65,7 +71,7 @@ func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			q.handle(workCtx, log, msg, h)
+			q.handle(workCtx, log, msg, h, forged)
 		}()
 	}
 	done := make(chan struct{})
@@ -80,11 +86,16 @@ func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time
 	return nil
 }
 
-func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h Handler) {
+func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h, forged Handler) {
 	d := Delivery{Subject: msg.Subject(), Data: msg.Data(), Attempt: 1}
+	own := publicKey(q.key)
+	_, d.Forged = verify(msg.Headers(), msg.Subject(), msg.Data(), func(pub string) bool { return pub == own })
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt = int(md.NumDelivered)
 		log = log.With("stream_seq", md.Sequence.Stream, "attempt", d.Attempt)
+	}
+	if d.Forged != nil {
+		h = refuseForged(forged)
 	}
 	hctx, cancel := context.WithCancel(ctx)
 	stop := q.keepAlive(msg, log, cancel)
@@ -148,6 +159,19 @@ func (q *Queue) keepAlive(msg jetstream.Msg, log *slog.Logger, lost func()) (sto
 		}
 	}()
 	return func() { close(done) }
+}
+
+// refuseForged records a message that is not signed by this service, if forged can, and
+// gives it up; retrying does not make a signature.
+func refuseForged(forged Handler) Handler {
+	return func(ctx context.Context, d Delivery) error {
+		if forged != nil {
+			if err := forged(ctx, d); err != nil {
+				return err
+			}
+		}
+		return remediator.Errorf(remediator.EFORBIDDEN, "refused a message on %s that this service did not sign: %v", d.Subject, d.Forged)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

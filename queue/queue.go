@@ -7,15 +7,18 @@ package queue
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/remediator/remediator"
 )
@@ -69,12 +72,25 @@ var (
 // defaultTimeout bounds a queue call whose context has no deadline.
 const defaultTimeout = 10 * time.Second
 
-// Options say how to reach JetStream.
+// Options say how to reach JetStream, and who this process is there.
 type Options struct {
 	// URL of a NATS cluster with JetStream; empty starts an embedded server in StoreDir.
-	URL       string
+	URL string
+	// Key is this process's identity, an nkey user: it authenticates the connection (unless
+	// CredsFile does, or Insecure) and signs every message the queue publishes and every
+	// action it asks of an agent. Without one, a key of this run only is made.
+	Key nkeys.KeyPair
+	// CredsFile authenticates to URL with a user JWT instead of Key.
 	CredsFile string
-	StoreDir  string
+	// TLS: for the embedded server's listener, its certificate and the CA of its clients'
+	// certificates; for URL, the CA of the server's certificate and this client's own.
+	TLS TLSFiles
+	// Insecure connects to URL without credentials; without TLS files, in the clear.
+	Insecure bool
+	// Agents maps "<cluster>/<node>" to the public nkey of that node's agent: the embedded
+	// server lets each connect with its own permissions, and only replies each signed count.
+	Agents   map[string]string
+	StoreDir string
 	// Listen is where the embedded server takes connections from node agents (none if empty).
 	Listen   string
 	Replicas int
@@ -86,6 +102,9 @@ type Options struct {
 	Backoff []time.Duration
 	Log     *slog.Logger
 }
+
+// TLSFiles are the files of a certificate, its key and a CA.
+type TLSFiles struct{ CAFile, CertFile, KeyFile string }
 
 // defaultBackoff waits longer before each retry, up to ten minutes.
 var defaultBackoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
@@ -104,6 +123,8 @@ type Queue struct {
 	// Guarded holds the last values of the guarded etcd keys.
 	Guarded *Guarded
 	seen    jetstream.KeyValue
+	key     nkeys.KeyPair
+	agents  *Agents
 }
 
 // Open connects (starting the embedded server if there is no URL) and creates or updates the
@@ -121,25 +142,46 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if len(opts.Backoff) == 0 {
 		opts.Backoff = defaultBackoff
 	}
-	q := &Queue{opts: opts}
+	authenticate := opts.Key != nil && opts.CredsFile == "" && !opts.Insecure
+	if opts.Key == nil {
+		key, err := nkeys.CreateUser()
+		if err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		opts.Key = key
+	}
+	q := &Queue{opts: opts, key: opts.Key}
 	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
 	url := opts.URL
 	if url == "" {
-		ns, err := startEmbedded(opts.StoreDir, opts.Listen, opts.Log)
+		ns, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
 		q.embedded = ns
-		natsOpts = append(natsOpts, nats.InProcessServer(ns))
-	} else if opts.CredsFile != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(opts.CredsFile))
+		natsOpts = append(natsOpts, nats.InProcessServer(ns), nkeyAuth(opts.Key))
+	} else {
+		switch {
+		case opts.CredsFile != "":
+			natsOpts = append(natsOpts, nats.UserCredentials(opts.CredsFile))
+		case authenticate:
+			natsOpts = append(natsOpts, nkeyAuth(opts.Key))
+		case !opts.Insecure:
+			return nil, remediator.Errorf(remediator.EINVALID, "queue: no credentials for %s, and not told to connect without", remediator.RedactURL(url))
+		}
+		tlsOpts, err := clientTLS(opts.TLS, url, opts.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		natsOpts = append(natsOpts, tlsOpts...)
 	}
 	nc, err := nats.Connect(url, natsOpts...)
 	if err != nil {
 		q.Close()
-		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS: %w", err)
+		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
 	q.nc = nc
+	q.agents = newAgents(nc, opts.Key, opts.Agents)
 	q.js, err = jetstream.New(nc)
 	if err != nil {
 		q.Close()
@@ -226,6 +268,33 @@ func (q *Queue) setup(ctx context.Context) error {
 	return nil
 }
 
+// nkeyAuth authenticates a connection with an nkey user, signing the server's nonce.
+func nkeyAuth(key nkeys.KeyPair) nats.Option {
+	return nats.Nkey(publicKey(key), key.Sign)
+}
+
+// clientTLS is TLS for a connection to url: with a CA file, or tls:// URLs and the system's
+// roots. Without either, only insecure connections go in the clear.
+func clientTLS(t TLSFiles, url string, insecure bool) ([]nats.Option, error) {
+	var opts []nats.Option
+	if t.CAFile != "" {
+		opts = append(opts, nats.RootCAs(t.CAFile))
+	}
+	if t.CertFile != "" {
+		opts = append(opts, nats.ClientCert(t.CertFile, t.KeyFile))
+	}
+	switch {
+	case len(opts) > 0 || strings.HasPrefix(url, "tls://"):
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+	case !insecure:
+		return nil, remediator.Errorf(remediator.EINVALID, "queue: no TLS for %s, and not told to connect without", remediator.RedactURL(url))
+	}
+	return opts, nil
+}
+
+// PublicKey is the public nkey that signs what this process publishes and asks.
+func (q *Queue) PublicKey() string { return publicKey(q.key) }
+
 // Publish stores data on subject once: a second publish with the same msgID within the
 // duplicate window is acknowledged as a duplicate and stored nothing.
 func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID string) (duplicate bool, err error) {
@@ -234,7 +303,12 @@ func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID 
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	ack, err := q.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID))
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	if err := sign(q.key, msg.Header, subject, data); err != nil {
+		return false, err
+	}
+	ack, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	if err != nil {
 		return false, unavailable("publish to %s", subject, err)
 	}

@@ -63,7 +63,7 @@ func consumeAll(t *testing.T, q *Queue, c Consumer, h Handler) (stop func() []De
 			seen = append(seen, d)
 			mu.Unlock()
 			return h(ctx, d)
-		})
+		}, nil)
 	}()
 	return func() []Delivery {
 		cancel()

@@ -1,0 +1,421 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/tlstest"
+)
+
+// listening is an embedded server on a loopback port with TLS and two node agents, cp-1 and
+// cp-2 of cluster prod, each with its own key and client certificate.
+type listening struct {
+	q      *Queue
+	url    string
+	ca     *tlstest.CA
+	client tlstest.Pair
+	agents map[string]nkeys.KeyPair
+}
+
+func newListening(t *testing.T) *listening {
+	t.Helper()
+	ca := tlstest.New(t)
+	srv := ca.Issue(t, "nats", "127.0.0.1")
+	l := &listening{ca: ca, client: ca.Issue(t, "agent"), agents: map[string]nkeys.KeyPair{}}
+	keys := map[string]string{}
+	for _, node := range []string{"cp-1", "cp-2"} {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.agents[node] = kp
+		keys["prod/"+node] = publicKey(kp)
+	}
+	addr := freeAddr(t)
+	l.q = openQueue(t, Options{Listen: addr, Agents: keys, TLS: TLSFiles{CAFile: ca.File, CertFile: srv.CertFile, KeyFile: srv.KeyFile}})
+	l.url = "tls://" + addr
+	return l
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// connect dials the listener with the given options on top of TLS with the client certificate.
+func (l *listening) connect(opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{nats.RootCAs(l.ca.File), nats.ClientCert(l.client.CertFile, l.client.KeyFile), nats.MaxReconnects(0), nats.Timeout(3 * time.Second)}
+	return nats.Connect(l.url, append(base, opts...)...)
+}
+
+func TestTheEmbeddedServerTakesNoClientWithoutItsKeyAndCertificate(t *testing.T) {
+	l := newListening(t)
+	stranger, _ := nkeys.CreateUser()
+	for _, tc := range []struct {
+		name string
+		dial func() (*nats.Conn, error)
+		want string
+	}{
+		{"anonymous", func() (*nats.Conn, error) { return l.connect() }, "authorization violation"},
+		{"an unknown nkey", func() (*nats.Conn, error) { return l.connect(nkeyAuth(stranger)) }, "authorization violation"},
+		{"the service's own key, over the network", func() (*nats.Conn, error) { return l.connect(nkeyAuth(l.q.key)) }, "authorization violation"},
+		{"an agent's key, without a client certificate", func() (*nats.Conn, error) {
+			return nats.Connect(l.url, nats.RootCAs(l.ca.File), nkeyAuth(l.agents["cp-1"]), nats.MaxReconnects(0), nats.Timeout(3*time.Second))
+		}, "tls"},
+		{"an agent's key, in the clear", func() (*nats.Conn, error) {
+			return nats.Connect("nats://"+strings.TrimPrefix(l.url, "tls://"), nkeyAuth(l.agents["cp-1"]), nats.MaxReconnects(0), nats.Timeout(3*time.Second))
+		}, "tls"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := tc.dial()
+			if err == nil {
+				nc.Close()
+				t.Fatal("connected")
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), tc.want) {
+				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
+	nc, err := l.connect(nkeyAuth(l.agents["cp-1"]))
+	if err != nil {
+		t.Fatalf("the agent with its key and certificate: %v", err)
+	}
+	nc.Close()
+}
+
+// violation waits for the connection's permissions violation, if any.
+func violation(t *testing.T, nc *nats.Conn, errs <-chan error) error {
+	t.Helper()
+	_ = nc.Flush()
+	select {
+	case err := <-errs:
+		return err
+	case <-time.After(2 * time.Second):
+		return nil
+	}
+}
+
+func TestAnAgentMayOnlyTakeItsOwnRequestsAndAnswerThem(t *testing.T) {
+	l := newListening(t)
+	errs := make(chan error, 16)
+	nc, err := l.connect(nkeyAuth(l.agents["cp-1"]), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	own, _ := AgentSubject("prod", "cp-1")
+	other, _ := AgentSubject("prod", "cp-2")
+
+	// Whatever it publishes on remediator's subjects, JetStream's API or the buckets is
+	// refused and stored nowhere.
+	before := streamMessages(t, l.q, streamWork)
+	for _, subject := range []string{SubjectAnswer, SubjectRun, SubjectAlerts, other, "$JS.API.STREAM.LIST", "$KV." + bucketIncidents + ".x"} {
+		if err := nc.Publish(subject, []byte(`{"incident":"x","approve":true,"via":"slack","by":"U1"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := violation(t, nc, errs); err == nil || !strings.Contains(err.Error(), "Permissions Violation for Publish") {
+			t.Errorf("publish to %s: %v, want a permissions violation", subject, err)
+		}
+	}
+	if after := streamMessages(t, l.q, streamWork); after != before {
+		t.Errorf("the work stream went from %d to %d messages", before, after)
+	}
+	for _, subject := range []string{other, "remediator.>", "_INBOX.>", ">"} {
+		if _, err := nc.SubscribeSync(subject); err != nil {
+			t.Fatal(err)
+		}
+		if err := violation(t, nc, errs); err == nil || !strings.Contains(err.Error(), "Permissions Violation for Subscription") {
+			t.Errorf("subscribe to %s: %v, want a permissions violation", subject, err)
+		}
+	}
+	if _, err := nc.SubscribeSync(own); err != nil {
+		t.Fatal(err)
+	}
+	if err := violation(t, nc, errs); err != nil {
+		t.Errorf("subscribe to its own subject: %v", err)
+	}
+}
+
+func streamMessages(t *testing.T, q *Queue, stream string) uint64 {
+	t.Helper()
+	s, err := q.js.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// servedAgent runs the agent of node cp-1 over its own TLS connection and counts the actions
+// it carries out; each waits for slow, if not nil, to be closed.
+func servedAgent(t *testing.T, l *listening, slow <-chan struct{}) *atomic.Int32 {
+	t.Helper()
+	conn, err := DialAgent(l.url, l.agents["cp-1"], TLSFiles{CAFile: l.ca.File, CertFile: l.client.CertFile, KeyFile: l.client.KeyFile}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- conn.Serve(ctx, Serving{Cluster: "prod", Node: "cp-1", ServiceKeys: []string{l.q.PublicKey()}, Log: slog.New(slog.DiscardHandler)},
+			func(_ context.Context, act remediator.NodeAction) (remediator.NodeResult, error) {
+				if slow != nil && act.Incident != "warmup" {
+					<-slow
+				}
+				done.Add(1)
+				return remediator.NodeResult{Output: "did " + string(act.Kind)}, nil
+			})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+		conn.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := l.q.Agents().Ask(context.Background(), "prod", "cp-1", remediator.NodeAction{Kind: remediator.ActionInspect, Incident: "warmup"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent does not answer: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	done.Store(0)
+	return &done
+}
+
+// request sends data as a request to cp-1's subject, with headers, over the service's own
+// connection (which may publish there), and returns the agent's reply.
+func request(t *testing.T, l *listening, h nats.Header, data []byte) agentReply {
+	t.Helper()
+	subject, _ := AgentSubject("prod", "cp-1")
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	for k, v := range h {
+		msg.Header[k] = v
+	}
+	resp, err := l.q.nc.RequestMsg(msg, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply agentReply
+	if err := json.Unmarshal(resp.Data, &reply); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify(resp.Header, resp.Subject, resp.Data, func(pub string) bool { return pub == publicKey(l.agents["cp-1"]) }); err != nil {
+		t.Errorf("the agent's reply: %v", err)
+	}
+	return reply
+}
+
+func signedRequest(t *testing.T, key nkeys.KeyPair, subject string, req agentRequest) (nats.Header, []byte) {
+	t.Helper()
+	data, _ := json.Marshal(req)
+	h := nats.Header{}
+	if err := sign(key, h, subject, data); err != nil {
+		t.Fatal(err)
+	}
+	return h, data
+}
+
+func TestAnAgentCarriesOutOnlyWhatTheServiceSignedForItOnce(t *testing.T) {
+	l := newListening(t)
+	done := servedAgent(t, l, nil)
+	subject, _ := AgentSubject("prod", "cp-1")
+	stranger, _ := nkeys.CreateUser()
+	setFlags := remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentAPIServer, Incident: "x",
+		Set: map[string]string{"authorization-mode": "AlwaysAllow"}}
+	fresh := func() agentRequest {
+		return agentRequest{Cluster: "prod", Node: "cp-1", Action: setFlags, IssuedAt: time.Now().UTC(), Nonce: fmt.Sprint(time.Now().UnixNano())}
+	}
+
+	replayed := fresh()
+	h, data := signedRequest(t, l.q.key, subject, replayed)
+	if reply := request(t, l, h, data); reply.Error != "" || done.Load() != 1 {
+		t.Fatalf("a signed request: %+v, %d actions; want it carried out", reply, done.Load())
+	}
+	done.Store(0)
+
+	for _, tc := range []struct {
+		name string
+		msg  func() (nats.Header, []byte)
+		want string
+	}{
+		{"unsigned, as `nats req` sends it", func() (nats.Header, []byte) {
+			data, _ := json.Marshal(fresh())
+			return nats.Header{}, data
+		}, "unsigned"},
+		{"signed by another key", func() (nats.Header, []byte) { return signedRequest(t, stranger, subject, fresh()) }, "not a trusted key"},
+		{"signed, then altered", func() (nats.Header, []byte) {
+			h, data := signedRequest(t, l.q.key, subject, fresh())
+			return h, []byte(strings.Replace(string(data), "set-flags", "stop", 1))
+		}, "forged or altered"},
+		{"signed for another node", func() (nats.Header, []byte) {
+			req := fresh()
+			req.Node = "cp-2"
+			return signedRequest(t, l.q.key, subject, req)
+		}, "is for node cp-2"},
+		{"signed for another node's subject", func() (nats.Header, []byte) {
+			other, _ := AgentSubject("prod", "cp-2")
+			return signedRequest(t, l.q.key, other, fresh())
+		}, "forged or altered"},
+		{"replayed", func() (nats.Header, []byte) { return signedRequest(t, l.q.key, subject, replayed) }, "a replay"},
+		{"old", func() (nats.Header, []byte) {
+			req := fresh()
+			req.IssuedAt = time.Now().Add(-10 * time.Minute)
+			return signedRequest(t, l.q.key, subject, req)
+		}, "a replay, or clocks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, data := tc.msg()
+			reply := request(t, l, h, data)
+			if reply.Code != remediator.EFORBIDDEN || !strings.Contains(reply.Error, tc.want) {
+				t.Errorf("reply %s: %q, want forbidden: %q", reply.Code, reply.Error, tc.want)
+			}
+			if n := done.Load(); n != 0 {
+				t.Errorf("the agent carried out %d actions", n)
+			}
+		})
+	}
+}
+
+func TestOnlyTheAgentsSignedReplyIsTakenAsItsAnswer(t *testing.T) {
+	l := newListening(t)
+	subject, _ := AgentSubject("prod", "cp-1")
+	// An impostor subscribed beside the agent (through a NATS account that let it) answers
+	// first, unsigned and then signed by another key; the agent answers after it.
+	stranger, _ := nkeys.CreateUser()
+	lied := make(chan struct{})
+	done := servedAgent(t, l, lied)
+	sub, err := l.q.nc.Subscribe(subject, func(m *nats.Msg) {
+		defer close(lied)
+		lie, _ := json.Marshal(agentReply{Cluster: "prod", Node: "cp-1", Result: remediator.NodeResult{Output: "all healthy"}})
+		_ = m.Respond(lie)
+		out := nats.NewMsg(m.Reply)
+		out.Data = lie
+		_ = sign(stranger, out.Header, m.Reply, lie)
+		_ = l.q.nc.PublishMsg(out)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	res, err := l.q.Agents().Ask(context.Background(), "prod", "cp-1", remediator.NodeAction{Kind: remediator.ActionStop, Incident: "x"})
+	if err != nil || res.Output != "did stop" || done.Load() != 1 {
+		t.Errorf("answer %q, %v (%d actions); want the agent's own", res.Output, err, done.Load())
+	}
+}
+
+func TestAnAgentThatDoesNotAnswerIsNamed(t *testing.T) {
+	l := newListening(t)
+	_, err := l.q.Agents().Ask(context.Background(), "prod", "cp-2", remediator.NodeAction{Kind: remediator.ActionInspect, Incident: "x"})
+	if remediator.ErrorCode(err) != remediator.EUNAVAILABLE || !strings.Contains(err.Error(), "no agent answers for node cp-2") {
+		t.Errorf("error %v, want no agent answers for node cp-2", err)
+	}
+}
+
+func TestAForgedMessageOnAStreamReachesNoHandler(t *testing.T) {
+	q := openQueue(t, Options{})
+	// Whoever could publish there (a NATS user with too wide permissions) but does not hold
+	// the service's key: an approval, unsigned, and one signed by another key.
+	stranger, _ := nkeys.CreateUser()
+	forgedByKey := nats.NewMsg(SubjectAnswer)
+	forgedByKey.Data = []byte(`{"incident":"i-2","approve":true}`)
+	if err := sign(stranger, forgedByKey.Header, SubjectAnswer, forgedByKey.Data); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := q.js.Publish(ctx, SubjectAnswer, []byte(`{"incident":"i-1","approve":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.js.PublishMsg(ctx, forgedByKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Publish(ctx, SubjectAnswer, []byte(`{"incident":"i-3","approve":true}`), "signed"); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu              sync.Mutex
+		handled, forged []string
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = q.Consume(cctx, Executor, 1, time.Second, func(_ context.Context, d Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			handled = append(handled, string(d.Data))
+			return nil
+		}, func(_ context.Context, d Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			forged = append(forged, fmt.Sprintf("%s: %v", d.Data, d.Forged))
+			return nil
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(handled) + len(forged)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if len(handled) != 1 || !strings.Contains(handled[0], "i-3") {
+		t.Errorf("handled %q, want only the signed answer", handled)
+	}
+	if len(forged) != 2 || !strings.Contains(forged[0], "unsigned") || !strings.Contains(forged[1], "not a trusted key") {
+		t.Errorf("forged %q, want the unsigned one and the one signed by another key", forged)
+	}
+	// Given up, not retried: the work stream holds nothing more.
+	if n := streamMessages(t, q, streamWork); n != 0 {
+		t.Errorf("the work stream still holds %d messages", n)
+	}
+}
+
+func TestRedactURLHidesCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://alice:s3cret@nats-1:4222,nats://bob:hunter2@nats-2:4222": "nats://xxxxx@nats-1:4222,nats://xxxxx@nats-2:4222",
+		"dial tls://tok3n@nats:4222: connection refused":                 "dial tls://xxxxx@nats:4222: connection refused",
+		"nats://nats:4222": "nats://nats:4222",
+	} {
+		if got := remediator.RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	_, err := Open(context.Background(), Options{URL: "nats://alice:s3cret@127.0.0.1:1", Insecure: true})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "xxxxx@127.0.0.1:1") {
+		t.Errorf("error %v, want the URL without its password", err)
+	}
+}

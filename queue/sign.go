@@ -1,0 +1,73 @@
+package queue
+
+import (
+	"encoding/base64"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/remediator/remediator"
+)
+
+// Headers of a signed message: the signer's public nkey, and its ed25519 signature over the
+// subject and the body (signedBytes), so that a signed message cannot be moved to another
+// subject or changed.
+const (
+	headerKey       = "Remediator-Key"
+	headerSignature = "Remediator-Signature"
+)
+
+// signedBytes is what a signature covers.
+func signedBytes(subject string, data []byte) []byte {
+	b := make([]byte, 0, len("remediator/1\n")+len(subject)+1+len(data))
+	b = append(b, "remediator/1\n"...)
+	b = append(b, subject...)
+	b = append(b, '\n')
+	return append(b, data...)
+}
+
+// sign adds the signer's key and signature over subject and data to h.
+func sign(key nkeys.KeyPair, h nats.Header, subject string, data []byte) error {
+	pub, err := key.PublicKey()
+	if err != nil {
+		return fmt.Errorf("queue: signing key: %w", err)
+	}
+	sig, err := key.Sign(signedBytes(subject, data))
+	if err != nil {
+		return fmt.Errorf("queue: sign: %w", err)
+	}
+	h.Set(headerKey, pub)
+	h.Set(headerSignature, base64.RawURLEncoding.EncodeToString(sig))
+	return nil
+}
+
+// verify checks that h carries a valid signature over subject and data by one of the trusted
+// public keys, and returns that key. Anything else is EFORBIDDEN, saying why.
+func verify(h nats.Header, subject string, data []byte, trusted func(pub string) bool) (string, error) {
+	pub, encoded := h.Get(headerKey), h.Get(headerSignature)
+	if pub == "" || encoded == "" {
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "unsigned: no %s header", headerSignature)
+	}
+	if !trusted(pub) {
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "signed by %s, which is not a trusted key", pub)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(encoded)
+	if err != nil {
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "malformed signature")
+	}
+	kp, err := nkeys.FromPublicKey(pub)
+	if err != nil {
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "malformed signing key %q", pub)
+	}
+	if err := kp.Verify(signedBytes(subject, data), sig); err != nil {
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "the signature by %s does not match the message: forged or altered", pub)
+	}
+	return pub, nil
+}
+
+// publicKey is the public key of a key pair, which a valid user key always has.
+func publicKey(key nkeys.KeyPair) string {
+	pub, _ := key.PublicKey()
+	return pub
+}
