@@ -83,6 +83,22 @@ type Agent struct {
 	http *http.Client
 	mu   sync.Mutex
 	now  func() time.Time
+	// found is etcd's command line as the agent found it on disk when it started: its data
+	// dir and its own name and peer URLs come from there, never from a file an action rewrote.
+	found found
+}
+
+// found is etcd's flags as the agent found them at start, or why it could not read them.
+type found struct {
+	flags map[string]string
+	err   error
+}
+
+func (f found) why() string {
+	if f.err != nil {
+		return " (" + f.err.Error() + ")"
+	}
+	return ""
 }
 
 // runtime is how the node runs a component.
@@ -142,7 +158,30 @@ func New(cfg Config) (*Agent, error) {
 	default:
 		return nil, fmt.Errorf("agent.runtime: %q is neither staticpod nor service", cfg.Runtime)
 	}
+	if _, f, _, err := a.read(remediator.ComponentEtcd); err != nil {
+		a.found.err = err
+	} else {
+		a.found.flags = f.Flags()
+	}
 	return a, nil
+}
+
+// incidentBackup refuses a source that is not a regular file or folder inside the incident's
+// own backup folder, once every symbolic link on the way is resolved: a rollback or a restore
+// puts back only what remediator saved for the same incident.
+func (a *Agent) incidentBackup(incident, path string) error {
+	folder, err := filepath.EvalSymlinks(filepath.Join(a.cfg.BackupDir, incident))
+	if err != nil {
+		return remediator.Errorf(remediator.EPRECONDITION, "incident %s has no backup folder on node %s: %v", incident, a.cfg.Node, err)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return remediator.Errorf(remediator.EPRECONDITION, "backup %s: %v", path, err)
+	}
+	if !inside(real, folder) || real == folder {
+		return remediator.Errorf(remediator.EFORBIDDEN, "%s is not one of incident %s's backups (in %s)", path, incident, folder)
+	}
+	return nil
 }
 
 func inside(dir, parent string) bool {
@@ -235,6 +274,9 @@ func validate(act remediator.NodeAction) error {
 	if act.Kind == remediator.ActionSetFlags && len(act.Set) == 0 && len(act.Remove) == 0 {
 		return remediator.Errorf(remediator.EINVALID, "action set-flags: no flag to set or remove")
 	}
+	if len(act.Incident) > 128 {
+		return remediator.Errorf(remediator.EINVALID, "action %s: incident %q is too long to name a backup folder", act.Kind, act.Incident)
+	}
 	return nil
 }
 
@@ -271,7 +313,7 @@ func (a *Agent) inspect(c remediator.Component) (remediator.NodeResult, error) {
 		res.Probe = &remediator.Probe{Present: present, Suspended: suspended, Target: target}
 	}
 	if c == remediator.ComponentEtcd {
-		dir, err := a.dataDir(f)
+		dir, err := a.dataDir()
 		if err != nil {
 			return res, err
 		}
@@ -300,15 +342,32 @@ func diskSize(fi os.FileInfo) int64 {
 	return fi.Size()
 }
 
-func (a *Agent) dataDir(f manifest.Flags) (string, error) {
+// dataDir is etcd's data dir on this node: agent.etcd_data_dir, or --data-dir as etcd's
+// manifest said when the agent started.
+func (a *Agent) dataDir() (string, error) {
 	if a.cfg.EtcdDataDir != "" {
 		return a.cfg.EtcdDataDir, nil
 	}
-	dir := f.Flags()["data-dir"]
+	if a.found.flags == nil {
+		return "", remediator.Errorf(remediator.EPRECONDITION, "etcd's manifest could not be read when the agent started%s: restart the agent once it is in place, or set agent.etcd_data_dir", a.found.why())
+	}
+	dir := a.found.flags["data-dir"]
 	if dir == "" || !filepath.IsAbs(dir) {
 		return "", remediator.Errorf(remediator.EPRECONDITION, "etcd's --data-dir is %q: set agent.etcd_data_dir to its absolute path on this node", dir)
 	}
 	return dir, nil
+}
+
+// sameDataDir refuses to touch a data dir when etcd's manifest now names another than the
+// agent found at start: someone changed it, and which one holds etcd's data is for a human.
+func (a *Agent) sameDataDir(f manifest.Flags) error {
+	if a.cfg.EtcdDataDir != "" || a.found.flags == nil {
+		return nil
+	}
+	if now, then := f.Flags()["data-dir"], a.found.flags["data-dir"]; now != then {
+		return remediator.Errorf(remediator.EPRECONDITION, "etcd's --data-dir is now %q, and was %q when the agent started: not touching either; restart the agent if a human changed it", now, then)
+	}
+	return nil
 }
 
 // serving is the address the component serves on, from its flags.
@@ -384,7 +443,7 @@ func (a *Agent) busy(c remediator.Component, f manifest.Flags, addr string) (str
 	if c != remediator.ComponentEtcd {
 		return "", nil
 	}
-	dir, err := a.dataDir(f)
+	dir, err := a.dataDir()
 	if err != nil {
 		return "", err
 	}
@@ -401,8 +460,11 @@ func (a *Agent) stoppedData() (map[string]string, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	dir, err := a.dataDir(f)
+	dir, err := a.dataDir()
 	if err != nil {
+		return nil, "", err
+	}
+	if err := a.sameDataDir(f); err != nil {
 		return nil, "", err
 	}
 	if a.rt.running(remediator.ComponentEtcd) {
@@ -416,15 +478,15 @@ func (a *Agent) stoppedData() (map[string]string, string, error) {
 	}
 	// etcd stops answering early in its shutdown and closes its files last: its data is
 	// whole once it lets go of their locks.
-	if err := a.released(f, unlockWait); err != nil {
+	if err := a.released(unlockWait); err != nil {
 		return nil, "", err
 	}
 	return flags, dir, nil
 }
 
 // released waits until etcd, stopped, has let go of its data dir's files.
-func (a *Agent) released(f manifest.Flags, wait time.Duration) error {
-	dir, err := a.dataDir(f)
+func (a *Agent) released(wait time.Duration) error {
+	dir, err := a.dataDir()
 	if err != nil {
 		return err
 	}
@@ -513,6 +575,9 @@ func (a *Agent) setFlags(act remediator.NodeAction) (remediator.NodeResult, erro
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
+	if err := a.allowed(act, f.Flags()); err != nil {
+		return remediator.NodeResult{}, err
+	}
 	old := f.Bytes()
 	var did []string
 	for _, name := range slices.Sorted(maps.Keys(act.Set)) {
@@ -560,8 +625,8 @@ func (a *Agent) rollback(act remediator.NodeAction) (remediator.NodeResult, erro
 		}
 		backup = matches[0]
 	}
-	if !inside(backup, filepath.Join(a.cfg.BackupDir, act.Incident)) {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EINVALID, "backup %s is not one of incident %s's", backup, act.Incident)
+	if err := a.incidentBackup(act.Incident, backup); err != nil {
+		return remediator.NodeResult{}, err
 	}
 	data, err := os.ReadFile(backup)
 	if err != nil {

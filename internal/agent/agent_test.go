@@ -161,10 +161,139 @@ func TestSetFlagsBackupAndRollback(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != string(orig) || !roll.Changed {
 		t.Fatalf("rollback did not restore the original (changed %v)", roll.Changed)
 	}
-	// A backup of another incident, or outside the backup dir, is refused.
-	bad := remediator.NodeAction{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc2", Backup: res.Backup}
-	if _, err := a.Do(context.Background(), bad); remediator.ErrorCode(err) != remediator.EINVALID {
-		t.Fatalf("rollback to another incident's backup: %v", err)
+	// A backup of another incident, one outside the backup dir, or a link from the incident's
+	// folder to a file elsewhere, is refused, and the manifest stays as it is.
+	if err := os.MkdirAll(filepath.Join(dir, "backups", "inc2"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(dir, "planted.yaml")
+	evil := strings.Replace(string(orig), "- kube-apiserver", "- kube-apiserver\n    - --authorization-mode=AlwaysAllow", 1)
+	if err := os.WriteFile(planted, []byte(evil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "backups", "inc1", "kube-apiserver.yaml.20990101T000000.000000000Z")
+	if err := os.Symlink(planted, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []remediator.NodeAction{
+		{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc2", Backup: res.Backup},
+		{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc1", Backup: planted},
+		{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc1", Backup: link},
+		{Kind: remediator.ActionRollback, Component: remediator.ComponentAPIServer, Incident: "inc1", Backup: filepath.Join(dir, "backups", "inc1", "..", "..", "planted.yaml")},
+	} {
+		if _, err := a.Do(context.Background(), bad); remediator.ErrorCode(err) != remediator.EFORBIDDEN {
+			t.Errorf("rollback of incident %s to %s: %v, want forbidden", bad.Incident, bad.Backup, err)
+		}
+		if got, _ := os.ReadFile(path); string(got) != string(orig) {
+			t.Fatalf("a refused rollback to %s changed the manifest", bad.Backup)
+		}
+	}
+}
+
+// set-flags changes only the flags remediations set, to values they would set: whatever
+// else it is asked leaves the file as it was.
+func TestSetFlagsTakesOnlyWhatRemediationsSet(t *testing.T) {
+	dir := t.TempDir()
+	manifests := filepath.Join(dir, "manifests")
+	if err := os.MkdirAll(manifests, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, name := range []string{"kube-apiserver.yaml", "etcd.yaml"} {
+		orig, err := os.ReadFile(template(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[name] = string(orig)
+		if err := os.WriteFile(filepath.Join(manifests, name), orig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := agent.New(agent.Config{Node: "cp-1", Cluster: "test", ManifestsDir: manifests,
+		StoppedDir: filepath.Join(dir, "stopped"), BackupDir: filepath.Join(dir, "backups")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiserver := func(set map[string]string, remove ...string) remediator.NodeAction {
+		return remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentAPIServer, Incident: "i", Set: set, Remove: remove}
+	}
+	etcd := func(set map[string]string, remove ...string) remediator.NodeAction {
+		return remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentEtcd, Incident: "i", Set: set, Remove: remove}
+	}
+	for _, tc := range []struct {
+		name string
+		act  remediator.NodeAction
+		want string
+	}{
+		{"anonymous cluster-admin", apiserver(map[string]string{"authorization-mode": "AlwaysAllow", "anonymous-auth": "true"}), "not a flag remediator sets"},
+		{"a check timeout of an hour", apiserver(map[string]string{"etcd-healthcheck-timeout": "1h"}), "at most 1m0s"},
+		{"a check timeout that is no duration", apiserver(map[string]string{"etcd-readycheck-timeout": "$(touch /tmp/x)"}), "not a duration"},
+		{"an etcd flag on kube-apiserver", apiserver(map[string]string{"quota-backend-bytes": "8589934592"}), "not a flag remediator sets"},
+		{"removing the authorizer", apiserver(nil, "authorization-mode"), "removes only"},
+		{"another data dir", etcd(map[string]string{"data-dir": "/tmp/elsewhere"}), "not a flag remediator sets"},
+		{"a smaller quota", etcd(map[string]string{"quota-backend-bytes": "4194304"}), "below the current"},
+		{"a quota that is no size", etcd(map[string]string{"quota-backend-bytes": "8G; rm -rf /"}), "not a size"},
+		{"a value for a bare flag", etcd(map[string]string{"force-new-cluster": "x"}), "takes no value"},
+		{"a cluster state of its own", etcd(map[string]string{"initial-cluster-state": "existing$(touch /tmp/x)"}), "must be one of new, existing"},
+		{"an initial cluster without this member", etcd(map[string]string{"initial-cluster": "evil=https://10.6.6.6:2380"}), "this member, cp-1, must be in it"},
+		{"an initial cluster with this member elsewhere", etcd(map[string]string{"initial-cluster": "cp-1=https://10.6.6.6:2380"}), "this member, cp-1, must be in it"},
+		{"an initial cluster with a shell in it", etcd(map[string]string{"initial-cluster": "cp-1=https://10.0.0.11:2380,x=https://$(id):1"}), "is not a peer URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := a.Do(context.Background(), tc.act)
+			if remediator.ErrorCode(err) != remediator.EFORBIDDEN || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want forbidden: %q", err, tc.want)
+			}
+			for name, orig := range files {
+				if got, _ := os.ReadFile(filepath.Join(manifests, name)); string(got) != orig {
+					t.Errorf("%s changed", name)
+				}
+			}
+			if entries, _ := os.ReadDir(filepath.Join(dir, "backups")); len(entries) != 0 {
+				t.Errorf("a refused action left a backup")
+			}
+		})
+	}
+	ok := etcd(map[string]string{"initial-cluster": "cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380", "initial-cluster-state": "existing", "quota-backend-bytes": "8589934592"})
+	if res := do(t, a, ok); !res.Changed || res.Flags["initial-cluster-state"] != "existing" || res.Flags["quota-backend-bytes"] != "8589934592" {
+		t.Errorf("the flags a member replacement sets: %+v", res)
+	}
+}
+
+// An etcd run as a service keeps its flags in a file its service manager sources: nothing
+// set-flags writes there can run when it is.
+func TestAFlagsFileSourcedByAShellRunsNothingOfAnAction(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "etcd.env")
+	const orig = "ETCD_NAME=cp-1\nETCD_DATA_DIR=/var/lib/etcd\nETCD_INITIAL_ADVERTISE_PEER_URLS=https://10.0.0.11:2380\nETCD_QUOTA_BACKEND_BYTES=2147483648\n"
+	if err := os.WriteFile(env, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Node: "cp-1", Cluster: "test", Runtime: agent.RuntimeService, BackupDir: filepath.Join(dir, "backups"),
+		Service: agent.Service{Stop: []string{"true"}, Start: []string{"true"}, FlagsFile: env, FlagsFormat: manifest.FormatEnv}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "X")
+	for _, set := range []map[string]string{
+		{"quota-backend-bytes": "$(touch " + marker + ")"},
+		{"initial-cluster": "cp-1=https://10.0.0.11:2380$(touch " + marker + ")"},
+		{"initial-cluster": "cp-1=https://10.0.0.11:2380,`touch " + marker + "`=https://10.0.0.12:2380"},
+	} {
+		_, err := a.Do(context.Background(), remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentEtcd, Incident: "i", Set: set})
+		if remediator.ErrorCode(err) != remediator.EFORBIDDEN {
+			t.Errorf("set %v: %v, want forbidden", set, err)
+		}
+	}
+	out, err := osexec.Command("sh", "-c", `. "$1"; printf %s "$ETCD_QUOTA_BACKEND_BYTES"`, "sh", env).CombinedOutput()
+	if err != nil || string(out) != "2147483648" {
+		t.Errorf("sourced: %q, %v", out, err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("sourcing the flags file ran a command an action carried")
+	}
+	if got, _ := os.ReadFile(env); string(got) != orig {
+		t.Errorf("the flags file changed:\n%s", got)
 	}
 }
 
@@ -265,7 +394,9 @@ func TestOverNATS(t *testing.T) {
 	a := nodeAgent(t, n)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- q.Agents().Serve(ctx, "test", n.Name, a.Do, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		served <- q.AgentConn(nil).Serve(ctx, queue.Serving{Cluster: "test", Node: n.Name, Log: slog.New(slog.DiscardHandler)}, a.Do)
+	}()
 	t.Cleanup(func() { cancel(); <-served })
 
 	ask := func(act remediator.NodeAction) (remediator.NodeResult, error) {
@@ -330,5 +461,45 @@ func TestStopWaitsUntilTheMemberStaysQuiet(t *testing.T) {
 	}
 	if returned.Before(span[1]) {
 		t.Errorf("stop returned at %s, while the member answered again from %s to %s", returned.Format(time.StampMilli), span[0].Format(time.StampMilli), span[1].Format(time.StampMilli))
+	}
+}
+
+// restore-snapshot rebuilds etcd only from a db the same incident backed up: not another
+// incident's, not one elsewhere on the node, not through a link.
+func TestRestoreSnapshotTakesOnlyTheIncidentsOwnBackup(t *testing.T) {
+	dir := t.TempDir()
+	manifests, backups := filepath.Join(dir, "manifests"), filepath.Join(dir, "backups")
+	for _, d := range []string{manifests, filepath.Join(backups, "inc1"), filepath.Join(backups, "inc2")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orig, err := os.ReadFile(template("etcd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(manifests, "etcd.yaml"), orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{Node: "cp-1", Cluster: "test", ManifestsDir: manifests, StoppedDir: filepath.Join(dir, "stopped"), BackupDir: backups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(dir, "attacker.db")
+	other := filepath.Join(backups, "inc2", "db")
+	link := filepath.Join(backups, "inc1", "db")
+	for _, f := range []string{elsewhere, other} {
+		if err := os.WriteFile(f, []byte("not etcd's"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{elsewhere, other, link, "../inc2/db", "../../attacker.db"} {
+		_, err := a.Do(context.Background(), remediator.NodeAction{Kind: remediator.ActionRestoreSnapshot, Component: remediator.ComponentEtcd, Incident: "inc1", Backup: src})
+		if remediator.ErrorCode(err) != remediator.EFORBIDDEN || !strings.Contains(err.Error(), "is not one of incident inc1's backups") {
+			t.Errorf("restore from %s: %v, want forbidden", src, err)
+		}
 	}
 }

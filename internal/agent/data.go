@@ -145,19 +145,19 @@ func (a *Agent) removeSnapFiles() (remediator.NodeResult, error) {
 // restoreSnapshot rebuilds etcd's data dir from a db file in the backup dir with etcdutl, as
 // the member's flags describe it (name, peer URLs, initial cluster).
 func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) (remediator.NodeResult, error) {
+	db := act.Backup
+	if !filepath.IsAbs(db) {
+		db = filepath.Join(a.cfg.BackupDir, act.Incident, db)
+	}
+	if err := a.incidentBackup(act.Incident, db); err != nil {
+		return remediator.NodeResult{}, remediator.Errorf(remediator.ErrorCode(err), "restore-snapshot: %w", err)
+	}
+	if fi, err := os.Stat(db); err != nil || !fi.Mode().IsRegular() {
+		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: %s is not a db file", db)
+	}
 	flags, dir, err := a.stoppedData()
 	if err != nil {
 		return remediator.NodeResult{}, err
-	}
-	db := act.Backup
-	if !filepath.IsAbs(db) {
-		db = filepath.Join(a.cfg.BackupDir, db)
-	}
-	if !inside(db, a.cfg.BackupDir) {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EINVALID, "restore-snapshot: %s is not in the agent's backup dir", act.Backup)
-	}
-	if _, err := os.Stat(db); err != nil {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: %w", err)
 	}
 	if empty, err := isEmpty(dir); err != nil || !empty {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: data dir %s is not empty: move it to the backup dir first", dir)

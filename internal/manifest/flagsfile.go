@@ -76,11 +76,22 @@ func (f *FlagsFile) line(name, value string) string {
 	if value == "" {
 		value = "true" // an env variable cannot be bare
 	}
-	key := "ETCD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-	if strings.ContainsAny(value, " \t\"'$`\\#") {
-		value = strconv.Quote(value)
+	return "ETCD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "=" + value
+}
+
+// shellSafe says whether every byte of s means itself to a shell that sources the file, to
+// systemd's EnvironmentFile and to a command line built from an args file: no quoting, no
+// expansion, no word splitting. Every value the remediations set is made of these.
+func shellSafe(s string) bool {
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("._:/,=+@%-", r):
+		default:
+			return false
+		}
 	}
-	return key + "=" + value
+	return true
 }
 
 // Flags returns the flags the file sets.
@@ -99,8 +110,8 @@ func (f *FlagsFile) Set(name, value string) (bool, error) {
 	if err := checkName(name); err != nil {
 		return false, err
 	}
-	if strings.ContainsAny(value, "\n\r") {
-		return false, fmt.Errorf("manifest: a flag value must be one line")
+	if !shellSafe(name) || !shellSafe(value) {
+		return false, fmt.Errorf("manifest: --%s=%q: a flags file takes only letters, digits and ._:/,=+@%%- in a value, which a shell that sources it cannot run or split", name, value)
 	}
 	want := f.line(name, value)
 	for i, l := range f.lines {

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -202,5 +203,53 @@ func TestFlagsFile(t *testing.T) {
 	}
 	if _, err := ParseFlagsFile(nil, "toml"); err == nil {
 		t.Fatal("unknown format accepted")
+	}
+}
+
+// TestAFlagsFileCannotRunWhatItIsGiven sources what Set writes with a real shell: a value
+// that would run a command, expand or split is refused and the file does not change; what it
+// takes reads back as it was given.
+func TestAFlagsFileCannotRunWhatItIsGiven(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh to source the file with")
+	}
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	for format, original := range map[Format]string{FormatEnv: "ETCD_NAME=m1\n", FormatArgs: "--name=m1\n"} {
+		f, err := ParseFlagsFile([]byte(original), format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{"$(touch " + marker + ")", "`touch " + marker + "`", "x;touch " + marker, "a\ntouch " + marker,
+			`a\`, "'x'", `"x"`, "a b", "$HOME", "*", "x&touch " + marker, "x|touch " + marker} {
+			if _, err := f.Set("initial-cluster", v); err == nil {
+				t.Errorf("%s: Set(initial-cluster, %q) was taken", format, v)
+			}
+		}
+		if got := string(f.Bytes()); got != original {
+			t.Errorf("%s: the refused values changed the file:\n%s", format, got)
+		}
+		want := "m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380"
+		if _, err := f.Set("initial-cluster", want); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, string(format))
+		if err := os.WriteFile(path, f.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The env file sourced as systemd-less setups and BOSH do; the args file expanded
+		// into a command line unquoted, as `etcd $(cat file)` does.
+		script := `. "$1"; printf %s "$ETCD_INITIAL_CLUSTER"`
+		if format == FormatArgs {
+			script = `set -- $(cat "$1"); for a; do case $a in --initial-cluster=*) printf %s "${a#--initial-cluster=}";; esac; done`
+		}
+		out, err := exec.Command(sh, "-c", script, "sh", path).CombinedOutput()
+		if err != nil || string(out) != want {
+			t.Errorf("%s: sourced --initial-cluster = %q (%v), want %q", format, out, err, want)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a value ran a command when the file was sourced")
 	}
 }
