@@ -37,11 +37,12 @@ func agentConfig(cfg config.Config, node string, log *slog.Logger) (agent.Config
 	}, nil
 }
 
-// runAgent serves a node's actions on agents until ctx ends.
-func runAgent(ctx context.Context, agents *queue.Agents, cfg agent.Config) error {
+// runAgent serves a node's actions on conn until ctx ends, obeying the service keys (those of
+// the service it runs in, when empty).
+func runAgent(ctx context.Context, conn *queue.AgentConn, cfg agent.Config, serviceKeys []string) error {
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
-	return agents.Serve(ctx, cfg.Cluster, cfg.Node, a.Do, cfg.Log)
+	return conn.Serve(ctx, queue.Serving{Cluster: cfg.Cluster, Node: cfg.Node, ServiceKeys: serviceKeys, Log: cfg.Log}, a.Do)
 }

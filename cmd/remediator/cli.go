@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,15 +52,42 @@ you must be one of the approvers the incident's policy names.`,
 	}
 	cmd.Flags().StringVar(&as, "as", "", "the approver's name, as the policy lists it (needed with the shared token)")
 	cmd.Flags().StringVar(&comment, "comment", "", "why")
-	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
-	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")
+	clientFlags(cmd, &server, &tokenFile, &configPath)
 	return cmd
 }
 
 // operatorPost sends an operator's request about an incident (approve, reject, close) to the
 // operator API, with the token in tokenFile (or api.bearer_token_file of the configuration).
 func operatorPost(cmd *cobra.Command, configPath, server, tokenFile, id, verb string, body any) (*remediator.Incident, error) {
+	c, err := newAPIClient(cmd, configPath, server, tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if c.token == "" {
+		return nil, fmt.Errorf("--token-file (or api.bearer_token_file in --config) is needed")
+	}
+	out, err := c.do(cmd, http.MethodPost, "/api/v1/incidents/"+url.PathEscape(id)+"/"+verb, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", verb, err)
+	}
+	var inc remediator.Incident
+	if err := json.Unmarshal(out, &inc); err != nil {
+		return nil, err
+	}
+	return &inc, nil
+}
+
+// apiClient calls remediator's HTTP API as an operator.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// newAPIClient reaches the service at --server, or the address of --config, with the
+// operator token of tokenFile or of --config's api.bearer_token_file, if any. Over HTTPS it
+// trusts the system's roots, --config's own serving certificate and --ca-file.
+func newAPIClient(cmd *cobra.Command, configPath, server, tokenFile string) (*apiClient, error) {
 	cfg, err := loadOptional(configPath)
 	if err != nil {
 		return nil, err
@@ -66,37 +95,80 @@ func operatorPost(cmd *cobra.Command, configPath, server, tokenFile, id, verb st
 	if tokenFile == "" && cfg != nil {
 		tokenFile = cfg.API.BearerTokenFile
 	}
-	if tokenFile == "" {
-		return nil, fmt.Errorf("--token-file (or api.bearer_token_file in --config) is needed")
+	c := &apiClient{base: serverURL(server, cfg)}
+	if tokenFile != "" {
+		token, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		c.token = strings.TrimSpace(string(token))
 	}
-	token, err := os.ReadFile(tokenFile)
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	var extra []string
+	if cfg != nil && cfg.TLS.CertFile != "" {
+		extra = append(extra, cfg.TLS.CertFile)
+	}
+	if ca, _ := cmd.Flags().GetString("ca-file"); ca != "" {
+		extra = append(extra, ca)
+	}
+	for _, f := range extra {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", f)
+		}
+	}
+	c.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	return c, nil
+}
+
+// do sends a request with a JSON body (none if nil) and returns the response body of a 200,
+// or an error with the service's reason.
+func (c *apiClient) do(cmd *cobra.Command, method, path string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), method, c.base+path, rd)
 	if err != nil {
 		return nil, err
 	}
-	data, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(cmd.Context(), http.MethodPost,
-		serverURL(server, cfg)+"/api/v1/incidents/"+url.PathEscape(id)+"/"+verb, bytes.NewReader(data))
-	if err != nil {
-		return nil, err
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.Unmarshal(out, &e)
-		return nil, fmt.Errorf("%s refused (%s): %s", verb, resp.Status, e.Error)
+		return nil, fmt.Errorf("refused (%s): %s", resp.Status, e.Error)
 	}
-	var inc remediator.Incident
-	if err := json.Unmarshal(out, &inc); err != nil {
-		return nil, err
-	}
-	return &inc, nil
+	return out, nil
+}
+
+// clientFlags adds the flags every command that calls the API takes.
+func clientFlags(cmd *cobra.Command, server, tokenFile, configPath *string) {
+	cmd.Flags().StringVar(server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
+	cmd.Flags().StringVar(tokenFile, "token-file", "", "file holding the operator token (default: api.bearer_token_file of --config)")
+	cmd.Flags().StringVar(configPath, "config", "", "remediator's configuration, for the server, its certificate and the token")
+	cmd.Flags().String("ca-file", "", "CA certificate that signed the service's HTTPS certificate, if the system does not trust it")
 }
 
 // closeCmd is `remediator close INCIDENT --reason TEXT`: an operator closes a finished
@@ -120,9 +192,7 @@ approve and reject. Only a finished incident can be closed; the reason goes in i
 	}
 	cmd.Flags().StringVar(&as, "as", "", "your name (needed with the shared token)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why it is closed by hand")
-	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the operator token")
-	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server and token")
+	clientFlags(cmd, &server, &tokenFile, &configPath)
 	return cmd
 }
 
@@ -152,7 +222,7 @@ func serverURL(flag string, cfg *config.Config) string {
 
 // reportCmd is `remediator report INCIDENT`: the post-incident report, from the service.
 func reportCmd() *cobra.Command {
-	var format, server, configPath, output string
+	var format, server, tokenFile, configPath, output string
 	cmd := &cobra.Command{
 		Use:   "report INCIDENT [--format md|html|json] [-o FILE]",
 		Short: "Print an incident's post-incident report",
@@ -161,28 +231,13 @@ root cause, impact window, timeline, evidence, steps, approvals, each member's f
 and after, what was not done, and follow-ups. html is one self-contained page.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadOptional(configPath)
+			c, err := newAPIClient(cmd, configPath, server, tokenFile)
 			if err != nil {
 				return err
 			}
-			u := serverURL(server, cfg) + "/api/v1/incidents/" + url.PathEscape(args[0]) + "/report?format=" + url.QueryEscape(format)
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			body, err := c.do(cmd, http.MethodGet, "/api/v1/incidents/"+url.PathEscape(args[0])+"/report?format="+url.QueryEscape(format), nil)
 			if err != nil {
-				return err
-			}
-			resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				var e struct{ Error string }
-				_ = json.Unmarshal(body, &e)
-				return fmt.Errorf("report of incident %s (%s): %s", args[0], resp.Status, e.Error)
+				return fmt.Errorf("report of incident %s: %w", args[0], err)
 			}
 			if output != "" {
 				return os.WriteFile(output, body, 0o644)
@@ -193,8 +248,7 @@ and after, what was not done, and follow-ups. html is one self-contained page.`,
 	}
 	cmd.Flags().StringVar(&format, "format", "md", "md, html or json")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the report to this file instead of standard output")
-	cmd.Flags().StringVar(&server, "server", "", "remediator's URL (default: external_url of --config, or http://127.0.0.1:9095)")
-	cmd.Flags().StringVar(&configPath, "config", "", "remediator's configuration, for the server")
+	clientFlags(cmd, &server, &tokenFile, &configPath)
 	return cmd
 }
 

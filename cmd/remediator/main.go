@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/config"
 	"github.com/remediator/remediator/queue"
 )
@@ -49,7 +50,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil, fmt.Errorf("--log-format: %q is not text or json", logFormat)
 	}
-	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), answerCmd(true), answerCmd(false), closeCmd(), reportCmd(), policyCmd(), simulateCmd())
+	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), natsCmd(), answerCmd(true), answerCmd(false), closeCmd(), reportCmd(), policyCmd(), simulateCmd())
 	return root
 }
 
@@ -102,22 +103,33 @@ nats.url: the NATS server remediator uses (serve's nats.listen, for the embedded
 			if err != nil {
 				return err
 			}
-			if cfg.NATS.URL == "" {
+			switch {
+			case cfg.NATS.URL == "":
 				return fmt.Errorf("agent: nats.url must name the NATS server remediator uses")
+			case cfg.NATS.NkeyFile == "":
+				return fmt.Errorf("agent: nats.nkey_file must hold this agent's own key (`remediator agent credentials` makes it): it logs the agent in and signs its replies")
+			case len(cfg.Agent.ServiceKeys) == 0:
+				return fmt.Errorf("agent: agent.service_keys must name serve's public key (`remediator nats key --public --config serve.yaml` prints it): the agent carries out only what that key signed")
 			}
 			acfg, err := agentConfig(cfg, node, log)
 			if err != nil {
 				return err
 			}
-			agents, err := queue.DialAgents(cfg.NATS.URL, cfg.NATS.CredsFile)
+			key, err := config.ReadSeed(cfg.NATS.NkeyFile)
+			if err != nil {
+				return fmt.Errorf("nats.nkey_file: %w", err)
+			}
+			conn, err := queue.DialAgent(cfg.NATS.URL, key, natsTLS(cfg), cfg.NATS.Insecure)
 			if err != nil {
 				return err
 			}
-			defer agents.Close()
-			return runAgent(cmd.Context(), agents, acfg)
+			defer conn.Close()
+			log.Info("agent connected", "nats", remediator.RedactURL(cfg.NATS.URL), "agent_key", conn.PublicKey())
+			return runAgent(cmd.Context(), conn, acfg, cfg.Agent.ServiceKeys)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML)")
 	cmd.Flags().StringVar(&node, "node", "", "this node's name (agent.node)")
+	cmd.AddCommand(agentCredentialsCmd())
 	return cmd
 }

@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -65,10 +68,17 @@ func (m *Main) Run(ctx context.Context) error {
 			CAFile: c.Etcd.TLS.CAFile, CertFile: c.Etcd.TLS.CertFile, KeyFile: c.Etcd.TLS.KeyFile}
 	}
 	m.etcd = etcdops.NewClients(clusters)
-	var err error
+	key, err := serviceKey(cfg)
+	if err != nil {
+		return err
+	}
 	m.queue, err = queue.Open(ctx, queue.Options{
 		URL:       cfg.NATS.URL,
+		Key:       key,
 		CredsFile: cfg.NATS.CredsFile,
+		TLS:       natsTLS(cfg),
+		Insecure:  cfg.NATS.Insecure,
+		Agents:    cfg.NATS.Agents,
 		StoreDir:  filepath.Join(cfg.DataDir, "nats"),
 		Listen:    cfg.NATS.Listen,
 		Replicas:  cfg.NATS.Replicas,
@@ -93,12 +103,20 @@ func (m *Main) Run(ctx context.Context) error {
 	var (
 		notifier      *slacknotify.Notifier
 		groups        worker.GroupResolver
+		members       worker.MemberResolver
 		notifySubject string
 	)
 	if cfg.Slack.Enabled() {
 		notifier = slacknotify.New(slacknotify.Config{Token: cfg.Slack.BotToken, Channel: cfg.Slack.Channel,
 			APIURL: cfg.Slack.APIURL, BaseURL: cfg.BaseURL(), Incidents: m.queue.Incidents, Log: m.Log})
-		groups, notifySubject = notifier, queue.SubjectNotify
+		groups, members, notifySubject = notifier, notifier, queue.SubjectNotify
+	}
+	tokens, people := map[string]string{}, map[string]string{}
+	for name, o := range cfg.API.Operators {
+		tokens[name] = o.Token
+		if o.SlackID != "" {
+			people[o.SlackID] = name
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -113,11 +131,18 @@ func (m *Main) Run(ctx context.Context) error {
 		Policies:      pols,
 		Remediations:  catalog,
 		Groups:        groups,
+		Members:       members,
+		People:        people,
 		DryRun:        cfg.DryRun,
 		Registry:      reg,
 		Log:           m.Log,
 	})
+	trusted := make([]handlers.KubeObject, len(cfg.Kubernetes.TrustedObjects))
+	for i, o := range cfg.Kubernetes.TrustedObjects {
+		trusted[i] = handlers.KubeObject{Namespace: o.Namespace, Kind: o.Kind, NamePrefix: o.NamePrefix}
+	}
 	h := handlers.New(handlers.Config{
+		TrustedObjects:     trusted,
 		Publisher:          m.queue,
 		AlertsSubject:      queue.SubjectAlerts,
 		Incidents:          m.queue.Incidents,
@@ -126,7 +151,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Clusters:           cfg.ClusterNames(),
 		BearerToken:        cfg.Webhook.BearerToken,
 		OperatorToken:      cfg.API.BearerToken,
-		Operators:          cfg.API.Operators,
+		Operators:          tokens,
+		MetricsToken:       cfg.API.MetricsToken,
 		Answers:            w,
 		Closes:             w,
 		SlackSigningSecret: cfg.Slack.SigningSecret,
@@ -149,6 +175,16 @@ func (m *Main) Run(ctx context.Context) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	if t := cfg.TLS; t.Enabled() {
+		certs, err := newCertReloader(t.CertFile, t.KeyFile)
+		if err != nil {
+			ln.Close()
+			m.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+		m.server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
+		ln = tls.NewListener(ln, m.server.TLSConfig)
+	}
 	go func() {
 		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Log.Error("http server stopped", "err", err)
@@ -157,16 +193,16 @@ func (m *Main) Run(ctx context.Context) error {
 
 	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	consume := func(c queue.Consumer, workers int, h queue.Handler) {
+	consume := func(c queue.Consumer, workers int, h, forged queue.Handler) {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
-			if err := m.queue.Consume(workCtx, c, workers, shutdownGrace, h); err != nil {
+			if err := m.queue.Consume(workCtx, c, workers, shutdownGrace, h, forged); err != nil {
 				m.Log.Error("consumer stopped", "err", err)
 			}
 		}()
 	}
-	consume(queue.Correlator, 4, func(ctx context.Context, d queue.Delivery) error { return w.Correlate(ctx, d.Data) })
+	consume(queue.Correlator, 4, func(ctx context.Context, d queue.Delivery) error { return w.Correlate(ctx, d.Data) }, nil)
 	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error {
 		switch d.Subject {
 		case queue.SubjectRun:
@@ -177,6 +213,11 @@ func (m *Main) Run(ctx context.Context) error {
 			return w.AnswerFromChat(ctx, d.Data)
 		}
 		return remediator.Errorf(remediator.EINVALID, "no handler for subject %s", d.Subject)
+	}, func(ctx context.Context, d queue.Delivery) error {
+		if d.Subject == queue.SubjectAnswer {
+			return w.RefuseForgedAnswer(ctx, d.Data, d.Forged)
+		}
+		return nil
 	})
 	for _, c := range cfg.Clusters {
 		if len(c.GuardedKeys) > 0 {
@@ -196,21 +237,24 @@ func (m *Main) Run(ctx context.Context) error {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
-			if err := runAgent(workCtx, m.queue.Agents(), acfg); err != nil {
+			if err := runAgent(workCtx, m.queue.AgentConn(nil), acfg, nil); err != nil {
 				m.Log.Error("node agent stopped", "err", err)
 			}
 		}()
 	}
 	if notifier != nil {
 		// One at a time: a message and its thread are updated in order.
-		consume(queue.Notifier, 1, func(ctx context.Context, d queue.Delivery) error { return notifier.Handle(ctx, d.Data) })
+		consume(queue.Notifier, 1, func(ctx context.Context, d queue.Delivery) error { return notifier.Handle(ctx, d.Data) }, nil)
 	}
 
-	nats := cfg.NATS.URL
+	if cfg.NATS.AgentsFile != "" && len(cfg.NATS.Agents) == 0 {
+		m.Log.Warn("nats.agents_file names no agent yet: no node agent can answer (remediator agent credentials adds them)", "agents_file", cfg.NATS.AgentsFile)
+	}
+	nats := remediator.RedactURL(cfg.NATS.URL)
 	if nats == "" {
 		nats = "embedded"
 	}
-	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "data_dir", cfg.DataDir,
+	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "service_key", m.queue.PublicKey(), "data_dir", cfg.DataDir,
 		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()), "slack", cfg.Slack.Enabled(), "dry_run", cfg.DryRun)
 	return nil
 }
@@ -240,6 +284,93 @@ func (m *Main) guard(ctx context.Context, cluster string, keys []string) error {
 		g.Run(ctx)
 	}()
 	return nil
+}
+
+// certReloader serves a certificate from its files, read again when they change: cert-manager
+// and the like renew them in place.
+type certReloader struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	modified          time.Time
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	if _, err := r.get(nil); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fi, err := os.Stat(r.certFile)
+	if err == nil && r.cert != nil && !fi.ModTime().After(r.modified) {
+		return r.cert, nil
+	}
+	cert, lerr := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	switch {
+	case lerr != nil && r.cert != nil:
+		return r.cert, nil // halfway through a renewal: the old one until both files are new
+	case lerr != nil:
+		return nil, lerr
+	}
+	r.cert = &cert
+	if err == nil {
+		r.modified = fi.ModTime()
+	}
+	return r.cert, nil
+}
+
+// serviceKey is serve's identity on NATS, which signs what it publishes and asks of agents:
+// nats.nkey_file, or the seed of nats.creds_file. With neither (the embedded server, or an
+// insecure NATS), a key made on the first start and kept in data_dir, so that what it signed
+// before a restart still counts after.
+func serviceKey(cfg config.Config) (nkeys.KeyPair, error) {
+	switch {
+	case cfg.NATS.NkeyFile != "":
+		return config.ReadSeed(cfg.NATS.NkeyFile)
+	case cfg.NATS.CredsFile != "":
+		return config.ReadSeed(cfg.NATS.CredsFile)
+	}
+	path := filepath.Join(cfg.DataDir, "service.nk")
+	if _, err := os.Stat(path); err == nil {
+		return config.ReadSeed(path)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, err
+	}
+	return writeNewKey(path)
+}
+
+// writeNewKey makes an nkey user and writes its seed to path, readable by its owner only,
+// refusing to replace a file there.
+func writeNewKey(path string) (nkeys.KeyPair, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := fmt.Fprintf(f, "%s\n", seed); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return kp, f.Close()
+}
+
+// natsTLS is the nats.tls section as the queue takes it.
+func natsTLS(cfg config.Config) queue.TLSFiles {
+	t := cfg.NATS.TLS
+	return queue.TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}
 }
 
 func loadPolicies(dir string, catalog *remediations.Catalog) (*policies.Set, error) {

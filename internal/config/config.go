@@ -5,6 +5,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -14,6 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+	"gopkg.in/yaml.v3"
+
+	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/yamlstrict"
 )
 
@@ -21,6 +27,8 @@ import (
 type Config struct {
 	// Listen is the HTTP address.
 	Listen string `yaml:"listen"`
+	// TLS serves HTTPS on Listen with this certificate, when set.
+	TLS ServeTLS `yaml:"tls"`
 	// DataDir holds the embedded NATS server's storage and the etcd snapshots.
 	DataDir string `yaml:"data_dir"`
 	NATS    NATS   `yaml:"nats"`
@@ -33,9 +41,10 @@ type Config struct {
 	DryRun bool `yaml:"dry_run"`
 	// ExternalURL is how humans reach this service, for links in chat (http://<listen> if
 	// empty).
-	ExternalURL string `yaml:"external_url"`
-	API         API    `yaml:"api"`
-	Slack       Slack  `yaml:"slack"`
+	ExternalURL string     `yaml:"external_url"`
+	API         API        `yaml:"api"`
+	Slack       Slack      `yaml:"slack"`
+	Kubernetes  Kubernetes `yaml:"kubernetes"`
 	// Agent configures `remediator agent` on a control-plane node, and an agent that serve
 	// runs in its own process when Agent.Node is set.
 	Agent Agent `yaml:"agent"`
@@ -61,6 +70,32 @@ type Agent struct {
 	APIServerHealthURL string       `yaml:"apiserver_health_url"`
 	Etcdutl            string       `yaml:"etcdutl"`
 	Service            AgentService `yaml:"service"`
+	// ServiceKeys are the public nkeys of remediator serve (its nats.nkey_file): the agent
+	// carries out only actions signed by one of them. Several, while a key is rotated.
+	ServiceKeys []string `yaml:"service_keys"`
+}
+
+// ServeTLS is the certificate serve's HTTP listener presents.
+type ServeTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled says whether HTTPS is configured.
+func (t ServeTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Kubernetes says which Kubernetes events may start work.
+type Kubernetes struct {
+	// TrustedObjects are objects outside kube-system's control-plane pods whose events may
+	// open incidents; events of any other object are at most context for incidents open.
+	TrustedObjects []KubeObject `yaml:"trusted_objects"`
+}
+
+// KubeObject names Kubernetes objects by namespace, kind and a prefix of their name.
+type KubeObject struct {
+	Namespace  string `yaml:"namespace"`
+	Kind       string `yaml:"kind"`
+	NamePrefix string `yaml:"name_prefix"`
 }
 
 // AgentService is how the service runtime stops and starts etcd, and where its flags are.
@@ -78,13 +113,28 @@ type API struct {
 	// BearerTokenFile holds a token shared by operators, who name themselves when they
 	// answer: at most one approval given with it counts towards a request.
 	BearerTokenFile string `yaml:"bearer_token_file"`
-	// OperatorsFile holds one token per operator (YAML, name: token): the token says who
-	// answers, so each counts as one person.
+	// OperatorsFile holds one token per operator, and their Slack user ID (YAML, name:
+	// {token, slack_id}, or name: token): the token says who answers, and a person counts once
+	// whether they answer over the API or in Slack.
 	OperatorsFile string `yaml:"operators_file"`
-	// BearerToken and Operators are read from the files by Validate.
-	BearerToken string            `yaml:"-"`
-	Operators   map[string]string `yaml:"-"`
+	// MetricsTokenFile, when set, holds the token GET /metrics needs.
+	MetricsTokenFile string `yaml:"metrics_token_file"`
+	// BearerToken, Operators and MetricsToken are read from the files by Validate.
+	BearerToken  string              `yaml:"-"`
+	Operators    map[string]Operator `yaml:"-"`
+	MetricsToken string              `yaml:"-"`
 }
+
+// Operator is one person who may use the operator API.
+type Operator struct {
+	Token string `yaml:"token"`
+	// SlackID is their Slack user ID, so that a click of theirs in Slack and an answer over
+	// the API are the same person's.
+	SlackID string `yaml:"slack_id"`
+}
+
+// Secured says whether the API asks for operator tokens: then every read does too.
+func (a API) Secured() bool { return a.BearerTokenFile != "" || a.OperatorsFile != "" }
 
 // DefaultSlackAPIURL is Slack's Web API.
 const DefaultSlackAPIURL = "https://slack.com/api/"
@@ -107,19 +157,34 @@ func (s Slack) Enabled() bool {
 	return s.BotTokenFile != "" || s.SigningSecretFile != "" || s.Channel != ""
 }
 
-// NATS says where the queue is.
+// NATS says where the queue is, and who this process is on it.
 type NATS struct {
 	// URL of an existing NATS cluster with JetStream; empty starts an embedded server.
 	URL string `yaml:"url"`
-	// CredsFile is a NATS credentials file for URL.
+	// NkeyFile holds this process's identity: an nkey user seed (SU...), made by `remediator
+	// nats key` or nk -gen user. It authenticates the connection and signs what the process
+	// publishes and asks (serve), or answers (agent).
+	NkeyFile string `yaml:"nkey_file"`
+	// CredsFile is a NATS credentials file (a user JWT and its seed, from nsc) for URL, in
+	// place of NkeyFile where NATS runs in operator (JWT) mode; its seed signs.
 	CredsFile string `yaml:"creds_file"`
+	// AgentsFile lists the node agents' public nkeys, one "<cluster>/<node>: U..." line
+	// each, as `remediator agent credentials` writes it.
+	AgentsFile string `yaml:"agents_file"`
+	// TLS: with Listen, the embedded server's certificate and the CA that signed its clients'
+	// certificates; with URL, the CA that signed the server's and this client's certificate.
+	TLS TLS `yaml:"tls"`
+	// Insecure connects to URL without credentials or TLS, as its operator says here.
+	Insecure bool `yaml:"insecure"`
 	// Replicas of remediator's streams and buckets on a NATS cluster.
 	Replicas int `yaml:"replicas"`
 	// AckWait is how long a worker may stay silent before its work goes to another worker.
 	AckWait Duration `yaml:"ack_wait"`
 	// Listen is where the embedded server takes connections from node agents (none if
-	// empty: it then serves this process only).
+	// empty: it then serves this process only), always with TLS and nkeys.
 	Listen string `yaml:"listen"`
+	// Agents maps "<cluster>/<node>" to an agent's public nkey, read from AgentsFile.
+	Agents map[string]string `yaml:"-"`
 }
 
 // Cluster is one etcd cluster.
@@ -140,7 +205,7 @@ type Etcd struct {
 	TLS       TLS      `yaml:"tls"`
 }
 
-// TLS holds the files of an etcd client certificate.
+// TLS holds the files of a certificate, its key and a CA.
 type TLS struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
@@ -152,8 +217,11 @@ func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.Key
 
 // Webhook configures the intake endpoints.
 type Webhook struct {
-	// BearerTokenFile holds the token senders must present; empty means no auth.
+	// BearerTokenFile holds the token senders must present; empty means no auth, which only a
+	// loopback listen or Insecure allows.
 	BearerTokenFile string `yaml:"bearer_token_file"`
+	// Insecure takes webhooks without a token on a listen address other hosts can reach.
+	Insecure bool `yaml:"insecure"`
 	// BearerToken is read from BearerTokenFile by Load.
 	BearerToken string `yaml:"-"`
 }
@@ -240,6 +308,14 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.PoliciesDir)
 	abs(&c.Webhook.BearerTokenFile)
 	abs(&c.NATS.CredsFile)
+	abs(&c.NATS.NkeyFile)
+	abs(&c.NATS.AgentsFile)
+	abs(&c.NATS.TLS.CAFile)
+	abs(&c.NATS.TLS.CertFile)
+	abs(&c.NATS.TLS.KeyFile)
+	abs(&c.TLS.CertFile)
+	abs(&c.TLS.KeyFile)
+	abs(&c.API.MetricsTokenFile)
 	abs(&c.API.BearerTokenFile)
 	abs(&c.API.OperatorsFile)
 	abs(&c.Slack.BotTokenFile)
@@ -271,33 +347,23 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not a host:port address", c.Listen)
+	} else if !loopback(c.Listen) && c.Webhook.BearerTokenFile == "" && !c.Webhook.Insecure {
+		bad("webhook.bearer_token_file", "must be set when listen (%s) is reachable from other hosts: anyone there could post alerts (say webhook.insecure: true to take them anyway)", c.Listen)
+	}
+	if t := c.TLS; t.Enabled() {
+		if t.CertFile == "" || t.KeyFile == "" {
+			bad("tls", "cert_file and key_file must be set together")
+		}
+		checkFiles(bad, "tls", map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile})
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
-	for _, u := range splitNonEmpty(c.NATS.URL) {
-		if p, err := url.Parse(u); err != nil || p.Host == "" {
-			bad("nats.url", "%q is not a URL such as nats://127.0.0.1:4222", u)
-		}
-	}
+	c.validateNATS(bad)
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		bad("nats.replicas", "must be between 1 and 5, not %d", c.NATS.Replicas)
 	} else if c.NATS.URL == "" && c.NATS.Replicas != 1 {
 		bad("nats.replicas", "must be 1 with the embedded server (nats.url is empty)")
-	}
-	if c.NATS.CredsFile != "" {
-		if c.NATS.URL == "" {
-			bad("nats.creds_file", "only applies with nats.url")
-		} else if err := readable(c.NATS.CredsFile); err != nil {
-			bad("nats.creds_file", "%v", err)
-		}
-	}
-	if c.NATS.Listen != "" {
-		if c.NATS.URL != "" {
-			bad("nats.listen", "only applies to the embedded server (nats.url is set)")
-		} else if _, _, err := net.SplitHostPort(c.NATS.Listen); err != nil {
-			bad("nats.listen", "%q is not a host:port address", c.NATS.Listen)
-		}
 	}
 	if time.Duration(c.NATS.AckWait) < time.Second {
 		bad("nats.ack_wait", "must be at least 1s, not %s", time.Duration(c.NATS.AckWait))
@@ -367,6 +433,23 @@ func (c *Config) Validate() error {
 		}
 		c.API.Operators = ops
 	}
+	if f := c.API.MetricsTokenFile; f != "" {
+		tok, err := readSecret(f)
+		if err != nil {
+			bad("api.metrics_token_file", "%v", err)
+		}
+		c.API.MetricsToken = tok
+	}
+	for i, o := range c.Kubernetes.TrustedObjects {
+		if o.Namespace == "" || o.Kind == "" {
+			bad(fmt.Sprintf("kubernetes.trusted_objects[%d]", i), "namespace and kind must be set (name_prefix may be empty: every object of the kind there)")
+		}
+	}
+	for i, k := range c.Agent.ServiceKeys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			bad(fmt.Sprintf("agent.service_keys[%d]", i), "%q is not a public user nkey (U...): `remediator nats key --public --config serve.yaml` prints serve's", k)
+		}
+	}
 	if c.ExternalURL != "" {
 		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("external_url", "%q is not an http(s) URL such as https://remediator.example.com", c.ExternalURL)
@@ -407,6 +490,166 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validateNATS checks the nats section. The embedded server listens only with TLS and nkeys;
+// an external NATS is used with credentials and TLS unless the operator says nats.insecure.
+func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
+	n := &c.NATS
+	for _, u := range splitNonEmpty(n.URL) {
+		if p, err := url.Parse(u); err != nil || p.Host == "" {
+			bad("nats.url", "%q is not a URL such as tls://nats.example:4222", remediator.RedactURL(u))
+		}
+	}
+	if n.Listen != "" {
+		if n.URL != "" {
+			bad("nats.listen", "only applies to the embedded server (nats.url is set)")
+		} else if _, _, err := net.SplitHostPort(n.Listen); err != nil {
+			bad("nats.listen", "%q is not a host:port address", n.Listen)
+		}
+	}
+	if n.CredsFile != "" && n.URL == "" {
+		bad("nats.creds_file", "only applies with nats.url")
+	}
+	if n.CredsFile != "" && n.NkeyFile != "" {
+		bad("nats.creds_file", "set nats.creds_file or nats.nkey_file, not both")
+	}
+	if n.TLS.Enabled() && n.URL == "" && n.Listen == "" {
+		bad("nats.tls", "only applies with nats.url or nats.listen")
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		bad("nats.tls", "cert_file and key_file must be set together")
+	}
+	switch {
+	case n.Listen != "":
+		if n.Insecure {
+			bad("nats.insecure", "only applies to nats.url: the embedded server never listens without TLS and nkeys")
+		}
+		var missing []string
+		for _, k := range []struct{ key, value string }{{"nats.nkey_file", n.NkeyFile}, {"nats.agents_file", n.AgentsFile},
+			{"nats.tls.cert_file", n.TLS.CertFile}, {"nats.tls.key_file", n.TLS.KeyFile}, {"nats.tls.ca_file", n.TLS.CAFile}} {
+			if k.value == "" {
+				missing = append(missing, k.key)
+			}
+		}
+		if len(missing) > 0 {
+			bad("nats.listen", "the embedded server listens only with nkeys for every client and TLS (client certificates checked against nats.tls.ca_file): set %s", strings.Join(missing, ", "))
+		}
+	case n.URL != "" && !n.Insecure:
+		var missing []string
+		if n.NkeyFile == "" && n.CredsFile == "" {
+			missing = append(missing, "credentials (nats.nkey_file, or nats.creds_file)")
+		}
+		if n.TLS.CAFile == "" && !allTLS(n.URL) {
+			missing = append(missing, "TLS (nats.tls.ca_file, or tls:// URLs)")
+		}
+		if len(missing) > 0 {
+			bad("nats.url", "connecting without %s would let anyone on the network read and command remediator's queue: set them, or say nats.insecure: true", strings.Join(missing, " and "))
+		}
+	case n.Insecure && n.URL == "":
+		bad("nats.insecure", "only applies with nats.url")
+	}
+	checkFiles(bad, "nats.tls", map[string]string{"ca_file": n.TLS.CAFile, "cert_file": n.TLS.CertFile, "key_file": n.TLS.KeyFile})
+	checkFiles(bad, "nats", map[string]string{"creds_file": n.CredsFile})
+	if n.NkeyFile != "" {
+		if _, err := ReadSeed(n.NkeyFile); err != nil {
+			bad("nats.nkey_file", "%v", err)
+		}
+	}
+	if n.AgentsFile != "" {
+		agents, err := ReadAgents(n.AgentsFile, c.ClusterNames())
+		if err != nil {
+			bad("nats.agents_file", "%v", err)
+		}
+		n.Agents = agents
+	}
+}
+
+// checkFiles reports, under section, each named file that cannot be read.
+func checkFiles(bad func(key, format string, args ...any), section string, files map[string]string) {
+	for _, key := range slices.Sorted(maps.Keys(files)) {
+		if files[key] == "" {
+			continue
+		}
+		if err := readable(files[key]); err != nil {
+			bad(section+"."+key, "%v", err)
+		}
+	}
+}
+
+// allTLS says whether every URL of a comma-separated list asks for TLS by its scheme.
+func allTLS(urls string) bool {
+	list := splitNonEmpty(urls)
+	for _, u := range list {
+		if !strings.HasPrefix(u, "tls://") {
+			return false
+		}
+	}
+	return len(list) > 0
+}
+
+// loopback says whether a host:port address is reachable from this host only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ReadSeed reads an nkey user seed (SU...) from a file, as nk -gen user or `remediator nats
+// key` writes it, or from a NATS credentials file.
+func ReadSeed(path string) (nkeys.KeyPair, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s holds no nkey seed: %v", path, err)
+	}
+	if pub, err := kp.PublicKey(); err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return nil, fmt.Errorf("%s holds no user seed (SU...)", path)
+	}
+	return kp, nil
+}
+
+// ReadAgents reads an agents file: "<cluster>/<node>: <public user nkey>" lines. Every
+// cluster must be configured, and no two agents may share a key. A file not made yet holds no
+// agent, as `remediator agent credentials` has made none.
+func ReadAgents(path string, clusters []string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	agents := map[string]string{}
+	if err := yamlstrict.Decode(data, &agents); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	owner := map[string]string{}
+	for _, id := range slices.Sorted(maps.Keys(agents)) {
+		key := agents[id]
+		cluster, node, ok := strings.Cut(id, "/")
+		switch {
+		case !ok || !slices.Contains(clusters, cluster):
+			return nil, fmt.Errorf("%s: %q must be <cluster>/<node> with a configured cluster (%s)", path, id, strings.Join(clusters, ", "))
+		case !nodeName.MatchString(node) || len(node) > 253:
+			return nil, fmt.Errorf("%s: %q: %q is not a node name", path, id, node)
+		case !nkeys.IsValidPublicUserKey(key):
+			return nil, fmt.Errorf("%s: %q: %q is not a public user nkey (U...)", path, id, key)
+		case owner[key] != "":
+			return nil, fmt.Errorf("%s: %s and %s share a key: every agent needs its own", path, owner[key], id)
+		}
+		owner[key] = id
+	}
+	return agents, nil
+}
+
 // AgentCluster is the cluster the node agent belongs to: agent.cluster, or the only cluster.
 func (c *Config) AgentCluster() (string, error) {
 	if c.Agent.Cluster != "" {
@@ -425,6 +668,9 @@ func (c *Config) AgentCluster() (string, error) {
 func (c *Config) BaseURL() string {
 	if c.ExternalURL != "" {
 		return strings.TrimSuffix(c.ExternalURL, "/")
+	}
+	if c.TLS.Enabled() {
+		return "https://" + c.Listen
 	}
 	return "http://" + c.Listen
 }
@@ -475,25 +721,51 @@ func readSecret(path string) (string, error) {
 	return s, nil
 }
 
-// readOperators reads "name: token" lines; every token must be distinct.
-func readOperators(path string) (map[string]string, error) {
+// readOperators reads the operators file; every token and Slack user ID must be distinct.
+func readOperators(path string) (map[string]Operator, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	ops := map[string]string{}
-	if err := yamlstrict.Decode(b, &ops); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	seen := map[string]string{}
-	for name, tok := range ops {
-		switch {
-		case strings.TrimSpace(tok) == "":
-			return nil, fmt.Errorf("%s: operator %q has no token", path, name)
-		case seen[tok] != "":
-			return nil, fmt.Errorf("%s: operators %q and %q share a token", path, seen[tok], name)
+	// An operator is {token, slack_id}, or, as files before Slack IDs were, the token alone.
+	if len(doc.Content) == 1 && doc.Content[0].Kind == yaml.MappingNode {
+		m := doc.Content[0]
+		for i := 1; i < len(m.Content); i += 2 {
+			if v := m.Content[i]; v.Kind == yaml.ScalarNode {
+				key := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "token", Line: v.Line, Column: v.Column}
+				m.Content[i] = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: v.Line, Column: v.Column, Content: []*yaml.Node{key, v}}
+			}
 		}
-		seen[tok] = name
+	}
+	ops := map[string]Operator{}
+	if len(doc.Content) > 0 {
+		if err := yamlstrict.DecodeNode(&doc, &ops); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	tokens, slackIDs := map[string]string{}, map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(ops)) {
+		o := ops[name]
+		switch {
+		case strings.TrimSpace(o.Token) == "":
+			return nil, fmt.Errorf("%s: operator %q has no token", path, name)
+		case tokens[o.Token] != "":
+			return nil, fmt.Errorf("%s: operators %q and %q share a token", path, tokens[o.Token], name)
+		case o.SlackID != "" && !remediator.LooksLikeSlackID(o.SlackID):
+			return nil, fmt.Errorf("%s: operator %q: slack_id %q is not a Slack user ID such as U01ABCDEF", path, name, o.SlackID)
+		case o.SlackID != "" && slackIDs[o.SlackID] != "":
+			return nil, fmt.Errorf("%s: operators %q and %q share the Slack user ID %s", path, slackIDs[o.SlackID], name, o.SlackID)
+		case remediator.LooksLikeSlackID(name):
+			return nil, fmt.Errorf("%s: operator %q is named like a Slack user ID: name them, and give the ID as slack_id", path, name)
+		}
+		tokens[o.Token] = name
+		if o.SlackID != "" {
+			slackIDs[o.SlackID] = name
+		}
 	}
 	if len(ops) == 0 {
 		return nil, fmt.Errorf("%s names no operators", path)

@@ -41,6 +41,15 @@ func TestValidConfig(t *testing.T) {
 	if cfg.Webhook.BearerToken != "hunter2" {
 		t.Errorf("bearer token %q, want the file's content trimmed", cfg.Webhook.BearerToken)
 	}
+	if a := cfg.API.Operators; a["alice"] != (Operator{Token: "alices-token", SlackID: "U01ALICE"}) || a["bob"] != (Operator{Token: "bobs-token"}) {
+		t.Errorf("operators %+v: want alice with her Slack ID, and bob from the token-only form", a)
+	}
+	if got := cfg.NATS.Agents["prod/ip-10-0-0-12.ec2.internal"]; got != "UDZ2LIOUW7EN7IE5LNS7L5WLPZXYHFJ7GLHMYW3YW5M7BC33PYGY4OD6" || len(cfg.NATS.Agents) != 2 {
+		t.Errorf("agents %v", cfg.NATS.Agents)
+	}
+	if cfg.API.MetricsToken != "hunter2" || len(cfg.Kubernetes.TrustedObjects) != 1 || len(cfg.Agent.ServiceKeys) != 1 {
+		t.Errorf("metrics token %q, trusted objects %v, service keys %v", cfg.API.MetricsToken, cfg.Kubernetes.TrustedObjects, cfg.Agent.ServiceKeys)
+	}
 	if cfg.Clusters[0].Etcd.TLS.CAFile != filepath.Join("testdata", "token") || cfg.PoliciesDir != "testdata" {
 		t.Errorf("relative paths are not resolved against the config's folder: %q, %q", cfg.Clusters[0].Etcd.TLS.CAFile, cfg.PoliciesDir)
 	}
