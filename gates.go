@@ -3,6 +3,7 @@ package remediator
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"time"
 )
@@ -105,7 +106,10 @@ type ApprovalRequest struct {
 
 // Approval is one human's answer.
 type Approval struct {
-	By      string    `json:"by"`
+	// By is the person: an operator's name, or a Slack user ID that names no operator.
+	By string `json:"by"`
+	// ChatID is their Slack user ID, when they answered in Slack.
+	ChatID  string    `json:"chat_id,omitempty"`
 	Via     string    `json:"via"`
 	At      time.Time `json:"at"`
 	Comment string    `json:"comment,omitempty"`
@@ -147,6 +151,9 @@ type Answer struct {
 	Incident string `json:"incident"`
 	// By is who answered: a Slack user ID, or an operator's name over the API.
 	By string `json:"by"`
+	// Person is whom the answer counts for: the operator a Slack user ID belongs to, or By.
+	// The worker sets it; nothing received sets it.
+	Person string `json:"-"`
 	// Name is how to show By, such as a Slack user name.
 	Name    string `json:"name,omitempty"`
 	Via     string `json:"via"`
@@ -158,11 +165,23 @@ type Answer struct {
 
 // Who names the answerer for people: "alice (U01ALICE)".
 func (a Answer) Who() string {
-	if a.Name == "" || a.Name == a.By {
+	name := a.Name
+	if a.Person != "" && a.Person != a.By {
+		name = a.Person
+	}
+	if name == "" || name == a.By {
 		return a.By
 	}
-	return a.Name + " (" + a.By + ")"
+	return name + " (" + a.By + ")"
 }
+
+// slackUserID is what a Slack user ID looks like (members U..., Enterprise Grid W...).
+var slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{6,}$`)
+
+// LooksLikeSlackID says whether name could be a Slack user ID. The shared operator token,
+// which anyone holding it may use under any name, cannot name one: it would pass for that
+// person's click.
+func LooksLikeSlackID(name string) bool { return slackUserID.MatchString(name) }
 
 // ChatMember is what chat says of a user who answered there: whether they are a full member
 // of the workspace the bot belongs to. Guests and users of other workspaces (Slack Connect)

@@ -46,6 +46,9 @@ type accepted struct {
 	ID        string `json:"id,omitempty"`
 	Duplicate bool   `json:"duplicate"`
 	Alerts    int    `json:"alerts"`
+	// Context counts the events kept only as evidence for incidents open on their cluster:
+	// they are not the control plane's, and start nothing.
+	Context int `json:"context,omitempty"`
 	// Ignored counts the events that are not signals remediator acts on.
 	Ignored  int      `json:"ignored,omitempty"`
 	Rejected []string `json:"rejected,omitempty"`

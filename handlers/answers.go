@@ -30,8 +30,10 @@ type Closer interface {
 	Close(ctx context.Context, id, by, reason string) (*remediator.Incident, error)
 }
 
-// maxInteractionBytes is the largest Slack interaction payload accepted.
-const maxInteractionBytes = 1 << 20
+// maxInteractionBytes is the largest Slack interaction payload accepted. A button click is a
+// few KiB; the body is read before its signature can be checked, so anyone may send one, and
+// the limit is what an unauthenticated sender can make us read and hash.
+const maxInteractionBytes = 64 << 10
 
 // slackInteraction takes a click on an Approve or Reject button. It verifies Slack's
 // signature over the raw body and the timestamp before anything else, refuses a request it
@@ -68,7 +70,11 @@ func (a *api) receiveInteraction(c echo.Context) error {
 	if err := sv.Ensure(); err != nil {
 		return remediator.Errorf(remediator.EUNAUTHORIZED, "signature does not match the body")
 	}
-	key := "slack:" + r.Header.Get("X-Slack-Request-Timestamp") + ":" + r.Header.Get("X-Slack-Signature")
+	// The replay key is the signature as bytes, not as sent: hex decoding ignores case, so
+	// the same request with its signature's hex upper-cased passes the check too, and must not
+	// count as new. Having passed, the header is "v0=" and 64 hex digits, so lower-casing it
+	// is the hex of the decoded signature.
+	key := "slack:" + r.Header.Get("X-Slack-Request-Timestamp") + ":" + strings.ToLower(r.Header.Get("X-Slack-Signature"))
 	first, err := a.Replays.FirstSeen(ctx, key)
 	if err != nil {
 		return err
@@ -126,8 +132,14 @@ func (a *api) operator(c echo.Context, named string) (by, via string, err error)
 		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "this token is %s's, not %s's", by, named)
 	case by == "" && a.OperatorToken != "" && sameSecret(got, a.OperatorToken):
 		by, via = strings.TrimSpace(named), remediator.ViaSharedAPI
-		if by == "" {
+		_, operator := a.Operators[by]
+		switch {
+		case by == "":
 			return "", "", remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+		case remediator.LooksLikeSlackID(by):
+			return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %q is a Slack user ID, which the shared token cannot vouch for: answer in Slack, or with an operator token of your own", by)
+		case operator:
+			return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %s has an operator token of their own: answer with it, not the shared token", by)
 		}
 	case by == "":
 		return "", "", remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")

@@ -42,7 +42,7 @@ func (f *fixture) answerQueued(t *testing.T) remediator.Answer {
 				}
 			}
 			return nil
-		})
+		}, nil)
 	}()
 	select {
 	case a := <-got:
@@ -168,6 +168,8 @@ func TestApprovalsOverTheAPI(t *testing.T) {
 		{"shared token without a name", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "approver: must name who answers", ""},
 		{"not JSON", "/api/v1/incidents/i1/approve", operatorToken, `approver=alice`, nil, 400, "body must be", ""},
 		{"an operator's token is theirs only", "/api/v1/incidents/i1/approve", "carols-own-token", `{"approver":"alice"}`, nil, 403, "this token is carol's, not alice's", ""},
+		{"the shared token cannot pass for a Slack user", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"U01ALICE"}`, nil, 403, "is a Slack user ID, which the shared token cannot vouch for", ""},
+		{"the shared token cannot pass for an operator with a token", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"carol"}`, nil, 403, "carol has an operator token of their own", ""},
 		{"the worker refuses: no approver", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"mallory"}`,
 			remediator.Errorf(remediator.EFORBIDDEN, "mallory may not answer for incident i1"), 403, "mallory may not answer", "mallory/api-shared"},
 		{"the worker refuses: approved already", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice"}`,

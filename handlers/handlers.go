@@ -50,12 +50,18 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Clusters are the configured cluster names, to resolve an alert's cluster.
 	Clusters []string
+	// TrustedObjects are the objects beside the control plane's pods whose Kubernetes
+	// events may open incidents.
+	TrustedObjects []KubeObject
 	// BearerToken, when set, must be presented by webhook senders.
 	BearerToken string
 	// OperatorToken, when set, lets operators approve and reject over the API, naming
 	// themselves; Operators maps operator names to tokens of their own, which name them.
+	// With either, every read (the incidents page, the API, reports) needs one of them too.
 	OperatorToken string
 	Operators     map[string]string
+	// MetricsToken, when set, is the token GET /metrics needs.
+	MetricsToken string
 	// Answers records approvals and rejections; Closes closes incidents by hand.
 	Answers Answerer
 	Closes  Closer
@@ -101,12 +107,12 @@ func New(cfg Config) *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = a.handleError
 
-	e.GET("/", a.index)
+	e.GET("/", a.index, a.readers)
 	e.POST("/webhooks/alertmanager", a.alertmanager)
 	e.POST("/webhooks/kubernetes", a.kubernetes)
-	e.GET("/api/v1/incidents", a.listIncidents)
-	e.GET("/api/v1/incidents/:id", a.getIncident)
-	e.GET("/api/v1/incidents/:id/report", a.getReport)
+	e.GET("/api/v1/incidents", a.listIncidents, a.readers)
+	e.GET("/api/v1/incidents/:id", a.getIncident, a.readers)
+	e.GET("/api/v1/incidents/:id/report", a.getReport, a.readers)
 	e.POST("/api/v1/incidents/:id/approve", a.answer(true))
 	e.POST("/api/v1/incidents/:id/reject", a.answer(false))
 	e.POST("/api/v1/incidents/:id/close", a.closeIncident)
@@ -115,8 +121,57 @@ func New(cfg Config) *echo.Echo {
 	}
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", a.ready)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})), a.scrapers)
 	return e
+}
+
+// readers lets through reads by operators, when the operator API is on: an incident tells
+// how a cluster broke and what remediator did to it. A browser sends the token as the
+// password of HTTP basic authentication, which it asks for.
+func (a *api) readers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.OperatorToken == "" && len(a.Operators) == 0 {
+			return next(c)
+		}
+		got := presented(c.Request())
+		if got == "" {
+			return remediator.Errorf(remediator.EUNAUTHORIZED, "reading incidents needs an operator token: Authorization: Bearer <token>, or the token as the password of basic authentication")
+		}
+		if a.OperatorToken != "" && sameSecret(got, a.OperatorToken) {
+			return next(c)
+		}
+		for _, token := range a.Operators {
+			if sameSecret(got, token) {
+				return next(c)
+			}
+		}
+		return remediator.Errorf(remediator.EUNAUTHORIZED, "wrong operator token")
+	}
+}
+
+// scrapers lets through scrapes of /metrics with its token, when one is configured.
+func (a *api) scrapers(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.MetricsToken == "" {
+			return next(c)
+		}
+		if got := presented(c.Request()); got == "" || !sameSecret(got, a.MetricsToken) {
+			return remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong metrics token (api.metrics_token_file)")
+		}
+		return next(c)
+	}
+}
+
+// presented is the token a request presents: as a bearer token, or as the password of basic
+// authentication.
+func presented(r *http.Request) string {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return tok
+	}
+	if _, password, ok := r.BasicAuth(); ok {
+		return password
+	}
+	return ""
 }
 
 // statusOf maps an error code to its HTTP status; this is the only place that does.
@@ -169,6 +224,10 @@ func (a *api) handleError(err error, c echo.Context) {
 	}
 	if status == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="remediator"`)
+		if c.Request().Method == http.MethodGet {
+			// So that a browser asks for the token.
+			c.Response().Header().Add("WWW-Authenticate", `Basic realm="remediator", charset="UTF-8"`)
+		}
 	}
 	_ = c.JSON(status, errorBody{Error: msg, Code: remediator.ErrorCode(err)})
 }

@@ -3,12 +3,14 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -65,13 +67,19 @@ const (
 
 func newFixture(t testing.TB, bearer string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, bearer, nil)
+}
+
+// newFixtureWith is newFixture, with the handlers' configuration changed by configure.
+func newFixtureWith(t testing.TB, bearer string, configure func(*Config)) *fixture {
+	t.Helper()
 	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir(), AckWait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
 	f := &fixture{q: q, pub: &countingPublisher{Queue: q}, answers: &recordingAnswerer{}}
-	e := New(Config{
+	cfg := Config{
 		Publisher:          f.pub,
 		AlertsSubject:      queue.SubjectAlerts,
 		Incidents:          q.Incidents,
@@ -87,8 +95,11 @@ func newFixture(t testing.TB, bearer string) *fixture {
 		AnswersSubject:     queue.SubjectAnswer,
 		Replays:            q,
 		Registry:           prometheus.NewRegistry(),
-	})
-	f.srv = httptest.NewServer(e)
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	f.srv = httptest.NewServer(New(cfg))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -267,6 +278,7 @@ func TestIncidentsAPI(t *testing.T) {
 		want       string
 	}{
 		{"/api/v1/incidents", 200, `"id":"20261121-100000-abcdef"`},
+		{"/", 200, "20261121-100000-abcdef"},
 		{"/api/v1/incidents?state=running", 200, `{"incidents":[]}`},
 		{"/api/v1/incidents/20261121-100000-abcdef", 200, `"state":"pending"`},
 		{"/api/v1/incidents/nope", 404, `incident \"nope\" not found`},
@@ -277,14 +289,84 @@ func TestIncidentsAPI(t *testing.T) {
 		{"/readyz", 200, "ready"},
 		{"/nowhere", 404, `"code":"not_found"`},
 	} {
-		resp, err := http.Get(f.srv.URL + tc.path)
-		if err != nil {
-			t.Fatal(err)
+		status, body := f.get(t, tc.path, "Bearer carols-own-token")
+		if status != tc.wantStatus || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s: %d %s, want %d with %q", tc.path, status, body, tc.wantStatus, tc.want)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != tc.wantStatus || !strings.Contains(string(body), tc.want) {
-			t.Errorf("GET %s: %d %s, want %d with %q", tc.path, resp.StatusCode, body, tc.wantStatus, tc.want)
+	}
+}
+
+func (f *fixture) get(t *testing.T, path, auth string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(body)
+}
+
+// With operator tokens configured, every read of incidents needs one: the shared token, an
+// operator's own, or either as the password a browser sends. Health stays open.
+func TestReadingIncidentsNeedsAnOperatorToken(t *testing.T) {
+	f := newFixture(t, "")
+	inc := remediator.NewIncident("20261121-100000-abcdef", "prod",
+		remediator.Decision{Policy: "p", Remediation: "etcd-nospace-recovery", Mode: remediator.ModeAuto}, time.Now())
+	if err := f.q.Incidents.Create(context.Background(), inc); err != nil {
+		t.Fatal(err)
+	}
+	basic := func(user, password string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+	}
+	for _, path := range []string{"/", "/api/v1/incidents", "/api/v1/incidents/20261121-100000-abcdef", "/api/v1/incidents/20261121-100000-abcdef/report?format=html"} {
+		for _, tc := range []struct {
+			auth string
+			want int
+		}{
+			{"", http.StatusUnauthorized},
+			{"Bearer wrong", http.StatusUnauthorized},
+			{"Bearer " + signingSecret, http.StatusUnauthorized},
+			{basic("carol", "wrong"), http.StatusUnauthorized},
+			{"Bearer " + operatorToken, http.StatusOK},
+			{"Bearer carols-own-token", http.StatusOK},
+			{basic("carol", "carols-own-token"), http.StatusOK},
+		} {
+			status, body := f.get(t, path, tc.auth)
+			if status != tc.want {
+				t.Errorf("GET %s with %q: %d, want %d", path, tc.auth, status, tc.want)
+			}
+			if status == http.StatusUnauthorized && strings.Contains(body, "20261121-100000-abcdef") && path != "/api/v1/incidents/20261121-100000-abcdef" {
+				t.Errorf("GET %s with %q answered 401 with the incident in it: %s", path, tc.auth, body)
+			}
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Values("WWW-Authenticate"); !slices.Contains(got, `Basic realm="remediator", charset="UTF-8"`) {
+		t.Errorf("WWW-Authenticate %q: a browser would not ask for the token", got)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if status, _ := f.get(t, path, ""); status != http.StatusOK {
+			t.Errorf("GET %s without a token: %d, want 200", path, status)
+		}
+	}
+}
+
+func TestMetricsTakeTheirOwnToken(t *testing.T) {
+	f := newFixtureWith(t, "", func(c *Config) { c.MetricsToken = "scraper-token" })
+	for auth, want := range map[string]int{"": 401, "Bearer " + operatorToken: 401, "Bearer scraper-token": 200} {
+		status, body := f.get(t, "/metrics", auth)
+		if status != want || (want != 200 && strings.Contains(body, "# TYPE")) {
+			t.Errorf("GET /metrics with %q: %d, want %d", auth, status, want)
 		}
 	}
 }

@@ -26,7 +26,9 @@ func TestTheIncidentsPageShowsOpenIncidentsFirst(t *testing.T) {
 		}
 	}
 
-	resp, err := http.Get(f.srv.URL + "/")
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+operatorToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,11 +111,37 @@ func (a *api) receiveKubernetes(c echo.Context) (accepted, error) {
 	if len(batch.Alerts) == 0 {
 		return accepted{Status: "ignored", Ignored: ignored, Rejected: rejected}, nil
 	}
+	context := Untrusted(&batch, a.TrustedObjects)
 	dup, err := a.enqueue(c, batch)
 	if err != nil {
 		return accepted{}, err
 	}
-	return accepted{Status: "accepted", ID: batch.ID, Duplicate: dup, Alerts: len(batch.Alerts), Ignored: ignored, Rejected: rejected}, nil
+	return accepted{Status: "accepted", ID: batch.ID, Duplicate: dup, Alerts: len(batch.Alerts), Context: context, Ignored: ignored, Rejected: rejected}, nil
+}
+
+// KubeObject names Kubernetes objects by namespace, kind and a prefix of their name (every
+// object of the kind there when empty).
+type KubeObject struct{ Namespace, Kind, NamePrefix string }
+
+// Untrusted marks the signals of objects that are neither the control plane's own pods in
+// kube-system nor objects the configuration trusts as context: evidence for the incidents
+// open on their cluster, never the start of one. Whoever may create pods in a namespace can
+// write any message into their events, the seeds' error strings included. It returns how many
+// it marked.
+func Untrusted(batch *remediator.Batch, trusted []KubeObject) int {
+	n := 0
+	for i := range batch.Alerts {
+		a := &batch.Alerts[i]
+		l := a.Labels
+		if l["component"] != "" || slices.ContainsFunc(trusted, func(o KubeObject) bool {
+			return o.Namespace == l["namespace"] && o.Kind == l["kind"] && strings.HasPrefix(l["name"], o.NamePrefix)
+		}) {
+			continue
+		}
+		a.Context = true
+		n++
+	}
+	return n
 }
 
 // DecodeKubernetes validates a body of one Event or an array of them and turns the events that

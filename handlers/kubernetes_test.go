@@ -2,9 +2,11 @@ package handlers
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +200,44 @@ func TestLookalikeEventsAreNotSignals(t *testing.T) {
 	batch, ignored, _, err := DecodeKubernetes(array(t, backupJob, search), []string{"prod"}, time.Now())
 	if err != nil || len(batch.Alerts) != 0 || ignored != 2 {
 		t.Errorf("got %d signals (%v), %d ignored; want both ignored: %+v", len(batch.Alerts), err, ignored, batch.Alerts)
+	}
+}
+
+// Only the control plane's own pods, and the objects the configuration trusts, may start
+// work; the same words in a tenant's event are only context.
+func TestTenantEventsAreOnlyContext(t *testing.T) {
+	now := time.Now()
+	batch, _, _, err := DecodeKubernetes(array(t, event(t, "etcd-backoff.json"), event(t, "replicaset-nospace.json"),
+		event(t, "etcd-backoff.json", func(m map[string]any) {
+			// A tenant's pod named like etcd's, in its own namespace, with etcd's words.
+			m["metadata"].(map[string]any)["uid"] = "tenant-etcd"
+			o := m["involvedObject"].(map[string]any)
+			o["namespace"] = "shop"
+			m["message"] = "etcdserver: mvcc: database space exceeded"
+		})), []string{"prod"}, now)
+	if err != nil || len(batch.Alerts) != 3 {
+		t.Fatalf("DecodeKubernetes: %d signals, %v", len(batch.Alerts), err)
+	}
+	for _, tc := range []struct {
+		name    string
+		trusted []KubeObject
+		want    []bool
+	}{
+		{"nothing trusted", nil, []bool{false, true, true}},
+		{"the shop's ReplicaSets trusted", []KubeObject{{Namespace: "shop", Kind: "ReplicaSet", NamePrefix: "web-"}}, []bool{false, false, true}},
+		{"another prefix", []KubeObject{{Namespace: "shop", Kind: "ReplicaSet", NamePrefix: "db-"}}, []bool{false, true, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := batch
+			b.Alerts = slices.Clone(batch.Alerts)
+			n := Untrusted(&b, tc.trusted)
+			var got []bool
+			for _, a := range b.Alerts {
+				got = append(got, a.Context)
+			}
+			if !slices.Equal(got, tc.want) || n != strings.Count(fmt.Sprint(tc.want), "true") {
+				t.Errorf("context %v (%d), want %v; names %s, %s, %s", got, n, tc.want, b.Alerts[0].Labels["name"], b.Alerts[1].Labels["name"], b.Alerts[2].Labels["name"])
+			}
+		})
 	}
 }

@@ -120,6 +120,10 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 // a second approval given with the shared operator token, or an answer to an incident that is
 // not waiting (EREFUSED). Once enough distinct approvers approved, the run goes on.
 func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.Incident, error) {
+	a.Person = a.By
+	if name, ok := w.People[a.By]; ok && a.Via == remediator.ViaSlack {
+		a.Person = name // one person, one vote, wherever they answer
+	}
 	inc, err := w.Store.Get(ctx, a.Incident)
 	if err != nil {
 		return nil, err
@@ -159,7 +163,7 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 			return refuse(remediator.EFORBIDDEN, "%s", whyNot)
 		case !allowed:
 			return refuse(remediator.EFORBIDDEN, "%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, approvers(inc.Gates.Approval))
-		case a.Approve && inc.Approval.ApprovedBy(a.By):
+		case a.Approve && inc.Approval.ApprovedBy(a.Person):
 			return refuse(remediator.EREFUSED, "%s approved already; %d of %d distinct approvers so far", a.Who(), len(inc.Approval.Approvals), inc.Approval.Required)
 		case a.Approve && a.Via == remediator.ViaSharedAPI && slices.ContainsFunc(inc.Approval.Approvals, func(x remediator.Approval) bool { return x.Via == remediator.ViaSharedAPI }):
 			return refuse(remediator.EREFUSED, "an approval was given with the shared operator token already, and that token cannot tell one person from another: the next approver must use Slack or an operator token of their own")
@@ -174,7 +178,11 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 			inc.SetState(remediator.StateRejected, reason, now)
 			return nil
 		}
-		inc.Approval.Approvals = append(inc.Approval.Approvals, remediator.Approval{By: a.By, Via: a.Via, At: now, Comment: a.Comment})
+		approval := remediator.Approval{By: a.Person, Via: a.Via, At: now, Comment: a.Comment}
+		if a.Via == remediator.ViaSlack {
+			approval.ChatID = a.By
+		}
+		inc.Approval.Approvals = append(inc.Approval.Approvals, approval)
 		count := len(inc.Approval.Approvals)
 		inc.Record(now, remediator.EventApproved, inc.Approval.Gate, "approved by %s via %s (%d of %d)%s", a.Who(), a.Via, count, inc.Approval.Required, commentSuffix(a.Comment))
 		if count >= inc.Approval.Required {
@@ -213,6 +221,59 @@ func (w *Worker) requestApprovedRun(ctx context.Context, inc *remediator.Inciden
 	return err
 }
 
+// RefuseForgedAnswer records, in the incident it names, an answer that reached the queue
+// without the signature of the intake that checked it (Slack's signature or an operator
+// token): it approves nothing. why says what was wrong with its signature.
+func (w *Worker) RefuseForgedAnswer(ctx context.Context, data []byte, why error) error {
+	var a remediator.Answer
+	if err := json.Unmarshal(data, &a); err != nil || a.Incident == "" {
+		w.Log.Warn("refused a forged answer that names no incident", "err", why)
+		return nil
+	}
+	log := w.Log.With("incident", a.Incident, "by", a.Who(), "via", a.Via, "approve", a.Approve)
+	log.Warn("refused a forged answer", "err", why)
+	verb := map[bool]string{true: "approval", false: "rejection"}[a.Approve]
+	recorded := false
+	inc, err := w.Store.Update(ctx, a.Incident, func(inc *remediator.Incident) error {
+		// Whoever forges answers may send many: the first few tell the humans, the log has all.
+		seen := 0
+		for _, e := range inc.Timeline {
+			if e.Kind == remediator.EventRefused && strings.Contains(e.Message, forgedMark) {
+				seen++
+			}
+		}
+		if recorded = seen < forgedRecorded; recorded {
+			inc.Record(w.Now(), remediator.EventRefused, "", "%s claiming to be by %s via %s refused: %s (%v); it counts for nothing",
+				verb, truncate(a.Who(), 80), truncate(a.Via, 20), forgedMark, why)
+		}
+		return nil
+	})
+	switch {
+	case remediator.ErrorCode(err) == remediator.ENOTFOUND:
+		return nil
+	case err != nil:
+		return err
+	case recorded:
+		w.notify(ctx, inc, nil)
+	}
+	return nil
+}
+
+// forgedMark marks the timeline events of refused forged answers, of which an incident
+// records forgedRecorded.
+const (
+	forgedMark     = "it reached the queue without the signature of remediator's intake"
+	forgedRecorded = 5
+)
+
+func truncate(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
+}
+
+
 // AnswerFromChat handles an answer clicked in chat, enqueued by the interactions handler. A
 // refusal is recorded and told to the user; it is not an error of the message.
 func (w *Worker) AnswerFromChat(ctx context.Context, data []byte) error {
@@ -228,12 +289,35 @@ func (w *Worker) AnswerFromChat(ctx context.Context, data []byte) error {
 	return err
 }
 
-// mayApprove says whether the answerer is one of the rule's users, or a member of one of its
-// chat groups. Chat users are matched by their ID only: a display name can be changed by its
-// owner.
+// mayApprove says whether the answerer is one of the rule's users (by their chat user ID or
+// operator name), a member of one of its chat groups, or anyone, where the rule says so: in
+// chat, anyone who is a full member of the workspace, not a guest or a user of another
+// workspace in a shared channel. Chat users are matched by their ID only: a display name can
+// be changed by its owner.
 func (w *Worker) mayApprove(ctx context.Context, rule *remediator.ApprovalRule, a remediator.Answer) (bool, error) {
-	if slices.Contains(rule.Users, a.By) || slices.Contains(rule.Users, remediator.AnyApprover) {
+	named := slices.ContainsFunc(rule.Users, func(u string) bool {
+		return u == a.By || u == a.Person || (w.People[u] != "" && w.People[u] == a.Person)
+	})
+	if named {
 		return true, nil
+	}
+	if slices.Contains(rule.Users, remediator.AnyApprover) {
+		if a.Via != remediator.ViaSlack {
+			return true, nil
+		}
+		if w.Members == nil {
+			return false, fmt.Errorf("no chat to ask whether %s is a member of the workspace", a.Who())
+		}
+		m, err := w.Members.Member(ctx, a.By)
+		if err != nil {
+			return false, fmt.Errorf("is %s a member of the workspace: %w", a.Who(), err)
+		}
+		if m.FullMember() {
+			return true, nil
+		}
+		if len(rule.Groups) == 0 {
+			return false, nil
+		}
 	}
 	if a.Via != remediator.ViaSlack || w.Groups == nil {
 		return false, nil

@@ -54,6 +54,12 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 		repeated = map[string][]remediator.Alert{}
 	)
 	for _, a := range b.Alerts {
+		if a.Context {
+			// The intake could not vouch for its source (an event of a tenant's object):
+			// whatever it says, it is evidence around incidents, and starts none.
+			around = append(around, a)
+			continue
+		}
 		d, ok, err := w.Policies.Match(a)
 		if err != nil {
 			log.Warn("a policy could not be evaluated on an alert", "alert", a.Name(), "fingerprint", a.Fingerprint, "err", err)

@@ -415,3 +415,105 @@ func TestAnyApproverStillNeedsDistinctPeople(t *testing.T) {
 		t.Fatalf("after carol and dave: %s", inc.State)
 	}
 }
+
+// members answers who is a full member of the workspace, as Slack's users.info would.
+type members map[string]remediator.ChatMember
+
+func (m members) Member(_ context.Context, id string) (remediator.ChatMember, error) {
+	if mm, ok := m[id]; ok {
+		return mm, nil
+	}
+	return remediator.ChatMember{ID: id}, nil
+}
+
+// One person, one vote: alice's click in Slack and alice's operator token are the same
+// person, however the policy names her.
+func TestAPersonApprovesOnceWhereverTheyAnswer(t *testing.T) {
+	for _, named := range []string{"U01ALICE", "alice"} {
+		t.Run("the policy names "+named, func(t *testing.T) {
+			f := newFixtureWith(t, strings.Replace(gatedPolicies, "users: [U01ALICE, bob]", "users: ["+named+", bob]", 1), threeSteps()...)
+			f.w.People = map[string]string{"U01ALICE": "alice"}
+			f.correlate(t, alert("a1", "prod", "firing"))
+			_ = f.execute(t, f.only(t).ID)
+			id := f.only(t).ID
+			ctx := context.Background()
+			if _, err := f.w.Answer(ctx, remediator.Answer{Incident: id, By: "U01ALICE", Name: "alice.s", Via: remediator.ViaSlack, Approve: true}); err != nil {
+				t.Fatalf("alice in Slack: %v", err)
+			}
+			_, err := f.w.Answer(ctx, remediator.Answer{Incident: id, By: "alice", Via: remediator.ViaAPI, Approve: true})
+			if remediator.ErrorCode(err) != remediator.EREFUSED || !strings.Contains(err.Error(), "approved already") {
+				t.Fatalf("alice over the API after her click: %v, want refused", err)
+			}
+			inc := f.only(t)
+			if inc.State != remediator.StateAwaitingApproval || len(inc.Approval.Approvals) != 1 || inc.Approval.Approvals[0].By != "alice" || inc.Approval.Approvals[0].ChatID != "U01ALICE" {
+				t.Fatalf("%s with approvals %+v, want one, alice's", inc.State, inc.Approval.Approvals)
+			}
+			if _, err := f.w.Answer(ctx, remediator.Answer{Incident: id, By: "bob", Via: remediator.ViaAPI, Approve: true}); err != nil {
+				t.Fatalf("bob: %v", err)
+			}
+			if inc := f.only(t); !inc.Approval.Granted {
+				t.Errorf("not granted after alice and bob: %+v", inc.Approval.Approvals)
+			}
+		})
+	}
+}
+
+// With users: ["*"], a guest of the workspace or a user of another one in a shared channel
+// is not "anyone": they approve only where a policy names them.
+func TestAnyApproverMeansAFullMemberOfTheWorkspace(t *testing.T) {
+	f := newFixtureWith(t, strings.Replace(gatedPolicies, "users: [U01ALICE, bob]", `users: ["*", U0NAMEDGUEST]`, 1), threeSteps()...)
+	f.w.Members = members{
+		"U0GUEST":      {ID: "U0GUEST", Guest: true},
+		"U0NAMEDGUEST": {ID: "U0NAMEDGUEST", Guest: true},
+		"U0PARTNER":    {ID: "U0PARTNER", External: true},
+		"B0BOT":        {ID: "B0BOT", Bot: true},
+	}
+	f.correlate(t, alert("a1", "prod", "firing"))
+	_ = f.execute(t, f.only(t).ID)
+	id := f.only(t).ID
+	for _, tc := range []struct {
+		by, via, want string
+	}{
+		{"U0GUEST", remediator.ViaSlack, remediator.EFORBIDDEN},
+		{"U0PARTNER", remediator.ViaSlack, remediator.EFORBIDDEN},
+		{"B0BOT", remediator.ViaSlack, remediator.EFORBIDDEN},
+		{"U0NAMEDGUEST", remediator.ViaSlack, ""},
+		{"U0MEMBER", remediator.ViaSlack, ""},
+	} {
+		_, err := f.w.Answer(context.Background(), remediator.Answer{Incident: id, By: tc.by, Via: tc.via, Approve: true})
+		if remediator.ErrorCode(err) != tc.want {
+			t.Errorf("%s via %s: %v, want %q", tc.by, tc.via, err, tc.want)
+		}
+	}
+	if inc := f.only(t); !inc.Approval.Granted || len(inc.Approval.Approvals) != 2 {
+		t.Errorf("approvals %+v, want the named guest and the member", inc.Approval.Approvals)
+	}
+}
+
+// An answer that reached the queue without the intake's signature approves nothing, and the
+// incident says it was refused, a few times at most.
+func TestAForgedAnswerIsRecordedAndApprovesNothing(t *testing.T) {
+	f := newFixtureWith(t, gatedPolicies, threeSteps()...)
+	f.correlate(t, alert("a1", "prod", "firing"))
+	_ = f.execute(t, f.only(t).ID)
+	id := f.only(t).ID
+	forged, _ := json.Marshal(remediator.Answer{Incident: id, By: "U01ALICE", Via: remediator.ViaSlack, Approve: true})
+	for range 8 {
+		if err := f.w.RefuseForgedAnswer(context.Background(), forged, errors.New("unsigned: no Remediator-Signature header")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inc := f.only(t)
+	if inc.State != remediator.StateAwaitingApproval || len(inc.Approval.Approvals) != 0 {
+		t.Fatalf("%s with approvals %+v after forged answers", inc.State, inc.Approval.Approvals)
+	}
+	refused := 0
+	for _, e := range inc.Timeline {
+		if e.Kind == remediator.EventRefused && strings.Contains(e.Message, "without the signature of remediator's intake") && strings.Contains(e.Message, "U01ALICE") {
+			refused++
+		}
+	}
+	if refused != forgedRecorded {
+		t.Errorf("%d refusals in the timeline, want %d", refused, forgedRecorded)
+	}
+}

@@ -62,6 +62,12 @@ type GroupResolver interface {
 	Members(ctx context.Context, group string) ([]string, error)
 }
 
+// MemberResolver says whether a chat user is a full member of the workspace: with a rule
+// that lets anyone approve, guests and users of other workspaces may not.
+type MemberResolver interface {
+	Member(ctx context.Context, userID string) (remediator.ChatMember, error)
+}
+
 // Config is what a worker needs.
 type Config struct {
 	Store     Store
@@ -74,8 +80,13 @@ type Config struct {
 	NotifySubject string
 	Policies      Matcher
 	Remediations  Planner
-	// Groups resolves chat user groups named by approval rules; nil if there is no chat.
-	Groups GroupResolver
+	// Groups resolves chat user groups named by approval rules, and Members tells full members
+	// of the workspace from guests; nil if there is no chat.
+	Groups  GroupResolver
+	Members MemberResolver
+	// People maps chat user IDs to the operators they are (api.operators_file's slack_id),
+	// so that a person's click in chat and their answer over the API count as one.
+	People map[string]string
 	// DryRun runs nothing anywhere: every incident is planned and skipped.
 	DryRun bool
 	// StepAttempts is how many times a step that fails in a way that may pass is tried before
