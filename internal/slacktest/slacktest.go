@@ -22,6 +22,28 @@ import (
 // Channel is the channel ID the server answers with.
 const Channel = "C0REMEDIATE"
 
+// Team is the workspace of the bot (auth.test), of the users who click (ButtonClick) and of
+// every user the test did not set otherwise (users.info).
+const Team = "T0TEAM"
+
+// User is what users.info says of a user; the zero User is a full member of Team.
+type User struct {
+	// Guest sets is_restricted (a multi-channel guest), UltraGuest is_ultra_restricted (a
+	// single-channel guest, for whom Slack sets both; each alone lets a test check each).
+	Guest, UltraGuest bool
+	// TeamID is the user's workspace, Team if empty.
+	TeamID string
+	// EnterpriseID is the user's Enterprise Grid organization, the server's (SetEnterprise) if
+	// empty.
+	EnterpriseID string
+	// Stranger is a user of another organization in a shared channel (is_stranger).
+	Stranger bool
+	// Bot is a bot user (is_bot), AppUser an app's user (is_app_user).
+	Bot, AppUser bool
+	// Deleted is a deactivated user.
+	Deleted bool
+}
+
 // Call is one Web API call.
 type Call struct {
 	Method string
@@ -35,21 +57,24 @@ func (c Call) Blocks() []map[string]any {
 	return b
 }
 
-// Server is a fake Slack Web API.
+// Server is a fake Slack Web API: chat.postMessage, chat.update, chat.postEphemeral,
+// usergroups.users.list, auth.test and users.info.
 type Server struct {
-	srv    *httptest.Server
-	token  string
-	mu     sync.Mutex
-	calls  []Call
-	groups map[string][]string
-	down   int
-	ts     int
-	gone   bool
+	srv        *httptest.Server
+	token      string
+	mu         sync.Mutex
+	calls      []Call
+	groups     map[string][]string
+	users      map[string]User
+	enterprise string
+	down       int
+	ts         int
+	gone       bool
 }
 
 // New starts a server that accepts the bot token and stops when the test ends.
 func New(t testing.TB, token string) *Server {
-	s := &Server{token: token, groups: map[string][]string{}}
+	s := &Server{token: token, groups: map[string][]string{}, users: map[string]User{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
 	return s
@@ -63,6 +88,21 @@ func (s *Server) SetGroup(id string, users ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.groups[id] = users
+}
+
+// SetUser sets what users.info says of a user.
+func (s *Server) SetUser(id string, u User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[id] = u
+}
+
+// SetEnterprise puts Team in an Enterprise Grid organization: auth.test and users.info answer
+// with its enterprise ID.
+func (s *Server) SetEnterprise(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enterprise = id
 }
 
 // Down makes the next n calls fail with 503, as Slack does when it is down.
@@ -116,6 +156,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.ts++
 	ts := fmt.Sprintf("1763700000.%06d", s.ts)
 	members := s.groups[r.Form.Get("usergroup")]
+	user, enterprise := s.users[r.Form.Get("user")], s.enterprise
 	gone := s.gone && method == "chat.update"
 	if method == "chat.postMessage" && r.Form.Get("thread_ts") == "" {
 		s.gone = false
@@ -139,9 +180,43 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, map[string]any{"ok": true, "users": members})
+	case "auth.test":
+		resp := map[string]any{"ok": true, "url": "https://remediator-test.slack.com/", "team": "remediator-test", "user": "remediator",
+			"team_id": Team, "user_id": "U0BOT", "bot_id": "B0BOT"}
+		if enterprise != "" {
+			resp["enterprise_id"] = enterprise
+		}
+		writeJSON(w, resp)
+	case "users.info":
+		id := r.Form.Get("user")
+		if id == "" {
+			writeJSON(w, map[string]any{"ok": false, "error": "user_not_found"})
+			return
+		}
+		writeJSON(w, map[string]any{"ok": true, "user": user.json(id, enterprise)})
 	default:
 		writeJSON(w, map[string]any{"ok": false, "error": "unknown_method"})
 	}
+}
+
+// json is the user object of users.info.
+func (u User) json(id, enterprise string) map[string]any {
+	team := u.TeamID
+	if team == "" {
+		team = Team
+	}
+	if u.EnterpriseID != "" {
+		enterprise = u.EnterpriseID
+	}
+	out := map[string]any{
+		"id": id, "team_id": team, "name": strings.ToLower(id), "deleted": u.Deleted,
+		"is_bot": u.Bot, "is_app_user": u.AppUser, "is_restricted": u.Guest,
+		"is_ultra_restricted": u.UltraGuest, "is_stranger": u.Stranger,
+	}
+	if enterprise != "" {
+		out["enterprise_user"] = map[string]any{"id": id, "enterprise_id": enterprise, "enterprise_name": "Remediator Corp", "teams": []string{team}}
+	}
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -158,7 +233,7 @@ func ButtonClick(userID, userName, actionID, value string) []byte {
 	n := clicks.Add(1)
 	payload, _ := json.Marshal(map[string]any{
 		"type":         "block_actions",
-		"user":         map[string]any{"id": userID, "username": userName, "name": userName, "team_id": "T0TEAM"},
+		"user":         map[string]any{"id": userID, "username": userName, "name": userName, "team_id": Team},
 		"api_app_id":   "A0REMEDIATOR",
 		"container":    map[string]any{"type": "message", "message_ts": "1763700000.000001", "channel_id": Channel},
 		"channel":      map[string]any{"id": Channel, "name": "etcd-incidents"},

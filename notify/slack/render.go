@@ -33,9 +33,21 @@ var stepEmoji = map[remediator.StepState]string{
 	remediator.StepFailed: ":x:", remediator.StepSkipped: ":fast_forward:",
 }
 
+// summary is the incident in a line, as plain text: it heads the message, and, escaped, is
+// the message's fallback text (notifications, screen readers).
 func summary(inc *remediator.Incident) string {
 	return fmt.Sprintf("%s on %s: %s", inc.Remediation, inc.Cluster, strings.ReplaceAll(string(inc.State), "_", " "))
 }
+
+// markup escapes the three characters that Slack's mrkdwn reads as markup.
+var markup = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// escape makes s, taken from an alert, an event or an incident, show as written in mrkdwn
+// text: without it, an alert label or an approver's comment holding <!channel> would notify
+// the whole channel, and <http://evil.example|click> would show as a link. Only markup we build
+// ourselves from trusted configuration (mentions of the policy's approvers, the report link)
+// is left unescaped.
+func escape(s string) string { return markup.Replace(s) }
 
 func text(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
@@ -47,14 +59,14 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, truncate(summary(inc), 150), false, false)),
 		slack.NewSectionBlock(nil, []*slack.TextBlockObject{
-			text("*Cluster*\n" + inc.Cluster),
-			text(fmt.Sprintf("*State*\n%s %s", stateEmoji[inc.State], inc.State)),
-			text(fmt.Sprintf("*Policy*\n%s (mode %s)", inc.Policy, inc.Mode)),
-			text("*Incident*\n" + inc.ID),
+			text("*Cluster*\n" + escape(inc.Cluster)),
+			text(fmt.Sprintf("*State*\n%s %s", stateEmoji[inc.State], escape(string(inc.State)))),
+			text(fmt.Sprintf("*Policy*\n%s (mode %s)", escape(inc.Policy), escape(string(inc.Mode)))),
+			text("*Incident*\n" + escape(inc.ID)),
 		}, nil),
 	}
 	if inc.Reason != "" {
-		blocks = append(blocks, slack.NewSectionBlock(text(truncate(inc.Reason, maxSection)), nil, nil))
+		blocks = append(blocks, slack.NewSectionBlock(text(truncate(escape(inc.Reason), maxSection)), nil, nil))
 	}
 	blocks = append(blocks, slack.NewSectionBlock(text(truncate(evidence(inc), maxSection)), nil, nil))
 	if figures := figures(inc); figures != "" {
@@ -64,7 +76,7 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 	if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval {
 		rule := inc.Gates.Approval
 		ask := fmt.Sprintf(":raised_hand: *Approval needed before %s*: %d of %d given. Approvers: %s. Expires %s.",
-			a.Gate, len(a.Approvals), a.Required, who(rule), a.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
+			escape(a.Gate), len(a.Approvals), a.Required, who(rule), a.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
 		blocks = append(blocks, slack.NewSectionBlock(text(truncate(ask, maxSection)), nil, nil),
 			slack.NewActionBlock("approval",
 				slack.NewButtonBlockElement(ActionApprove, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary),
@@ -76,11 +88,13 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 		if inc.Closed() {
 			status = "closed " + inc.ClosedAt.UTC().Format("15:04:05Z")
 		}
-		blocks = append(blocks, slack.NewSectionBlock(text(fmt.Sprintf("%s *%s*, %s. <%s|Post-incident report>", stateEmoji[inc.State], inc.State, status, reportURL)), nil, nil))
+		blocks = append(blocks, slack.NewSectionBlock(text(fmt.Sprintf("%s *%s*, %s. <%s|Post-incident report>", stateEmoji[inc.State], escape(string(inc.State)), status, reportURL)), nil, nil))
 	}
 	return blocks
 }
 
+// who names the approvers of a rule, as mentions where they are Slack IDs. It is markup on
+// purpose, built from the policy, which is trusted configuration: it is not escaped.
 func who(rule *remediator.ApprovalRule) string {
 	var parts []string
 	for _, u := range rule.Users {
@@ -109,7 +123,7 @@ func evidence(inc *remediator.Incident) string {
 	var b strings.Builder
 	b.WriteString("*Evidence*")
 	for _, n := range names {
-		fmt.Fprintf(&b, "\n• %s ×%d", n, counts[n])
+		fmt.Fprintf(&b, "\n• %s ×%d", escape(n), counts[n])
 	}
 	return b.String()
 }
@@ -126,10 +140,10 @@ func figures(inc *remediator.Incident) string {
 	var b strings.Builder
 	b.WriteString("*Members* (db size of quota, alarms)")
 	for _, s := range inc.Before {
-		line := fmt.Sprintf("\n• %s%s: %s of %s, %s", s.Name, map[bool]string{true: " (leader)"}[s.Leader],
-			remediator.HumanBytes(s.DBSize), remediator.HumanBytes(s.Quota), alarmText(s.Alarms))
+		line := fmt.Sprintf("\n• %s%s: %s of %s, %s", escape(s.Name), map[bool]string{true: " (leader)"}[s.Leader],
+			remediator.HumanBytes(s.DBSize), remediator.HumanBytes(s.Quota), escape(alarmText(s.Alarms)))
 		if a, ok := after[s.ID]; ok {
-			line += fmt.Sprintf(" → %s, %s", remediator.HumanBytes(a.DBSize), alarmText(a.Alarms))
+			line += fmt.Sprintf(" → %s, %s", remediator.HumanBytes(a.DBSize), escape(alarmText(a.Alarms)))
 		}
 		b.WriteString(line)
 	}
@@ -147,7 +161,7 @@ func plan(inc *remediator.Incident) string {
 	var b strings.Builder
 	b.WriteString("*Plan*")
 	for _, s := range inc.Steps {
-		fmt.Fprintf(&b, "\n%s %s — %s risk", stepEmoji[s.State], s.Name, s.Risk)
+		fmt.Fprintf(&b, "\n%s %s — %s risk", stepEmoji[s.State], escape(s.Name), escape(string(s.Risk)))
 		if a := inc.Approval; a != nil && a.Gate == s.Name && s.State == remediator.StepPending && !a.Granted {
 			b.WriteString(" — :raised_hand: waits for approval")
 		}
@@ -158,7 +172,8 @@ func plan(inc *remediator.Incident) string {
 	return b.String()
 }
 
-// threadText is the thread reply for a timeline event, or "" if the event is not worth one.
+// threadText is the thread reply for a timeline event, in mrkdwn, or "" if the event is not
+// worth one. reportURL is ready for mrkdwn (see Notifier.reportURL).
 func threadText(inc *remediator.Incident, e remediator.Event, reportURL string) string {
 	switch e.Kind {
 	case remediator.EventStepSucceeded, remediator.EventStepFailed:
@@ -170,31 +185,41 @@ func threadText(inc *remediator.Incident, e remediator.Event, reportURL string) 
 			if e.Kind == remediator.EventStepFailed {
 				emoji = stepEmoji[remediator.StepFailed]
 			}
-			reply := fmt.Sprintf("%s *%s* %s", emoji, s.Name, e.Message)
+			reply := fmt.Sprintf("%s *%s* %s", emoji, escape(s.Name), escape(e.Message))
 			if out := strings.TrimSpace(s.Output); out != "" {
-				reply += "\n```" + truncate(out, maxOutput) + "```"
+				reply += "\n```" + truncate(escape(out), maxOutput) + "```"
 			}
 			return reply
 		}
 	case remediator.EventApprovalRequested, remediator.EventApproved, remediator.EventRejected,
 		remediator.EventRefused, remediator.EventExpired, remediator.EventNotice:
-		return fmt.Sprintf(":memo: %s", e.Message)
+		return fmt.Sprintf(":memo: %s", escape(e.Message))
 	case remediator.EventState:
 		if strings.HasPrefix(e.Message, "state "+string(inc.State)) && inc.State.Terminal() {
-			return fmt.Sprintf("%s %s. Report: %s", stateEmoji[inc.State], e.Message, reportURL)
+			return fmt.Sprintf("%s %s. Report: %s", stateEmoji[inc.State], escape(e.Message), reportURL)
 		}
 	case remediator.EventClosed:
 		// The report is complete now: alerts resolved, impact window closed.
-		return fmt.Sprintf(":checkered_flag: Incident %s. Post-incident report: %s", e.Message, reportURL)
+		return fmt.Sprintf(":checkered_flag: Incident %s. Post-incident report: %s", escape(e.Message), reportURL)
 	}
 	return ""
 }
 
-// truncate keeps s within n characters, cutting on a rune boundary.
+// truncate keeps s within n characters, cutting on a rune boundary and, in escaped text,
+// before an entity (&amp; &lt; &gt;) rather than through it.
 func truncate(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
 		return s
 	}
-	return string(r[:n-1]) + "…"
+	kept := string(r[:n-1])
+	if i := strings.LastIndexByte(kept, '&'); i >= 0 && !strings.Contains(kept[i:], ";") {
+		for _, entity := range []string{"&amp;", "&lt;", "&gt;"} {
+			if strings.HasPrefix(s[i:], entity) {
+				kept = kept[:i]
+				break
+			}
+		}
+	}
+	return kept + "…"
 }

@@ -1,7 +1,8 @@
 // Package slack reports incidents in a Slack channel: one message per incident, kept up to
 // date with chat.update, each step's result and every approval, refusal and state change in
 // its thread, and Approve and Reject buttons while the incident waits for approval. It also
-// resolves the user groups that approval rules name.
+// resolves the user groups that approval rules name, and says whether a user who clicked is a
+// full member of the workspace.
 //
 // It runs from the notify queue, never inside a remediation: Slack being down or slow delays
 // the messages, which are retried with backoff, and nothing else.
@@ -14,8 +15,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -45,6 +48,15 @@ type Config struct {
 type Notifier struct {
 	cfg Config
 	api *slack.Client
+	now func() time.Time
+
+	// authMu is held while auth.test is asked, so that it is asked once.
+	authMu sync.Mutex
+	bot    *slack.AuthTestResponse
+
+	mu     sync.Mutex
+	known  map[string]knownMember
+	asking map[string]*memberLookup
 }
 
 // New returns a notifier.
@@ -57,7 +69,7 @@ func New(cfg Config) *Notifier {
 		url += "/"
 	}
 	api := slack.New(cfg.Token, slack.OptionAPIURL(url), slack.OptionHTTPClient(&http.Client{Timeout: 10 * time.Second}))
-	return &Notifier{cfg: cfg, api: api}
+	return &Notifier{cfg: cfg, api: api, now: time.Now, known: map[string]knownMember{}, asking: map[string]*memberLookup{}}
 }
 
 // Handle brings the incident of one notice up to date in Slack: it posts or updates the
@@ -79,7 +91,7 @@ func (n *Notifier) Handle(ctx context.Context, data []byte) error {
 		return err
 	}
 	if e := notice.Ephemeral; e != nil {
-		if _, err := n.api.PostEphemeralContext(ctx, e.Channel, e.User, slack.MsgOptionText(e.Text, false)); err != nil {
+		if _, err := n.api.PostEphemeralContext(ctx, e.Channel, e.User, slack.MsgOptionText(escape(e.Text), false)); err != nil {
 			return classify(err, "chat.postEphemeral to %s", e.User)
 		}
 	}
@@ -94,7 +106,7 @@ const claimFor = time.Minute
 // is claimed first, by compare-and-set on the incident, so that notifiers on two replicas do
 // not both post it.
 func (n *Notifier) syncMessage(ctx context.Context, inc *remediator.Incident) (*remediator.Incident, error) {
-	opts := []slack.MsgOption{slack.MsgOptionBlocks(render(inc, n.reportURL(inc))...), slack.MsgOptionText(summary(inc), false)}
+	opts := []slack.MsgOption{slack.MsgOptionBlocks(render(inc, n.reportURL(inc))...), slack.MsgOptionText(escape(summary(inc)), false)}
 	gone := ""
 	if inc.Chat != nil && inc.Chat.ID != "" {
 		_, _, _, err := n.api.UpdateMessageContext(ctx, inc.Chat.Channel, inc.Chat.ID, opts...)
@@ -190,8 +202,136 @@ func (n *Notifier) Members(ctx context.Context, group string) ([]string, error) 
 	return users, nil
 }
 
+// memberFor is how long what users.info said of a user stands: a burst of clicks asks Slack
+// once, and a user made a guest, moved out or deactivated in Slack loses the right to approve
+// within a minute, far less than an approval stays open. maxKnown bounds the users
+// remembered.
+const (
+	memberFor = time.Minute
+	maxKnown  = 1000
+)
+
+type knownMember struct {
+	m  remediator.ChatMember
+	at time.Time
+}
+
+// memberLookup is a users.info call under way, which others asking of the same user wait
+// for instead of asking again.
+type memberLookup struct {
+	done chan struct{}
+	m    remediator.ChatMember
+	err  error
+}
+
+// Member says whether a user is a full member of the bot's workspace, or a guest, a user of
+// another organization (Slack Connect), a bot or deactivated (users.info, and auth.test once
+// for the bot's own team). Answers are remembered for a minute; failures are not.
+func (n *Notifier) Member(ctx context.Context, userID string) (remediator.ChatMember, error) {
+	n.mu.Lock()
+	if k, ok := n.known[userID]; ok && n.now().Sub(k.at) < memberFor {
+		n.mu.Unlock()
+		return k.m, nil
+	}
+	l, waiting := n.asking[userID]
+	if !waiting {
+		l = &memberLookup{done: make(chan struct{})}
+		n.asking[userID] = l
+	}
+	n.mu.Unlock()
+	if waiting {
+		select {
+		case <-l.done:
+			return l.m, l.err
+		case <-ctx.Done():
+			return remediator.ChatMember{}, classify(ctx.Err(), "users.info of %s", userID)
+		}
+	}
+
+	l.m, l.err = n.lookUp(ctx, userID)
+	n.mu.Lock()
+	delete(n.asking, userID)
+	if l.err == nil {
+		n.remember(userID, l.m)
+	}
+	n.mu.Unlock()
+	close(l.done)
+	return l.m, l.err
+}
+
+func (n *Notifier) lookUp(ctx context.Context, userID string) (remediator.ChatMember, error) {
+	bot, err := n.botTeam(ctx)
+	if err != nil {
+		return remediator.ChatMember{}, err
+	}
+	u, err := n.api.GetUserInfoContext(ctx, userID)
+	if err != nil {
+		return remediator.ChatMember{}, classify(err, "users.info of %s", userID)
+	}
+	return member(userID, u, bot), nil
+}
+
+// member says what u is to the bot's workspace, as auth.test described it.
+//
+// A user of another workspace is external, unless both workspaces belong to the same
+// Enterprise Grid organization: such a user is the organization's own, under its single
+// sign-on and its admins, and may be in the channel through an org-shared channel; a guest of
+// the organization still shows as restricted, and a user of another organization has another
+// enterprise ID (or none) and is a stranger. An empty enterprise ID matches nothing.
+func member(userID string, u *slack.User, bot *slack.AuthTestResponse) remediator.ChatMember {
+	sameOrg := bot.EnterpriseID != "" && u.Enterprise.EnterpriseID == bot.EnterpriseID
+	return remediator.ChatMember{
+		ID:       userID,
+		Guest:    u.IsRestricted || u.IsUltraRestricted,
+		External: u.IsStranger || (u.TeamID != bot.TeamID && !sameOrg),
+		Bot:      u.IsBot || u.IsAppUser,
+		Deleted:  u.Deleted,
+	}
+}
+
+// botTeam returns what auth.test says of the bot's token: its team, and its Enterprise Grid
+// organization if any. It is asked once; a failure is asked again next time.
+func (n *Notifier) botTeam(ctx context.Context) (*slack.AuthTestResponse, error) {
+	n.authMu.Lock()
+	defer n.authMu.Unlock()
+	if n.bot != nil {
+		return n.bot, nil
+	}
+	resp, err := n.api.AuthTestContext(ctx)
+	if err != nil {
+		return nil, classify(err, "auth.test")
+	}
+	if resp.TeamID == "" {
+		return nil, remediator.Errorf(remediator.EINVALID, "slack: auth.test: no team_id for the bot's token")
+	}
+	n.bot = resp
+	return resp, nil
+}
+
+// remember keeps m, making room by forgetting the expired answers, or any one if none has
+// expired. n.mu must be held.
+func (n *Notifier) remember(userID string, m remediator.ChatMember) {
+	now := n.now()
+	if len(n.known) >= maxKnown {
+		for id, k := range n.known {
+			if now.Sub(k.at) >= memberFor {
+				delete(n.known, id)
+			}
+		}
+		for id := range n.known {
+			if len(n.known) < maxKnown {
+				break
+			}
+			delete(n.known, id)
+		}
+	}
+	n.known[userID] = knownMember{m: m, at: now}
+}
+
+// reportURL is the incident's report page, ready for mrkdwn: the incident ID is escaped for
+// the path and for Slack, so that it can neither leave the path nor end the link it is in.
 func (n *Notifier) reportURL(inc *remediator.Incident) string {
-	return n.cfg.BaseURL + "/api/v1/incidents/" + inc.ID + "/report?format=html"
+	return n.cfg.BaseURL + "/api/v1/incidents/" + escape(url.PathEscape(inc.ID)) + "/report?format=html"
 }
 
 // slackError says whether err is Slack's refusal with the given error code.
