@@ -1,11 +1,13 @@
 // Package steptest runs a remediation's planned steps in a test the way the worker does: in
 // order, each with the progress it saved, in an incident that records them and the figures
-// before and after, and after a failure only the clean-up steps.
+// before and after, and after a failure, or a step that found nothing to do, only the
+// clean-up steps.
 package steptest
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -57,7 +59,9 @@ func (r *Runner) Index(name string) int {
 	return i
 }
 
-// Step runs one step by name, whatever its state, and records its outcome.
+// Step runs one step by name, whatever its state, and records its outcome. As the worker
+// does, a step that returns a *remediator.NothingToDo is recorded as succeeded, and the
+// error is returned for the test to see.
 func (r *Runner) Step(name string) (remediator.StepResult, error) {
 	r.t.Helper()
 	i := r.Index(name)
@@ -75,7 +79,8 @@ func (r *Runner) Step(name string) (remediator.StepResult, error) {
 	})
 	s := &r.Incident.Steps[i]
 	s.Output, s.State, s.Error = res.Output, remediator.StepSucceeded, ""
-	if err != nil {
+	var nothing *remediator.NothingToDo
+	if err != nil && !errors.As(err, &nothing) {
 		s.State, s.Error = remediator.StepFailed, err.Error()
 	}
 	r.Incident.AddFindings(res)
@@ -90,8 +95,10 @@ func (r *Runner) Output(name string) string {
 }
 
 // Until runs the steps not run yet, in order, up to and including the named one; after the
-// first failure only the clean-up steps. It returns the results of the steps it ran, and the
-// first failed step and its error.
+// first failure only the clean-up steps. A step that finds nothing to do stops the run the
+// same way, except that, as the worker does, the steps it leaves out are marked skipped. It
+// returns the results of the steps it ran, and the first step that failed or found nothing to
+// do and its error (a *remediator.NothingToDo for the latter).
 func (r *Runner) Until(last string) (results map[string]remediator.StepResult, failed string, err error) {
 	r.t.Helper()
 	results = map[string]remediator.StepResult{}
@@ -109,12 +116,26 @@ func (r *Runner) Until(last string) (results map[string]remediator.StepResult, f
 		results[p.Name] = res
 		if stepErr != nil && failed == "" {
 			failed, err = p.Name, stepErr
+			var nothing *remediator.NothingToDo
+			if errors.As(stepErr, &nothing) {
+				r.skipToCleanup(i, nothing)
+			}
 		}
 		if p.Name == last && failed == "" {
 			break
 		}
 	}
 	return results, failed, err
+}
+
+// skipToCleanup marks the pending steps after step i skipped, but the clean-up steps, as the
+// worker does after a step that found nothing to do.
+func (r *Runner) skipToCleanup(i int, nothing *remediator.NothingToDo) {
+	for j := i + 1; j < len(r.Incident.Steps); j++ {
+		if s := &r.Incident.Steps[j]; s.State == remediator.StepPending && !s.Always {
+			s.State, s.Output = remediator.StepSkipped, "not run: "+nothing.Error()
+		}
+	}
 }
 
 // All runs every step not run yet, as Until does.

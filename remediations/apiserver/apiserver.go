@@ -114,7 +114,7 @@ func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error
 	run := &run{Remediation: r, settings: s}
 	return []remediator.PlannedStep{
 		{Name: "evidence", Risk: remediator.RiskReadOnly, Run: run.evidence,
-			Description: "quote the alerts' etcd check failures and slow requests, and read every etcd member's p99 WAL fsync and backend commit latency from its /metrics against etcd's guidance (under 10ms and 25ms)"},
+			Description: "quote the alerts' etcd check failures and slow requests, and read every etcd member's p99 WAL fsync and backend commit latency from its /metrics against etcd's guidance (under 10ms and 25ms); nothing to do if neither shows etcd slow"},
 		{Name: "inspect", Risk: remediator.RiskReadOnly, Run: run.inspect,
 			Description: fmt.Sprintf("read kube-apiserver's etcd check timeouts on each node (2s when unset) and plan to double them, up to %s; refuse where they already are at it", s.maxTimeout)},
 		{Name: "raise", Risk: remediator.RiskHigh, Run: run.raise,

@@ -113,7 +113,9 @@ func (e *env) node(t *testing.T, name string, latency time.Duration, readiness b
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- e.q.Agents().Serve(ctx, "test", name, a.Do, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		served <- e.q.AgentConn(nil).Serve(ctx, queue.Serving{Cluster: "test", Node: name, Log: slog.New(slog.DiscardHandler)}, a.Do)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
@@ -340,6 +342,31 @@ func TestRemediation(t *testing.T) {
 		}
 		if _, added := n.changes(t); !slices.Equal(added, []string{"    - --etcd-healthcheck-timeout=4s", "    - --etcd-readycheck-timeout=4s"}) {
 			t.Errorf("after a repeated raise the manifest gained %q", added)
+		}
+	})
+
+	t.Run("no sign of a slow etcd is nothing to do, and the manifest is left alone", func(t *testing.T) {
+		n := e.node(t, "cp-1", 0, true, nil)
+		// An alert for the node that quotes no failed check: what a policy matching on a
+		// restart alone would send.
+		in := e.incident(t, fast(map[string]string{"node": "cp-1"}), remediator.Alert{Status: remediator.AlertFiring,
+			Labels: map[string]string{"alertname": "KubeAPIServerRestarts", "node": "cp-1"}, Annotations: map[string]string{"description": "kube-apiserver restarted 3 times"}})
+		res, failed, err := in.All()
+		var nothing *remediator.NothingToDo
+		if failed != "evidence" || !errors.As(err, &nothing) {
+			t.Errorf("step %q: %v (%s), want evidence to find nothing to do", failed, err, remediator.ErrorCode(err))
+		} else {
+			contains(t, "the reason", nothing.Reason, "the alerts quote no failed etcd check", "no member's disk is over etcd's guidance", "WAL fsync p99")
+		}
+		contains(t, "evidence", res["evidence"].Output, "the alerts quote no failed etcd check or slow etcd request", "m1 (")
+		for _, step := range []string{"inspect", "raise", "verify"} {
+			if s := in.Incident.Steps[in.Index(step)]; s.State != remediator.StepSkipped {
+				t.Errorf("%s is %s, want skipped", step, s.State)
+			}
+		}
+		n.untouched(t)
+		if entries, _ := os.ReadDir(n.backups); len(entries) != 0 {
+			t.Errorf("nothing to do made backups: %v", entries)
 		}
 	})
 
@@ -572,6 +599,33 @@ etcd_disk_backend_commit_duration_seconds_bucket{le="+Inf"} 200
 etcd_disk_backend_commit_duration_seconds_sum 8
 etcd_disk_backend_commit_duration_seconds_count 200
 `
+
+func TestNothingToDoWithoutASignOfASlowEtcd(t *testing.T) {
+	fast := disk{Member: "m1 (1)", Verdict: etcdops.DiskFast, WALFsync: time.Millisecond, Commit: 2 * time.Millisecond}
+	slow := disk{Member: "m2 (2)", Verdict: etcdops.DiskSlow, WALFsync: 30 * time.Millisecond, Commit: 60 * time.Millisecond}
+	unjudged := disk{Member: "m3 (3)", Judgement: "could not read its metrics"}
+	quotes, _ := quote([]remediator.Alert{seedAlert(nil)})
+	withheld, _ := quote([]remediator.Alert{{Labels: map[string]string{"alertname": "X"}, Annotations: map[string]string{"message": "healthz: etcd failed: reason withheld"}}})
+	for _, tc := range []struct {
+		name    string
+		ev      evidence
+		nothing bool
+	}{
+		{"the seed's quotes", evidence{Quotes: quotes, Disks: []disk{fast}}, false},
+		{"the policy's withheld reason, without [-]", evidence{Quotes: withheld, Disks: []disk{fast}}, false},
+		{"a slow disk without quotes", evidence{Disks: []disk{fast, slow}}, false},
+		{"fast disks, no quotes", evidence{Disks: []disk{fast}}, true},
+		{"no disk judged, no quotes", evidence{Disks: []disk{unjudged}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.ev.nothingToDo()
+			var nothing *remediator.NothingToDo
+			if errors.As(err, &nothing) != tc.nothing || !tc.nothing && err != nil {
+				t.Errorf("nothingToDo: %v, want nothing to do: %v", err, tc.nothing)
+			}
+		})
+	}
+}
 
 func TestSlowDiskIsTheRootCause(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, slowScrape) }))

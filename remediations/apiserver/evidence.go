@@ -15,8 +15,9 @@ import (
 )
 
 // symptoms are the lines of the seed's incident worth quoting from an alert: kube-apiserver's
-// failed etcd checks, and etcd's requests that ran out of time.
-var symptoms = []string{"[-]etcd failed", "[-]etcd-readiness failed", "took too long", "context deadline exceeded"}
+// failed etcd checks, and etcd's requests that ran out of time. They include every text the
+// built-in policy selects the remediation by, so that an incident it opened quotes its cause.
+var symptoms = []string{"[-]etcd failed", "etcd failed: reason withheld", "[-]etcd-readiness failed", "took too long", "context deadline exceeded"}
 
 // maxQuotes bounds the quoted lines: a few say it, a hundred bury it.
 const maxQuotes = 10
@@ -66,7 +67,7 @@ func (e evidence) String() string {
 func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	var saved evidence
 	if json.Unmarshal(in.Progress, &saved) == nil && len(saved.Disks) > 0 {
-		return saved.result(saved.String()+"\n(read by an earlier attempt)", nil), nil
+		return saved.result(saved.String()+"\n(read by an earlier attempt)", nil), saved.nothingToDo()
 	}
 	ev := evidence{}
 	ev.Quotes, ev.SlowestRequest = quote(in.Incident.Evidence)
@@ -92,7 +93,19 @@ func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator
 	if err != nil {
 		in.Log.Warn("member figures without alarms", "err", err)
 	}
-	return ev.result(ev.String(), statuses), nil
+	return ev.result(ev.String(), statuses), ev.nothingToDo()
+}
+
+// nothingToDo is a *remediator.NothingToDo unless the evidence shows etcd slow to answer
+// kube-apiserver's checks: an alert that quotes a failed check or a slow etcd request, or a
+// member's disk over etcd's guidance. A longer timeout without either would answer a problem
+// that is not there.
+func (e evidence) nothingToDo() error {
+	if len(e.Quotes) > 0 || slices.ContainsFunc(e.Disks, func(d disk) bool { return d.Verdict == etcdops.DiskSlow }) {
+		return nil
+	}
+	return remediator.NothingToDof("the alerts quote no failed etcd check of kube-apiserver and no slow etcd request, and no member's disk is over etcd's guidance (%s): no sign that etcd answers kube-apiserver's checks too slowly",
+		strings.TrimSuffix(e.diskSummary(), "."))
 }
 
 // result is the evidence step's result: its findings for the report, and the members' figures

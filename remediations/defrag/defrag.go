@@ -82,7 +82,7 @@ func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error
 	run := &run{Remediation: r, settings: s}
 	return []remediator.PlannedStep{
 		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
-			Description: fmt.Sprintf("status of every member; stop if one is unreachable or CORRUPT, or none is at least %.0f%% fragmented with %s to give back",
+			Description: fmt.Sprintf("status of every member; stop if one is unreachable or CORRUPT, and find nothing to do unless one is at least %.0f%% fragmented with %s to give back",
 				s.minRatio*100, remediator.HumanBytes(s.minReclaim))},
 		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
 			Description: "defragment the fragmented members one at a time, followers first and the leader last, each healthy before the next"},
@@ -168,8 +168,8 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to defragment: %w", err)
 	}
 	if worth == 0 {
-		return res, remediator.Errorf(remediator.EPRECONDITION,
-			"nothing to defragment: no member is at least %.0f%% fragmented with %s free (if the alert still fires, its threshold and params.min_fragmentation_ratio or params.min_reclaim_bytes disagree)",
+		return res, remediator.NothingToDof(
+			"no member is at least %.0f%% fragmented with %s free (if the alert still fires, its threshold and params.min_fragmentation_ratio or params.min_reclaim_bytes disagree)",
 			r.minRatio*100, remediator.HumanBytes(r.minReclaim))
 	}
 	return res, nil

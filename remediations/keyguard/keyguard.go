@@ -249,7 +249,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 	case len(refused) > 0:
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to restore: %s", strings.Join(refused, "; "))
 	case len(restorable) == 0:
-		return res, remediator.Errorf(remediator.EPRECONDITION, "nothing to restore: %s", strings.Join(present, "; "))
+		return res, remediator.NothingToDof("every key is present: %s", strings.Join(present, "; "))
 	}
 	if err := in.SaveProgress(ctx, preflightProgress{Keys: restorable}); err != nil {
 		return res, err

@@ -3,6 +3,7 @@ package keyguard
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -425,7 +426,7 @@ func TestRestoreLeavesAKeyRecreatedMeanwhile(t *testing.T) {
 	}
 }
 
-func TestPreflightRefusals(t *testing.T) {
+func TestPreflightRefusalsAndNothingToDo(t *testing.T) {
 	e := newEnv(t, 1)
 	// absent, and never saved
 	// present, with its value saved
@@ -448,13 +449,15 @@ func TestPreflightRefusals(t *testing.T) {
 		name     string
 		params   map[string]string
 		evidence []remediator.Alert
+		nothing  bool // nothing to do rather than a refusal
 		want     string
 	}{
-		{"no saved value", map[string]string{"key": "never-saved"}, nil, `"never-saved" is absent at revision`},
-		{"no saved value, from the alert", nil, []remediator.Alert{alertFor("never-saved")}, "no guard saved a value of it"},
-		{"present", map[string]string{"key": "present"}, nil, `nothing to restore: "present" is present (mod revision`},
-		{"on a lease", map[string]string{"key": "leased"}, nil, "was attached to lease"},
-		{"no key", nil, []remediator.Alert{{Status: remediator.AlertFiring, Labels: map[string]string{"alertname": "Other"}}}, "no key to restore"},
+		{"no saved value", map[string]string{"key": "never-saved"}, nil, false, `"never-saved" is absent at revision`},
+		{"no saved value, from the alert", nil, []remediator.Alert{alertFor("never-saved")}, false, "no guard saved a value of it"},
+		{"present", map[string]string{"key": "present"}, nil, true, `nothing to do: every key is present: "present" is present (mod revision`},
+		{"present, and one that cannot be restored", nil, []remediator.Alert{alertFor("present"), alertFor("never-saved")}, false, "no guard saved a value of it"},
+		{"on a lease", map[string]string{"key": "leased"}, nil, false, "was attached to lease"},
+		{"no key", nil, []remediator.Alert{{Status: remediator.AlertFiring, Labels: map[string]string{"alertname": "Other"}}}, false, "no key to restore"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, err := e.cl.Get(context.Background(), "", clientv3.WithPrefix())
@@ -462,8 +465,14 @@ func TestPreflightRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, failed, err := e.runner(tc.params, tc.evidence...).All()
-			if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("step %q: %v; want preflight to refuse with %q\n%s", failed, err, tc.want, res[failed].Output)
+			var nothing *remediator.NothingToDo
+			switch {
+			case failed != "preflight" || err == nil || !strings.Contains(err.Error(), tc.want):
+				t.Errorf("step %q: %v; want preflight to stop with %q\n%s", failed, err, tc.want, res[failed].Output)
+			case tc.nothing && !errors.As(err, &nothing):
+				t.Errorf("preflight: %v (%s), want nothing to do", err, remediator.ErrorCode(err))
+			case !tc.nothing && remediator.ErrorCode(err) != remediator.EPRECONDITION:
+				t.Errorf("preflight: %v (%s), want a refusal", err, remediator.ErrorCode(err))
 			}
 			after, err := e.cl.Get(context.Background(), "", clientv3.WithPrefix())
 			if err != nil || after.Header.Revision != before.Header.Revision {

@@ -355,8 +355,8 @@ func TestReplaceACorruptMember(t *testing.T) {
 	e.assertWhole(t, "app/1", "app/2", "app/3")
 }
 
-// Every refusal leaves the cluster as it was: no manifest moved or edited, no member removed,
-// no data moved.
+// Every refusal, and every preflight that finds the problem is not there, leaves the cluster
+// as it was: no manifest moved or edited, no member removed, no data moved.
 func TestRefusals(t *testing.T) {
 	e := start(t)
 	before := members(t, e.etcd.Nodes[0].ClientURL)
@@ -373,17 +373,18 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		name   string
-		kill   string
-		plan   func(map[string]string) ([]remediator.PlannedStep, error)
-		params map[string]string
-		want   string
+		name    string
+		kill    string
+		plan    func(map[string]string) ([]remediator.PlannedStep, error)
+		params  map[string]string
+		nothing bool // nothing to do rather than a refusal
+		want    string
 	}{
-		{"replace a healthy member", "", e.replace.Plan, map[string]string{"member": "cp-1"},
-			"is healthy and has no CORRUPT alarm"},
-		{"restore with a majority up", "cp-3", e.restore.Plan, nil,
-			"the cluster has a quorum"},
-		{"replace with a second member down", "cp-2", e.replace.Plan, map[string]string{"member": "cp-3"},
+		{"replace a healthy member", "", e.replace.Plan, map[string]string{"member": "cp-1"}, true,
+			"is healthy and has no CORRUPT alarm: it needs no replacing"},
+		{"restore with a majority up", "cp-3", e.restore.Plan, nil, true,
+			"the cluster has a quorum, and there is none to restore"},
+		{"replace with a second member down", "cp-2", e.replace.Plan, map[string]string{"member": "cp-3"}, false,
 			"without member cp-3"},
 	}
 	for _, tt := range tests {
@@ -393,8 +394,14 @@ func TestRefusals(t *testing.T) {
 			}
 			manifests := e.manifests(t)
 			_, failed, err := steptest.New(t, tt.plan, "test", tt.params).All()
-			if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("step %q: %v (%s); want preflight to refuse with %q", failed, err, remediator.ErrorCode(err), tt.want)
+			var nothing *remediator.NothingToDo
+			switch {
+			case failed != "preflight" || err == nil || !strings.Contains(err.Error(), tt.want):
+				t.Errorf("step %q: %v; want preflight to stop with %q", failed, err, tt.want)
+			case tt.nothing && !errors.As(err, &nothing):
+				t.Errorf("preflight: %v (%s); want nothing to do", err, remediator.ErrorCode(err))
+			case !tt.nothing && remediator.ErrorCode(err) != remediator.EPRECONDITION:
+				t.Errorf("preflight: %v (%s); want a refusal", err, remediator.ErrorCode(err))
 			}
 			unchanged(t, manifests)
 		})

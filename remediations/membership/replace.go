@@ -178,7 +178,7 @@ func (r *replaceRun) preflight(ctx context.Context, in remediator.StepInput) (re
 	case r.force:
 		why = "params.force is true"
 	default:
-		return res, remediator.Errorf(remediator.EPRECONDITION, "member %s is healthy and has no CORRUPT alarm: not replacing it (set params.force=true to replace it anyway)", m.Member)
+		return res, remediator.NothingToDof("member %s is healthy and has no CORRUPT alarm: it needs no replacing (set params.force=true to replace it anyway)", m.Member)
 	}
 	if err := checkWithout(v.members, statuses, hexID(m.ID), m.Member.String()); err != nil {
 		return res, err

@@ -115,6 +115,9 @@ type assessment struct {
 	answers []*clientv3.StatusResponse
 	voters  int
 	alive   []member
+	// quorate names the member that answered with a leader, if one did: the cluster it
+	// belongs to has a quorum.
+	quorate string
 }
 
 // assess asks every member, and refuses unless the quorum is lost: a member that has a leader
@@ -136,8 +139,9 @@ func assess(ctx context.Context, cl *clientv3.Client) (*assessment, error) {
 		}
 		a.answers = append(a.answers, answer)
 		if answer != nil && answer.Leader != 0 {
+			a.quorate = fmt.Sprintf("member %s answers with leader %x", m.Member, answer.Leader)
 			return a, remediator.Errorf(remediator.EPRECONDITION,
-				"member %s answers with leader %x: the cluster has a quorum; not forcing a new cluster (replace dead members with etcd-member-replace)", m.Member, answer.Leader)
+				"%s: the cluster has a quorum; not forcing a new cluster (replace dead members with etcd-member-replace)", a.quorate)
 		}
 		if m.Learner {
 			continue
@@ -213,6 +217,11 @@ func (r *restoreRun) preflight(ctx context.Context, in remediator.StepInput) (re
 	}
 	defer a.close()
 	res := remediator.StepResult{Output: strings.Join(append(a.v.notes, etcdops.Describe(a.statuses)), "\n"), Before: a.statuses}
+	if a.quorate != "" {
+		// A leader is the proof that the quorum this restores is not lost. A majority that
+		// answers without one stays a refusal: the cluster is down, and a human must look.
+		return res, remediator.NothingToDof("%s: the cluster has a quorum, and there is none to restore (replace dead members with etcd-member-replace)", a.quorate)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -6,6 +6,7 @@
 package nospace
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -46,6 +48,7 @@ func New(clients Clients, backupDir string) *Remediation {
 // settings are the remediation's parameters.
 type settings struct {
 	probePrefix   string
+	minQuotaRatio float64
 	disarmBelow   float64
 	quota         int64
 	pause         time.Duration
@@ -58,6 +61,7 @@ func parse(p map[string]string) (settings, error) {
 	r := params.New(p)
 	s := settings{
 		probePrefix:   r.String("probe_prefix", "remediator/probe"),
+		minQuotaRatio: r.Float("min_quota_ratio", 0.95, 0, 1),
 		disarmBelow:   r.Float("disarm_below_ratio", 0.8, 0, 1),
 		quota:         r.Bytes("quota_bytes", 0),
 		pause:         r.Duration("pause_between_members", 0, 0),
@@ -71,9 +75,12 @@ func parse(p map[string]string) (settings, error) {
 // Plan returns the steps for the given parameters:
 //
 //	probe_prefix            key prefix of the verification write (remediator/probe)
+//	min_quota_ratio         act without a NOSPACE alarm only where a member's db size /
+//	                        quota is at least this (0.95); with neither, there is nothing to do
 //	disarm_below_ratio      disarm only where db size / quota is below this (0.8)
 //	quota_bytes             the members' --quota-backend-bytes, for etcd before 3.6,
-//	                        which does not report it (none: such members are not disarmed)
+//	                        which does not report it (none: such members are not disarmed,
+//	                        and without an alarm how full they are is unknown)
 //	compact_settle_timeout  longest to wait for every member to finish compacting (2m)
 //	pause_between_members   wait between two members' defragmentation (0s)
 //	defrag_timeout          longest one member's defragmentation may take (5m)
@@ -86,7 +93,7 @@ func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error
 	run := &run{Remediation: r, settings: s}
 	return []remediator.PlannedStep{
 		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
-			Description: "status of every member (db size, quota, leader, revision, alarms); stop if one is unreachable or CORRUPT"},
+			Description: fmt.Sprintf("status of every member (db size, quota, leader, revision, alarms); stop if one is unreachable or CORRUPT, and find nothing to do unless one has a NOSPACE alarm or a db at %.4g%% of its quota or more", s.minQuotaRatio*100)},
 		{Name: "snapshot", Risk: remediator.RiskReadOnly, Run: run.snapshot,
 			Description: "save a snapshot of the keyspace under data_dir/backups before changing anything"},
 		{Name: "compact", Risk: remediator.RiskDestructive, Run: run.compact,
@@ -115,7 +122,56 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 	if err := etcdops.Safe(v.Statuses); err != nil {
 		return res, remediator.Errorf(remediator.EPRECONDITION, "refusing to remediate: %w", err)
 	}
+	act, why := r.fullness(v.Statuses)
+	res.Output = why + "\n" + res.Output
+	if !act {
+		return res, remediator.NothingToDof("%s", why)
+	}
 	return res, nil
+}
+
+// fullness says whether the members' space needs the recovery, and why or why not: a NOSPACE
+// alarm on any member, or a member whose db has reached min_quota_ratio of its quota. Without
+// either, compacting away the history and blocking every member for a defragmentation would
+// answer a problem that is not there.
+func (s settings) fullness(statuses []remediator.MemberStatus) (act bool, why string) {
+	var (
+		armed, unknown []string
+		fullest        remediator.MemberStatus
+		fullestQuota   int64
+		ratio          = -1.0
+	)
+	for _, st := range statuses {
+		if slices.Contains(st.Alarms, pb.AlarmType_NOSPACE.String()) {
+			armed = append(armed, fmt.Sprintf("%s (%s)", st.Name, st.ID))
+		}
+		quota := cmp.Or(st.Quota, s.quota)
+		if quota <= 0 {
+			unknown = append(unknown, fmt.Sprintf("%s (etcd %s)", st.Name, st.Version))
+			continue
+		}
+		if r := float64(st.DBSize) / float64(quota); r > ratio {
+			fullest, fullestQuota, ratio = st, quota, r
+		}
+	}
+	if len(armed) > 0 {
+		return true, "NOSPACE is armed on " + strings.Join(armed, ", ")
+	}
+	if ratio < 0 {
+		return false, fmt.Sprintf("no member has a NOSPACE alarm, and no member reports its quota (%s; etcd reports it from 3.6 on), so how full they are is unknown: set params.quota_bytes to the members' --quota-backend-bytes",
+			strings.Join(unknown, ", "))
+	}
+	// Whole percents rounded down, so that a member just under the ratio does not read as at it.
+	at := fmt.Sprintf("%s, is at %d%% of its %s quota (acts from %.4g%%)",
+		fullest.Name, fullest.DBSize*100/fullestQuota, remediator.HumanBytes(fullestQuota), s.minQuotaRatio*100)
+	if ratio >= s.minQuotaRatio {
+		return true, "no member has a NOSPACE alarm yet, but the fullest, " + at
+	}
+	why = "no member has a NOSPACE alarm, and the fullest, " + at
+	if len(unknown) > 0 {
+		why += fmt.Sprintf("; %s report no quota (set params.quota_bytes to judge them too)", strings.Join(unknown, ", "))
+	}
+	return false, why
 }
 
 func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {

@@ -95,29 +95,224 @@ func TestPreflightRefusesACorruptCluster(t *testing.T) {
 	}
 }
 
-func TestAHealthyClusterIsLeftHealthy(t *testing.T) {
-	_, cl, r := startCluster(t, 3)
-	if _, err := cl.Put(context.Background(), "app/key", "kept"); err != nil {
+// sizes returns each member's db size once two looks in a row agree: a write reaches the
+// backend's size at its batch commit, a moment after it is acknowledged.
+func sizes(t *testing.T, etcd *etcdtest.Cluster, cl *clientv3.Client) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var last map[string]int64
+	for {
+		now := map[string]int64{}
+		for _, m := range etcd.Members {
+			st, err := cl.Status(ctx, m.ClientURL)
+			if err != nil {
+				t.Fatalf("status of %s: %v", m.Name, err)
+			}
+			now[m.Name] = st.DbSize
+		}
+		if fmt.Sprint(now) == fmt.Sprint(last) {
+			return now
+		}
+		last = now
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the members' db sizes never settled: %v", last)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// A cluster without an alarm and far below its quota has nothing to recover: preflight says
+// so with its figures, and nothing is compacted, defragmented or written.
+func TestAClusterFarBelowItsQuotaIsLeftAlone(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	old, err := cl.Put(ctx, "app/key", "old")
+	if err != nil {
 		t.Fatal(err)
 	}
-	res, failed, err := newRunner(t, r, map[string]string{"probe_prefix": "ops/probe/"}).All()
+	latest, err := cl.Put(ctx, "app/key", "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := sizes(t, etcd, cl)
+
+	rn := newRunner(t, r, map[string]string{"probe_prefix": "ops/probe/"})
+	res, failed, err := rn.All()
+	var nothing *remediator.NothingToDo
+	// Errorf, not Fatalf: what a run that went on did to the cluster is checked below.
+	if failed != "preflight" || !errors.As(err, &nothing) {
+		t.Errorf("step %q: %v; want preflight to find nothing to do", failed, err)
+	} else {
+		for _, want := range []string{"no member has a NOSPACE alarm, and the fullest, m", "% of its 4.0 MiB quota (acts from 95%)"} {
+			if !strings.Contains(nothing.Reason, want) {
+				t.Errorf("reason %q does not say %q", nothing.Reason, want)
+			}
+		}
+		if pre := res["preflight"]; len(pre.Before) != 3 || !strings.Contains(pre.Output, nothing.Reason) || !strings.Contains(pre.Output, "m3 (") {
+			t.Errorf("preflight output %q, figures %+v: want the reason and every member as evidence", pre.Output, pre.Before)
+		}
+	}
+	if s := rn.Incident.Steps[rn.Index("preflight")]; s.State != remediator.StepSucceeded {
+		t.Errorf("preflight is %s, want succeeded: finding nothing to do is its job done", s.State)
+	}
+	for _, name := range []string{"snapshot", "compact", "defragment", "disarm", "verify"} {
+		if s := rn.Incident.Steps[rn.Index(name)]; s.State != remediator.StepSkipped || !strings.Contains(s.Output, "nothing to do") {
+			t.Errorf("%s is %s (%q), want skipped for nothing to do", name, s.State, s.Output)
+		}
+	}
+
+	// Not compacted: the revision written before the run is still there.
+	got, err := cl.Get(ctx, "app/key", clientv3.WithRev(old.Header.Revision))
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "old" {
+		t.Errorf("app/key at revision %d: %v (%v), want the old value, not compacted away", old.Header.Revision, got, err)
+	}
+	// Nothing written: no probe, no revision since the test's own writes.
+	now, err := cl.Get(ctx, "", clientv3.WithPrefix())
+	if err != nil || now.Header.Revision != latest.Header.Revision || len(now.Kvs) != 1 {
+		t.Errorf("keyspace %v at revision %d (%v), want only app/key at revision %d", now.Kvs, now.Header.Revision, err, latest.Header.Revision)
+	}
+	// Not defragmented: every member's db is as it was, and no member logged a defragmentation.
+	if after := sizes(t, etcd, cl); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("db sizes went from %v to %v, want them untouched", before, after)
+	}
+	for _, m := range etcd.Members {
+		if ts, err := m.LogLines("finished defragmenting directory"); err != nil || len(ts) > 0 {
+			t.Errorf("%s was defragmented %d times (%v)", m.Name, len(ts), err)
+		}
+	}
+}
+
+// A member at min_quota_ratio of its quota is recovered before NOSPACE is raised: preflight
+// goes on without an alarm, and the history is compacted and defragmented away.
+func TestAClusterNearItsQuotaIsRecoveredBeforeNOSPACE(t *testing.T) {
+	etcd, cl, r := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := cl.Put(ctx, "app/key", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	// History, not live data: one key overwritten until the fullest member holds half of its
+	// 4 MiB quota.
+	value := strings.Repeat("h", 64<<10)
+	first, err := cl.Put(ctx, "app/history", value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if _, err := cl.Put(ctx, "app/history", value); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		fullest := 0.0
+		for _, m := range etcd.Members {
+			st, err := cl.Status(ctx, m.ClientURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fullest = max(fullest, float64(st.DbSize)/float64(st.DbSizeQuota))
+		}
+		if fullest >= 0.5 {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("after %d writes the fullest member is at %.0f%% of its quota", i, fullest*100)
+		}
+	}
+	if a := alarms(t, cl); len(a) != 0 {
+		t.Fatalf("alarms %v before the run, want none", a)
+	}
+	before := sizes(t, etcd, cl)
+
+	rn := newRunner(t, r, map[string]string{"min_quota_ratio": "0.5", "probe_prefix": "ops/probe/"})
+	if _, err := rn.Step("preflight"); err != nil {
+		t.Fatalf("preflight: %v, want it to go on", err)
+	}
+	if out := rn.Output("preflight"); !strings.Contains(out, "no member has a NOSPACE alarm yet, but the fullest, m") || !strings.Contains(out, "(acts from 50%)") {
+		t.Errorf("preflight said %q, want why it goes on", out)
+	}
+	res, failed, err := rn.All()
 	if err != nil {
 		t.Fatalf("step %s: %v", failed, err)
 	}
 	if !strings.Contains(res["disarm"].Output, "no NOSPACE alarm was armed") || !strings.Contains(res["verify"].Output, "ops/probe/test-incident") {
 		t.Errorf("disarm said %q, verify said %q", res["disarm"].Output, res["verify"].Output)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	if _, err := cl.Get(ctx, "app/history", clientv3.WithRev(first.Header.Revision)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Errorf("app/history at revision %d: %v, want it compacted away", first.Header.Revision, err)
+	}
+	after := sizes(t, etcd, cl)
+	for name, size := range before {
+		if after[name] >= size {
+			t.Errorf("%s: db %d bytes, was %d: want it defragmented", name, after[name], size)
+		}
+	}
 	got, err := cl.Get(ctx, "", clientv3.WithPrefix())
-	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "kept" {
-		t.Errorf("keyspace after the remediation: %v (%v), want only app/key, the probe deleted", got.Kvs, err)
+	if err != nil || len(got.Kvs) != 2 || string(got.Kvs[0].Value) != value || string(got.Kvs[1].Value) != "kept" {
+		t.Errorf("keyspace after the remediation: %d keys (%v), want app/history and app/key, the probe deleted", len(got.Kvs), err)
+	}
+}
+
+func TestFullness(t *testing.T) {
+	const mib = 1 << 20
+	st := func(name string, db, quota int64, alarms ...string) remediator.MemberStatus {
+		return remediator.MemberStatus{ID: name + "id", Name: name, Version: "3.6.0", DBSize: db, Quota: quota, Alarms: alarms}
+	}
+	old := func(name string, db int64) remediator.MemberStatus {
+		s := st(name, db, 0)
+		s.Version = "3.5.17"
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		params   map[string]string
+		statuses []remediator.MemberStatus
+		act      bool
+		why      string
+	}{
+		{"an alarm", nil, []remediator.MemberStatus{st("m1", mib, 8*mib), st("m2", mib, 8*mib, "NOSPACE")}, true,
+			"NOSPACE is armed on m2 (m2id)"},
+		{"an alarm, quota unknown", nil, []remediator.MemberStatus{old("m1", mib), {ID: "m2id", Name: "m2", DBSize: mib, Alarms: []string{"NOSPACE"}}}, true,
+			"NOSPACE is armed on m2 (m2id)"},
+		{"far below", nil, []remediator.MemberStatus{st("m1", mib, 8*mib), st("m2", mib/2, 8*mib)}, false,
+			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%)"},
+		{"just below", nil, []remediator.MemberStatus{st("m1", 9499*mib/100, 100*mib)}, false,
+			"no member has a NOSPACE alarm, and the fullest, m1, is at 94% of its 100.0 MiB quota (acts from 95%)"},
+		{"at the ratio", nil, []remediator.MemberStatus{st("m1", mib, 100*mib), st("m2", 95*mib, 100*mib)}, true,
+			"no member has a NOSPACE alarm yet, but the fullest, m2, is at 95% of its 100.0 MiB quota (acts from 95%)"},
+		{"over a ratio of the params", map[string]string{"min_quota_ratio": "0.1"}, []remediator.MemberStatus{st("m1", mib, 8*mib)}, true,
+			"no member has a NOSPACE alarm yet, but the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 10%)"},
+		{"quota unknown", nil, []remediator.MemberStatus{old("m1", 7*mib), old("m2", 7*mib)}, false,
+			"no member has a NOSPACE alarm, and no member reports its quota (m1 (etcd 3.5.17), m2 (etcd 3.5.17); etcd reports it from 3.6 on), so how full they are is unknown: set params.quota_bytes to the members' --quota-backend-bytes"},
+		{"quota from the params", map[string]string{"quota_bytes": fmt.Sprint(7 * mib)}, []remediator.MemberStatus{old("m1", 7*mib)}, true,
+			"no member has a NOSPACE alarm yet, but the fullest, m1, is at 100% of its 7.0 MiB quota (acts from 95%)"},
+		{"reported quota before the params", map[string]string{"quota_bytes": fmt.Sprint(mib)}, []remediator.MemberStatus{st("m1", mib, 8*mib)}, false,
+			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%)"},
+		{"some quotas unknown", nil, []remediator.MemberStatus{st("m1", mib, 8*mib), old("m2", 7*mib)}, false,
+			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%); m2 (etcd 3.5.17) report no quota (set params.quota_bytes to judge them too)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := parse(tc.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			act, why := s.fullness(tc.statuses)
+			if act != tc.act || why != tc.why {
+				t.Errorf("fullness: %v, %q\nwant       %v, %q", act, why, tc.act, tc.why)
+			}
+		})
 	}
 }
 
 func TestParamsAreChecked(t *testing.T) {
 	_, err := New(nil, "").Plan(map[string]string{"health_timeout": "0s", "probe_prefix": "x"})
 	want := "params.health_timeout: must be at least 1s"
+	if err == nil || err.Error() != want || remediator.ErrorCode(err) != remediator.EINVALID {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	_, err = New(nil, "").Plan(map[string]string{"min_quota_ratio": "1.5"})
+	want = `params.min_quota_ratio: "1.5" must be a number above 0 and at most 1`
 	if err == nil || err.Error() != want || remediator.ErrorCode(err) != remediator.EINVALID {
 		t.Errorf("error %v, want %q", err, want)
 	}

@@ -247,7 +247,8 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 				"%s is not a member of cluster %s (members: %s): it was removed; add it back with %s", member, in.Incident.Cluster, strings.Join(known, ", "), replaceRemediation)
 		}
 		if statuses[i].Error == "" {
-			return res, remediator.Errorf(remediator.EPRECONDITION, "member %s answers at %s with a leader: it does not fail to start, so there is nothing to recover", member, members[i].Endpoint)
+			res.Output = strings.Join(append(out, strings.TrimSpace(etcdops.Describe(statuses))), "\n")
+			return res, remediator.NothingToDof("member %s answers at %s with a leader: it does not fail to start, so there is nothing to recover", member, members[i].Endpoint)
 		}
 		others := slices.Delete(slices.Clone(statuses), i, i+1)
 		if err := etcdops.Safe(others); err != nil {

@@ -3,6 +3,7 @@ package snapshotmissing
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -364,9 +365,16 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 	e.put("app", 10)
 
 	// While it is healthy there is nothing to recover, and nothing is touched.
-	_, failed, err := newRunner(t, e.r, map[string]string{"member": n.Name}, nil).All()
-	if failed != "preflight" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "nothing to recover") {
-		t.Fatalf("step %q: %v; want preflight to refuse a healthy member", failed, err)
+	healthy, failed, err := newRunner(t, e.r, map[string]string{"member": n.Name}, nil).All()
+	var nothing *remediator.NothingToDo
+	if failed != "preflight" || !errors.As(err, &nothing) || !strings.Contains(err.Error(), "nothing to recover") {
+		t.Fatalf("step %q: %v; want preflight to find nothing to do for a healthy member", failed, err)
+	}
+	if pre := healthy["preflight"]; len(pre.Before) != 3 || !strings.Contains(pre.Output, "member "+n.Name+" on node") {
+		t.Errorf("preflight output %q, figures %+v: want what it found as evidence", pre.Output, pre.Before)
+	}
+	if dirs := backups(t, n); len(dirs) != 0 {
+		t.Errorf("backups %v of a healthy member, want none", dirs)
 	}
 
 	old := e.copyBackend(n)
