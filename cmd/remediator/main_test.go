@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,6 +49,12 @@ func startService(t *testing.T, cfg config.Config) *Main {
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Reads of incidents need an operator token once the operator API is on.
+	token := cfg.API.BearerToken
+	for _, o := range cfg.API.Operators {
+		token = cmp.Or(token, o.Token)
+	}
+	readTokens.Store(m.Addr, token)
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			t.Errorf("close: %v", err)
@@ -163,9 +170,19 @@ func postBody(t *testing.T, url string, body []byte) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
+// readTokens holds the operator token of each service a test started, by its address.
+var readTokens sync.Map
+
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := readTokens.Load(req.URL.Host); tok != nil && tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

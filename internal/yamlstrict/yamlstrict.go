@@ -33,7 +33,12 @@ func Decode(data []byte, v any) error {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return errors.New("more than one YAML document")
 	}
-	doc := &root
+	return DecodeNode(&root, v)
+}
+
+// DecodeNode decodes a parsed YAML document or node into v as Decode does, for callers that
+// reshape the document first (say, to accept an older short form of a value).
+func DecodeNode(doc *yaml.Node, v any) error {
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
