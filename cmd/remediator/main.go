@@ -92,7 +92,10 @@ func agentCmd(newLogger func() (*slog.Logger, error)) *cobra.Command {
 		Long: `Run the node agent. It takes typed actions (stop or start etcd, edit a component's flags,
 suspend etcd's liveness probe, move or restore etcd's data dir) from its NATS subject,
 remediator.agent.<cluster>.<node>, with paths from the agent section of --config. It needs
-nats.url: the NATS server remediator uses (serve's nats.listen, for the embedded one).`,
+nats.url (the NATS server remediator uses: tls://<serve's nats.listen>, for the embedded one),
+its own key in nats.nkey_file (remediator agent credentials makes it), the TLS files in
+nats.tls, and serve's public key in agent.service_keys: it carries out only what that key
+signed, for this node, once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger()

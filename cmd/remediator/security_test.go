@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -366,5 +369,68 @@ func TestAPersonsClickAndTheirTokenAreOneApprover(t *testing.T) {
 	}
 	if a := alarmList(t, cl); !strings.Contains(a, "NOSPACE") {
 		t.Errorf("alarms: %q, want NOSPACE untouched while waiting", a)
+	}
+}
+
+// serve over HTTPS: the CLI reaches it with the CA that signed its certificate, and reads
+// need the operator token; the incident is a NOSPACE alert on a healthy etcd, which the
+// preflight finds nothing to do about.
+func TestServeOverHTTPSAndTheCLI(t *testing.T) {
+	etcd := etcdtest.New(t, etcdtest.Options{Members: 1})
+	cfg := testConfig(t, etcd)
+	ca := tlstest.New(t)
+	cert := ca.Issue(t, "remediator", "127.0.0.1")
+	cfg.TLS = config.ServeTLS{CertFile: cert.CertFile, KeyFile: cert.KeyFile}
+	dir := t.TempDir()
+	cfg.API.BearerTokenFile = writeFile(t, filepath.Join(dir, "token"), "operator-secret\n")
+	m := startService(t, cfg)
+
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(ca.File)
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	body, _ := os.ReadFile(filepath.Join("..", "..", "testdata", "alertmanager", "nospace-firing.json"))
+	resp, err := client.Post("https://"+m.Addr+"/webhooks/alertmanager", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST over HTTPS: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if resp, err := http.Post("http://"+m.Addr+"/webhooks/alertmanager", "application/json", bytes.NewReader(body)); err == nil {
+		if resp.StatusCode == http.StatusAccepted {
+			t.Error("plain HTTP was taken")
+		}
+		resp.Body.Close()
+	}
+
+	var inc remediator.Incident
+	waitFor(t, "the incident skipped", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+m.Addr+"/api/v1/incidents", nil)
+		req.Header.Set("Authorization", "Bearer operator-secret")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var list struct{ Incidents []remediator.Incident }
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Incidents) != 1 {
+			return false
+		}
+		inc = list.Incidents[0]
+		return inc.State.Terminal()
+	})
+	if inc.State != remediator.StateSkipped || !strings.Contains(inc.Reason, "nothing to do") {
+		t.Errorf("incident %s: %q, want skipped: nothing to do", inc.State, inc.Reason)
+	}
+	server := "https://" + m.Addr
+	tokenFile := filepath.Join(dir, "token")
+	if _, err := run(t, "report", inc.ID, "--server", server, "--token-file", tokenFile); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("report without the CA: %v, want a certificate error", err)
+	}
+	if _, err := run(t, "report", inc.ID, "--server", server, "--ca-file", ca.File); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("report without a token: %v, want 401", err)
+	}
+	md, err := run(t, "report", inc.ID, "--server", server, "--ca-file", ca.File, "--token-file", tokenFile)
+	if err != nil || !strings.Contains(md, "# Incident "+inc.ID) || !strings.Contains(md, "nothing to do") {
+		t.Errorf("report: %v\n%s", err, md)
 	}
 }
