@@ -37,9 +37,11 @@ lint-deploy:
 test: $(ETCD) vet lint-deploy
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-## bench: webhook ingest against raw JetStream publishes, in the same run
+## bench: webhook ingest against raw JetStream publishes, and signed publishes against unsigned
+## ones, each in the same run
 bench: $(ETCD)
 	$(GO) test -run '^$$' -bench Ingest -benchtime 5000x -count 3 ./handlers/
+	$(GO) test -run '^$$' -bench SignedPublish -benchtime 5000x -count 3 ./queue/
 
 ## fuzz: fuzz the Alertmanager webhook decoder for a while
 fuzz:

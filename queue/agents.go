@@ -37,13 +37,13 @@ const defaultActionTimeout = 2 * time.Minute
 // by the agent's key and names the request it answers, so that nobody else can answer for it.
 type Agents struct {
 	nc  *nats.Conn
-	key nkeys.KeyPair
+	key *signer
 	mu  sync.RWMutex
 	// keys maps "<cluster>/<node>" to the agent's public key.
 	keys map[string]string
 }
 
-func newAgents(nc *nats.Conn, key nkeys.KeyPair, keys map[string]string) *Agents {
+func newAgents(nc *nats.Conn, key *signer, keys map[string]string) *Agents {
 	a := &Agents{nc: nc, key: key, keys: map[string]string{}}
 	for id, k := range keys {
 		a.keys[id] = k
@@ -67,7 +67,7 @@ func (a *Agents) answersFor(cluster, node string) func(pub string) bool {
 	a.mu.RLock()
 	want := a.keys[cluster+"/"+node]
 	a.mu.RUnlock()
-	own := publicKey(a.key)
+	own := a.key.pub
 	return func(pub string) bool { return pub == own || (want != "" && pub == want) }
 }
 
@@ -139,9 +139,7 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 	}
 	msg := nats.NewMsg(subject)
 	msg.Data, msg.Reply = data, a.nc.NewRespInbox()
-	if err := sign(a.key, msg.Header, subject, data); err != nil {
-		return remediator.NodeResult{}, err
-	}
+	a.key.sign(msg.Header, subject, data)
 	sub, err := a.nc.SubscribeSync(msg.Reply)
 	if err != nil {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: %w", node, act.Kind, err)
@@ -188,7 +186,7 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 // AgentConn is a node agent's connection to the queue.
 type AgentConn struct {
 	nc  *nats.Conn
-	key nkeys.KeyPair
+	key *signer
 	// local is the service's client of the agents, when the agent serves in its process.
 	local *Agents
 	own   bool
@@ -209,11 +207,15 @@ func DialAgent(url string, key nkeys.KeyPair, tlsFiles TLSFiles, insecure bool) 
 	if err != nil {
 		return nil, err
 	}
+	s, err := newSigner(key)
+	if err != nil {
+		return nil, err
+	}
 	nc, err := nats.Connect(url, append(opts, tlsOpts...)...)
 	if err != nil {
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
-	return &AgentConn{nc: nc, key: key, own: true}, nil
+	return &AgentConn{nc: nc, key: s, own: true}, nil
 }
 
 // AgentConn returns a connection for an agent that serves in this process (a one-node setup,
@@ -223,7 +225,11 @@ func (q *Queue) AgentConn(key nkeys.KeyPair) *AgentConn {
 	if key == nil {
 		key, _ = nkeys.CreateUser()
 	}
-	return &AgentConn{nc: q.nc, key: key, local: q.agents}
+	s, err := newSigner(key)
+	if err != nil {
+		s = q.signer // a key without a seed cannot sign: the service's own answers then
+	}
+	return &AgentConn{nc: q.nc, key: s, local: q.agents}
 }
 
 // Close closes a connection made by DialAgent.
@@ -234,7 +240,7 @@ func (c *AgentConn) Close() {
 }
 
 // PublicKey is the public nkey that signs the agent's replies.
-func (c *AgentConn) PublicKey() string { return publicKey(c.key) }
+func (c *AgentConn) PublicKey() string { return c.key.pub }
 
 // Serving says which node an agent serves, and whom it obeys.
 type Serving struct {
@@ -259,9 +265,9 @@ func (c *AgentConn) Serve(ctx context.Context, s Serving, do func(context.Contex
 	}
 	services := slices.Clone(s.ServiceKeys)
 	if c.local != nil {
-		c.local.trust(s.Cluster, s.Node, publicKey(c.key))
+		c.local.trust(s.Cluster, s.Node, c.key.pub)
 		if len(services) == 0 {
-			services = []string{publicKey(c.local.key)}
+			services = []string{c.local.key.pub}
 		}
 	}
 	if len(services) == 0 {
@@ -305,10 +311,7 @@ func (c *AgentConn) Serve(ctx context.Context, s Serving, do func(context.Contex
 			data, _ := json.Marshal(reply)
 			out := nats.NewMsg(msg.Reply)
 			out.Data = data
-			if err := sign(c.key, out.Header, msg.Reply, data); err != nil {
-				log.Error("agent cannot sign its reply", "err", err)
-				continue
-			}
+			c.key.sign(out.Header, msg.Reply, data)
 			if err := c.nc.PublishMsg(out); err != nil {
 				log.Warn("agent reply lost", "action", req.Action.Kind, "err", err)
 			}

@@ -75,7 +75,7 @@ func TestTheEmbeddedServerTakesNoClientWithoutItsKeyAndCertificate(t *testing.T)
 	}{
 		{"anonymous", func() (*nats.Conn, error) { return l.connect() }, "authorization violation"},
 		{"an unknown nkey", func() (*nats.Conn, error) { return l.connect(nkeyAuth(stranger)) }, "authorization violation"},
-		{"the service's own key, over the network", func() (*nats.Conn, error) { return l.connect(nkeyAuth(l.q.key)) }, "authorization violation"},
+		{"the service's own key, over the network", func() (*nats.Conn, error) { return l.connect(nkeyAuth(l.q.opts.Key)) }, "authorization violation"},
 		{"an agent's key, without a client certificate", func() (*nats.Conn, error) {
 			return nats.Connect(l.url, nats.RootCAs(l.ca.File), nkeyAuth(l.agents["cp-1"]), nats.MaxReconnects(0), nats.Timeout(3*time.Second))
 		}, "tls"},
@@ -238,9 +238,7 @@ func signedRequest(t *testing.T, key nkeys.KeyPair, subject string, req agentReq
 	t.Helper()
 	data, _ := json.Marshal(req)
 	h := nats.Header{}
-	if err := sign(key, h, subject, data); err != nil {
-		t.Fatal(err)
-	}
+	signWith(t, key, h, subject, data)
 	return h, data
 }
 
@@ -256,7 +254,7 @@ func TestAnAgentCarriesOutOnlyWhatTheServiceSignedForItOnce(t *testing.T) {
 	}
 
 	replayed := fresh()
-	h, data := signedRequest(t, l.q.key, subject, replayed)
+	h, data := signedRequest(t, l.q.opts.Key, subject, replayed)
 	if reply := request(t, l, h, data); reply.Error != "" || done.Load() != 1 {
 		t.Fatalf("a signed request: %+v, %d actions; want it carried out", reply, done.Load())
 	}
@@ -273,23 +271,23 @@ func TestAnAgentCarriesOutOnlyWhatTheServiceSignedForItOnce(t *testing.T) {
 		}, "unsigned"},
 		{"signed by another key", func() (nats.Header, []byte) { return signedRequest(t, stranger, subject, fresh()) }, "not a trusted key"},
 		{"signed, then altered", func() (nats.Header, []byte) {
-			h, data := signedRequest(t, l.q.key, subject, fresh())
+			h, data := signedRequest(t, l.q.opts.Key, subject, fresh())
 			return h, []byte(strings.Replace(string(data), "set-flags", "stop", 1))
 		}, "forged or altered"},
 		{"signed for another node", func() (nats.Header, []byte) {
 			req := fresh()
 			req.Node = "cp-2"
-			return signedRequest(t, l.q.key, subject, req)
+			return signedRequest(t, l.q.opts.Key, subject, req)
 		}, "is for node cp-2"},
 		{"signed for another node's subject", func() (nats.Header, []byte) {
 			other, _ := AgentSubject("prod", "cp-2")
-			return signedRequest(t, l.q.key, other, fresh())
+			return signedRequest(t, l.q.opts.Key, other, fresh())
 		}, "forged or altered"},
-		{"replayed", func() (nats.Header, []byte) { return signedRequest(t, l.q.key, subject, replayed) }, "a replay"},
+		{"replayed", func() (nats.Header, []byte) { return signedRequest(t, l.q.opts.Key, subject, replayed) }, "a replay"},
 		{"old", func() (nats.Header, []byte) {
 			req := fresh()
 			req.IssuedAt = time.Now().Add(-10 * time.Minute)
-			return signedRequest(t, l.q.key, subject, req)
+			return signedRequest(t, l.q.opts.Key, subject, req)
 		}, "a replay, or clocks"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,7 +317,7 @@ func TestOnlyTheAgentsSignedReplyIsTakenAsItsAnswer(t *testing.T) {
 		_ = m.Respond(lie)
 		out := nats.NewMsg(m.Reply)
 		out.Data = lie
-		_ = sign(stranger, out.Header, m.Reply, lie)
+		signWith(t, stranger, out.Header, m.Reply, lie)
 		_ = l.q.nc.PublishMsg(out)
 	})
 	if err != nil {
@@ -347,9 +345,7 @@ func TestAForgedMessageOnAStreamReachesNoHandler(t *testing.T) {
 	stranger, _ := nkeys.CreateUser()
 	forgedByKey := nats.NewMsg(SubjectAnswer)
 	forgedByKey.Data = []byte(`{"incident":"i-2","approve":true}`)
-	if err := sign(stranger, forgedByKey.Header, SubjectAnswer, forgedByKey.Data); err != nil {
-		t.Fatal(err)
-	}
+	signWith(t, stranger, forgedByKey.Header, SubjectAnswer, forgedByKey.Data)
 	ctx := context.Background()
 	if _, err := q.js.Publish(ctx, SubjectAnswer, []byte(`{"incident":"i-1","approve":true}`)); err != nil {
 		t.Fatal(err)
@@ -418,4 +414,14 @@ func TestRedactURLHidesCredentials(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "xxxxx@127.0.0.1:1") {
 		t.Errorf("error %v, want the URL without its password", err)
 	}
+}
+
+// signWith signs as sign does, with any key.
+func signWith(t testing.TB, key nkeys.KeyPair, h nats.Header, subject string, data []byte) {
+	t.Helper()
+	s, err := newSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sign(h, subject, data)
 }

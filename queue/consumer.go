@@ -88,7 +88,7 @@ func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time
 
 func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h, forged Handler) {
 	d := Delivery{Subject: msg.Subject(), Data: msg.Data(), Attempt: 1}
-	own := publicKey(q.key)
+	own := q.signer.pub
 	_, d.Forged = verify(msg.Headers(), msg.Subject(), msg.Data(), func(pub string) bool { return pub == own })
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt = int(md.NumDelivered)

@@ -123,7 +123,7 @@ type Queue struct {
 	// Guarded holds the last values of the guarded etcd keys.
 	Guarded *Guarded
 	seen    jetstream.KeyValue
-	key     nkeys.KeyPair
+	signer  *signer
 	agents  *Agents
 }
 
@@ -150,7 +150,11 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		}
 		opts.Key = key
 	}
-	q := &Queue{opts: opts, key: opts.Key}
+	s, err := newSigner(opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{opts: opts, signer: s}
 	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
 	url := opts.URL
 	if url == "" {
@@ -181,7 +185,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
 	q.nc = nc
-	q.agents = newAgents(nc, opts.Key, opts.Agents)
+	q.agents = newAgents(nc, q.signer, opts.Agents)
 	q.js, err = jetstream.New(nc)
 	if err != nil {
 		q.Close()
@@ -293,7 +297,7 @@ func clientTLS(t TLSFiles, url string, insecure bool) ([]nats.Option, error) {
 }
 
 // PublicKey is the public nkey that signs what this process publishes and asks.
-func (q *Queue) PublicKey() string { return publicKey(q.key) }
+func (q *Queue) PublicKey() string { return q.signer.pub }
 
 // Publish stores data on subject once: a second publish with the same msgID within the
 // duplicate window is acknowledged as a duplicate and stored nothing.
@@ -305,9 +309,7 @@ func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID 
 	defer cancel()
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	if err := sign(q.key, msg.Header, subject, data); err != nil {
-		return false, err
-	}
+	q.signer.sign(msg.Header, subject, data)
 	ack, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	if err != nil {
 		return false, unavailable("publish to %s", subject, err)
