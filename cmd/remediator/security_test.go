@@ -434,3 +434,65 @@ func TestServeOverHTTPSAndTheCLI(t *testing.T) {
 		t.Errorf("report: %v\n%s", err, md)
 	}
 }
+
+// The issue's attack: on a NATS where anyone may publish (nats.insecure), two publishes on
+// remediator.work.answer once passed a two-person rule. Unsigned, they approve nothing, and
+// the incident says so.
+func TestForgedAnswersOnAnOpenNATSApproveNothing(t *testing.T) {
+	etcd := etcdtest.New(t, etcdtest.Options{Members: 1})
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	cfg := testConfig(t, etcd)
+	cfg.NATS.URL, cfg.NATS.Insecure = ns.ClientURL(), true
+	dir := t.TempDir()
+	cfg.PoliciesDir = filepath.Join(dir, "policies")
+	_ = os.Mkdir(cfg.PoliciesDir, 0o755)
+	writeFile(t, filepath.Join(cfg.PoliciesDir, "p.yaml"), `policies:
+  - name: two-people
+    match: labels.alertname == "etcdDatabaseQuotaLowSpace"
+    remediation: etcd-nospace-recovery
+    mode: approve
+    approval: {users: [U01ALICE, U02BOB], required: 2}
+`)
+	m := startService(t, cfg)
+	if code, body := post(t, m.Addr, "nospace-firing.json"); code != http.StatusAccepted {
+		t.Fatalf("POST: %d %v", code, body)
+	}
+	inc := waitIncident(t, m.Addr, time.Minute, func(inc remediator.Incident) bool { return inc.State == remediator.StateAwaitingApproval })
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, by := range []string{"U01ALICE", "U02BOB"} {
+		answer := fmt.Sprintf(`{"incident":%q,"by":%q,"via":"slack","approve":true}`, inc.ID, by)
+		if _, err := js.Publish("remediator.work.answer", []byte(answer)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both forged answers refused in the timeline", func() bool {
+		refused := 0
+		for _, e := range incidents(t, m.Addr)[0].Timeline {
+			if e.Kind == remediator.EventRefused && strings.Contains(e.Message, "without the signature of remediator's intake") {
+				refused++
+			}
+		}
+		return refused == 2
+	})
+	inc = incidents(t, m.Addr)[0]
+	if inc.State != remediator.StateAwaitingApproval || len(inc.Approval.Approvals) != 0 {
+		t.Fatalf("%s with approvals %+v after two forged answers; want still waiting, none", inc.State, inc.Approval.Approvals)
+	}
+}
