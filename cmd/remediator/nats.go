@@ -44,22 +44,14 @@ of --config's nats.nkey_file (or nats.creds_file).`,
 				if err != nil {
 					return err
 				}
-				path := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile)
-				if path == "" {
-					return fmt.Errorf("--config %s has no nats.nkey_file or nats.creds_file", configPath)
-				}
-				kp, err := config.ReadSeed(path)
+				pub, err := servePublicKey(cfg, configPath)
 				if err != nil {
 					return err
 				}
-				pub, _ := kp.PublicKey()
 				fmt.Fprintln(cmd.OutOrStdout(), pub)
 				return nil
 			case out != "":
 				kp, err := writeNewKey(out)
-				if errors.Is(err, fs.ErrExist) {
-					return fmt.Errorf("%s exists: not replacing a key", out)
-				}
 				if err != nil {
 					return err
 				}
@@ -93,15 +85,10 @@ an agent, and reload NATS.`,
 			if err != nil {
 				return err
 			}
-			path := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile)
-			if path == "" {
-				return fmt.Errorf("--config %s has no nats.nkey_file: serve needs its own key (`remediator nats key --out FILE`)", configPath)
-			}
-			kp, err := config.ReadSeed(path)
+			pub, err := servePublicKey(cfg, configPath)
 			if err != nil {
 				return err
 			}
-			pub, _ := kp.PublicKey()
 			accounts, err := serverAccounts(account, pub, cfg.NATS.Agents)
 			if err != nil {
 				return err
@@ -113,6 +100,19 @@ an agent, and reload NATS.`,
 	cmd.Flags().StringVar(&format, "format", "conf", "conf (nats-server configuration) or helm (values for the NATS Helm chart)")
 	cmd.Flags().StringVar(&account, "account", "REMEDIATOR", "the NATS account remediator gets")
 	return cmd
+}
+
+// servePublicKey is the public key of serve's NATS identity in its configuration.
+func servePublicKey(cfg config.Config, configPath string) (string, error) {
+	path := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile)
+	if path == "" {
+		return "", fmt.Errorf("--config %s has no nats.nkey_file: serve needs its own key (`remediator nats key --out FILE`)", configPath)
+	}
+	kp, err := config.ReadSeed(path)
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey()
 }
 
 // natsUser is a user of nats-server's accounts block.
@@ -204,9 +204,6 @@ run ` + "`remediator nats server-config`" + ` again. The agent takes the seed as
 				return fmt.Errorf("%s has a key in %s already: --replace gives it a new one (the old one stops working)", id, cfg.NATS.AgentsFile)
 			}
 			kp, err := writeNewKey(out)
-			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s exists: not replacing a key", out)
-			}
 			if err != nil {
 				return err
 			}
@@ -215,11 +212,9 @@ run ` + "`remediator nats server-config`" + ` again. The agent takes the seed as
 				os.Remove(out)
 				return err
 			}
-			service := "(serve has no nats.nkey_file yet)"
-			if p := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile); p != "" {
-				if skp, err := config.ReadSeed(p); err == nil {
-					service, _ = skp.PublicKey()
-				}
+			service, err := servePublicKey(cfg, configPath)
+			if err != nil {
+				service = "(" + err.Error() + ")"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), `wrote the key of agent %s to %s (public key %s) and entered it in %s.
 The agent's configuration:

@@ -78,6 +78,58 @@ func startAgent(t *testing.T, configPath, node string) *syncBuffer {
 	return logs
 }
 
+// startNATS runs a NATS server with opts until the test ends.
+func startNATS(t *testing.T, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
+	opts.NoSigs = true
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	return ns
+}
+
+// serveConfigFile writes serve's configuration with its key serve.nk and the agents file in
+// dir, the given NATS keys, and node n's etcd.
+func serveConfigFile(t *testing.T, dir, nats string, n *etcdtest.Node) string {
+	t.Helper()
+	return writeFile(t, filepath.Join(dir, "serve.yaml"), fmt.Sprintf(`listen: 127.0.0.1:0
+data_dir: %s
+nats:
+  %s
+  nkey_file: serve.nk
+  agents_file: agents
+  ack_wait: 3s
+clusters:
+  - name: default
+    etcd: {endpoints: [%s]}
+`, filepath.Join(dir, "data"), nats, n.ClientURL))
+}
+
+// agentConfigFile writes the configuration of node n's agent: its key agent.nk in dir, its
+// client certificate, NATS at natsAddr over TLS, and serve's public key.
+func agentConfigFile(t *testing.T, dir, natsAddr, caFile string, client tlstest.Pair, n *etcdtest.Node, serviceKey string) string {
+	t.Helper()
+	return writeFile(t, filepath.Join(dir, "agent.yaml"), fmt.Sprintf(`nats:
+  url: tls://%s
+  nkey_file: agent.nk
+  tls: {ca_file: %s, cert_file: %s, key_file: %s}
+clusters:
+  - name: default
+    etcd: {endpoints: [%s]}
+agent:
+  service_keys: [%s]
+  manifests_dir: %s
+  stopped_dir: %s
+  backup_dir: %s
+`, natsAddr, caFile, client.CertFile, client.KeyFile, n.ClientURL, strings.TrimSpace(serviceKey), n.ManifestsDir, n.StoppedDir, n.BackupDir))
+}
+
 // healed waits for the only incident to end, and checks etcd healed with its probe as found.
 func healed(t *testing.T, addr string, c *etcdtest.StaticCluster, manifest []byte) {
 	t.Helper()
@@ -123,18 +175,7 @@ func TestAnAgentWithItsOwnKeyHealsOverTLS(t *testing.T) {
 		t.Fatalf("nats key: %q, %v", out, err)
 	}
 	natsAddr := freeAddr(t)
-	servePath := writeFile(t, filepath.Join(dir, "serve.yaml"), fmt.Sprintf(`listen: 127.0.0.1:0
-data_dir: %s
-nats:
-  listen: %s
-  nkey_file: serve.nk
-  agents_file: agents
-  tls: {cert_file: %s, key_file: %s, ca_file: %s}
-  ack_wait: 3s
-clusters:
-  - name: default
-    etcd: {endpoints: [%s]}
-`, filepath.Join(dir, "data"), natsAddr, srv.CertFile, srv.KeyFile, ca.File, n.ClientURL))
+	servePath := serveConfigFile(t, dir, fmt.Sprintf("listen: %s\n  tls: {cert_file: %s, key_file: %s, ca_file: %s}", natsAddr, srv.CertFile, srv.KeyFile, ca.File), n)
 	out, err := run(t, "agent", "credentials", "--node", n.Name, "--config", servePath, "--out", filepath.Join(dir, "agent.nk"))
 	if err != nil || !strings.Contains(out, "default/"+n.Name) {
 		t.Fatalf("agent credentials: %q, %v", out, err)
@@ -149,19 +190,7 @@ clusters:
 	}
 	m := startService(t, cfg)
 
-	agentPath := writeFile(t, filepath.Join(dir, "agent.yaml"), fmt.Sprintf(`nats:
-  url: tls://%s
-  nkey_file: agent.nk
-  tls: {ca_file: %s, cert_file: %s, key_file: %s}
-clusters:
-  - name: default
-    etcd: {endpoints: [%s]}
-agent:
-  service_keys: [%s]
-  manifests_dir: %s
-  stopped_dir: %s
-  backup_dir: %s
-`, natsAddr, ca.File, client.CertFile, client.KeyFile, n.ClientURL, strings.TrimSpace(serviceKey), n.ManifestsDir, n.StoppedDir, n.BackupDir))
+	agentPath := agentConfigFile(t, dir, natsAddr, ca.File, client, n, serviceKey)
 	logs := startAgent(t, agentPath, n.Name)
 
 	// Nobody else gets in: not without a key, not with the agent's key and no certificate.
@@ -198,18 +227,7 @@ func TestServeAndAnAgentOnAnExternalNATSConfiguredByServerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	natsAddr := freeAddr(t)
-	servePath := writeFile(t, filepath.Join(dir, "serve.yaml"), fmt.Sprintf(`listen: 127.0.0.1:0
-data_dir: %s
-nats:
-  url: tls://%s
-  nkey_file: serve.nk
-  agents_file: agents
-  tls: {ca_file: %s, cert_file: %s, key_file: %s}
-  ack_wait: 3s
-clusters:
-  - name: default
-    etcd: {endpoints: [%s]}
-`, filepath.Join(dir, "data"), natsAddr, ca.File, client.CertFile, client.KeyFile, n.ClientURL))
+	servePath := serveConfigFile(t, dir, fmt.Sprintf("url: tls://%s\n  tls: {ca_file: %s, cert_file: %s, key_file: %s}", natsAddr, ca.File, client.CertFile, client.KeyFile), n)
 	if _, err := run(t, "agent", "credentials", "--node", n.Name, "--config", servePath, "--out", filepath.Join(dir, "agent.nk")); err != nil {
 		t.Fatal(err)
 	}
@@ -230,16 +248,7 @@ include ./remediator-accounts.conf
 	if err != nil {
 		t.Fatalf("nats-server does not take the configuration:\n%s\n%v", accounts, err)
 	}
-	opts.NoSigs = true
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	startNATS(t, opts)
 
 	cfg, err := config.Load(servePath, os.Getenv)
 	if err != nil {
@@ -247,19 +256,7 @@ include ./remediator-accounts.conf
 	}
 	m := startService(t, cfg)
 	serviceKey, _ := run(t, "nats", "key", "--public", "--config", servePath)
-	agentPath := writeFile(t, filepath.Join(dir, "agent.yaml"), fmt.Sprintf(`nats:
-  url: tls://%s
-  nkey_file: agent.nk
-  tls: {ca_file: %s, cert_file: %s, key_file: %s}
-clusters:
-  - name: default
-    etcd: {endpoints: [%s]}
-agent:
-  service_keys: [%s]
-  manifests_dir: %s
-  stopped_dir: %s
-  backup_dir: %s
-`, natsAddr, ca.File, client.CertFile, client.KeyFile, n.ClientURL, strings.TrimSpace(serviceKey), n.ManifestsDir, n.StoppedDir, n.BackupDir))
+	agentPath := agentConfigFile(t, dir, natsAddr, ca.File, client, n, serviceKey)
 	agentAnswers(t, m, n.Name, startAgent(t, agentPath, n.Name))
 
 	// The agent's identity can neither approve nor read the queue there either.
@@ -440,15 +437,7 @@ func TestServeOverHTTPSAndTheCLI(t *testing.T) {
 // the incident says so.
 func TestForgedAnswersOnAnOpenNATSApproveNothing(t *testing.T) {
 	etcd := etcdtest.New(t, etcdtest.Options{Members: 1})
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
+	ns := startNATS(t, &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir()})
 	cfg := testConfig(t, etcd)
 	cfg.NATS.URL, cfg.NATS.Insecure = ns.ClientURL(), true
 	dir := t.TempDir()
