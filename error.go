@@ -28,6 +28,8 @@ const (
 	EUNAVAILABLE = "unavailable"
 	// EPRECONDITION is a safety check that refused to go on: it needs a human, not a retry.
 	EPRECONDITION = "failed_precondition"
+	// ENOTHING is a step's proof that the problem is not there (*NothingToDo): done, not failed.
+	ENOTHING = "nothing_to_do"
 	// EINTERNAL is everything else, including bugs.
 	EINTERNAL = "internal"
 )
@@ -61,6 +63,10 @@ func ErrorCode(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	var nothing *NothingToDo
+	if errors.As(err, &nothing) {
+		return ENOTHING
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return EUNAVAILABLE

@@ -37,6 +37,11 @@ const (
 	ActionHealth ActionKind = "health"
 )
 
+// MaxCheckTimeout is the longest etcd check timeout (--etcd-healthcheck-timeout,
+// --etcd-readycheck-timeout) a remediation may give kube-apiserver, and an agent takes: a
+// longer wait only hides an etcd that fails.
+const MaxCheckTimeout = time.Minute
+
 // Component is a control-plane component an agent looks after.
 type Component string
 

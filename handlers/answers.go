@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -132,7 +134,7 @@ func (a *api) operator(c echo.Context, named string) (by, via string, err error)
 		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "this token is %s's, not %s's", by, named)
 	case by == "" && a.OperatorToken != "" && sameSecret(got, a.OperatorToken):
 		by, via = strings.TrimSpace(named), remediator.ViaSharedAPI
-		_, operator := a.Operators[by]
+		operator := slices.ContainsFunc(slices.Collect(maps.Keys(a.Operators)), func(name string) bool { return strings.EqualFold(name, by) })
 		switch {
 		case by == "":
 			return "", "", remediator.Errorf(remediator.EINVALID, "approver: must name who answers")

@@ -170,6 +170,7 @@ func TestApprovalsOverTheAPI(t *testing.T) {
 		{"an operator's token is theirs only", "/api/v1/incidents/i1/approve", "carols-own-token", `{"approver":"alice"}`, nil, 403, "this token is carol's, not alice's", ""},
 		{"the shared token cannot pass for a Slack user", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"U01ALICE"}`, nil, 403, "is a Slack user ID, which the shared token cannot vouch for", ""},
 		{"the shared token cannot pass for an operator with a token", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"carol"}`, nil, 403, "carol has an operator token of their own", ""},
+		{"nor for one spelt otherwise", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"Carol"}`, nil, 403, "Carol has an operator token of their own", ""},
 		{"the worker refuses: no approver", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"mallory"}`,
 			remediator.Errorf(remediator.EFORBIDDEN, "mallory may not answer for incident i1"), 403, "mallory may not answer", "mallory/api-shared"},
 		{"the worker refuses: approved already", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"alice"}`,

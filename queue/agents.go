@@ -87,11 +87,12 @@ func AgentSubject(cluster, node string) (string, error) {
 }
 
 // agentRequest is what the service asks of an agent, signed: the action, the node it is for,
-// when it was asked and a nonce the agent refuses to see twice.
+// where the answer goes, when it was asked and a nonce the agent refuses to see twice.
 type agentRequest struct {
 	Cluster  string                `json:"cluster"`
 	Node     string                `json:"node"`
 	Action   remediator.NodeAction `json:"action"`
+	Reply    string                `json:"reply"`
 	IssuedAt time.Time             `json:"issued_at"`
 	Nonce    string                `json:"nonce"`
 }
@@ -106,6 +107,10 @@ type agentReply struct {
 	Code    string                `json:"code,omitempty"`
 	Error   string                `json:"error,omitempty"`
 }
+
+// noResponderGrace is how long, after NATS said no agent listens, a signed reply may still
+// come before the agent counts as absent.
+const noResponderGrace = 2 * time.Second
 
 // requestMaxAge is how far from an agent's clock a request's time may be: past it (a replay,
 // or a clock to fix), the agent refuses it. Nonces are remembered twice as long.
@@ -123,7 +128,7 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 	if _, err := rand.Read(nonce); err != nil {
 		return remediator.NodeResult{}, fmt.Errorf("queue: %w", err)
 	}
-	req := agentRequest{Cluster: cluster, Node: node, Action: act, IssuedAt: time.Now().UTC(), Nonce: hex.EncodeToString(nonce)}
+	req := agentRequest{Cluster: cluster, Node: node, Action: act, Reply: a.nc.NewRespInbox(), IssuedAt: time.Now().UTC(), Nonce: hex.EncodeToString(nonce)}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return remediator.NodeResult{}, fmt.Errorf("queue: %w", err)
@@ -138,7 +143,7 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 		defer cancel()
 	}
 	msg := nats.NewMsg(subject)
-	msg.Data, msg.Reply = data, a.nc.NewRespInbox()
+	msg.Data, msg.Reply = data, req.Reply
 	a.key.sign(msg.Header, subject, data)
 	sub, err := a.nc.SubscribeSync(msg.Reply)
 	if err != nil {
@@ -149,31 +154,52 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: %w", node, act.Kind, err)
 	}
 	answersFor := a.answersFor(cluster, node)
-	var refused []string
+	var (
+		refused    []string // the first few reasons, for the error
+		nRefused   int
+		noResponse bool
+		waitCtx    = ctx
+	)
+	refuse := func(why string) {
+		if nRefused++; len(refused) < 3 {
+			refused = append(refused, why)
+		}
+	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := sub.NextMsgWithContext(waitCtx)
 		if errors.Is(err, nats.ErrNoResponders) || (err == nil && len(m.Data) == 0 && m.Header.Get("Status") == "503") {
-			return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE,
-				"no agent answers for node %s of cluster %s: is `remediator agent --node %s` running there?", node, cluster, node)
+			// The server says nobody listens; anyone who may publish to the inbox could
+			// say so too: a signed reply may still come, for a little while.
+			if !noResponse {
+				noResponse = true
+				var cancel context.CancelFunc
+				waitCtx, cancel = context.WithTimeout(ctx, noResponderGrace)
+				defer cancel()
+			}
+			continue
 		}
 		if err != nil {
+			if noResponse {
+				return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE,
+					"no agent answers for node %s of cluster %s: is `remediator agent --node %s` running there?", node, cluster, node)
+			}
 			why := ""
-			if len(refused) > 0 {
-				why = fmt.Sprintf(" (refused %d reply(ies) that were not its own: %s)", len(refused), strings.Join(refused, "; "))
+			if nRefused > 0 {
+				why = fmt.Sprintf(" (refused %d reply(ies) that were not its own: %s)", nRefused, strings.Join(refused, "; "))
 			}
 			return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: no answer%s: %w", node, act.Kind, why, err)
 		}
 		if _, err := verify(m.Header, msg.Reply, m.Data, answersFor); err != nil {
-			refused = append(refused, err.Error())
+			refuse(err.Error())
 			continue
 		}
 		var reply agentReply
 		if err := json.Unmarshal(m.Data, &reply); err != nil {
-			refused = append(refused, fmt.Sprintf("unreadable reply: %v", err))
+			refuse(fmt.Sprintf("unreadable reply: %v", err))
 			continue
 		}
 		if reply.Nonce != req.Nonce || reply.Cluster != cluster || reply.Node != node {
-			refused = append(refused, "a signed reply to another request")
+			refuse("a signed reply to another request")
 			continue
 		}
 		if reply.Error != "" {
@@ -192,15 +218,18 @@ type AgentConn struct {
 	own   bool
 }
 
-// DialAgent connects a node agent to NATS as the nkey user key, which also signs its replies.
-// tlsFiles give the CA of the server's certificate and the agent's client certificate;
-// insecure connects without TLS or credentials.
-func DialAgent(url string, key nkeys.KeyPair, tlsFiles TLSFiles, insecure bool) (*AgentConn, error) {
+// DialAgent connects a node agent to NATS as the nkey user key (or with the user JWT of
+// credsFile, whose seed key is), which also signs its replies. tlsFiles give the CA of the
+// server's certificate and the agent's client certificate; insecure allows a server without
+// TLS, or one that asks for no credentials.
+func DialAgent(url string, key nkeys.KeyPair, credsFile string, tlsFiles TLSFiles, insecure bool) (*AgentConn, error) {
 	if key == nil {
 		return nil, remediator.Errorf(remediator.EINVALID, "queue: an agent needs its own nkey (nats.nkey_file): it signs its replies")
 	}
 	opts := []nats.Option{nats.Name("remediator-agent"), nats.MaxReconnects(-1)}
-	if !insecure {
+	if credsFile != "" {
+		opts = append(opts, nats.UserCredentials(credsFile))
+	} else {
 		opts = append(opts, nkeyAuth(key))
 	}
 	tlsOpts, err := clientTLS(tlsFiles, url, insecure)
@@ -211,7 +240,11 @@ func DialAgent(url string, key nkeys.KeyPair, tlsFiles TLSFiles, insecure bool) 
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, append(opts, tlsOpts...)...)
+	opts = append(opts, tlsOpts...)
+	nc, err := nats.Connect(url, opts...)
+	if errors.Is(err, nats.ErrNkeysNotSupported) && insecure {
+		nc, err = nats.Connect(url, append(opts, withoutNkey)...)
+	}
 	if err != nil {
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
@@ -274,8 +307,18 @@ func (c *AgentConn) Serve(ctx context.Context, s Serving, do func(context.Contex
 		return remediator.Errorf(remediator.EINVALID, "agent: no service key to obey: set agent.service_keys to the public key of serve's nats.nkey_file")
 	}
 	g := &gate{cluster: s.Cluster, node: s.Node, subject: subject, services: services, started: time.Now(), seen: map[string]time.Time{}}
-	msgs := make(chan *nats.Msg, 64)
-	sub, err := c.nc.ChanSubscribe(subject, msgs)
+	// Requests wait while an action runs: each is judged by when it arrived.
+	type arrival struct {
+		msg *nats.Msg
+		at  time.Time
+	}
+	msgs := make(chan arrival, 64)
+	sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
+		select {
+		case msgs <- arrival{m, time.Now()}:
+		case <-ctx.Done():
+		}
+	})
 	if err != nil {
 		return remediator.Errorf(remediator.EUNAVAILABLE, "queue: subscribe to %s: %w", subject, err)
 	}
@@ -291,10 +334,15 @@ func (c *AgentConn) Serve(ctx context.Context, s Serving, do func(context.Contex
 		select {
 		case <-ctx.Done():
 			return nil
-		case msg := <-msgs:
+		case in := <-msgs:
+			msg := in.msg
 			reply := agentReply{Cluster: s.Cluster, Node: s.Node}
-			req, err := g.admit(msg, time.Now())
-			reply.Nonce = req.Nonce
+			req, answerable, err := g.admit(msg, in.at)
+			if answerable {
+				// Only a request the service signed, and not a replay of one, gets an answer
+				// that names it: a refusal of anything else must not pass for its answer.
+				reply.Nonce = req.Nonce
+			}
 			if err != nil {
 				log.Warn("agent refused a request", "err", err, "action", req.Action.Kind, "incident", req.Action.Incident)
 				reply.Code, reply.Error = remediator.ErrorCode(err), err.Error()
@@ -329,35 +377,38 @@ type gate struct {
 }
 
 // admit returns the request a message carries if the agent may carry it out: signed by a
-// service key over this node's subject, for this node, issued within requestMaxAge of now and
-// after the agent started (what it saw before, it no longer remembers), and not seen before.
-func (g *gate) admit(msg *nats.Msg, now time.Time) (agentRequest, error) {
-	var req agentRequest
+// service key over this node's subject, for this node and the reply subject it came with,
+// issued within requestMaxAge of when it arrived and after the agent started (what it saw
+// before, it no longer remembers), and not seen before. answerable says whether a refusal
+// may name the request: it is the service's own, and no replay.
+func (g *gate) admit(msg *nats.Msg, arrived time.Time) (req agentRequest, answerable bool, err error) {
 	jsonErr := json.Unmarshal(msg.Data, &req)
 	if _, err := verify(msg.Header, g.subject, msg.Data, func(pub string) bool { return slices.Contains(g.services, pub) }); err != nil {
-		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: %v", err)
+		return req, false, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: %w", err)
 	}
-	switch age := now.Sub(req.IssuedAt); {
+	switch age := arrived.Sub(req.IssuedAt); {
 	case jsonErr != nil:
-		return req, remediator.Errorf(remediator.EINVALID, "not a node action: %v", jsonErr)
-	case req.Cluster != g.cluster || req.Node != g.node:
-		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request is for node %s of cluster %s, and this is %s of %s", req.Node, req.Cluster, g.node, g.cluster)
-	case age > requestMaxAge || age < -requestMaxAge:
-		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request was issued at %s, %s from this node's clock (at most %s): a replay, or clocks to set right", req.IssuedAt.Format(time.RFC3339), age.Round(time.Second), requestMaxAge)
-	case req.Nonce == "":
-		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request has no nonce")
+		return req, false, remediator.Errorf(remediator.EINVALID, "not a node action: %w", jsonErr)
+	case req.Reply != msg.Reply:
+		return req, false, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request came for another reply subject than it was signed for")
 	case !g.seen[req.Nonce].IsZero():
-		return req, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: request %s was carried out already: a replay", req.Nonce)
+		return req, false, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: request %s was carried out already: a replay", req.Nonce)
+	case req.Cluster != g.cluster || req.Node != g.node:
+		return req, true, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request is for node %s of cluster %s, and this is %s of %s", req.Node, req.Cluster, g.node, g.cluster)
+	case age > requestMaxAge || age < -requestMaxAge:
+		return req, true, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request was issued at %s, %s from this node's clock when it arrived (at most %s): a replay, or clocks to set right", req.IssuedAt.Format(time.RFC3339), age.Round(time.Second), requestMaxAge)
+	case req.Nonce == "":
+		return req, false, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: the request has no nonce")
 	case req.IssuedAt.Before(g.started):
 		// It may be new to this agent and still be a replay of one carried out before it
 		// restarted: the service asks again, with a new request.
-		return req, remediator.Errorf(remediator.EUNAVAILABLE, "not carried out: the request was issued before this agent started; ask again")
+		return req, true, remediator.Errorf(remediator.EUNAVAILABLE, "not carried out: the request was issued before this agent started; ask again")
 	}
 	for n, at := range g.seen {
-		if now.Sub(at) > 2*requestMaxAge {
+		if arrived.Sub(at) > 2*requestMaxAge {
 			delete(g.seen, n)
 		}
 	}
 	g.seen[req.Nonce] = req.IssuedAt
-	return req, nil
+	return req, true, nil
 }

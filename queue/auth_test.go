@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -171,7 +172,7 @@ func streamMessages(t *testing.T, q *Queue, stream string) uint64 {
 // it carries out; each waits for slow, if not nil, to be closed.
 func servedAgent(t *testing.T, l *listening, slow <-chan struct{}) *atomic.Int32 {
 	t.Helper()
-	conn, err := DialAgent(l.url, l.agents["cp-1"], TLSFiles{CAFile: l.ca.File, CertFile: l.client.CertFile, KeyFile: l.client.KeyFile}, false)
+	conn, err := DialAgent(l.url, l.agents["cp-1"], "", TLSFiles{CAFile: l.ca.File, CertFile: l.client.CertFile, KeyFile: l.client.KeyFile}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,13 +215,29 @@ func servedAgent(t *testing.T, l *listening, slow <-chan struct{}) *atomic.Int32
 // connection (which may publish there), and returns the agent's reply.
 func request(t *testing.T, l *listening, h nats.Header, data []byte) agentReply {
 	t.Helper()
+	var req agentRequest
+	_ = json.Unmarshal(data, &req)
+	return requestTo(t, l, h, data, cmp.Or(req.Reply, l.q.nc.NewRespInbox()))
+}
+
+// requestTo sends the request for its answer to reply.
+func requestTo(t *testing.T, l *listening, h nats.Header, data []byte, inbox string) agentReply {
+	t.Helper()
 	subject, _ := AgentSubject("prod", "cp-1")
 	msg := nats.NewMsg(subject)
-	msg.Data = data
+	msg.Data, msg.Reply = data, inbox
 	for k, v := range h {
 		msg.Header[k] = v
 	}
-	resp, err := l.q.nc.RequestMsg(msg, 5*time.Second)
+	sub, err := l.q.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := l.q.nc.PublishMsg(msg); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := sub.NextMsg(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +267,7 @@ func TestAnAgentCarriesOutOnlyWhatTheServiceSignedForItOnce(t *testing.T) {
 	setFlags := remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentAPIServer, Incident: "x",
 		Set: map[string]string{"authorization-mode": "AlwaysAllow"}}
 	fresh := func() agentRequest {
-		return agentRequest{Cluster: "prod", Node: "cp-1", Action: setFlags, IssuedAt: time.Now().UTC(), Nonce: fmt.Sprint(time.Now().UnixNano())}
+		return agentRequest{Cluster: "prod", Node: "cp-1", Action: setFlags, Reply: l.q.nc.NewRespInbox(), IssuedAt: time.Now().UTC(), Nonce: fmt.Sprint(time.Now().UnixNano())}
 	}
 
 	replayed := fresh()
@@ -259,42 +276,56 @@ func TestAnAgentCarriesOutOnlyWhatTheServiceSignedForItOnce(t *testing.T) {
 		t.Fatalf("a signed request: %+v, %d actions; want it carried out", reply, done.Load())
 	}
 	done.Store(0)
+	// The same request, signed, sent for another reply subject (whoever captured it, to
+	// answer the service with a refusal of their own making): refused, and not named.
+	moved := fresh()
+	h2, data2 := signedRequest(t, l.q.opts.Key, subject, moved)
+	if reply := requestTo(t, l, h2, data2, l.q.nc.NewRespInbox()); reply.Code != remediator.EFORBIDDEN || reply.Nonce != "" || !strings.Contains(reply.Error, "another reply subject") {
+		t.Errorf("moved to another reply subject: %+v", reply)
+	}
 
 	for _, tc := range []struct {
 		name string
 		msg  func() (nats.Header, []byte)
 		want string
+		// named: the refusal may name the request (it is the service's own, and new)
+		named bool
 	}{
 		{"unsigned, as `nats req` sends it", func() (nats.Header, []byte) {
 			data, _ := json.Marshal(fresh())
 			return nats.Header{}, data
-		}, "unsigned"},
-		{"signed by another key", func() (nats.Header, []byte) { return signedRequest(t, stranger, subject, fresh()) }, "not a trusted key"},
+		}, "unsigned", false},
+		{"signed by another key", func() (nats.Header, []byte) { return signedRequest(t, stranger, subject, fresh()) }, "not a trusted key", false},
 		{"signed, then altered", func() (nats.Header, []byte) {
 			h, data := signedRequest(t, l.q.opts.Key, subject, fresh())
 			return h, []byte(strings.Replace(string(data), "set-flags", "stop", 1))
-		}, "forged or altered"},
+		}, "forged or altered", false},
 		{"signed for another node", func() (nats.Header, []byte) {
 			req := fresh()
 			req.Node = "cp-2"
 			return signedRequest(t, l.q.opts.Key, subject, req)
-		}, "is for node cp-2"},
+		}, "is for node cp-2", true},
 		{"signed for another node's subject", func() (nats.Header, []byte) {
 			other, _ := AgentSubject("prod", "cp-2")
 			return signedRequest(t, l.q.opts.Key, other, fresh())
-		}, "forged or altered"},
-		{"replayed", func() (nats.Header, []byte) { return signedRequest(t, l.q.opts.Key, subject, replayed) }, "a replay"},
+		}, "forged or altered", false},
+		{"replayed", func() (nats.Header, []byte) { return signedRequest(t, l.q.opts.Key, subject, replayed) }, "a replay", false},
 		{"old", func() (nats.Header, []byte) {
 			req := fresh()
 			req.IssuedAt = time.Now().Add(-10 * time.Minute)
 			return signedRequest(t, l.q.opts.Key, subject, req)
-		}, "a replay, or clocks"},
+		}, "a replay, or clocks", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, data := tc.msg()
 			reply := request(t, l, h, data)
 			if reply.Code != remediator.EFORBIDDEN || !strings.Contains(reply.Error, tc.want) {
 				t.Errorf("reply %s: %q, want forbidden: %q", reply.Code, reply.Error, tc.want)
+			}
+			var req agentRequest
+			_ = json.Unmarshal(data, &req)
+			if named := reply.Nonce != "" && reply.Nonce == req.Nonce; named != tc.named {
+				t.Errorf("the refusal names the request: %v, want %v", named, tc.named)
 			}
 			if n := done.Load(); n != 0 {
 				t.Errorf("the agent carried out %d actions", n)
@@ -313,6 +344,11 @@ func TestOnlyTheAgentsSignedReplyIsTakenAsItsAnswer(t *testing.T) {
 	done := servedAgent(t, l, lied)
 	sub, err := l.q.nc.Subscribe(subject, func(m *nats.Msg) {
 		defer close(lied)
+		// "Nobody listens", as the server would say it; an unsigned lie; a lie signed by
+		// another key.
+		gone := nats.NewMsg(m.Reply)
+		gone.Header.Set("Status", "503")
+		_ = l.q.nc.PublishMsg(gone)
 		lie, _ := json.Marshal(agentReply{Cluster: "prod", Node: "cp-1", Result: remediator.NodeResult{Output: "all healthy"}})
 		_ = m.Respond(lie)
 		out := nats.NewMsg(m.Reply)
@@ -404,7 +440,10 @@ func TestRedactURLHidesCredentials(t *testing.T) {
 	for in, want := range map[string]string{
 		"nats://alice:s3cret@nats-1:4222,nats://bob:hunter2@nats-2:4222": "nats://xxxxx@nats-1:4222,nats://xxxxx@nats-2:4222",
 		"dial tls://tok3n@nats:4222: connection refused":                 "dial tls://xxxxx@nats:4222: connection refused",
-		"nats://nats:4222": "nats://nats:4222",
+		"nats://nats:4222":          "nats://nats:4222",
+		"nats://u:p@ss@nats:4222/x": "nats://xxxxx@nats:4222/x",
+		"nats://u:pa,ss@nats-1:4222,nats://v:w@nats-2:4222 failed": "nats://xxxxx@nats-1:4222,nats://xxxxx@nats-2:4222 failed",
+		"see https://example.com/a@b":                              "see https://example.com/a@b",
 	} {
 		if got := remediator.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
@@ -424,4 +463,101 @@ func signWith(t testing.TB, key nkeys.KeyPair, h nats.Header, subject string, da
 		t.Fatal(err)
 	}
 	s.sign(h, subject, data)
+}
+
+// The gate's memory: a request from before the agent started is sent back to be asked again
+// (it may replay one carried out before a restart), and nonces are forgotten only once their
+// requests are too old to be taken anyway.
+func TestTheGateForgetsOnlyWhatItWouldRefuseAnyway(t *testing.T) {
+	key, _ := nkeys.CreateUser()
+	s, _ := newSigner(key)
+	subject, _ := AgentSubject("prod", "cp-1")
+	start := time.Now()
+	g := &gate{cluster: "prod", node: "cp-1", subject: subject, services: []string{s.pub}, started: start, seen: map[string]time.Time{}}
+	msg := func(issued time.Time, nonce string) *nats.Msg {
+		req := agentRequest{Cluster: "prod", Node: "cp-1", Reply: "_INBOX.x", IssuedAt: issued, Nonce: nonce, Action: remediator.NodeAction{Kind: remediator.ActionInspect}}
+		m := nats.NewMsg(subject)
+		m.Reply = "_INBOX.x"
+		m.Data, _ = json.Marshal(req)
+		s.sign(m.Header, subject, m.Data)
+		return m
+	}
+	if _, named, err := g.admit(msg(start.Add(-time.Second), "before"), start); remediator.ErrorCode(err) != remediator.EUNAVAILABLE || !named {
+		t.Errorf("a request from before the start: %v (named %v), want unavailable: ask again", err, named)
+	}
+	if _, _, err := g.admit(msg(start.Add(time.Second), "n1"), start.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// Long after, the nonce is forgotten, and the same request is refused for its age.
+	later := start.Add(10 * requestMaxAge)
+	if _, _, err := g.admit(msg(later, "n2"), later); err != nil || len(g.seen) != 1 {
+		t.Fatalf("a fresh request later: %v, %d nonces remembered, want 1", err, len(g.seen))
+	}
+	if _, _, err := g.admit(msg(start.Add(time.Second), "n1"), later); remediator.ErrorCode(err) != remediator.EFORBIDDEN || !strings.Contains(err.Error(), "a replay, or clocks") {
+		t.Errorf("the old request again: %v, want refused for its age", err)
+	}
+}
+
+// Work queued before a key rotation, or before this version signed anything, is still the
+// service's: signed by a previous key it names, or unsigned and stored before the queue first
+// signed. An unsigned message stored since is refused.
+func TestQueuedWorkSurvivesARotationAndTheUpgradeToSignatures(t *testing.T) {
+	dir := t.TempDir()
+	old, _ := nkeys.CreateUser()
+	q1 := openQueue(t, Options{StoreDir: dir, Key: old})
+	ctx := context.Background()
+	if _, err := q1.Publish(ctx, SubjectRun, []byte("signed by the old key"), "old"); err != nil {
+		t.Fatal(err)
+	}
+	// A message the version before signatures left behind: stored before signed_since.
+	meta, err := q1.js.KeyValue(ctx, bucketMeta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q1.js.Publish(ctx, SubjectRun, []byte("unsigned, from before")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meta.Put(ctx, keySignedSince, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q1.js.Publish(ctx, SubjectRun, []byte("unsigned, from since")); err != nil {
+		t.Fatal(err)
+	}
+	q1.Close()
+
+	current, _ := nkeys.CreateUser()
+	q2 := openQueue(t, Options{StoreDir: dir, Key: current, PreviousKeys: []string{publicKey(old)}})
+	var mu sync.Mutex
+	var handled, forged []string
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = q2.Consume(cctx, Executor, 1, time.Second, func(_ context.Context, d Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			handled = append(handled, string(d.Data))
+			return nil
+		}, func(_ context.Context, d Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			forged = append(forged, string(d.Data))
+			return nil
+		})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(handled) + len(forged)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if strings.Join(handled, ";") != "signed by the old key;unsigned, from before" || strings.Join(forged, ";") != "unsigned, from since" {
+		t.Errorf("handled %q, refused %q", handled, forged)
+	}
 }

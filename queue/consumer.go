@@ -88,11 +88,16 @@ func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time
 
 func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h, forged Handler) {
 	d := Delivery{Subject: msg.Subject(), Data: msg.Data(), Attempt: 1}
-	own := q.signer.pub
-	_, d.Forged = verify(msg.Headers(), msg.Subject(), msg.Data(), func(pub string) bool { return pub == own })
+	_, d.Forged = verify(msg.Headers(), msg.Subject(), msg.Data(), q.trusted)
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt = int(md.NumDelivered)
 		log = log.With("stream_seq", md.Sequence.Stream, "attempt", d.Attempt)
+		// A message stored before this queue first signed anything (the version before
+		// signatures) is the service's own: the server stamped when it stored it.
+		if d.Forged != nil && msg.Headers().Get(headerSignature) == "" && md.Timestamp.Before(q.signedSince) {
+			log.Info("taking an unsigned message stored before messages were signed", "stored_at", md.Timestamp)
+			d.Forged = nil
+		}
 	}
 	if d.Forged != nil {
 		h = refuseForged(forged)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,7 +50,11 @@ const (
 	bucketSeen      = "remediator_seen"
 	bucketGuarded   = "remediator_guarded"
 	bucketSignals   = "remediator_signals"
+	bucketMeta      = "remediator_meta"
 )
+
+// keySignedSince, in bucketMeta, is when the queue first held signed messages.
+const keySignedSince = "signed_since"
 
 // seenFor is how long FirstSeen remembers a key: longer than Slack's five-minute window for
 // request timestamps, so a replayed request is refused for as long as it could be valid.
@@ -85,8 +90,12 @@ type Options struct {
 	// TLS: for the embedded server's listener, its certificate and the CA of its clients'
 	// certificates; for URL, the CA of the server's certificate and this client's own.
 	TLS TLSFiles
-	// Insecure connects to URL without credentials; without TLS files, in the clear.
+	// Insecure connects to URL without TLS files in the clear, and, where the server asks for
+	// no credentials, without them.
 	Insecure bool
+	// PreviousKeys are public keys that signed for this service before Key (a rotation):
+	// messages they signed that are still queued count as its own.
+	PreviousKeys []string
 	// Agents maps "<cluster>/<node>" to the public nkey of that node's agent: the embedded
 	// server lets each connect with its own permissions, and only replies each signed count.
 	Agents   map[string]string
@@ -125,6 +134,9 @@ type Queue struct {
 	seen    jetstream.KeyValue
 	signer  *signer
 	agents  *Agents
+	// signedSince is when this queue's streams first held signed messages: an unsigned one
+	// stored before is from the version that signed nothing.
+	signedSince time.Time
 }
 
 // Open connects (starting the embedded server if there is no URL) and creates or updates the
@@ -142,7 +154,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if len(opts.Backoff) == 0 {
 		opts.Backoff = defaultBackoff
 	}
-	authenticate := opts.Key != nil && opts.CredsFile == "" && !opts.Insecure
+	authenticate := opts.Key != nil && opts.CredsFile == ""
 	if opts.Key == nil {
 		key, err := nkeys.CreateUser()
 		if err != nil {
@@ -180,6 +192,11 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		natsOpts = append(natsOpts, tlsOpts...)
 	}
 	nc, err := nats.Connect(url, natsOpts...)
+	if errors.Is(err, nats.ErrNkeysNotSupported) && opts.Insecure && authenticate {
+		// An open server, as the operator said it may be: the key only signs.
+		opts.Log.Warn("the NATS server asks for no credentials: connecting without (nats.insecure)", "url", remediator.RedactURL(url))
+		nc, err = nats.Connect(url, append(natsOpts, withoutNkey)...)
+	}
 	if err != nil {
 		q.Close()
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
@@ -254,6 +271,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		{Bucket: bucketSeen, Description: "Requests already handled, against replays.", TTL: seenFor},
 		{Bucket: bucketGuarded, Description: "The last values of guarded etcd keys, by cluster and key.", History: guardedHistory},
 		{Bucket: bucketSignals, Description: "Recent signals that answer no policy by themselves, by cluster, for the incidents they surround.", TTL: SignalsKept},
+		{Bucket: bucketMeta, Description: "What the queue knows of itself, such as since when its messages are signed."},
 	}
 	kvs := make([]jetstream.KeyValue, len(buckets))
 	for i, cfg := range buckets {
@@ -269,6 +287,34 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.Locks = &Locks{kv: kvs[3], ttl: q.opts.AckWait}
 	q.seen = kvs[4]
 	q.Guarded = &Guarded{kv: kvs[5], maxPayload: q.nc.MaxPayload}
+	return q.markSigning(ctx, kvs[7])
+}
+
+// markSigning records, once for the queue's lifetime, when its streams started to hold signed
+// messages, and reads it back.
+func (q *Queue) markSigning(ctx context.Context, kv jetstream.KeyValue) error {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := kv.Create(ctx, keySignedSince, []byte(now)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return unavailable("record %s", keySignedSince, err)
+	}
+	e, err := kv.Get(ctx, keySignedSince)
+	if err != nil {
+		return unavailable("read %s", keySignedSince, err)
+	}
+	if q.signedSince, err = time.Parse(time.RFC3339Nano, string(e.Value())); err != nil {
+		return fmt.Errorf("queue: %s: %w", keySignedSince, err)
+	}
+	return nil
+}
+
+// trusted says whether a key signs for this service: its own, or one it had before.
+func (q *Queue) trusted(pub string) bool {
+	return pub == q.signer.pub || slices.Contains(q.opts.PreviousKeys, pub)
+}
+
+// withoutNkey takes back nkeyAuth, for a server that asks for no credentials.
+func withoutNkey(o *nats.Options) error {
+	o.Nkey, o.SignatureCB = "", nil
 	return nil
 }
 

@@ -196,12 +196,14 @@ approve and reject. Only a finished incident can be closed; the reason goes in i
 	return cmd
 }
 
-// loadOptional loads the configuration at path, or returns nil when no path is given.
+// loadOptional reads the configuration at path for the service's address, certificate and
+// token file (not its keys, which an operator's machine need not hold), or returns nil when no
+// path is given.
 func loadOptional(path string) (*config.Config, error) {
 	if path == "" {
 		return nil, nil
 	}
-	cfg, err := config.Load(path, os.Getenv)
+	cfg, err := config.Read(path, os.Getenv)
 	if err != nil {
 		return nil, err
 	}

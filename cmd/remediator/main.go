@@ -2,6 +2,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -109,8 +110,8 @@ signed, for this node, once.`,
 			switch {
 			case cfg.NATS.URL == "":
 				return fmt.Errorf("agent: nats.url must name the NATS server remediator uses")
-			case cfg.NATS.NkeyFile == "":
-				return fmt.Errorf("agent: nats.nkey_file must hold this agent's own key (`remediator agent credentials` makes it): it logs the agent in and signs its replies")
+			case cfg.NATS.NkeyFile == "" && cfg.NATS.CredsFile == "":
+				return fmt.Errorf("agent: nats.nkey_file must hold this agent's own key (`remediator agent credentials` makes it), or nats.creds_file its user JWT and key: it logs the agent in and signs its replies")
 			case len(cfg.Agent.ServiceKeys) == 0:
 				return fmt.Errorf("agent: agent.service_keys must name serve's public key (`remediator nats key --public --config serve.yaml` prints it): the agent carries out only what that key signed")
 			}
@@ -118,11 +119,11 @@ signed, for this node, once.`,
 			if err != nil {
 				return err
 			}
-			key, err := config.ReadSeed(cfg.NATS.NkeyFile)
+			key, err := config.ReadSeed(cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile))
 			if err != nil {
-				return fmt.Errorf("nats.nkey_file: %w", err)
+				return err
 			}
-			conn, err := queue.DialAgent(cfg.NATS.URL, key, natsTLS(cfg), cfg.NATS.Insecure)
+			conn, err := queue.DialAgent(cfg.NATS.URL, key, cfg.NATS.CredsFile, natsTLS(cfg), cfg.NATS.Insecure)
 			if err != nil {
 				return err
 			}

@@ -2,18 +2,10 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"maps"
 	"os"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/remediator/remediator/internal/config"
 	"github.com/remediator/remediator/queue"
@@ -51,7 +43,7 @@ of --config's nats.nkey_file (or nats.creds_file).`,
 				fmt.Fprintln(cmd.OutOrStdout(), pub)
 				return nil
 			case out != "":
-				kp, err := writeNewKey(out)
+				kp, err := config.WriteSeed(out)
 				if err != nil {
 					return err
 				}
@@ -89,11 +81,7 @@ an agent, and reload NATS.`,
 			if err != nil {
 				return err
 			}
-			accounts, err := serverAccounts(account, pub, cfg.NATS.Agents)
-			if err != nil {
-				return err
-			}
-			return writeServerConfig(cmd.OutOrStdout(), format, accounts)
+			return queue.WriteServerConfig(cmd.OutOrStdout(), format, account, pub, cfg.NATS.Agents)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "serve's configuration (nats.nkey_file and nats.agents_file)")
@@ -113,59 +101,6 @@ func servePublicKey(cfg config.Config, configPath string) (string, error) {
 		return "", err
 	}
 	return kp.PublicKey()
-}
-
-// natsUser is a user of nats-server's accounts block.
-type natsUser struct {
-	Nkey        string           `yaml:"nkey" json:"nkey"`
-	Permissions *natsPermissions `yaml:"permissions,omitempty" json:"permissions,omitempty"`
-}
-
-type natsPermissions struct {
-	Publish        map[string][]string `yaml:"publish" json:"publish"`
-	Subscribe      map[string][]string `yaml:"subscribe" json:"subscribe"`
-	AllowResponses map[string]any      `yaml:"allow_responses" json:"allow_responses"`
-}
-
-type natsAccount struct {
-	JetStream string     `yaml:"jetstream" json:"jetstream"`
-	Users     []natsUser `yaml:"users" json:"users"`
-}
-
-// serverAccounts is the account for serve (key service) and the agents: the same users and
-// permissions as the embedded server gives them.
-func serverAccounts(name, service string, agents map[string]string) (map[string]natsAccount, error) {
-	acc := natsAccount{JetStream: "enabled", Users: []natsUser{{Nkey: service}}}
-	for _, id := range slices.Sorted(maps.Keys(agents)) {
-		cluster, node, _ := strings.Cut(id, "/")
-		subject, err := queue.AgentSubject(cluster, node)
-		if err != nil {
-			return nil, err
-		}
-		p := queue.AgentPermissions(subject)
-		acc.Users = append(acc.Users, natsUser{Nkey: agents[id], Permissions: &natsPermissions{
-			Publish:        map[string][]string{"deny": p.Publish.Deny},
-			Subscribe:      map[string][]string{"allow": p.Subscribe.Allow},
-			AllowResponses: map[string]any{"max": p.Response.MaxMsgs, "expires": p.Response.Expires.String()},
-		}})
-	}
-	return map[string]natsAccount{name: acc}, nil
-}
-
-func writeServerConfig(w io.Writer, format string, accounts map[string]natsAccount) error {
-	switch format {
-	case "conf":
-		// nats-server's configuration syntax takes JSON as it is.
-		fmt.Fprintln(w, "# remediator's account on NATS: include this file in nats-server.conf.")
-		enc := json.NewEncoder(w)
-		enc.SetEscapeHTML(false) // nats-server's parser knows no \u escapes
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"accounts": accounts})
-	case "helm":
-		fmt.Fprintln(w, "# remediator's account, for the NATS Helm chart: helm upgrade ... -f this-file.")
-		return yaml.NewEncoder(w).Encode(map[string]any{"config": map[string]any{"merge": map[string]any{"accounts": accounts}}})
-	}
-	return fmt.Errorf("--format: %q is neither conf nor helm", format)
 }
 
 // agentCredentialsCmd is `remediator agent credentials`: a node agent's own NATS identity.
@@ -203,12 +138,12 @@ run ` + "`remediator nats server-config`" + ` again. The agent takes the seed as
 			if _, ok := cfg.NATS.Agents[id]; ok && !replace {
 				return fmt.Errorf("%s has a key in %s already: --replace gives it a new one (the old one stops working)", id, cfg.NATS.AgentsFile)
 			}
-			kp, err := writeNewKey(out)
+			kp, err := config.WriteSeed(out)
 			if err != nil {
 				return err
 			}
 			pub, _ := kp.PublicKey()
-			if err := enterAgent(cfg.NATS.AgentsFile, id, pub, cfg.ClusterNames()); err != nil {
+			if err := config.EnterAgent(cfg.NATS.AgentsFile, id, pub, cfg.ClusterNames()); err != nil {
 				os.Remove(out)
 				return err
 			}
@@ -233,36 +168,4 @@ Then restart serve (embedded NATS), or run remediator nats server-config and rel
 	cmd.Flags().StringVar(&out, "out", "", "write the agent's seed to this file")
 	cmd.Flags().BoolVar(&replace, "replace", false, "give a node that has a key a new one")
 	return cmd
-}
-
-// enterAgent sets an agent's key in the agents file, keeping its other lines, and checks the
-// result as serve will read it.
-func enterAgent(path, id string, pub string, clusters []string) error {
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	var lines []string
-	if len(data) > 0 {
-		lines = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-	}
-	entry := fmt.Sprintf("%s: %s", id, pub)
-	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), id+":") })
-	if i >= 0 {
-		lines[i] = entry
-	} else {
-		if len(lines) == 0 {
-			lines = append(lines, "# The node agents' public NATS keys: <cluster>/<node>: <key>. Made by remediator agent credentials.")
-		}
-		lines = append(lines, entry)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-		return err
-	}
-	if _, err := config.ReadAgents(tmp, clusters); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -332,7 +332,6 @@ func metrics(t *testing.T, addr string) string {
 	return string(b)
 }
 
-
 // One person, one vote: alice clicks Approve in Slack, then approves with her operator
 // token; the two-person rule still waits for someone else.
 func TestAPersonsClickAndTheirTokenAreOneApprover(t *testing.T) {

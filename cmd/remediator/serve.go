@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,17 +73,18 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.queue, err = queue.Open(ctx, queue.Options{
-		URL:       cfg.NATS.URL,
-		Key:       key,
-		CredsFile: cfg.NATS.CredsFile,
-		TLS:       natsTLS(cfg),
-		Insecure:  cfg.NATS.Insecure,
-		Agents:    cfg.NATS.Agents,
-		StoreDir:  filepath.Join(cfg.DataDir, "nats"),
-		Listen:    cfg.NATS.Listen,
-		Replicas:  cfg.NATS.Replicas,
-		AckWait:   time.Duration(cfg.NATS.AckWait),
-		Log:       m.Log,
+		URL:          cfg.NATS.URL,
+		Key:          key,
+		CredsFile:    cfg.NATS.CredsFile,
+		TLS:          natsTLS(cfg),
+		Insecure:     cfg.NATS.Insecure,
+		PreviousKeys: cfg.NATS.PreviousKeys,
+		Agents:       cfg.NATS.Agents,
+		StoreDir:     filepath.Join(cfg.DataDir, "nats"),
+		Listen:       cfg.NATS.Listen,
+		Replicas:     cfg.NATS.Replicas,
+		AckWait:      time.Duration(cfg.NATS.AckWait),
+		Log:          m.Log,
 	})
 	if err != nil {
 		return err
@@ -177,13 +177,11 @@ func (m *Main) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	if t := cfg.TLS; t.Enabled() {
-		certs, err := newCertReloader(t.CertFile, t.KeyFile)
-		if err != nil {
+		if m.server.TLSConfig, err = handlers.TLSConfig(t.CertFile, t.KeyFile); err != nil {
 			ln.Close()
 			m.Close()
 			return fmt.Errorf("tls: %w", err)
 		}
-		m.server.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 		ln = tls.NewListener(ln, m.server.TLSConfig)
 	}
 	go func() {
@@ -248,8 +246,14 @@ func (m *Main) Run(ctx context.Context) error {
 		consume(queue.Notifier, 1, func(ctx context.Context, d queue.Delivery) error { return notifier.Handle(ctx, d.Data) }, nil)
 	}
 
-	if cfg.NATS.AgentsFile != "" && len(cfg.NATS.Agents) == 0 {
+	switch {
+	case cfg.NATS.AgentsFile != "" && len(cfg.NATS.Agents) == 0:
 		m.Log.Warn("nats.agents_file names no agent yet: no node agent can answer (remediator agent credentials adds them)", "agents_file", cfg.NATS.AgentsFile)
+	case cfg.NATS.URL != "" && cfg.NATS.AgentsFile == "":
+		m.Log.Warn("no nats.agents_file: no node agent's reply is trusted, so node-local steps fail")
+	}
+	if cfg.NATS.URL != "" && cfg.NATS.NkeyFile == "" && cfg.NATS.CredsFile == "" {
+		m.Log.Warn("no nats.nkey_file: this replica signs with a key of its own (data_dir/service.nk), which other replicas do not trust: give every replica the same nats.nkey_file")
 	}
 	nats := remediator.RedactURL(cfg.NATS.URL)
 	if nats == "" {
@@ -287,44 +291,6 @@ func (m *Main) guard(ctx context.Context, cluster string, keys []string) error {
 	return nil
 }
 
-// certReloader serves a certificate from its files, read again when they change: cert-manager
-// and the like renew them in place.
-type certReloader struct {
-	certFile, keyFile string
-	mu                sync.Mutex
-	cert              *tls.Certificate
-	modified          time.Time
-}
-
-func newCertReloader(certFile, keyFile string) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile}
-	if _, err := r.get(nil); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fi, err := os.Stat(r.certFile)
-	if err == nil && r.cert != nil && !fi.ModTime().After(r.modified) {
-		return r.cert, nil
-	}
-	cert, lerr := tls.LoadX509KeyPair(r.certFile, r.keyFile)
-	switch {
-	case lerr != nil && r.cert != nil:
-		return r.cert, nil // halfway through a renewal: the old one until both files are new
-	case lerr != nil:
-		return nil, lerr
-	}
-	r.cert = &cert
-	if err == nil {
-		r.modified = fi.ModTime()
-	}
-	return r.cert, nil
-}
-
 // serviceKey is serve's identity on NATS, which signs what it publishes and asks of agents:
 // nats.nkey_file, or the seed of nats.creds_file. With neither (the embedded server, or an
 // insecure NATS), a key made on the first start and kept in data_dir, so that what it signed
@@ -343,32 +309,7 @@ func serviceKey(cfg config.Config) (nkeys.KeyPair, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, err
 	}
-	return writeNewKey(path)
-}
-
-// writeNewKey makes an nkey user and writes its seed to path, readable by its owner only,
-// refusing to replace a file there.
-func writeNewKey(path string) (nkeys.KeyPair, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, err
-	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%s exists: not replacing a key", path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := fmt.Fprintf(f, "%s\n", seed); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return kp, f.Close()
+	return config.WriteSeed(path)
 }
 
 // natsTLS is the nats.tls section as the queue takes it.

@@ -166,22 +166,27 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// incidentBackup refuses a source that is not a regular file or folder inside the incident's
-// own backup folder, once every symbolic link on the way is resolved: a rollback or a restore
-// puts back only what remediator saved for the same incident.
-func (a *Agent) incidentBackup(incident, path string) error {
-	folder, err := filepath.EvalSymlinks(filepath.Join(a.cfg.BackupDir, incident))
+// incidentBackup returns the source a rollback or a restore may put back: path with every
+// symbolic link resolved, which must then lie inside the incident's own backup folder (itself
+// no link), so that only what remediator saved for the same incident comes back. The caller
+// reads the resolved path, not path, which could be pointed elsewhere after the check.
+func (a *Agent) incidentBackup(incident, path string) (string, error) {
+	folder := filepath.Join(a.cfg.BackupDir, incident)
+	if fi, err := os.Lstat(folder); err != nil || !fi.IsDir() {
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "incident %s has no backup folder on node %s (a folder, not a link): %s", incident, a.cfg.Node, folder)
+	}
+	folder, err := filepath.EvalSymlinks(folder)
 	if err != nil {
-		return remediator.Errorf(remediator.EPRECONDITION, "incident %s has no backup folder on node %s: %v", incident, a.cfg.Node, err)
+		return "", remediator.Errorf(remediator.EPRECONDITION, "incident %s's backup folder on node %s: %w", incident, a.cfg.Node, err)
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return remediator.Errorf(remediator.EPRECONDITION, "backup %s: %v", path, err)
+		return "", remediator.Errorf(remediator.EPRECONDITION, "backup %s: %w", path, err)
 	}
 	if !inside(real, folder) || real == folder {
-		return remediator.Errorf(remediator.EFORBIDDEN, "%s is not one of incident %s's backups (in %s)", path, incident, folder)
+		return "", remediator.Errorf(remediator.EFORBIDDEN, "%s is not one of incident %s's backups (in %s)", path, incident, folder)
 	}
-	return nil
+	return real, nil
 }
 
 func inside(dir, parent string) bool {
@@ -625,7 +630,8 @@ func (a *Agent) rollback(act remediator.NodeAction) (remediator.NodeResult, erro
 		}
 		backup = matches[0]
 	}
-	if err := a.incidentBackup(act.Incident, backup); err != nil {
+	backup, err = a.incidentBackup(act.Incident, backup)
+	if err != nil {
 		return remediator.NodeResult{}, err
 	}
 	data, err := os.ReadFile(backup)

@@ -230,6 +230,7 @@ func TestSetFlagsTakesOnlyWhatRemediationsSet(t *testing.T) {
 		{"a check timeout that is no duration", apiserver(map[string]string{"etcd-readycheck-timeout": "$(touch /tmp/x)"}), "not a duration"},
 		{"an etcd flag on kube-apiserver", apiserver(map[string]string{"quota-backend-bytes": "8589934592"}), "not a flag remediator sets"},
 		{"removing the authorizer", apiserver(nil, "authorization-mode"), "removes only"},
+		{"removing the quota: back to etcd's 2 GiB", etcd(nil, "quota-backend-bytes"), "removes only --force-new-cluster"},
 		{"another data dir", etcd(map[string]string{"data-dir": "/tmp/elsewhere"}), "not a flag remediator sets"},
 		{"a smaller quota", etcd(map[string]string{"quota-backend-bytes": "4194304"}), "below the current"},
 		{"a quota that is no size", etcd(map[string]string{"quota-backend-bytes": "8G; rm -rf /"}), "not a size"},

@@ -14,9 +14,6 @@ import (
 
 // Bounds of the values set-flags takes.
 const (
-	// maxCheckTimeout is the longest etcd check timeout kube-apiserver may be given: a longer
-	// wait only hides an etcd that fails.
-	maxCheckTimeout = time.Minute
 	// minQuota and maxQuota bound --quota-backend-bytes.
 	minQuota = 1 << 20
 	maxQuota = 64 << 30
@@ -29,8 +26,8 @@ const (
 type flagRule func(a *Agent, current map[string]string, value string) error
 
 // allowedFlags are the only flags set-flags changes, per component: the flags the catalog's
-// remediations set or remove, each with what its value may be. Any other flag, such as
-// kube-apiserver's --authorization-mode or etcd's --data-dir, is refused.
+// remediations set, each with what its value may be. Any other flag, such as kube-apiserver's
+// --authorization-mode or etcd's --data-dir, is refused.
 var allowedFlags = map[remediator.Component]map[string]flagRule{
 	remediator.ComponentAPIServer: {
 		"etcd-healthcheck-timeout": checkTimeout,
@@ -44,7 +41,11 @@ var allowedFlags = map[remediator.Component]map[string]flagRule{
 	},
 }
 
-// allowed checks a set-flags action against allowedFlags.
+// removable are the only flags set-flags removes: the one a forced start leaves behind. Removing
+// any other would set it to its default behind the rules' backs (a quota back to 2 GiB).
+var removable = []string{"force-new-cluster"}
+
+// allowed checks a set-flags action against allowedFlags and removable.
 func (a *Agent) allowed(act remediator.NodeAction, current map[string]string) error {
 	rules := allowedFlags[act.Component]
 	names := func() string {
@@ -65,8 +66,8 @@ func (a *Agent) allowed(act remediator.NodeAction, current map[string]string) er
 		}
 	}
 	for _, name := range act.Remove {
-		if _, ok := rules[name]; !ok {
-			return remediator.Errorf(remediator.EFORBIDDEN, "set-flags: removing --%s of %s refused: remediator removes only %s", name, act.Component, names())
+		if _, ok := rules[name]; !ok || !slices.Contains(removable, name) {
+			return remediator.Errorf(remediator.EFORBIDDEN, "set-flags: removing --%s of %s refused: remediator removes only --%s", name, act.Component, strings.Join(removable, ", --"))
 		}
 	}
 	return nil
@@ -77,8 +78,8 @@ func checkTimeout(_ *Agent, _ map[string]string, v string) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("not a duration such as 4s")
-	case d <= 0 || d > maxCheckTimeout:
-		return fmt.Errorf("must be above 0 and at most %s", maxCheckTimeout)
+	case d <= 0 || d > remediator.MaxCheckTimeout:
+		return fmt.Errorf("must be above 0 and at most %s", remediator.MaxCheckTimeout)
 	}
 	return nil
 }

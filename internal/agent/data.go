@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,7 +150,8 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	if !filepath.IsAbs(db) {
 		db = filepath.Join(a.cfg.BackupDir, act.Incident, db)
 	}
-	if err := a.incidentBackup(act.Incident, db); err != nil {
+	db, err := a.incidentBackup(act.Incident, db)
+	if err != nil {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.ErrorCode(err), "restore-snapshot: %w", err)
 	}
 	if fi, err := os.Stat(db); err != nil || !fi.Mode().IsRegular() {
@@ -176,7 +178,12 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	defer os.RemoveAll(staging)
 	argv := []string{etcdutl, "snapshot", "restore", db, "--data-dir", staging, "--skip-hash-check"}
 	for _, name := range []string{"name", "initial-cluster", "initial-cluster-token", "initial-advertise-peer-urls"} {
-		if v := flags[name]; v != "" {
+		v := flags[name]
+		if name == "name" || name == "initial-advertise-peer-urls" {
+			// The member's own identity, as the agent found it: no action changes it.
+			v = cmp.Or(a.found.flags[name], v)
+		}
+		if v != "" {
 			argv = append(argv, "--"+name, v)
 		}
 	}

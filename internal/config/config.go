@@ -176,6 +176,9 @@ type NATS struct {
 	TLS TLS `yaml:"tls"`
 	// Insecure connects to URL without credentials or TLS, as its operator says here.
 	Insecure bool `yaml:"insecure"`
+	// PreviousKeys are the public keys of serve's earlier nkey_file, while it is rotated:
+	// what they signed and is still queued counts as serve's own.
+	PreviousKeys []string `yaml:"previous_keys"`
 	// Replicas of remediator's streams and buckets on a NATS cluster.
 	Replicas int `yaml:"replicas"`
 	// AckWait is how long a worker may stay silent before its work goes to another worker.
@@ -278,16 +281,9 @@ func Defaults(getenv func(string) string) Config {
 // Load reads the file at path over the defaults (an empty path means defaults only), resolves
 // relative paths against the file's folder, reads the secrets and validates the result.
 func Load(path string, getenv func(string) string) (Config, error) {
-	cfg := Defaults(getenv)
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return Config{}, fmt.Errorf("config: %w", err)
-		}
-		if err := yamlstrict.Decode(data, &cfg); err != nil {
-			return Config{}, fmt.Errorf("config %s: %w", path, err)
-		}
-		cfg.resolvePaths(filepath.Dir(path))
+	cfg, err := Read(path, getenv)
+	if err != nil {
+		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
 		if path == "" {
@@ -295,6 +291,25 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
+	return cfg, nil
+}
+
+// Read reads the file at path over the defaults as Load does, but neither reads its secrets
+// nor validates it: for a client, such as the CLI, that needs the service's address and
+// certificate and need not hold its keys.
+func Read(path string, getenv func(string) string) (Config, error) {
+	cfg := Defaults(getenv)
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := yamlstrict.Decode(data, &cfg); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.resolvePaths(filepath.Dir(path))
 	return cfg, nil
 }
 
@@ -554,6 +569,11 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 			bad("nats.nkey_file", "%v", err)
 		}
 	}
+	for i, k := range n.PreviousKeys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			bad(fmt.Sprintf("nats.previous_keys[%d]", i), "%q is not a public user nkey (U...)", k)
+		}
+	}
 	if n.AgentsFile != "" {
 		agents, err := ReadAgents(n.AgentsFile, c.ClusterNames())
 		if err != nil {
@@ -608,7 +628,7 @@ func ReadSeed(path string) (nkeys.KeyPair, error) {
 	}
 	kp, err := nkeys.ParseDecoratedNKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s holds no nkey seed: %v", path, err)
+		return nil, fmt.Errorf("%s holds no nkey seed: %w", path, err)
 	}
 	if pub, err := kp.PublicKey(); err != nil || !nkeys.IsValidPublicUserKey(pub) {
 		return nil, fmt.Errorf("%s holds no user seed (SU...)", path)

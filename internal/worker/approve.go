@@ -233,29 +233,37 @@ func (w *Worker) RefuseForgedAnswer(ctx context.Context, data []byte, why error)
 	log := w.Log.With("incident", a.Incident, "by", a.Who(), "via", a.Via, "approve", a.Approve)
 	log.Warn("refused a forged answer", "err", why)
 	verb := map[bool]string{true: "approval", false: "rejection"}[a.Approve]
-	recorded := false
-	inc, err := w.Store.Update(ctx, a.Incident, func(inc *remediator.Incident) error {
-		// Whoever forges answers may send many: the first few tell the humans, the log has all.
-		seen := 0
+	// Whoever forges answers may send many: the first few tell the humans, the log has all,
+	// and the rest cost the incident no write.
+	recorded := func(inc *remediator.Incident) int {
+		n := 0
 		for _, e := range inc.Timeline {
 			if e.Kind == remediator.EventRefused && strings.Contains(e.Message, forgedMark) {
-				seen++
+				n++
 			}
 		}
-		if recorded = seen < forgedRecorded; recorded {
-			inc.Record(w.Now(), remediator.EventRefused, "", "%s claiming to be by %s via %s refused: %s (%v); it counts for nothing",
-				verb, truncate(a.Who(), 80), truncate(a.Via, 20), forgedMark, why)
-		}
-		return nil
-	})
+		return n
+	}
+	inc, err := w.Store.Get(ctx, a.Incident)
 	switch {
 	case remediator.ErrorCode(err) == remediator.ENOTFOUND:
 		return nil
 	case err != nil:
 		return err
-	case recorded:
-		w.notify(ctx, inc, nil)
+	case recorded(inc) >= forgedRecorded:
+		return nil
 	}
+	inc, err = w.Store.Update(ctx, a.Incident, func(inc *remediator.Incident) error {
+		if recorded(inc) < forgedRecorded {
+			inc.Record(w.Now(), remediator.EventRefused, "", "%s claiming to be by %s via %s refused: %s (%v); it counts for nothing",
+				verb, truncate(a.Who(), 80), truncate(a.Via, 20), forgedMark, why)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.notify(ctx, inc, nil)
 	return nil
 }
 
@@ -272,7 +280,6 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
-
 
 // AnswerFromChat handles an answer clicked in chat, enqueued by the interactions handler. A
 // refusal is recorded and told to the user; it is not an error of the message.

@@ -12,6 +12,7 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -76,6 +77,9 @@ func parse(p map[string]string) (settings, error) {
 		healthTimeout: r.Duration("health_timeout", 3*time.Minute, time.Second),
 		stableFor:     r.Duration("stable_for", 30*time.Second, 0),
 		sampleWindow:  r.Duration("sample_window", 30*time.Second, 0),
+	}
+	if s.maxTimeout > remediator.MaxCheckTimeout {
+		return s, errors.Join(r.Err(), fmt.Errorf("params.max_timeout: must be at most %s (the node agent sets no longer timeout)", remediator.MaxCheckTimeout))
 	}
 	return s, r.Err()
 }

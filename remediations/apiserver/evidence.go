@@ -179,6 +179,9 @@ func quote(alerts []remediator.Alert) ([]string, time.Duration) {
 		seen    = map[string]bool{}
 	)
 	for _, a := range alerts {
+		if a.Context {
+			continue // a tenant's event or a bare probe failure: it proves nothing of etcd
+		}
 		for _, m := range []map[string]string{a.Labels, a.Annotations} {
 			for _, k := range slices.Sorted(maps.Keys(m)) {
 				for line := range strings.Lines(m[k]) {
