@@ -286,15 +286,21 @@ func TestAFlagsFileSourcedByAShellRunsNothingOfAnAction(t *testing.T) {
 			t.Errorf("set %v: %v, want forbidden", set, err)
 		}
 	}
-	out, err := osexec.Command("sh", "-c", `. "$1"; printf %s "$ETCD_QUOTA_BACKEND_BYTES"`, "sh", env).CombinedOutput()
-	if err != nil || string(out) != "2147483648" {
-		t.Errorf("sourced: %q, %v", out, err)
+	if got, _ := os.ReadFile(env); string(got) != orig {
+		t.Errorf("a refused action changed the flags file:\n%s", got)
+	}
+	// What it takes reads back, sourced, as it was given, and runs nothing.
+	const initial = "cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380"
+	if res := do(t, a, remediator.NodeAction{Kind: remediator.ActionSetFlags, Component: remediator.ComponentEtcd, Incident: "i",
+		Set: map[string]string{"initial-cluster": initial, "quota-backend-bytes": "4294967296", "initial-cluster-state": "existing"}}); !res.Changed {
+		t.Fatalf("set-flags: %+v", res)
+	}
+	out, err := osexec.Command("sh", "-c", `. "$1"; printf '%s|%s|%s' "$ETCD_QUOTA_BACKEND_BYTES" "$ETCD_INITIAL_CLUSTER" "$ETCD_INITIAL_CLUSTER_STATE"`, "sh", env).CombinedOutput()
+	if want := "4294967296|" + initial + "|existing"; err != nil || string(out) != want {
+		t.Errorf("sourced: %q, %v; want %q", out, err, want)
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("sourcing the flags file ran a command an action carried")
-	}
-	if got, _ := os.ReadFile(env); string(got) != orig {
-		t.Errorf("the flags file changed:\n%s", got)
 	}
 }
 
