@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -57,13 +58,31 @@ func (d *deployment) loadConfigs() []error {
 					fail(err)
 				}
 				d.serve, d.webhookToken = cfg, cfg.Webhook.BearerToken
+				if p := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile); p != "" {
+					if d.serveKey, err = publicKey(filepath.Join(view, p)); err != nil {
+						fail(err)
+					}
+				}
 			case remediatorCommand(c) == "agent":
 				cfg, err := d.loadConfig(view, w, c)
 				if err != nil {
 					fail(err)
 					continue
 				}
-				d.agent = cfg
+				a := agentPod{workload: w, container: c, cfg: cfg, node: w.pod.Spec.NodeSelector[hostnameLabel]}
+				var key string // the agent's identity: its nkey seed, or a creds file
+				if cfg != nil {
+					key = cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile)
+				}
+				if p := key; p != "" {
+					if a.key, err = publicKey(filepath.Join(view, p)); err != nil {
+						fail(err)
+					}
+					if _, v, ok := mountOf(w.pod.Spec, c, p); ok && v.Secret != nil {
+						a.keySecret = v.Secret.SecretName
+					}
+				}
+				d.agents = append(d.agents, a)
 			case strings.Contains(c.Image, "kubernetes-event-exporter"):
 				cfg, err := d.loadExporterConfig(view, w, c)
 				if err != nil {
@@ -74,18 +93,23 @@ func (d *deployment) loadConfigs() []error {
 			}
 		}
 	}
-	// The three must agree on the cluster, the queue and the token.
-	if d.serve != nil && d.agent != nil {
-		cluster, err := d.agent.AgentCluster()
+	// They must agree on the cluster, the queue and the token.
+	for _, a := range d.agents {
+		if d.serve == nil || a.cfg == nil {
+			continue
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%v: agent configuration: %s", a.workload, fmt.Sprintf(format, args...)))
+		}
+		cluster, err := a.cfg.AgentCluster()
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("agent configuration: %w", err))
+			bad("%v", err)
 		case !slices.Contains(d.serve.ClusterNames(), cluster):
-			errs = append(errs, fmt.Errorf("agent configuration: cluster %q is not one of serve's (%s): remediator would ask agents no one runs",
-				cluster, strings.Join(d.serve.ClusterNames(), ", ")))
+			bad("cluster %q is not one of serve's (%s): remediator would ask agents no one runs", cluster, strings.Join(d.serve.ClusterNames(), ", "))
 		}
-		if d.agent.NATS.URL != d.serve.NATS.URL {
-			errs = append(errs, fmt.Errorf("agent configuration: nats.url %q differs from serve's %q", d.agent.NATS.URL, d.serve.NATS.URL))
+		if a.cfg.NATS.URL != d.serve.NATS.URL {
+			bad("nats.url %q differs from serve's %q", a.cfg.NATS.URL, d.serve.NATS.URL)
 		}
 	}
 	if d.serve != nil && d.exporter != nil {
@@ -172,6 +196,8 @@ func reroot(n *yamlv3.Node, view string) {
 // unroot turns the paths of a configuration loaded from a view back into the container's.
 func unroot(cfg *config.Config, view string) {
 	for _, p := range []*string{&cfg.DataDir, &cfg.PoliciesDir, &cfg.Webhook.BearerTokenFile, &cfg.NATS.CredsFile,
+		&cfg.NATS.NkeyFile, &cfg.NATS.AgentsFile, &cfg.NATS.TLS.CAFile, &cfg.NATS.TLS.CertFile, &cfg.NATS.TLS.KeyFile,
+		&cfg.TLS.CertFile, &cfg.TLS.KeyFile, &cfg.API.MetricsTokenFile,
 		&cfg.API.BearerTokenFile, &cfg.API.OperatorsFile, &cfg.Slack.BotTokenFile, &cfg.Slack.SigningSecretFile,
 		&cfg.Agent.ManifestsDir, &cfg.Agent.StoppedDir, &cfg.Agent.BackupDir, &cfg.Agent.EtcdDataDir, &cfg.Agent.Service.FlagsFile} {
 		*p = strings.TrimPrefix(*p, view)
@@ -291,71 +317,94 @@ func checkServe(w workload, c corev1.Container, cfg *config.Config) []error {
 	if dep, ok := w.value.(*appsv1.Deployment); ok && (dep.Spec.Replicas == nil || *dep.Spec.Replicas > 1) && cfg.NATS.URL == "" {
 		errs = append(errs, errors.New("nats.url is empty, so each replica would run its own embedded NATS and share nothing: set nats.url or run one replica"))
 	}
+	if cfg.NATS.Insecure {
+		errs = append(errs, errors.New(insecureNATS))
+	}
 	if m, _, ok := mountOf(w.pod.Spec, c, cfg.DataDir); !ok || m.ReadOnly {
 		errs = append(errs, fmt.Errorf("data_dir %s: on the read-only root filesystem; mount a writable volume there (etcd snapshots go to it)", cfg.DataDir))
 	}
 	return errs
 }
 
-// checkAgents checks the node agent's DaemonSet: on the control-plane nodes, with the
-// node's name, the host network, and every folder it works in mounted from the host at the
-// same path (the paths in etcd's manifest are the host's).
+// checkAgents checks the node agents' workloads: one Deployment per control-plane node,
+// pinned to it, with the node's name, the host network, and every folder it works in mounted
+// from the host at the same path (the paths in etcd's manifest are the host's).
 func (d *deployment) checkAgents() []error {
 	var errs []error
-	for _, w := range d.workloads() {
-		for _, c := range w.pod.Spec.Containers {
-			if remediatorCommand(c) != "agent" {
-				continue
+	for _, ap := range d.agents {
+		w, c := ap.workload, ap.container
+		spec := w.pod.Spec
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%v: container %q: %s", w, c.Name, fmt.Sprintf(format, args...)))
+		}
+		switch v := w.value.(type) {
+		case *appsv1.Deployment:
+			if v.Spec.Replicas == nil || *v.Spec.Replicas != 1 {
+				bad("a node agent's Deployment runs one replica: two pods of one node's agent would both take its requests")
 			}
-			spec := w.pod.Spec
-			bad := func(format string, args ...any) {
-				errs = append(errs, fmt.Errorf("%v: container %q: %s", w, c.Name, fmt.Sprintf(format, args...)))
+			if v.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+				bad("strategy %q: use Recreate, so that a rollout never runs two agents of one node at once", v.Spec.Strategy.Type)
 			}
-			if _, ok := w.value.(*appsv1.DaemonSet); !ok {
-				bad("the node agent must run as a DaemonSet, one per control-plane node")
+			if ap.node == "" {
+				bad("no nodeSelector %s: a node agent's Deployment is pinned to its node", hostnameLabel)
 			}
-			if _, ok := spec.NodeSelector["node-role.kubernetes.io/control-plane"]; !ok {
-				bad("no nodeSelector node-role.kubernetes.io/control-plane: the agent belongs on control-plane nodes only")
+		default:
+			bad("the node agents run as one Deployment per control-plane node, pinned to it with its own Secret: a %s's pods all get the same Secrets, so every node would hold the same key and could answer in another's place", w.kind)
+		}
+		if _, ok := spec.NodeSelector["node-role.kubernetes.io/control-plane"]; !ok {
+			bad("no nodeSelector node-role.kubernetes.io/control-plane: the agent belongs on control-plane nodes only")
+		}
+		for _, taint := range []string{"node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"} {
+			if !tolerates(spec.Tolerations, taint, corev1.TaintEffectNoSchedule) {
+				bad("does not tolerate the %s:NoSchedule taint, so it never runs on a control-plane node", taint)
 			}
-			for _, taint := range []string{"node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"} {
-				if !tolerates(spec.Tolerations, taint, corev1.TaintEffectNoSchedule) {
-					bad("does not tolerate the %s:NoSchedule taint, so it never runs on a control-plane node", taint)
-				}
+		}
+		// A DaemonSet's pods tolerate these by themselves; a Deployment's get them for 300s.
+		for _, taint := range []string{"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"} {
+			if _, ok := w.value.(*appsv1.Deployment); ok && !toleratesForever(spec.Tolerations, taint, corev1.TaintEffectNoExecute) {
+				bad("does not tolerate %s:NoExecute for ever: it would be evicted from a sick node, which no other node's agent can repair", taint)
 			}
-			if !spec.HostNetwork {
-				bad("hostNetwork is off: the agent checks etcd and kube-apiserver on the node's 127.0.0.1")
-			}
-			if pc := spec.PriorityClassName; pc == "" || !slices.ContainsFunc(d.objects, func(o object) bool { return o.kind == "PriorityClass" && o.name == pc }) {
-				bad("priorityClassName %q is not a PriorityClass of the build: without one the agent is evicted first from the node it must repair", pc)
-			}
-			if node, _ := flag(c.Args, "node"); !fromNodeName(c, node) {
-				bad("--node %q is not the node's name from the downward API (env from fieldRef spec.nodeName)", node)
-			}
-			a := config.Defaults(noEnv).Agent
-			if d.agent != nil {
-				a = d.agent.Agent
-			}
-			dataDir, dataKey := a.EtcdDataDir, "agent.etcd_data_dir"
-			if dataDir == "" {
-				dataDir, dataKey = kubeadmEtcdDataDir, "etcd's --data-dir (kubeadm)"
-			}
-			for _, dir := range []struct{ key, path string }{
-				{"agent.manifests_dir", a.ManifestsDir}, {"agent.stopped_dir", a.StoppedDir},
-				{"agent.backup_dir", a.BackupDir}, {dataKey, dataDir},
-			} {
-				m, v, ok := mountOf(spec, c, dir.path)
-				switch {
-				case !ok || v.HostPath == nil:
-					bad("%s %s: not mounted from the host", dir.key, dir.path)
-				case m.ReadOnly:
-					bad("%s %s: mounted read-only", dir.key, dir.path)
-				case path.Join(v.HostPath.Path, strings.TrimPrefix(dir.path, m.MountPath)) != dir.path:
-					bad("%s %s: mounted from the host's %s; it must be the same path on both sides", dir.key, dir.path, v.HostPath.Path)
-				}
+		}
+		if !spec.HostNetwork {
+			bad("hostNetwork is off: the agent checks etcd and kube-apiserver on the node's 127.0.0.1")
+		}
+		if pc := spec.PriorityClassName; pc == "" || !slices.ContainsFunc(d.objects, func(o object) bool { return o.kind == "PriorityClass" && o.name == pc }) {
+			bad("priorityClassName %q is not a PriorityClass of the build: without one the agent is evicted first from the node it must repair", pc)
+		}
+		if node, _ := flag(c.Args, "node"); !fromNodeName(c, node) {
+			bad("--node %q is not the node's name from the downward API (env from fieldRef spec.nodeName)", node)
+		}
+		a := config.Defaults(noEnv).Agent
+		if ap.cfg != nil {
+			a = ap.cfg.Agent
+		}
+		dataDir, dataKey := a.EtcdDataDir, "agent.etcd_data_dir"
+		if dataDir == "" {
+			dataDir, dataKey = kubeadmEtcdDataDir, "etcd's --data-dir (kubeadm)"
+		}
+		for _, dir := range []struct{ key, path string }{
+			{"agent.manifests_dir", a.ManifestsDir}, {"agent.stopped_dir", a.StoppedDir},
+			{"agent.backup_dir", a.BackupDir}, {dataKey, dataDir},
+		} {
+			m, v, ok := mountOf(spec, c, dir.path)
+			switch {
+			case !ok || v.HostPath == nil:
+				bad("%s %s: not mounted from the host", dir.key, dir.path)
+			case m.ReadOnly:
+				bad("%s %s: mounted read-only", dir.key, dir.path)
+			case path.Join(v.HostPath.Path, strings.TrimPrefix(dir.path, m.MountPath)) != dir.path:
+				bad("%s %s: mounted from the host's %s; it must be the same path on both sides", dir.key, dir.path, v.HostPath.Path)
 			}
 		}
 	}
 	return errs
+}
+
+// toleratesForever says whether a toleration of the taint has no tolerationSeconds.
+func toleratesForever(ts []corev1.Toleration, key string, effect corev1.TaintEffect) bool {
+	return slices.ContainsFunc(ts, func(t corev1.Toleration) bool {
+		return t.TolerationSeconds == nil && tolerates([]corev1.Toleration{t}, key, effect)
+	})
 }
 
 func tolerates(ts []corev1.Toleration, key string, effect corev1.TaintEffect) bool {

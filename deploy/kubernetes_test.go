@@ -10,6 +10,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
@@ -55,6 +56,7 @@ var schemas = map[string]func() any{
 	"monitoring.coreos.com/v1/ServiceMonitor":         func() any { return new(monitoringv1.ServiceMonitor) },
 	"monitoring.coreos.com/v1/PrometheusRule":         func() any { return new(monitoringv1.PrometheusRule) },
 	"scheduling.k8s.io/v1/PriorityClass":              func() any { return new(schedulingv1.PriorityClass) },
+	"networking.k8s.io/v1/NetworkPolicy":              func() any { return new(networkingv1.NetworkPolicy) },
 }
 
 // clusterScoped are the kinds above that live outside namespaces.
@@ -64,9 +66,14 @@ var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "Clu
 // run it see them.
 type deployment struct {
 	objects []object
-	// serve and agent are the configurations of the serve and agent containers, loaded with
-	// internal/config from the files the containers are given (nil where there is none).
-	serve, agent *config.Config
+	// serve is the configuration of the serve container, loaded with internal/config from the
+	// files the container is given (nil where there is none).
+	serve *config.Config
+	// serveKey is the public key of serve's NATS identity (nats.nkey_file or creds_file), as
+	// its pod sees the file; empty without one.
+	serveKey string
+	// agents are the node agents' pods, each with its configuration as its pod sees it.
+	agents []agentPod
 	// webhookToken is the content of serve's webhook.bearer_token_file.
 	webhookToken string
 	// exporter is kubernetes-event-exporter's configuration, its environment expanded.
@@ -97,6 +104,9 @@ func lint(dir string) (*deployment, error) {
 	errs = append(errs, d.checkRBAC()...)
 	errs = append(errs, d.loadConfigs()...)
 	errs = append(errs, d.checkAgents()...)
+	errs = append(errs, d.checkAgentIdentities()...)
+	errs = append(errs, d.checkNetworkPolicies()...)
+	errs = append(errs, d.checkMetricsScrape()...)
 	return d, errors.Join(errs...)
 }
 
@@ -542,17 +552,31 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	// The build holds what the README promises; a resource lost from a kustomization would
 	// otherwise pass every check above by its absence.
-	want := map[string]int{"Namespace": 1, "ServiceAccount": 3, "Deployment": 2, "DaemonSet": 1, "Service": 1,
-		"PodDisruptionBudget": 1, "ConfigMap": 3, "Secret": 4, "Role": 1, "RoleBinding": 1, "ClusterRole": 1,
-		"ClusterRoleBinding": 1, "ServiceMonitor": 1, "PrometheusRule": 1, "PriorityClass": 1}
+	// A Deployment and a Secret per control-plane node (three example nodes as shipped).
+	nodes := len(d.agents)
+	want := map[string]int{"Namespace": 2, "ServiceAccount": 3, "Deployment": 2 + nodes, "DaemonSet": 0, "Service": 1,
+		"PodDisruptionBudget": 1, "ConfigMap": 4, "Secret": 4 + nodes, "Role": 1, "RoleBinding": 1, "ClusterRole": 1,
+		"ClusterRoleBinding": 1, "ServiceMonitor": 1, "PrometheusRule": 1, "PriorityClass": 1, "NetworkPolicy": 4}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Errorf("%d %s objects, want %d", kinds[k], k, n)
 		}
 	}
-	if d.serve == nil || d.agent == nil || d.exporter == nil {
-		t.Fatalf("the serve, agent and event-exporter configurations must all be in the build (serve %v, agent %v, exporter %v)",
-			d.serve != nil, d.agent != nil, d.exporter != nil)
+	if d.serve == nil || len(d.agents) == 0 || d.exporter == nil {
+		t.Fatalf("the serve, agent and event-exporter configurations must all be in the build (serve %v, agents %d, exporter %v)",
+			d.serve != nil, len(d.agents), d.exporter != nil)
+	}
+}
+
+// TestFixtureCluster checks that the deployment the broken twins overlay passes the lint, so
+// that each twin fails for its own fault alone.
+func TestFixtureCluster(t *testing.T) {
+	d, err := fixture()
+	if err != nil {
+		t.Fatalf("testdata/kustomize/cluster:\n%v", err)
+	}
+	if d.serve == nil || d.serveKey == "" || len(d.agents) != 2 || len(d.serve.NATS.Agents) != 2 {
+		t.Fatalf("testdata/kustomize/cluster: serve %v, serve's key %q, %d agents, agents file %v", d.serve != nil, d.serveKey, len(d.agents), d.serve.NATS.Agents)
 	}
 }
 
@@ -564,9 +588,26 @@ func TestBrokenKustomizations(t *testing.T) {
 		{"unknown-kind", "a kind without a schema would be applied unchecked"},
 		{"bad-kustomization", "kustomize itself refuses a misspelt kustomization key"},
 		{"missing-secret", "a pod naming a missing Secret never starts"},
-		{"agent-not-on-control-plane", "an agent that does not tolerate the control-plane taint runs nowhere useful"},
+		{"agent-not-on-control-plane", "an agent that does not tolerate the control-plane taint runs nowhere useful, and one evicted from a sick node leaves it without"},
 		{"no-probes", "a server without probes takes traffic before it is ready"},
 		{"bad-config", "remediator serve refuses its configuration at start"},
+		{"agent-daemonset", "a DaemonSet's pods all get the same Secrets: every node would hold the same key"},
+		{"agent-other-node-secret", "a node holding another node's key can answer in its place"},
+		{"agent-wrong-key", "NATS and serve know the agent by the key in serve's agents file, not the one in its Secret"},
+		{"agent-same-node", "two agents on one node, and a node without one"},
+		{"agent-unpinned", "an agent's Deployment is one pod, pinned to its node, never two at once"},
+		{"agent-no-config", "an agent without its configuration has no NATS, no key and no service key"},
+		{"agent-wrong-service-key", "the agents obey only the keys in agent.service_keys, and serve signs with another"},
+		{"agents-file-serve-key", "an agent with serve's key could sign requests the other agents obey"},
+		{"serve-without-agents-file", "serve takes no answer an agent's key did not sign, and knows none"},
+		{"nats-insecure", "nats.insecure drops the TLS and credentials this deployment relies on"},
+		{"nats-open", "a NATS client port open to every pod of the cluster"},
+		{"nats-agents-by-label", "host-network agents are not matched by podSelector on most CNIs"},
+		{"nats-routes-closed", "NATS servers that cannot reach each other's routes form no cluster"},
+		{"networkpolicy-unknown-field", "a misspelt NetworkPolicy field is dropped by the API server, silently"},
+		{"networkpolicy-selects-nothing", "a policy whose podSelector matches no pod guards nothing"},
+		{"serve-closed-to-exporter", "a policy that keeps the exporter from serve loses every event"},
+		{"servicemonitor-no-token", "serve asks for a token on /metrics: a scrape without one gets 401"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := "testdata/kustomize/" + tc.name

@@ -1,8 +1,10 @@
 // Package deploy holds what an operator applies next to remediator: the Kubernetes manifests
-// (kubernetes/), Prometheus and Loki rules, the Alertmanager configuration and the Slack app
-// manifest. It has no code; its tests are `make lint-deploy`, which checks all of it offline,
-// against the real schemas (kustomize, k8s.io/api, the Prometheus Operator's types), the real
-// tools (promtool, amtool) and remediator's own configuration loader and policies.
+// (kubernetes/), the NATS Helm chart's values (nats/), Prometheus and Loki rules, the
+// Alertmanager configuration and the Slack app manifest. It has no code; its tests are `make
+// lint-deploy`, which checks all of it offline, against the real schemas (kustomize,
+// k8s.io/api, the Prometheus Operator's types, the NATS chart's values), the real tools and
+// parsers (promtool, amtool, nats-server's configuration parser) and remediator's own
+// configuration loader and policies.
 package deploy
 
 import (
@@ -35,6 +37,10 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 
 // shipped is the build of kubernetes/, linted once for every test that needs it.
 var shipped = sync.OnceValues(func() (*deployment, error) { return lint("kubernetes") })
+
+// fixture is the build of testdata/kustomize/cluster: a small deployment with keys of its own
+// that passes the lint, which the broken twins break one thing of at a time.
+var fixture = sync.OnceValues(func() (*deployment, error) { return lint("testdata/kustomize/cluster") })
 
 // build returns the linted build of kubernetes/ for a test that needs it, failing the test
 // if the build has any problem (TestKubernetesManifests lists them).
