@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,37 +37,18 @@ const defaultActionTimeout = 2 * time.Minute
 type Agents struct {
 	nc  *nats.Conn
 	key *signer
-	mu  sync.RWMutex
 	// keys maps "<cluster>/<node>" to the agent's public key.
 	keys map[string]string
-}
-
-func newAgents(nc *nats.Conn, key *signer, keys map[string]string) *Agents {
-	a := &Agents{nc: nc, key: key, keys: map[string]string{}}
-	for id, k := range keys {
-		a.keys[id] = k
-	}
-	return a
 }
 
 // Agents returns the queue's client of the node agents.
 func (q *Queue) Agents() *Agents { return q.agents }
 
-// trust records the public key of an agent that serves in this process.
-func (a *Agents) trust(cluster, node, pub string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.keys[cluster+"/"+node] = pub
-}
-
 // answersFor says whether pub may answer for the agent of a node: its own key, or this
-// service's (an agent served by this very process).
+// service's (an agent served by this very process, which signs with it).
 func (a *Agents) answersFor(cluster, node string) func(pub string) bool {
-	a.mu.RLock()
 	want := a.keys[cluster+"/"+node]
-	a.mu.RUnlock()
-	own := a.key.pub
-	return func(pub string) bool { return pub == own || (want != "" && pub == want) }
+	return func(pub string) bool { return pub == a.key.pub || (want != "" && pub == want) }
 }
 
 // AgentSubject is the subject the agent of a node of a cluster listens on. Node names are
@@ -189,7 +169,7 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 			}
 			return remediator.NodeResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "agent of node %s: %s: no answer%s: %w", node, act.Kind, why, err)
 		}
-		if _, err := verify(m.Header, msg.Reply, m.Data, answersFor); err != nil {
+		if err := verify(m.Header, msg.Reply, m.Data, answersFor); err != nil {
 			refuse(err.Error())
 			continue
 		}
@@ -213,9 +193,8 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 type AgentConn struct {
 	nc  *nats.Conn
 	key *signer
-	// local is the service's client of the agents, when the agent serves in its process.
-	local *Agents
-	own   bool
+	// local says the agent serves in the service's own process, on its connection and key.
+	local bool
 }
 
 // DialAgent connects a node agent to NATS as the nkey user key (or with the user JWT of
@@ -248,26 +227,17 @@ func DialAgent(url string, key nkeys.KeyPair, credsFile string, tlsFiles TLSFile
 	if err != nil {
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
-	return &AgentConn{nc: nc, key: s, own: true}, nil
+	return &AgentConn{nc: nc, key: s}, nil
 }
 
 // AgentConn returns a connection for an agent that serves in this process (a one-node setup,
-// or a test), on the queue's own connection. Its replies are signed by key (a new one if nil),
-// which the queue's Agents trust for the node it serves.
-func (q *Queue) AgentConn(key nkeys.KeyPair) *AgentConn {
-	if key == nil {
-		key, _ = nkeys.CreateUser()
-	}
-	s, err := newSigner(key)
-	if err != nil {
-		s = q.signer // a key without a seed cannot sign: the service's own answers then
-	}
-	return &AgentConn{nc: q.nc, key: s, local: q.agents}
-}
+// or a test): on the queue's own connection, it obeys and signs with the service's key, which
+// nobody outside the process holds.
+func (q *Queue) AgentConn() *AgentConn { return &AgentConn{nc: q.nc, key: q.signer, local: true} }
 
 // Close closes a connection made by DialAgent.
 func (c *AgentConn) Close() {
-	if c.own {
+	if !c.local {
 		c.nc.Close()
 	}
 }
@@ -297,11 +267,8 @@ func (c *AgentConn) Serve(ctx context.Context, s Serving, do func(context.Contex
 		log = slog.New(slog.DiscardHandler)
 	}
 	services := slices.Clone(s.ServiceKeys)
-	if c.local != nil {
-		c.local.trust(s.Cluster, s.Node, c.key.pub)
-		if len(services) == 0 {
-			services = []string{c.local.key.pub}
-		}
+	if c.local && len(services) == 0 {
+		services = []string{c.key.pub}
 	}
 	if len(services) == 0 {
 		return remediator.Errorf(remediator.EINVALID, "agent: no service key to obey: set agent.service_keys to the public key of serve's nats.nkey_file")
@@ -383,7 +350,7 @@ type gate struct {
 // may name the request: it is the service's own, and no replay.
 func (g *gate) admit(msg *nats.Msg, arrived time.Time) (req agentRequest, answerable bool, err error) {
 	jsonErr := json.Unmarshal(msg.Data, &req)
-	if _, err := verify(msg.Header, g.subject, msg.Data, func(pub string) bool { return slices.Contains(g.services, pub) }); err != nil {
+	if err := verify(msg.Header, g.subject, msg.Data, func(pub string) bool { return slices.Contains(g.services, pub) }); err != nil {
 		return req, false, remediator.Errorf(remediator.EFORBIDDEN, "not carried out: %w", err)
 	}
 	switch age := arrived.Sub(req.IssuedAt); {

@@ -245,7 +245,7 @@ func requestTo(t *testing.T, l *listening, h nats.Header, data []byte, inbox str
 	if err := json.Unmarshal(resp.Data, &reply); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify(resp.Header, resp.Subject, resp.Data, func(pub string) bool { return pub == publicKey(l.agents["cp-1"]) }); err != nil {
+	if err := verify(resp.Header, resp.Subject, resp.Data, func(pub string) bool { return pub == publicKey(l.agents["cp-1"]) }); err != nil {
 		t.Errorf("the agent's reply: %v", err)
 	}
 	return reply

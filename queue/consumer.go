@@ -88,7 +88,7 @@ func (q *Queue) Consume(ctx context.Context, c Consumer, workers int, grace time
 
 func (q *Queue) handle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h, forged Handler) {
 	d := Delivery{Subject: msg.Subject(), Data: msg.Data(), Attempt: 1}
-	_, d.Forged = verify(msg.Headers(), msg.Subject(), msg.Data(), q.trusted)
+	d.Forged = verify(msg.Headers(), msg.Subject(), msg.Data(), q.trusted)
 	if md, err := msg.Metadata(); err == nil {
 		d.Attempt = int(md.NumDelivered)
 		log = log.With("stream_seq", md.Sequence.Stream, "attempt", d.Attempt)

@@ -202,7 +202,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
 	q.nc = nc
-	q.agents = newAgents(nc, q.signer, opts.Agents)
+	q.agents = &Agents{nc: nc, key: q.signer, keys: opts.Agents}
 	q.js, err = jetstream.New(nc)
 	if err != nil {
 		q.Close()

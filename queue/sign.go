@@ -58,27 +58,27 @@ func (s *signer) sign(h nats.Header, subject string, data []byte) {
 }
 
 // verify checks that h carries a valid signature over subject and data by one of the trusted
-// public keys, and returns that key. Anything else is EFORBIDDEN, saying why.
-func verify(h nats.Header, subject string, data []byte, trusted func(pub string) bool) (string, error) {
+// public keys. Anything else is EFORBIDDEN, saying why.
+func verify(h nats.Header, subject string, data []byte, trusted func(pub string) bool) error {
 	pub, encoded := h.Get(headerKey), h.Get(headerSignature)
 	if pub == "" || encoded == "" {
-		return "", remediator.Errorf(remediator.EFORBIDDEN, "unsigned: no %s header", headerSignature)
+		return remediator.Errorf(remediator.EFORBIDDEN, "unsigned: no %s header", headerSignature)
 	}
 	if !trusted(pub) {
-		return "", remediator.Errorf(remediator.EFORBIDDEN, "signed by %s, which is not a trusted key", pub)
+		return remediator.Errorf(remediator.EFORBIDDEN, "signed by %s, which is not a trusted key", pub)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(encoded)
 	if err != nil {
-		return "", remediator.Errorf(remediator.EFORBIDDEN, "malformed signature")
+		return remediator.Errorf(remediator.EFORBIDDEN, "malformed signature")
 	}
 	raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(pub))
 	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return "", remediator.Errorf(remediator.EFORBIDDEN, "malformed signing key %q", pub)
+		return remediator.Errorf(remediator.EFORBIDDEN, "malformed signing key %q", pub)
 	}
 	if !ed25519.Verify(ed25519.PublicKey(raw), signedBytes(subject, data), sig) {
-		return "", remediator.Errorf(remediator.EFORBIDDEN, "the signature by %s does not match the message: forged or altered", pub)
+		return remediator.Errorf(remediator.EFORBIDDEN, "the signature by %s does not match the message: forged or altered", pub)
 	}
-	return pub, nil
+	return nil
 }
 
 // publicKey is the public key of a key pair, which a valid user key always has.

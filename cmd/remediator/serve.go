@@ -236,7 +236,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
-			if err := runAgent(workCtx, m.queue.AgentConn(nil), acfg, nil); err != nil {
+			if err := runAgent(workCtx, m.queue.AgentConn(), acfg, nil); err != nil {
 				m.Log.Error("node agent stopped", "err", err)
 			}
 		}()

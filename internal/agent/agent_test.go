@@ -402,7 +402,7 @@ func TestOverNATS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- q.AgentConn(nil).Serve(ctx, queue.Serving{Cluster: "test", Node: n.Name, Log: slog.New(slog.DiscardHandler)}, a.Do)
+		served <- q.AgentConn().Serve(ctx, queue.Serving{Cluster: "test", Node: n.Name, Log: slog.New(slog.DiscardHandler)}, a.Do)
 	}()
 	t.Cleanup(func() { cancel(); <-served })
 

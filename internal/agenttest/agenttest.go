@@ -38,7 +38,7 @@ func Start(t testing.TB, q *queue.Queue, cluster string, c *etcdtest.StaticClust
 		}
 		go func() {
 			defer func() { done <- struct{}{} }()
-			if err := q.AgentConn(nil).Serve(ctx, queue.Serving{Cluster: cluster, Node: n.Name, Log: slog.New(slog.DiscardHandler)}, a.Do); err != nil {
+			if err := q.AgentConn().Serve(ctx, queue.Serving{Cluster: cluster, Node: n.Name, Log: slog.New(slog.DiscardHandler)}, a.Do); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -114,7 +114,7 @@ func (e *env) node(t *testing.T, name string, latency time.Duration, readiness b
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- e.q.AgentConn(nil).Serve(ctx, queue.Serving{Cluster: "test", Node: name, Log: slog.New(slog.DiscardHandler)}, a.Do)
+		served <- e.q.AgentConn().Serve(ctx, queue.Serving{Cluster: "test", Node: name, Log: slog.New(slog.DiscardHandler)}, a.Do)
 	}()
 	t.Cleanup(func() {
 		cancel()
