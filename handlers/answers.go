@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -120,33 +118,48 @@ type answerBody struct {
 // operator says who calls the operator API: an operator token of one's own names them; the
 // shared token lets the caller name themselves (named).
 func (a *api) operator(c echo.Context, named string) (by, via string, err error) {
-	if a.OperatorToken == "" && len(a.Operators) == 0 {
+	if !a.operatorAPI() {
 		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "the operator API is off: set api.operators_file or api.bearer_token_file")
 	}
-	got, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-	for name, token := range a.Operators {
-		if sameSecret(got, token) {
-			by, via = name, remediator.ViaAPI
-		}
-	}
+	by, shared := a.tokenOf(presented(c.Request()))
 	switch {
 	case by != "" && named != "" && named != by:
 		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "this token is %s's, not %s's", by, named)
-	case by == "" && a.OperatorToken != "" && sameSecret(got, a.OperatorToken):
-		by, via = strings.TrimSpace(named), remediator.ViaSharedAPI
-		operator := slices.ContainsFunc(slices.Collect(maps.Keys(a.Operators)), func(name string) bool { return strings.EqualFold(name, by) })
-		switch {
-		case by == "":
-			return "", "", remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
-		case remediator.LooksLikeSlackID(by):
-			return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %q is a Slack user ID, which the shared token cannot vouch for: answer in Slack, or with an operator token of your own", by)
-		case operator:
-			return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %s has an operator token of their own: answer with it, not the shared token", by)
-		}
-	case by == "":
+	case by != "":
+		return by, remediator.ViaAPI, nil
+	case !shared:
 		return "", "", remediator.Errorf(remediator.EUNAUTHORIZED, "missing or wrong operator token")
 	}
-	return by, via, nil
+	by = strings.TrimSpace(named)
+	switch {
+	case by == "":
+		return "", "", remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+	case remediator.LooksLikeSlackID(by):
+		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %q is a Slack user ID, which the shared token cannot vouch for: answer in Slack, or with an operator token of your own", by)
+	}
+	for name := range a.Operators {
+		if strings.EqualFold(name, by) {
+			return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %s has an operator token of their own: answer with it, not the shared token", by)
+		}
+	}
+	return by, remediator.ViaSharedAPI, nil
+}
+
+// operatorAPI says whether operators have tokens: then they answer over the API, and every
+// read of incidents needs a token too.
+func (a *api) operatorAPI() bool { return a.OperatorToken != "" || len(a.Operators) > 0 }
+
+// tokenOf says whose token got is: an operator's own (their name), or the shared one.
+func (a *api) tokenOf(got string) (operator string, shared bool) {
+	if got == "" {
+		return "", false
+	}
+	for name, token := range a.Operators {
+		if sameSecret(got, token) {
+			return name, false
+		}
+	}
+	return "", a.OperatorToken != "" && sameSecret(got, a.OperatorToken)
 }
 
 // closeBody is the body of a close over the API.

@@ -130,22 +130,17 @@ func New(cfg Config) *echo.Echo {
 // password of HTTP basic authentication, which it asks for.
 func (a *api) readers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if a.OperatorToken == "" && len(a.Operators) == 0 {
+		if !a.operatorAPI() {
 			return next(c)
 		}
 		got := presented(c.Request())
 		if got == "" {
 			return remediator.Errorf(remediator.EUNAUTHORIZED, "reading incidents needs an operator token: Authorization: Bearer <token>, or the token as the password of basic authentication")
 		}
-		if a.OperatorToken != "" && sameSecret(got, a.OperatorToken) {
-			return next(c)
+		if name, shared := a.tokenOf(got); name == "" && !shared {
+			return remediator.Errorf(remediator.EUNAUTHORIZED, "wrong operator token")
 		}
-		for _, token := range a.Operators {
-			if sameSecret(got, token) {
-				return next(c)
-			}
-		}
-		return remediator.Errorf(remediator.EUNAUTHORIZED, "wrong operator token")
+		return next(c)
 	}
 }
 

@@ -230,7 +230,7 @@ func TestTenantEventsAreOnlyContext(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := batch
 			b.Alerts = slices.Clone(batch.Alerts)
-			n := Untrusted(&b, tc.trusted)
+			n := untrusted(&b, tc.trusted)
 			var got []bool
 			for _, a := range b.Alerts {
 				got = append(got, a.Context)
