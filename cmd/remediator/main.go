@@ -2,7 +2,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -110,7 +109,7 @@ signed, for this node, once.`,
 			switch {
 			case cfg.NATS.URL == "":
 				return fmt.Errorf("agent: nats.url must name the NATS server remediator uses")
-			case cfg.NATS.NkeyFile == "" && cfg.NATS.CredsFile == "":
+			case cfg.NATS.IdentityFile() == "":
 				return fmt.Errorf("agent: nats.nkey_file must hold this agent's own key (`remediator agent credentials` makes it), or nats.creds_file its user JWT and key: it logs the agent in and signs its replies")
 			case len(cfg.Agent.ServiceKeys) == 0:
 				return fmt.Errorf("agent: agent.service_keys must name serve's public key (`remediator nats key --public --config serve.yaml` prints it): the agent carries out only what that key signed")
@@ -119,7 +118,7 @@ signed, for this node, once.`,
 			if err != nil {
 				return err
 			}
-			key, err := config.ReadSeed(cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile))
+			key, err := config.ReadSeed(cfg.NATS.IdentityFile())
 			if err != nil {
 				return err
 			}

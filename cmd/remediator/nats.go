@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"os"
 
@@ -92,7 +91,7 @@ an agent, and reload NATS.`,
 
 // servePublicKey is the public key of serve's NATS identity in its configuration.
 func servePublicKey(cfg config.Config, configPath string) (string, error) {
-	path := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile)
+	path := cfg.NATS.IdentityFile()
 	if path == "" {
 		return "", fmt.Errorf("--config %s has no nats.nkey_file: serve needs its own key (`remediator nats key --out FILE`)", configPath)
 	}

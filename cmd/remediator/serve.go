@@ -252,7 +252,7 @@ func (m *Main) Run(ctx context.Context) error {
 	case cfg.NATS.URL != "" && cfg.NATS.AgentsFile == "":
 		m.Log.Warn("no nats.agents_file: no node agent's reply is trusted, so node-local steps fail")
 	}
-	if cfg.NATS.URL != "" && cfg.NATS.NkeyFile == "" && cfg.NATS.CredsFile == "" {
+	if cfg.NATS.URL != "" && cfg.NATS.IdentityFile() == "" {
 		m.Log.Warn("no nats.nkey_file: this replica signs with a key of its own (data_dir/service.nk), which other replicas do not trust: give every replica the same nats.nkey_file")
 	}
 	nats := remediator.RedactURL(cfg.NATS.URL)
@@ -296,11 +296,8 @@ func (m *Main) guard(ctx context.Context, cluster string, keys []string) error {
 // insecure NATS), a key made on the first start and kept in data_dir, so that what it signed
 // before a restart still counts after.
 func serviceKey(cfg config.Config) (nkeys.KeyPair, error) {
-	switch {
-	case cfg.NATS.NkeyFile != "":
-		return config.ReadSeed(cfg.NATS.NkeyFile)
-	case cfg.NATS.CredsFile != "":
-		return config.ReadSeed(cfg.NATS.CredsFile)
+	if f := cfg.NATS.IdentityFile(); f != "" {
+		return config.ReadSeed(f)
 	}
 	path := filepath.Join(cfg.DataDir, "service.nk")
 	if _, err := os.Stat(path); err == nil {

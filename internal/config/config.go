@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -190,6 +191,9 @@ type NATS struct {
 	Agents map[string]string `yaml:"-"`
 }
 
+// IdentityFile is the file that holds this process's NATS seed: NkeyFile, or CredsFile.
+func (n NATS) IdentityFile() string { return cmp.Or(n.NkeyFile, n.CredsFile) }
+
 // Cluster is one etcd cluster.
 type Cluster struct {
 	Name string `yaml:"name"`
@@ -369,7 +373,7 @@ func (c *Config) Validate() error {
 		if t.CertFile == "" || t.KeyFile == "" {
 			bad("tls", "cert_file and key_file must be set together")
 		}
-		checkFiles(bad, "tls", map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile})
+		checkTLS(bad, "tls", TLS{CertFile: t.CertFile, KeyFile: t.KeyFile})
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
@@ -414,18 +418,7 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("%s.guarded_keys[%d]", key, j), "must not be empty")
 			}
 		}
-		t := cl.Etcd.TLS
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			bad(key+".etcd.tls", "cert_file and key_file must be set together")
-		}
-		for _, f := range []struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
-			if f.path == "" {
-				continue
-			}
-			if err := readable(f.path); err != nil {
-				bad(key+".etcd.tls."+f.key, "%v", err)
-			}
-		}
+		checkTLS(bad, key+".etcd.tls", cl.Etcd.TLS)
 	}
 	if f := c.Webhook.BearerTokenFile; f != "" {
 		tok, err := readSecret(f)
@@ -460,11 +453,7 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("kubernetes.trusted_objects[%d]", i), "namespace and kind must be set (name_prefix may be empty: every object of the kind there)")
 		}
 	}
-	for i, k := range c.Agent.ServiceKeys {
-		if !nkeys.IsValidPublicUserKey(k) {
-			bad(fmt.Sprintf("agent.service_keys[%d]", i), "%q is not a public user nkey (U...): `remediator nats key --public --config serve.yaml` prints serve's", k)
-		}
-	}
+	checkKeys(bad, "agent.service_keys", c.Agent.ServiceKeys, ": `remediator nats key --public --config serve.yaml` prints serve's")
 	if c.ExternalURL != "" {
 		if u, err := url.Parse(c.ExternalURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("external_url", "%q is not an http(s) URL such as https://remediator.example.com", c.ExternalURL)
@@ -530,9 +519,7 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 	if n.TLS.Enabled() && n.URL == "" && n.Listen == "" {
 		bad("nats.tls", "only applies with nats.url or nats.listen")
 	}
-	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
-		bad("nats.tls", "cert_file and key_file must be set together")
-	}
+	checkTLS(bad, "nats.tls", n.TLS)
 	switch {
 	case n.Listen != "":
 		if n.Insecure {
@@ -550,7 +537,7 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 		}
 	case n.URL != "" && !n.Insecure:
 		var missing []string
-		if n.NkeyFile == "" && n.CredsFile == "" {
+		if n.IdentityFile() == "" {
 			missing = append(missing, "credentials (nats.nkey_file, or nats.creds_file)")
 		}
 		if n.TLS.CAFile == "" && !allTLS(n.URL) {
@@ -562,18 +549,17 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 	case n.Insecure && n.URL == "":
 		bad("nats.insecure", "only applies with nats.url")
 	}
-	checkFiles(bad, "nats.tls", map[string]string{"ca_file": n.TLS.CAFile, "cert_file": n.TLS.CertFile, "key_file": n.TLS.KeyFile})
-	checkFiles(bad, "nats", map[string]string{"creds_file": n.CredsFile})
+	if n.CredsFile != "" {
+		if err := readable(n.CredsFile); err != nil {
+			bad("nats.creds_file", "%v", err)
+		}
+	}
 	if n.NkeyFile != "" {
 		if _, err := ReadSeed(n.NkeyFile); err != nil {
 			bad("nats.nkey_file", "%v", err)
 		}
 	}
-	for i, k := range n.PreviousKeys {
-		if !nkeys.IsValidPublicUserKey(k) {
-			bad(fmt.Sprintf("nats.previous_keys[%d]", i), "%q is not a public user nkey (U...)", k)
-		}
-	}
+	checkKeys(bad, "nats.previous_keys", n.PreviousKeys, "")
 	if n.AgentsFile != "" {
 		agents, err := ReadAgents(n.AgentsFile, c.ClusterNames())
 		if err != nil {
@@ -583,14 +569,28 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 	}
 }
 
-// checkFiles reports, under section, each named file that cannot be read.
-func checkFiles(bad func(key, format string, args ...any), section string, files map[string]string) {
-	for _, key := range slices.Sorted(maps.Keys(files)) {
-		if files[key] == "" {
+// checkTLS reports, under section, a certificate without its key (or the other way round) and
+// each file that cannot be read.
+func checkTLS(bad func(key, format string, args ...any), section string, t TLS) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad(section, "cert_file and key_file must be set together")
+	}
+	for _, f := range []struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path == "" {
 			continue
 		}
-		if err := readable(files[key]); err != nil {
-			bad(section+"."+key, "%v", err)
+		if err := readable(f.path); err != nil {
+			bad(section+"."+f.key, "%v", err)
+		}
+	}
+}
+
+// checkKeys reports, under key, each entry of keys that is no public user nkey; hint says
+// where to find the right one.
+func checkKeys(bad func(key, format string, args ...any), key string, keys []string, hint string) {
+	for i, k := range keys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			bad(fmt.Sprintf("%s[%d]", key, i), "%q is not a public user nkey (U...)%s", k, hint)
 		}
 	}
 }
