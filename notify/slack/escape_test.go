@@ -179,18 +179,10 @@ func TestWhatAlertsAndPeopleWroteIsEscaped(t *testing.T) {
 		}
 	}
 	// The header is plain text, which Slack shows as written.
-	_, plain := mrkdwnTexts(anyBlocks(f.slack.Calls("chat.update")[0].Blocks()))
+	_, plain := mrkdwnTexts(anyBlocksOf(t, f.slack.Calls("chat.update")[0].Blocks()))
 	if len(plain) == 0 || !strings.Contains(plain[0], "prod <!channel>") {
 		t.Errorf("plain text of the update %q, want the header as written", plain)
 	}
-}
-
-func anyBlocks(blocks []map[string]any) any {
-	out := make([]any, len(blocks))
-	for i, b := range blocks {
-		out[i] = b
-	}
-	return out
 }
 
 func TestTheReportLinkCannotBeBrokenOutOf(t *testing.T) {
@@ -215,6 +207,7 @@ func TestTheReportLinkCannotBeBrokenOutOf(t *testing.T) {
 	}
 }
 
+// anyBlocksOf is v as JSON decodes it, for mrkdwnTexts.
 func anyBlocksOf(t *testing.T, v any) any {
 	t.Helper()
 	b, err := json.Marshal(v)

@@ -48,15 +48,10 @@ type Config struct {
 type Notifier struct {
 	cfg Config
 	api *slack.Client
-	now func() time.Time
 
 	// authMu is held while auth.test is asked, so that it is asked once.
 	authMu sync.Mutex
 	bot    *slack.AuthTestResponse
-
-	mu     sync.Mutex
-	known  map[string]knownMember
-	asking map[string]*memberLookup
 }
 
 // New returns a notifier.
@@ -69,7 +64,7 @@ func New(cfg Config) *Notifier {
 		url += "/"
 	}
 	api := slack.New(cfg.Token, slack.OptionAPIURL(url), slack.OptionHTTPClient(&http.Client{Timeout: 10 * time.Second}))
-	return &Notifier{cfg: cfg, api: api, now: time.Now, known: map[string]knownMember{}, asking: map[string]*memberLookup{}}
+	return &Notifier{cfg: cfg, api: api}
 }
 
 // Handle brings the incident of one notice up to date in Slack: it posts or updates the
@@ -202,64 +197,11 @@ func (n *Notifier) Members(ctx context.Context, group string) ([]string, error) 
 	return users, nil
 }
 
-// memberFor is how long what users.info said of a user stands: a burst of clicks asks Slack
-// once, and a user made a guest, moved out or deactivated in Slack loses the right to approve
-// within a minute, far less than an approval stays open. maxKnown bounds the users
-// remembered.
-const (
-	memberFor = time.Minute
-	maxKnown  = 1000
-)
-
-type knownMember struct {
-	m  remediator.ChatMember
-	at time.Time
-}
-
-// memberLookup is a users.info call under way, which others asking of the same user wait
-// for instead of asking again.
-type memberLookup struct {
-	done chan struct{}
-	m    remediator.ChatMember
-	err  error
-}
-
 // Member says whether a user is a full member of the bot's workspace, or a guest, a user of
 // another organization (Slack Connect), a bot or deactivated (users.info, and auth.test once
-// for the bot's own team). Answers are remembered for a minute; failures are not.
+// for the bot's own team). It asks Slack at every click: clicks are few, and a user made a
+// guest or deactivated there loses the right to approve at once.
 func (n *Notifier) Member(ctx context.Context, userID string) (remediator.ChatMember, error) {
-	n.mu.Lock()
-	if k, ok := n.known[userID]; ok && n.now().Sub(k.at) < memberFor {
-		n.mu.Unlock()
-		return k.m, nil
-	}
-	l, waiting := n.asking[userID]
-	if !waiting {
-		l = &memberLookup{done: make(chan struct{})}
-		n.asking[userID] = l
-	}
-	n.mu.Unlock()
-	if waiting {
-		select {
-		case <-l.done:
-			return l.m, l.err
-		case <-ctx.Done():
-			return remediator.ChatMember{}, classify(ctx.Err(), "users.info of %s", userID)
-		}
-	}
-
-	l.m, l.err = n.lookUp(ctx, userID)
-	n.mu.Lock()
-	delete(n.asking, userID)
-	if l.err == nil {
-		n.remember(userID, l.m)
-	}
-	n.mu.Unlock()
-	close(l.done)
-	return l.m, l.err
-}
-
-func (n *Notifier) lookUp(ctx context.Context, userID string) (remediator.ChatMember, error) {
 	bot, err := n.botTeam(ctx)
 	if err != nil {
 		return remediator.ChatMember{}, err
@@ -306,26 +248,6 @@ func (n *Notifier) botTeam(ctx context.Context) (*slack.AuthTestResponse, error)
 	}
 	n.bot = resp
 	return resp, nil
-}
-
-// remember keeps m, making room by forgetting the expired answers, or any one if none has
-// expired. n.mu must be held.
-func (n *Notifier) remember(userID string, m remediator.ChatMember) {
-	now := n.now()
-	if len(n.known) >= maxKnown {
-		for id, k := range n.known {
-			if now.Sub(k.at) >= memberFor {
-				delete(n.known, id)
-			}
-		}
-		for id := range n.known {
-			if len(n.known) < maxKnown {
-				break
-			}
-			delete(n.known, id)
-		}
-	}
-	n.known[userID] = knownMember{m: m, at: now}
 }
 
 // reportURL is the incident's report page, ready for mrkdwn: the incident ID is escaped for
