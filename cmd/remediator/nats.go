@@ -31,11 +31,7 @@ of --config's nats.nkey_file (or nats.creds_file).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case public:
-				cfg, err := config.Load(configPath, os.Getenv)
-				if err != nil {
-					return err
-				}
-				pub, err := servePublicKey(cfg, configPath)
+				_, pub, err := loadServe(configPath)
 				if err != nil {
 					return err
 				}
@@ -72,11 +68,7 @@ official NATS Helm chart (config.merge). Run it again after ` + "`remediator age
 an agent, and reload NATS.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(configPath, os.Getenv)
-			if err != nil {
-				return err
-			}
-			pub, err := servePublicKey(cfg, configPath)
+			cfg, pub, err := loadServe(configPath)
 			if err != nil {
 				return err
 			}
@@ -87,6 +79,16 @@ an agent, and reload NATS.`,
 	cmd.Flags().StringVar(&format, "format", "conf", "conf (nats-server configuration) or helm (values for the NATS Helm chart)")
 	cmd.Flags().StringVar(&account, "account", "REMEDIATOR", "the NATS account remediator gets")
 	return cmd
+}
+
+// loadServe loads serve's configuration and the public key of its NATS identity.
+func loadServe(configPath string) (config.Config, string, error) {
+	cfg, err := config.Load(configPath, os.Getenv)
+	if err != nil {
+		return cfg, "", err
+	}
+	pub, err := servePublicKey(cfg, configPath)
+	return cfg, pub, err
 }
 
 // servePublicKey is the public key of serve's NATS identity in its configuration.
