@@ -554,9 +554,13 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 			bad("nats.creds_file", "%v", err)
 		}
 	}
+	var own string
 	if n.NkeyFile != "" {
-		if _, err := ReadSeed(n.NkeyFile); err != nil {
+		kp, err := ReadSeed(n.NkeyFile)
+		if err != nil {
 			bad("nats.nkey_file", "%v", err)
+		} else {
+			own, _ = kp.PublicKey()
 		}
 	}
 	checkKeys(bad, "nats.previous_keys", n.PreviousKeys, "")
@@ -564,6 +568,12 @@ func (c *Config) validateNATS(bad func(key, format string, args ...any)) {
 		agents, err := ReadAgents(n.AgentsFile, c.ClusterNames())
 		if err != nil {
 			bad("nats.agents_file", "%v", err)
+		}
+		for _, id := range slices.Sorted(maps.Keys(agents)) {
+			if own != "" && agents[id] == own {
+				// An agent with serve's key could sign as serve: no agent would tell them apart.
+				bad("nats.agents_file", "%s: %s has serve's own key (nats.nkey_file): every agent needs a key of its own", n.AgentsFile, id)
+			}
 		}
 		n.Agents = agents
 	}
