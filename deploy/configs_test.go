@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -26,6 +25,9 @@ import (
 // the manifest when agent.etcd_data_dir is not set: the agent must see it at the same path.
 const kubeadmEtcdDataDir = "/var/lib/etcd"
 
+// insecureNATS is what the lint says of a remediator configuration with nats.insecure.
+const insecureNATS = "nats.insecure: true: this deployment's NATS takes only TLS and nkeys (deploy/nats), and an insecure client is one anyone on the network can pose as or listen to"
+
 // noEnv is an environment with nothing set.
 func noEnv(string) string { return "" }
 
@@ -45,44 +47,35 @@ func (d *deployment) loadConfigs() []error {
 			view := filepath.Join(root, w.kind, w.namespace, w.name, c.Name)
 			fail := func(err error) { errs = append(errs, fmt.Errorf("%v: container %q: %w", w, c.Name, err)) }
 			switch {
-			case remediatorCommand(c) == "serve":
+			case remediatorCommand(c) == "serve" || remediatorCommand(c) == "agent":
 				cfg, err := d.loadConfig(view, w, c)
 				if err != nil {
 					fail(err)
+				}
+				var key string // the public key of its NATS identity
+				if cfg != nil {
+					if cfg.NATS.Insecure {
+						fail(errors.New(insecureNATS))
+					}
+					if p := cfg.NATS.IdentityFile(); p != "" {
+						if key, err = publicKey(filepath.Join(view, p)); err != nil {
+							fail(err)
+						}
+					}
+				}
+				if remediatorCommand(c) == "agent" {
+					// Kept whether its configuration loads or not: checkAgents checks its
+					// workload all the same.
+					d.agents = append(d.agents, agentPod{workload: w, container: c, cfg: cfg, node: w.pod.Spec.NodeSelector[hostnameLabel], key: key})
 					continue
 				}
 				if cfg == nil {
-					continue
+					continue // no --config (the defaults need no check), or it says why above
 				}
 				for _, err := range checkServe(w, c, cfg) {
 					fail(err)
 				}
-				d.serve, d.webhookToken = cfg, cfg.Webhook.BearerToken
-				if p := cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile); p != "" {
-					if d.serveKey, err = publicKey(filepath.Join(view, p)); err != nil {
-						fail(err)
-					}
-				}
-			case remediatorCommand(c) == "agent":
-				cfg, err := d.loadConfig(view, w, c)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				a := agentPod{workload: w, container: c, cfg: cfg, node: w.pod.Spec.NodeSelector[hostnameLabel]}
-				var key string // the agent's identity: its nkey seed, or a creds file
-				if cfg != nil {
-					key = cmp.Or(cfg.NATS.NkeyFile, cfg.NATS.CredsFile)
-				}
-				if p := key; p != "" {
-					if a.key, err = publicKey(filepath.Join(view, p)); err != nil {
-						fail(err)
-					}
-					if _, v, ok := mountOf(w.pod.Spec, c, p); ok && v.Secret != nil {
-						a.keySecret = v.Secret.SecretName
-					}
-				}
-				d.agents = append(d.agents, a)
+				d.serve, d.serveKey, d.webhookToken = cfg, key, cfg.Webhook.BearerToken
 			case strings.Contains(c.Image, "kubernetes-event-exporter"):
 				cfg, err := d.loadExporterConfig(view, w, c)
 				if err != nil {
@@ -159,12 +152,12 @@ func (d *deployment) loadConfig(view string, w workload, c corev1.Container) (*c
 		return nil, fmt.Errorf("--config %s: no mount of the pod puts a file there", file)
 	}
 	// Absolute paths in the file are the container's: point them into the view.
-	var doc yamlv3.Node
+	var doc map[string]any
 	if err := yamlv3.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("--config %s: %w", file, err)
 	}
-	reroot(&doc, view)
-	if data, err = yamlv3.Marshal(&doc); err != nil {
+	reroot(doc, view)
+	if data, err = yamlv3.Marshal(doc); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(view, file), data, 0o600); err != nil {
@@ -178,18 +171,22 @@ func (d *deployment) loadConfig(view string, w workload, c corev1.Container) (*c
 	return &cfg, nil
 }
 
-// reroot points every absolute *_file and *_dir value of a configuration into view.
-func reroot(n *yamlv3.Node, view string) {
-	if n.Kind == yamlv3.MappingNode {
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if v.Kind == yamlv3.ScalarNode && (strings.HasSuffix(k.Value, "_file") || strings.HasSuffix(k.Value, "_dir")) && filepath.IsAbs(v.Value) {
-				v.Value = filepath.Join(view, v.Value)
+// reroot points every absolute *_file and *_dir value of a decoded configuration (remediator's
+// or nats-server's) under root, where the lint writes the files its pod would see.
+func reroot(v any, root string) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, sub := range t {
+			if s, ok := sub.(string); ok && (strings.HasSuffix(k, "_file") || strings.HasSuffix(k, "_dir")) && filepath.IsAbs(s) {
+				t[k] = filepath.Join(root, s)
+				continue
 			}
+			reroot(sub, root)
 		}
-	}
-	for _, c := range n.Content {
-		reroot(c, view)
+	case []any:
+		for _, sub := range t {
+			reroot(sub, root)
+		}
 	}
 }
 
@@ -317,8 +314,8 @@ func checkServe(w workload, c corev1.Container, cfg *config.Config) []error {
 	if dep, ok := w.value.(*appsv1.Deployment); ok && (dep.Spec.Replicas == nil || *dep.Spec.Replicas > 1) && cfg.NATS.URL == "" {
 		errs = append(errs, errors.New("nats.url is empty, so each replica would run its own embedded NATS and share nothing: set nats.url or run one replica"))
 	}
-	if cfg.NATS.Insecure {
-		errs = append(errs, errors.New(insecureNATS))
+	if !cfg.API.Secured() {
+		errs = append(errs, errors.New("api: no api.operators_file (nor api.bearer_token_file): every read of the API and the incidents page would be open to whoever reaches serve's port, which the ingress opens in the cluster"))
 	}
 	if m, _, ok := mountOf(w.pod.Spec, c, cfg.DataDir); !ok || m.ReadOnly {
 		errs = append(errs, fmt.Errorf("data_dir %s: on the read-only root filesystem; mount a writable volume there (etcd snapshots go to it)", cfg.DataDir))
@@ -327,8 +324,9 @@ func checkServe(w workload, c corev1.Container, cfg *config.Config) []error {
 }
 
 // checkAgents checks the node agents' workloads: one Deployment per control-plane node,
-// pinned to it, with the node's name, the host network, and every folder it works in mounted
-// from the host at the same path (the paths in etcd's manifest are the host's).
+// pinned to it, with the node's name, its own node's Secret and no other, the host network,
+// and every folder it works in mounted from the host at the same path (the paths in etcd's
+// manifest are the host's).
 func (d *deployment) checkAgents() []error {
 	var errs []error
 	for _, ap := range d.agents {
@@ -350,6 +348,17 @@ func (d *deployment) checkAgents() []error {
 			}
 		default:
 			bad("the node agents run as one Deployment per control-plane node, pinned to it with its own Secret: a %s's pods all get the same Secrets, so every node would hold the same key and could answer in another's place", w.kind)
+		}
+		// Its own node's identity and nothing else: not another node's key, nor serve's
+		// Secrets (the etcd certificate, the tokens).
+		if want := "remediator-agent-" + ap.node; ap.node != "" {
+			var got []string
+			for _, s := range podSecrets(spec) {
+				got = append(got, unhashed(s))
+			}
+			if !slices.Equal(got, []string{want}) {
+				bad("gets Secrets [%s]: a node's agent gets its own node's Secret, %s, and no other: with another identity's key or certificate it could act in its place", strings.Join(got, ", "), want)
+			}
 		}
 		if _, ok := spec.NodeSelector["node-role.kubernetes.io/control-plane"]; !ok {
 			bad("no nodeSelector node-role.kubernetes.io/control-plane: the agent belongs on control-plane nodes only")
@@ -375,8 +384,11 @@ func (d *deployment) checkAgents() []error {
 			bad("--node %q is not the node's name from the downward API (env from fieldRef spec.nodeName)", node)
 		}
 		a := config.Defaults(noEnv).Agent
-		if ap.cfg != nil {
+		switch _, hasConfig := flag(c.Args, "config"); {
+		case ap.cfg != nil:
 			a = ap.cfg.Agent
+		case hasConfig:
+			continue // its configuration does not load (loadConfigs says why): its folders are unknown
 		}
 		dataDir, dataKey := a.EtcdDataDir, "agent.etcd_data_dir"
 		if dataDir == "" {

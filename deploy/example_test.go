@@ -13,7 +13,6 @@ import (
 	yamlv3 "gopkg.in/yaml.v3"
 
 	"github.com/remediator/remediator/internal/config"
-	"github.com/remediator/remediator/internal/errfile"
 	"github.com/remediator/remediator/internal/yamlstrict"
 )
 
@@ -182,7 +181,5 @@ func TestKeyCommandsConfig(t *testing.T) {
 	}
 	const broken = "testdata/keys/agent-seed.yaml"
 	err = checkKeysConfig(broken, f.serveKey, f.serve.NATS.Agents, f.serve.ClusterNames())
-	if want := errfile.Want(t, broken); err == nil || err.Error() != want {
-		t.Errorf("%s:\nerror:\n%v\nwant:\n%s", broken, err, want)
-	}
+	wantError(t, broken, "the key commands would sign for another identity than serve's", err)
 }

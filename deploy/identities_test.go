@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/nats-io/nkeys"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -23,13 +22,13 @@ const hostnameLabel = "kubernetes.io/hostname"
 type agentPod struct {
 	workload  workload
 	container corev1.Container
-	// cfg is the agent's configuration (nil without --config).
+	// cfg is the agent's configuration: nil without --config, or when it does not load
+	// (loadConfigs says why).
 	cfg *config.Config
 	// node is the node the workload is pinned to (nodeSelector kubernetes.io/hostname).
 	node string
-	// key is the public key of the seed at the agent's nats.nkey_file, as its pod sees it,
-	// and keySecret the Secret that file comes from.
-	key, keySecret string
+	// key is the public key of the seed at the agent's nats.nkey_file, as its pod sees it.
+	key string
 }
 
 // publicKey returns the public key of the nkey seed (or creds file) at path.
@@ -79,34 +78,11 @@ func podSecrets(spec corev1.PodSpec) []string {
 	return slices.Compact(names)
 }
 
-// seedOwners maps each Secret of a namespace that holds an nkey seed to the public keys of its
-// seeds.
-func (d *deployment) seedOwners(namespace string) map[string][]string {
-	out := map[string][]string{}
-	for _, o := range d.objects {
-		if o.kind != "Secret" || o.namespace != namespace {
-			continue
-		}
-		data := d.data(o)
-		for _, k := range slices.Sorted(maps.Keys(data)) {
-			if kp, err := nkeys.ParseDecoratedNKey(data[k]); err == nil {
-				if pub, err := kp.PublicKey(); err == nil {
-					out[o.name] = append(out[o.name], pub)
-				}
-			}
-		}
-	}
-	return out
-}
-
-// insecureNATS is what the lint says of a configuration with nats.insecure.
-const insecureNATS = "nats.insecure: true: this deployment's NATS takes only TLS and nkeys (deploy/nats), and an insecure client is one anyone on the network can pose as or listen to"
-
-// checkAgentIdentities checks that each node's agent holds its own NATS identity and no one
-// else's: the key at its nats.nkey_file is the one serve's agents file names for its node, it
-// comes from that node's Secret (remediator-agent-<node>), no Secret of another identity is in
-// its pod, every node of the agents file has an agent, serve's key is one the agents obey,
-// and nothing runs with nats.insecure.
+// checkAgentIdentities checks that each node's agent holds its own NATS identity: the key at
+// its nats.nkey_file is the one serve's agents file names for its node, every node of the
+// agents file has an agent, and serve's key is one the agents obey. That its pod gets no other
+// identity's Secret is checkAgents'; that the agents file does not give an agent serve's own
+// key is internal/config's (serve's configuration does not load).
 func (d *deployment) checkAgentIdentities() []error {
 	var errs []error
 	if d.serve == nil || len(d.agents) == 0 {
@@ -125,25 +101,21 @@ func (d *deployment) checkAgentIdentities() []error {
 	if d.serve.NATS.URL != "" && d.serve.NATS.AgentsFile == "" {
 		errs = append(errs, fmt.Errorf("serve configuration: no nats.agents_file: serve would take no agent's answer"))
 	}
-	if d.serveKey != "" {
-		for _, id := range slices.Sorted(maps.Keys(d.serve.NATS.Agents)) {
-			if d.serve.NATS.Agents[id] == d.serveKey {
-				errs = append(errs, fmt.Errorf("serve configuration: nats.agents_file gives agent %s serve's own key: every agent needs its own", id))
-			}
-		}
-	}
 	onNode := map[string]string{} // cluster/node: the workload that runs its agent
+	unread := map[string]bool{}   // nodes whose agent's configuration did not load
 	for _, a := range d.agents {
 		w := a.workload
 		bad := func(format string, args ...any) {
 			errs = append(errs, fmt.Errorf("%v: container %q: %s", w, a.container.Name, fmt.Sprintf(format, args...)))
 		}
 		if a.cfg == nil {
-			bad("no --config: the agent needs nats.url, nats.nkey_file and agent.service_keys")
+			if _, ok := flag(a.container.Args, "config"); !ok {
+				bad("no --config: the agent needs nats.url, nats.nkey_file and agent.service_keys")
+			}
+			// Whose agent it is comes from its configuration; without one, its own error says
+			// why rather than its node's lack of an agent.
+			unread[a.node] = true
 			continue
-		}
-		if a.cfg.NATS.Insecure {
-			bad(insecureNATS)
 		}
 		if d.serveKey != "" && !slices.Contains(a.cfg.Agent.ServiceKeys, d.serveKey) {
 			bad("agent.service_keys %v does not hold serve's public key %s (serve's nats.nkey_file): the agent would refuse every request", a.cfg.Agent.ServiceKeys, d.serveKey)
@@ -166,29 +138,10 @@ func (d *deployment) checkAgentIdentities() []error {
 		case a.key != want:
 			bad("nats.nkey_file holds the key %s, but serve's agents file names %s for %s: NATS and serve know this agent by that one", a.key, want, id)
 		}
-		if wantSecret := "remediator-agent-" + a.node; a.keySecret != "" && unhashed(a.keySecret) != wantSecret {
-			bad("nats.nkey_file comes from Secret %s: a node's key lives in its own Secret, %s", unhashed(a.keySecret), wantSecret)
-		}
-		// No other identity's seed may be in the pod: a node that holds another's key can
-		// answer in its place.
-		seeds := d.seedOwners(w.namespace)
-		for _, s := range podSecrets(w.pod.Spec) {
-			for _, k := range seeds[s] {
-				if k == a.key {
-					continue
-				}
-				who := owner[k]
-				if who == "" {
-					who = "no one serve knows"
-				}
-				bad("gets Secret %s, which holds the key of %s (%s): a node's agent gets its own node's key and no other", unhashed(s), who, k)
-			}
-		}
 	}
 	// Every agent serve expects has a workload: a node without one fails every node-local step.
 	for _, id := range slices.Sorted(maps.Keys(d.serve.NATS.Agents)) {
-		if _, ok := onNode[id]; !ok {
-			_, node, _ := strings.Cut(id, "/")
+		if _, node, _ := strings.Cut(id, "/"); onNode[id] == "" && !unread[node] {
 			errs = append(errs, fmt.Errorf("serve's agents file names agent %s, but no agent of the build runs on node %s: its node-local steps would go unanswered", id, node))
 		}
 	}

@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/remediator/remediator/internal/config"
-	"github.com/remediator/remediator/internal/errfile"
 )
 
 // object is one resource of a build, decoded into its API type.
@@ -550,10 +549,15 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, o := range d.objects {
 		kinds[o.kind]++
 	}
+	if d.serve == nil || len(d.agents) == 0 || d.exporter == nil {
+		t.Fatalf("the serve, agent and event-exporter configurations must all be in the build (serve %v, agents %d, exporter %v)",
+			d.serve != nil, len(d.agents), d.exporter != nil)
+	}
 	// The build holds what the README promises; a resource lost from a kustomization would
 	// otherwise pass every check above by its absence.
-	// A Deployment and a Secret per control-plane node (three example nodes as shipped).
-	nodes := len(d.agents)
+	// A Deployment and a Secret per node of serve's agents file (three example nodes as
+	// shipped); checkAgentIdentities holds each agent of the build to a node of that file.
+	nodes := len(d.serve.NATS.Agents)
 	want := map[string]int{"Namespace": 2, "ServiceAccount": 3, "Deployment": 2 + nodes, "DaemonSet": 0, "Service": 1,
 		"PodDisruptionBudget": 1, "ConfigMap": 4, "Secret": 4 + nodes, "Role": 1, "RoleBinding": 1, "ClusterRole": 1,
 		"ClusterRoleBinding": 1, "ServiceMonitor": 1, "PrometheusRule": 1, "PriorityClass": 1, "NetworkPolicy": 4}
@@ -561,10 +565,6 @@ func TestKubernetesManifests(t *testing.T) {
 		if kinds[k] != n {
 			t.Errorf("%d %s objects, want %d", kinds[k], k, n)
 		}
-	}
-	if d.serve == nil || len(d.agents) == 0 || d.exporter == nil {
-		t.Fatalf("the serve, agent and event-exporter configurations must all be in the build (serve %v, agents %d, exporter %v)",
-			d.serve != nil, len(d.agents), d.exporter != nil)
 	}
 }
 
@@ -575,8 +575,11 @@ func TestFixtureCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("testdata/kustomize/cluster:\n%v", err)
 	}
-	if d.serve == nil || d.serveKey == "" || len(d.agents) != 2 || len(d.serve.NATS.Agents) != 2 {
-		t.Fatalf("testdata/kustomize/cluster: serve %v, serve's key %q, %d agents, agents file %v", d.serve != nil, d.serveKey, len(d.agents), d.serve.NATS.Agents)
+	if d.serve == nil {
+		t.Fatal("testdata/kustomize/cluster: no serve configuration")
+	}
+	if d.serveKey == "" || len(d.agents) != 2 || len(d.serve.NATS.Agents) != 2 {
+		t.Fatalf("testdata/kustomize/cluster: serve's key %q, %d agents, agents file %v", d.serveKey, len(d.agents), d.serve.NATS.Agents)
 	}
 }
 
@@ -593,14 +596,18 @@ func TestBrokenKustomizations(t *testing.T) {
 		{"bad-config", "remediator serve refuses its configuration at start"},
 		{"agent-daemonset", "a DaemonSet's pods all get the same Secrets: every node would hold the same key"},
 		{"agent-other-node-secret", "a node holding another node's key can answer in its place"},
+		{"agent-etcd-secret", "an agent's pod holds its own node's identity only, not serve's etcd certificate"},
 		{"agent-wrong-key", "NATS and serve know the agent by the key in serve's agents file, not the one in its Secret"},
 		{"agent-same-node", "two agents on one node, and a node without one"},
 		{"agent-unpinned", "an agent's Deployment is one pod, pinned to its node, never two at once"},
 		{"agent-no-config", "an agent without its configuration has no NATS, no key and no service key"},
+		{"agent-config-unread", "an agent whose configuration does not load is still a workload to check"},
 		{"agent-wrong-service-key", "the agents obey only the keys in agent.service_keys, and serve signs with another"},
-		{"agents-file-serve-key", "an agent with serve's key could sign requests the other agents obey"},
+		{"agents-file-serve-key", "internal/config refuses an agent with serve's key, which could sign requests the other agents obey"},
 		{"serve-without-agents-file", "serve takes no answer an agent's key did not sign, and knows none"},
+		{"serve-without-operators", "serve's port is open to the ingress, and an API without operator tokens answers every read"},
 		{"nats-insecure", "nats.insecure drops the TLS and credentials this deployment relies on"},
+		{"agent-nats-insecure", "an agent's nats.insecure drops them as serve's does"},
 		{"nats-open", "a NATS client port open to every pod of the cluster"},
 		{"nats-agents-by-label", "host-network agents are not matched by podSelector on most CNIs"},
 		{"nats-routes-closed", "NATS servers that cannot reach each other's routes form no cluster"},
@@ -608,14 +615,12 @@ func TestBrokenKustomizations(t *testing.T) {
 		{"networkpolicy-selects-nothing", "a policy whose podSelector matches no pod guards nothing"},
 		{"serve-closed-to-exporter", "a policy that keeps the exporter from serve loses every event"},
 		{"servicemonitor-no-token", "serve asks for a token on /metrics: a scrape without one gets 401"},
+		{"servicemonitor-wrong-token", "a scrape with another token than serve's gets 401"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := "testdata/kustomize/" + tc.name
-			want := errfile.Want(t, dir+"/kustomization.yaml")
 			_, err := lint(dir)
-			if err == nil || err.Error() != want {
-				t.Errorf("%s:\nerror:\n%v\nwant:\n%s", tc.why, err, want)
-			}
+			wantError(t, dir+"/kustomization.yaml", tc.why, err)
 		})
 	}
 }

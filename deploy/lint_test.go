@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/remediator/remediator/internal/errfile"
 )
 
 // aptHint is how the tools are installed; a lint that skips when they are missing would pass
@@ -51,4 +53,13 @@ func build(t *testing.T) *deployment {
 		t.Fatal("deploy/kubernetes does not pass the lint: see TestKubernetesManifests")
 	}
 	return d
+}
+
+// wantError fails the test unless err is the error that file's leading comment names
+// (errfile); why says what passing it would let through.
+func wantError(t *testing.T, file, why string, err error) {
+	t.Helper()
+	if want := errfile.Want(t, file); err == nil || err.Error() != want {
+		t.Errorf("%s: %s:\nerror:\n%v\nwant:\n%s", file, why, err, want)
+	}
 }

@@ -2,31 +2,23 @@ package deploy
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"cmp"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	yamlv3 "gopkg.in/yaml.v3"
 
-	"github.com/remediator/remediator/internal/errfile"
+	"github.com/remediator/remediator/internal/tlstest"
 	"github.com/remediator/remediator/queue"
 )
 
@@ -136,7 +128,7 @@ func checkChartKeys(key string, got, def any) []error {
 			if strings.HasPrefix(sub, "config.") {
 				hint = "; nats-server's own options go under merge"
 			}
-			errs = append(errs, fmt.Errorf("%s: the NATS chart has no such value (%s takes %s)%s", sub, cmpOr(key, "the chart"), strings.Join(slices.Sorted(maps.Keys(defMap)), ", "), hint))
+			errs = append(errs, fmt.Errorf("%s: the NATS chart has no such value (%s takes %s)%s", sub, cmp.Or(key, "the chart"), strings.Join(slices.Sorted(maps.Keys(defMap)), ", "), hint))
 			continue
 		}
 		errs = append(errs, checkChartKeys(sub, gotMap[k], d)...)
@@ -144,21 +136,31 @@ func checkChartKeys(key string, got, def any) []error {
 	return errs
 }
 
-func cmpOr(s, alt string) string {
-	if s == "" {
-		return alt
-	}
-	return s
+// unrendered are the chart's values that change the server configuration in a way the lint
+// does not render, each with what to do instead: one set otherwise than the chart's default is
+// refused, as a listener the lint does not render is.
+var unrendered = []struct{ key, instead string }{
+	{"tlsCA.enabled", "give each TLS block its CA as merge.ca_file, in its Secret's dir"},
+	{"nameOverride", "keep the release's names (nats): the certificates and the NetworkPolicies name them"},
+	{"fullnameOverride", "keep the release's names (nats): the certificates and the NetworkPolicies name them"},
+	{"statefulSet.name", "keep the release's names (nats): the certificates and the NetworkPolicies name them"},
+	{"headlessService.name", "keep the release's names (nats): the routes' certificate names *.nats-headless"},
+	{"config.cluster.routeURLs.useFQDN", "leave it off: the routes' certificate names *.nats-headless"},
+	{"config.cluster.routeURLs.user", "the routes authenticate with their certificates (config.cluster.tls)"},
+	{"config.cluster.routeURLs.password", "the routes authenticate with their certificates (config.cluster.tls)"},
+	{"config.monitor.tls.enabled", "leave monitoring on plain HTTP, which the chart's probes ask"},
+	{"config.jetstream.memoryStore.enabled", "remediator's streams and buckets are on file (config.jetstream.fileStore)"},
 }
 
 // lintNATSValues checks the NATS chart's values files (over the chart's defaults, as helm takes
 // them) as the NATS servers will see them: the keys are the chart's, nats-box is off, JetStream
-// is on persistent volumes, and the server configuration the chart renders from them parses
-// with nats-server's own parser into a server that takes clients with TLS, a verified client
-// certificate and a known nkey only, runs three servers over verified TLS routes with
-// JetStream, and gives serve's key (serveKey) every subject of remediator's account and each
-// agent of agents its own subject and one answer per request, as the embedded server does.
-func lintNATSValues(serveKey string, agents map[string]string, files ...string) error {
+// is on persistent volumes, nothing is set that the lint does not render, and the server
+// configuration rendered from them as the chart's templates do parses with nats-server's own
+// parser into a server that takes clients with TLS, a verified client certificate and a known
+// nkey only, runs three servers over verified TLS routes with JetStream, and gives serve's key
+// (serveKey) every subject of remediator's account and each agent of agents its own subject
+// and one answer per request, as the embedded server does.
+func lintNATSValues(t *testing.T, serveKey string, agents map[string]string, files ...string) error {
 	defaults, err := readYAMLMap(natsChartDefaults)
 	if err != nil {
 		return err
@@ -185,8 +187,16 @@ func lintNATSValues(serveKey string, agents map[string]string, files ...string) 
 			bad("config.%s.enabled: the lint renders the client port, the routes, JetStream and monitoring only, and a listener it does not render is one it does not check", l)
 		}
 	}
+	for _, u := range unrendered {
+		if v := at(values, strings.Split(u.key, ".")...); v != nil && v != false && v != "" {
+			bad("%s: %v: the lint does not render it, and a server configuration it does not render is one it does not check: %s", u.key, v, u.instead)
+		}
+	}
 	if p := patches("config", atMap(values, "config")); len(p) > 0 {
 		bad("%s: JSON patches are not rendered by the lint: use merge", strings.Join(p, ", "))
+	}
+	if inc := includes("config", atMap(values, "config")); len(inc) > 0 {
+		bad("%s: the chart turns it into an include directive, and the lint has no file to include: write what the file holds under merge itself", strings.Join(inc, ", "))
 	}
 	switch js := at(values, "config", "merge", "accounts", natsAccount, "jetstream"); js {
 	case "enabled", "enable", true:
@@ -198,7 +208,7 @@ func lintNATSValues(serveKey string, agents map[string]string, files ...string) 
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	opts, err := parseNATSConf(values)
+	opts, err := parseNATSConf(t, values)
 	if err != nil {
 		return err
 	}
@@ -223,27 +233,39 @@ func patches(key string, v map[string]any) []string {
 	return out
 }
 
+// includes lists the keys under a values tree that end in $include, which the chart's
+// nats.formatConfig turns into include directives.
+func includes(key string, v map[string]any) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		if strings.HasSuffix(k, "$include") {
+			out = append(out, key+"."+k)
+		}
+		if sub, ok := v[k].(map[string]any); ok {
+			out = append(out, includes(key+"."+k, sub)...)
+		}
+	}
+	return out
+}
+
 // renderNATSConf is the server configuration the chart's files/config/*.yaml render from the
-// values, for the parts the lint renders (the others are refused above): the client port and
+// values, for the values the lint renders (the others are refused above): the client port and
 // its TLS, the cluster and its routes, monitoring and JetStream, then config.merge over it.
-// server_name is the first pod's name, which the chart's $SERVER_NAME holds.
+// The names are the release's (natsRelease); server_name is the first pod's, which the chart's
+// $SERVER_NAME holds.
 func renderNATSConf(v map[string]any) map[string]any {
 	config := atMap(v, "config")
 	tlsBlock := func(t map[string]any) map[string]any {
 		b := map[string]any{}
 		if s := atString(t, "secretName"); s != "" {
 			dir := strings.TrimSuffix(atString(t, "dir"), "/")
-			b["cert_file"] = dir + "/" + cmpOr(atString(t, "cert"), "tls.crt")
-			b["key_file"] = dir + "/" + cmpOr(atString(t, "key"), "tls.key")
-		}
-		if ca := atMap(v, "tlsCA"); atBool(ca, "enabled") && (atString(ca, "configMapName") != "" || atString(ca, "secretName") != "") {
-			b["ca_file"] = strings.TrimSuffix(atString(ca, "dir"), "/") + "/" + cmpOr(atString(ca, "key"), "ca.crt")
+			b["cert_file"] = dir + "/" + cmp.Or(atString(t, "cert"), "tls.crt")
+			b["key_file"] = dir + "/" + cmp.Or(atString(t, "key"), "tls.key")
 		}
 		return coalesce(b, atMap(t, "merge"))
 	}
-	name := cmpOr(atString(v, "statefulSet", "name"), cmpOr(atString(v, "fullnameOverride"), natsRelease))
 	doc := map[string]any{
-		"server_name":            name + "-0",
+		"server_name":            natsRelease + "-0",
 		"lame_duck_grace_period": "10s",
 		"lame_duck_duration":     "30s",
 		"pid_file":               "/var/run/nats/nats.pid",
@@ -257,45 +279,35 @@ func renderNATSConf(v map[string]any) map[string]any {
 		if atBool(c, "tls", "enabled") {
 			scheme = "tls"
 		}
-		domain := cmpOr(atString(v, "headlessService", "name"), name+"-headless")
-		if atBool(c, "routeURLs", "useFQDN") {
-			domain += ".nats.svc." + atString(c, "routeURLs", "k8sClusterDomain")
-		}
 		replicas, _ := at(c, "replicas").(int)
 		var routes []any
 		for i := range replicas {
-			routes = append(routes, fmt.Sprintf("%s://%s-%d.%s:%v", scheme, name, i, domain, at(c, "port")))
+			routes = append(routes, fmt.Sprintf("%s://%s-%d.%s-headless:%v", scheme, natsRelease, i, natsRelease, at(c, "port")))
 		}
-		block := map[string]any{"name": name, "port": at(c, "port"), "no_advertise": at(c, "noAdvertise"), "routes": routes}
+		block := map[string]any{"name": natsRelease, "port": at(c, "port"), "no_advertise": at(c, "noAdvertise"), "routes": routes}
 		if t := atMap(c, "tls"); atBool(t, "enabled") {
 			block["tls"] = tlsBlock(t)
 		}
 		doc["cluster"] = coalesce(block, atMap(c, "merge"))
 	}
 	if m := atMap(config, "monitor"); atBool(m, "enabled") {
-		if atBool(m, "tls", "enabled") {
-			doc["https_port"] = at(m, "port")
-		} else {
-			doc["http_port"] = at(m, "port")
-		}
+		doc["http_port"] = at(m, "port")
 	}
 	if js := atMap(config, "jetstream"); atBool(js, "enabled") {
 		block := map[string]any{}
-		if ms := atMap(js, "memoryStore"); ms != nil {
+		if len(atMap(js, "memoryStore")) > 0 {
 			block["max_memory_store"] = 0
-			if atBool(ms, "enabled") && atString(ms, "maxSize") != "" {
-				block["max_memory_store"] = "<< " + atString(ms, "maxSize") + " >>"
-			}
 		}
-		if fs := atMap(js, "fileStore"); fs != nil {
-			block["max_file_store"] = 0
-			if atBool(fs, "enabled") {
+		if fs := atMap(js, "fileStore"); len(fs) > 0 {
+			switch {
+			case !atBool(fs, "enabled"):
+				block["max_file_store"] = 0
+			case atString(fs, "maxSize") != "":
+				block["store_dir"], block["max_file_store"] = at(fs, "dir"), "<< "+atString(fs, "maxSize")+" >>"
+			case atBool(fs, "pvc", "enabled"):
+				block["store_dir"], block["max_file_store"] = at(fs, "dir"), "<< "+atString(fs, "pvc", "size")+" >>"
+			default:
 				block["store_dir"] = at(fs, "dir")
-				if s := atString(fs, "maxSize"); s != "" {
-					block["max_file_store"] = "<< " + s + " >>"
-				} else if atBool(fs, "pvc", "enabled") {
-					block["max_file_store"] = "<< " + atString(fs, "pvc", "size") + " >>"
-				}
 			}
 		}
 		doc["jetstream"] = coalesce(block, atMap(js, "merge"))
@@ -304,7 +316,7 @@ func renderNATSConf(v map[string]any) map[string]any {
 }
 
 // formatNATSConf writes the configuration as the chart's nats.formatConfig does: JSON, with
-// "<< x >>" strings unquoted and keys ending in $include turned into include directives.
+// "<< x >>" strings unquoted (includes are refused above).
 func formatNATSConf(doc map[string]any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -313,36 +325,26 @@ func formatNATSConf(doc map[string]any) ([]byte, error) {
 	if err := enc.Encode(doc); err != nil {
 		return nil, err
 	}
-	out := regexp.MustCompile(`".*\$include": "(.*)",?`).ReplaceAll(b.Bytes(), []byte("include ${1};"))
-	return regexp.MustCompile(`"<<\s+(.*?)\s+>>"`).ReplaceAll(out, []byte("${1}")), nil
+	return regexp.MustCompile(`"<<\s+(.*?)\s+>>"`).ReplaceAll(b.Bytes(), []byte("${1}")), nil
 }
 
 // parseNATSConf renders the server configuration, writes it with the files of the TLS Secrets
 // the chart mounts (each at its dir: tls.crt, tls.key and ca.crt, test certificates) under a
-// temporary root, its absolute *_file paths pointed there, and parses it with
+// temporary root, its absolute *_file and *_dir paths pointed there, and parses it with
 // server.ProcessConfigFile. Messages name the paths as the pod has them.
-func parseNATSConf(values map[string]any) (*server.Options, error) {
-	root, err := os.MkdirTemp("", "lint-nats-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(root)
+func parseNATSConf(t *testing.T, values map[string]any) (*server.Options, error) {
+	root := t.TempDir()
 	config := atMap(values, "config")
 	for _, proto := range []string{"nats", "cluster"} {
-		t := atMap(config, proto, "tls")
-		if (proto == "nats" || atBool(config, proto, "enabled")) && atBool(t, "enabled") && atString(t, "secretName") != "" {
-			if err := writeTestCerts(filepath.Join(root, atString(t, "dir")), proto); err != nil {
+		block := atMap(config, proto, "tls")
+		if (proto == "nats" || atBool(config, proto, "enabled")) && atBool(block, "enabled") && atString(block, "secretName") != "" {
+			if err := writeTLSSecret(t, filepath.Join(root, atString(block, "dir"))); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if ca := atMap(values, "tlsCA"); atBool(ca, "enabled") {
-		if err := writeTestCerts(filepath.Join(root, atString(ca, "dir")), "ca"); err != nil {
-			return nil, err
-		}
-	}
 	doc := renderNATSConf(values)
-	rerootFiles(doc, root)
+	reroot(doc, root)
 	conf, err := formatNATSConf(doc)
 	if err != nil {
 		return nil, err
@@ -364,61 +366,21 @@ func parseNATSConf(values map[string]any) (*server.Options, error) {
 	return opts, nil
 }
 
-// rerootFiles points the absolute cert_file, key_file and ca_file values of a server
-// configuration (the files of the TLS Secrets) under root.
-func rerootFiles(v any, root string) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, sub := range t {
-			if s, ok := sub.(string); ok && (k == "cert_file" || k == "key_file" || k == "ca_file") && path.IsAbs(s) {
-				t[k] = filepath.Join(root, s)
-				continue
-			}
-			rerootFiles(sub, root)
-		}
-	case []any:
-		for _, sub := range t {
-			rerootFiles(sub, root)
-		}
-	}
-}
-
-// writeTestCerts writes a TLS Secret's files as deploy/README.md makes them: tls.crt (a
-// certificate for servers and clients, signed by a CA of its own), tls.key and ca.crt.
-func writeTestCerts(dir, name string) error {
+// writeTLSSecret writes a TLS Secret's files into dir as deploy/README.md makes them: tls.crt
+// (a certificate for the servers and their routes, signed by a CA of its own), tls.key and
+// ca.crt.
+func writeTLSSecret(t *testing.T, dir string) error {
+	ca := tlstest.New(t)
+	pair := ca.Issue(t, natsRelease, natsRelease, "*."+natsRelease+"-headless")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " CA"}, NotBefore: now, NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, NotBefore: now, NotAfter: now.Add(time.Hour),
-		DNSNames: []string{natsRelease, "*." + natsRelease + "-headless"}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	for file, block := range map[string]*pem.Block{
-		"ca.crt": {Type: "CERTIFICATE", Bytes: caDER}, "tls.crt": {Type: "CERTIFICATE", Bytes: leafDER}, "tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(block), 0o600); err != nil {
+	for name, src := range map[string]string{"ca.crt": ca.File, "tls.crt": pair.CertFile, "tls.key": pair.KeyFile} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -541,7 +503,7 @@ func TestNATSValues(t *testing.T) {
 	if d.serveKey == "" || len(d.serve.NATS.Agents) == 0 {
 		t.Fatalf("the build has no serve key (%q) or no agents (%v) to check the NATS accounts against", d.serveKey, d.serve.NATS.Agents)
 	}
-	if err := lintNATSValues(d.serveKey, d.serve.NATS.Agents, natsValues...); err != nil {
+	if err := lintNATSValues(t, d.serveKey, d.serve.NATS.Agents, natsValues...); err != nil {
 		t.Errorf("deploy/nats:\n%v", err)
 	}
 }
@@ -558,7 +520,7 @@ func TestBrokenNATSValues(t *testing.T) {
 		t.Fatal("testdata/kustomize/cluster does not pass the lint: see TestFixtureCluster")
 	}
 	base := []string{natsValues[0], natsFixtureAccounts}
-	if err := lintNATSValues(d.serveKey, d.serve.NATS.Agents, base...); err != nil {
+	if err := lintNATSValues(t, d.serveKey, d.serve.NATS.Agents, base...); err != nil {
 		t.Fatalf("%s over the fixture's accounts:\n%v", natsValues[0], err)
 	}
 	files, err := filepath.Glob("testdata/nats/*.yaml")
@@ -567,11 +529,8 @@ func TestBrokenNATSValues(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			want := errfile.Want(t, f)
-			err := lintNATSValues(d.serveKey, d.serve.NATS.Agents, append(slices.Clone(base), f)...)
-			if err == nil || err.Error() != want {
-				t.Errorf("%s:\nerror:\n%v\nwant:\n%s", f, err, want)
-			}
+			err := lintNATSValues(t, d.serveKey, d.serve.NATS.Agents, append(slices.Clone(base), f)...)
+			wantError(t, f, "NATS chart values the lint must refuse", err)
 		})
 	}
 }

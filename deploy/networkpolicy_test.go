@@ -194,17 +194,26 @@ func podPeer(w workload) peer {
 // checkNetworkPolicies checks the NetworkPolicies of the build: each selects pods there are;
 // none counts on matching host-network pods by their labels; and, where the build holds them,
 // that they let in what remediator needs and keep out the rest. In the NATS namespace (the one
-// serve's nats.url names, when the build creates it): the client port only from serve and
-// the agents' nodes, routes only between the NATS servers, monitoring only from the monitoring
-// namespace. In serve's namespace: serve's port from Alertmanager, Prometheus and the exporter,
-// and no pod's from other namespaces or outside.
+// serve's nats.url names, or the agents' without serve's, when the build creates it): the
+// client port only from serve and the agents' nodes, routes only between the NATS servers,
+// monitoring only from the monitoring namespace. In serve's namespace: serve's port from
+// Alertmanager, Prometheus and the exporter, and no pod's from other namespaces or outside.
 func (d *deployment) checkNetworkPolicies() []error {
 	var errs []error
-	natsSvc, natsNS, natsHere := "", "", false
-	if d.serve != nil {
-		if natsSvc, natsNS, natsHere = natsService(d.serve.NATS.URL); natsHere {
-			_, natsHere = d.find("Namespace", "", natsNS)
+	// serve's nats.url, or, where serve's configuration does not load (loadConfigs says why),
+	// the agents', which must be the same.
+	var natsURL string
+	for _, a := range d.agents {
+		if a.cfg != nil {
+			natsURL = a.cfg.NATS.URL
 		}
+	}
+	if d.serve != nil {
+		natsURL = d.serve.NATS.URL
+	}
+	natsSvc, natsNS, natsHere := natsService(natsURL)
+	if natsHere {
+		_, natsHere = d.find("Namespace", "", natsNS)
 	}
 	natsPods := natsPodLabels(natsSvc)
 	for _, o := range d.objects {
