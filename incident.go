@@ -159,19 +159,26 @@ type Incident struct {
 	// Approval is the incident's request for approval, once one was made.
 	Approval *ApprovalRequest `json:"approval,omitempty"`
 	// Chat is the chat message that tracks the incident, once one was posted.
-	Chat     *ChatMessage   `json:"chat,omitempty"`
-	Evidence []Alert        `json:"evidence"`
-	Steps    []Step         `json:"steps"`
-	Before   []MemberStatus `json:"before,omitempty"`
-	After    []MemberStatus `json:"after,omitempty"`
+	Chat *ChatMessage `json:"chat,omitempty"`
+	// Evidence is the first and the latest EvidenceKept observations that joined, in detail;
+	// EvidenceCount counts every one, and EvidenceStats sums them up. Each alert's full
+	// trace is in the store.
+	Evidence      []Alert        `json:"evidence"`
+	EvidenceCount int            `json:"evidence_count"`
+	EvidenceStats EvidenceStats  `json:"evidence_stats"`
+	Steps         []Step         `json:"steps"`
+	Before        []MemberStatus `json:"before,omitempty"`
+	After         []MemberStatus `json:"after,omitempty"`
 	// RootCause is what the remediation's steps found to be the cause, as far as they could
 	// tell; FollowUps are what they leave to humans.
-	RootCause  string    `json:"root_cause,omitempty"`
-	FollowUps  []string  `json:"follow_ups,omitempty"`
-	Timeline   []Event   `json:"timeline"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	FinishedAt time.Time `json:"finished_at,omitzero"`
+	RootCause string   `json:"root_cause,omitempty"`
+	FollowUps []string `json:"follow_ups,omitempty"`
+	Timeline  []Event  `json:"timeline"`
+	// TimelineOmitted counts the events that gave way in the middle of a full timeline.
+	TimelineOmitted int       `json:"timeline_omitted,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	FinishedAt      time.Time `json:"finished_at,omitzero"`
 	// ClosedAt is when the incident closed: finished, and none of its alerts firing.
 	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
@@ -208,46 +215,17 @@ func NewIncident(id, cluster string, d Decision, now time.Time) *Incident {
 	return inc
 }
 
-// Record appends an event to the timeline.
+// Record appends an event to the timeline. A full timeline keeps its beginning and its end:
+// the event in its middle gives way, and is counted.
 func (inc *Incident) Record(at time.Time, kind, step, format string, args ...any) {
+	if len(inc.Timeline) >= maxTimeline {
+		inc.Timeline = slices.Delete(inc.Timeline, maxTimeline/2, maxTimeline/2+1)
+		inc.TimelineOmitted++
+	}
 	inc.Timeline = append(inc.Timeline, Event{At: at, Kind: kind, Step: step, Message: fmt.Sprintf(format, args...)})
 	if at.After(inc.UpdatedAt) {
 		inc.UpdatedAt = at // evidence from before the incident opened does not turn it back
 	}
-}
-
-// AddEvidence attaches the alerts the incident does not hold yet; an alert re-sent by its
-// source is not evidence twice, but what it says now (a Kubernetes event's growing count)
-// replaces what it said before. A finished incident closes once none of its alerts fires.
-func (inc *Incident) AddEvidence(alerts []Alert) {
-	seen := make(map[string]int, len(inc.Evidence))
-	for i, a := range inc.Evidence {
-		seen[a.key()] = i
-	}
-	var last time.Time
-	for _, a := range alerts {
-		if a.ReceivedAt.After(last) {
-			last = a.ReceivedAt
-		}
-		if i, ok := seen[a.key()]; ok {
-			// A later copy wins; a copy redelivered late does not undo what came since.
-			if old := inc.Evidence[i]; a.seen().After(old.seen()) {
-				old.Annotations, old.EndsAt, old.LastSeenAt = a.Annotations, a.EndsAt, a.seen()
-				inc.Evidence[i] = old
-			}
-			continue
-		}
-		seen[a.key()] = len(inc.Evidence)
-		inc.Evidence = append(inc.Evidence, a)
-		inc.Record(a.ReceivedAt, EventEvidence, "", "%s %s from %s (fingerprint %s)", a.Name(), a.Status, a.Source, a.Fingerprint)
-	}
-	inc.closeIfResolved(last)
-}
-
-// Holds says whether the incident holds this observation of the alert already: the same
-// alert, status and start, as a source sends it again.
-func (inc *Incident) Holds(a Alert) bool {
-	return slices.ContainsFunc(inc.Evidence, func(e Alert) bool { return e.key() == a.key() })
 }
 
 // AlertsResolved says whether the incident has alerts that resolve, and the latest word on
@@ -257,26 +235,9 @@ func (inc *Incident) AlertsResolved() bool {
 	return resolvable > 0 && firing == 0
 }
 
-// alertCounts counts the incident's alerts that resolve, and those of them still firing. The
-// latest word on an alert is its observation with the latest start, and at the same start
-// "resolved": observations may be stored in any order.
+// alertCounts counts the incident's alerts that resolve, and those of them still firing.
 func (inc *Incident) alertCounts() (resolvable, firing int) {
-	latest := map[string]Alert{}
-	for _, a := range inc.Evidence {
-		if !a.Resolves() {
-			continue
-		}
-		l, ok := latest[a.Fingerprint]
-		if !ok || a.StartsAt.After(l.StartsAt) || a.StartsAt.Equal(l.StartsAt) && a.Status == AlertResolved {
-			latest[a.Fingerprint] = a
-		}
-	}
-	for _, a := range latest {
-		if a.Status == AlertFiring {
-			firing++
-		}
-	}
-	return len(latest), firing
+	return inc.EvidenceStats.Resolvable, inc.EvidenceStats.Firing
 }
 
 // CloseBy closes a finished incident by hand: its alerts will not resolve (they were
