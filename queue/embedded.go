@@ -54,6 +54,13 @@ func startEmbedded(o Options) (*server.Server, error) {
 		MaxPayload: embeddedMaxPayload,
 		NoSigs:     true,
 		Nkeys:      users,
+		// The store is bounded, so that JetStream cannot take the disk it shares with etcd
+		// snapshots; every stream's limit is reserved from it.
+		JetStreamMaxStore: o.MaxStore,
+		// Every write reaches the disk before it is acknowledged, unless told otherwise: a
+		// webhook answered 202 survives a power loss.
+		SyncAlways:   o.SyncInterval == 0,
+		SyncInterval: o.SyncInterval,
 	}
 	if o.Listen != "" {
 		host, port, err := net.SplitHostPort(o.Listen)

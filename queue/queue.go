@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/remediator/remediator"
 )
@@ -51,6 +52,15 @@ const (
 	bucketGuarded   = "remediator_guarded"
 	bucketSignals   = "remediator_signals"
 	bucketMeta      = "remediator_meta"
+	bucketEvidence  = "remediator_evidence"
+	bucketArchive   = "remediator_archive"
+	bucketRuns      = "remediator_runs"
+	bucketFences    = "remediator_fences"
+	bucketDead      = "remediator_dead"
+	streamWaits     = "REMEDIATOR_WAITS"
+	streamIndex     = "REMEDIATOR_INDEX"
+	subjectWaits    = "remediator.wait"
+	subjectIndex    = "remediator.index.incidents"
 )
 
 // keySignedSince, in bucketMeta, is when the queue first held signed messages.
@@ -72,6 +82,20 @@ var (
 	Executor = Consumer{streamWork, "executor"}
 	// Notifier receives notifications for the humans.
 	Notifier = Consumer{streamNotify, "notifier"}
+	// waiter holds work that waits for a time, and gives it back to its consumer then.
+	waiter = Consumer{streamWaits, "waiter"}
+)
+
+// Defaults of Options.
+const (
+	// DefaultAckWait lets the work of a replica that died resume elsewhere within seconds:
+	// a live worker says it is still at work every third of it.
+	DefaultAckWait = 6 * time.Second
+	// DefaultMaxDeliver is well above a step's attempts (worker.DefaultStepAttempts) and the
+	// interruptions a run may have.
+	DefaultMaxDeliver = 30
+	// DefaultMaxWaiting lets ten thousand incidents wait for approval, with room.
+	DefaultMaxWaiting = 100_000
 )
 
 // defaultTimeout bounds a queue call whose context has no deadline.
@@ -106,6 +130,19 @@ type Options struct {
 	// AckWait is how long a delivered message may go unacknowledged before it is delivered
 	// again; workers report progress at a third of it.
 	AckWait time.Duration
+	// MaxDeliver is how many times a message is delivered before it is given up and recorded
+	// as a dead letter (DefaultMaxDeliver if zero). Waits do not count: waiting work is
+	// parked apart, and comes back as a new message.
+	MaxDeliver int
+	// MaxWaiting bounds how many waits may be parked at once (DefaultMaxWaiting if zero).
+	MaxWaiting int
+	// Limits override DefaultLimits, by short name.
+	Limits map[string]Limit
+	// MaxStore bounds the embedded server's file store (DefaultMaxStore if zero).
+	MaxStore int64
+	// SyncInterval is how often the embedded server syncs its store to disk; zero syncs every
+	// write before it is acknowledged, so that a 202 survives a power loss.
+	SyncInterval time.Duration
 	// Backoff is the delay before each retry of a message that failed in a way that may pass,
 	// the n-th entry for the n-th retry (the last repeats).
 	Backoff []time.Duration
@@ -132,8 +169,12 @@ type Queue struct {
 	// Guarded holds the last values of the guarded etcd keys.
 	Guarded *Guarded
 	seen    jetstream.KeyValue
-	signer  *signer
-	agents  *Agents
+	dead    jetstream.KeyValue
+	limits  map[string]Limit
+	// deadLetters counts the messages given up, by consumer.
+	deadLetters *prometheus.CounterVec
+	signer      *signer
+	agents      *Agents
 	// signedSince is when this queue's streams first held signed messages: an unsigned one
 	// stored before is from the version that signed nothing.
 	signedSince time.Time
@@ -149,7 +190,16 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		opts.Replicas = 1
 	}
 	if opts.AckWait == 0 {
-		opts.AckWait = 30 * time.Second
+		opts.AckWait = DefaultAckWait
+	}
+	if opts.MaxDeliver == 0 {
+		opts.MaxDeliver = DefaultMaxDeliver
+	}
+	if opts.MaxWaiting == 0 {
+		opts.MaxWaiting = DefaultMaxWaiting
+	}
+	if opts.MaxStore == 0 {
+		opts.MaxStore = DefaultMaxStore
 	}
 	if len(opts.Backoff) == 0 {
 		opts.Backoff = defaultBackoff
@@ -166,7 +216,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{opts: opts, signer: s}
+	q := &Queue{opts: opts, signer: s, deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "remediator_dead_letters_total",
+		Help: "Messages given up after their deliveries (recorded in the remediator_dead bucket), by consumer.",
+	}, []string{"consumer"})}
 	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
 	url := opts.URL
 	if url == "" {
@@ -218,76 +271,98 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 }
 
 func (q *Queue) setup(ctx context.Context) error {
-	streams := []jetstream.StreamConfig{{
-		Name:        streamEvents,
-		Description: "Webhook payloads, as enqueued by the intake handlers.",
-		Subjects:    []string{"remediator.events.>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      7 * 24 * time.Hour,
-		Duplicates:  10 * time.Minute,
-		Replicas:    q.opts.Replicas,
-	}, {
-		Name:        streamNotify,
-		Description: "What the humans should be told, for the chat notifier.",
-		Subjects:    []string{"remediator.notify.>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
-		MaxAge:      24 * time.Hour,
-		Duplicates:  10 * time.Minute,
-		Replicas:    q.opts.Replicas,
-	}, {
-		Name:        streamWork,
-		Description: "Requests to run an incident's remediation.",
-		Subjects:    []string{"remediator.work.>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.WorkQueuePolicy,
-		Duplicates:  10 * time.Minute,
-		Replicas:    q.opts.Replicas,
-	}}
-	for _, cfg := range streams {
+	lim, err := limits(q.opts.Limits)
+	if err != nil {
+		return err
+	}
+	q.limits = lim
+	streams := []struct {
+		short string
+		cfg   jetstream.StreamConfig
+	}{
+		{"events", jetstream.StreamConfig{Name: streamEvents, Description: "Webhook payloads, as enqueued by the intake handlers.",
+			Subjects: []string{"remediator.events.>"}, Retention: jetstream.LimitsPolicy}},
+		{"notify", jetstream.StreamConfig{Name: streamNotify, Description: "What the humans should be told, for the chat notifier.",
+			Subjects: []string{"remediator.notify.>"}, Retention: jetstream.WorkQueuePolicy}},
+		{"work", jetstream.StreamConfig{Name: streamWork, Description: "Requests to run an incident's remediation, approval deadlines and answers.",
+			Subjects: []string{"remediator.work.>"}, Retention: jetstream.WorkQueuePolicy}},
+		{"waits", jetstream.StreamConfig{Name: streamWaits, Description: "Work that waits for a time (a lock, a window, a deadline), apart from the work that can run now.",
+			Subjects: []string{subjectWaits + ".>"}, Retention: jetstream.WorkQueuePolicy}},
+		{"index", jetstream.StreamConfig{Name: streamIndex, Description: "One message per incident, in the order they opened: the incidents' list, newest first.",
+			Subjects: []string{subjectIndex}, Retention: jetstream.LimitsPolicy}},
+	}
+	for _, st := range streams {
+		cfg := st.cfg
+		l := lim[st.short]
+		cfg.Storage, cfg.Replicas, cfg.Duplicates = jetstream.FileStorage, q.opts.Replicas, 10*time.Minute
+		cfg.MaxBytes, cfg.MaxAge = l.MaxBytes, l.MaxAge
+		// A full stream refuses what comes, and the sender hears why; dropping the oldest
+		// would lose work that was accepted.
+		cfg.Discard = jetstream.DiscardNew
 		if _, err := q.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return unavailable("create stream %s", cfg.Name, err)
+			return unavailable("create stream %s ("+describeLimit(l)+")", cfg.Name, err)
 		}
 	}
-	for _, c := range []Consumer{Correlator, Executor, Notifier} {
-		_, err := q.js.CreateOrUpdateConsumer(ctx, c.stream, jetstream.ConsumerConfig{
+	for _, c := range []Consumer{Correlator, Executor, Notifier, waiter} {
+		cfg := jetstream.ConsumerConfig{
 			Durable:       c.name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       q.opts.AckWait,
-			MaxDeliver:    -1, // handlers keep their own budgets: a message is never silently dropped
+			MaxDeliver:    q.opts.MaxDeliver,
 			MaxAckPending: 1000,
 			Replicas:      q.opts.Replicas,
-		})
-		if err != nil {
+		}
+		if c == waiter {
+			// A wait is a message parked until its time: as many may be parked as wait.
+			cfg.MaxDeliver, cfg.MaxAckPending = -1, q.opts.MaxWaiting
+		}
+		if _, err := q.js.CreateOrUpdateConsumer(ctx, c.stream, cfg); err != nil {
 			return unavailable("create consumer %s", c.name, err)
 		}
 	}
-	buckets := []jetstream.KeyValueConfig{
-		{Bucket: bucketIncidents, Description: "Incidents by ID.", History: 8},
-		{Bucket: bucketOpen, Description: "The open incident of each cluster and remediation."},
-		{Bucket: bucketAlerts, Description: "The incident each alert fingerprint last joined.", TTL: 7 * 24 * time.Hour},
-		{Bucket: bucketLocks, Description: "The incident holding each cluster; refreshed while it runs.", TTL: q.opts.AckWait},
-		{Bucket: bucketSeen, Description: "Requests already handled, against replays.", TTL: seenFor},
-		{Bucket: bucketGuarded, Description: "The last values of guarded etcd keys, by cluster and key.", History: guardedHistory},
-		{Bucket: bucketSignals, Description: "Recent signals that answer no policy by themselves, by cluster, for the incidents they surround.", TTL: SignalsKept},
-		{Bucket: bucketMeta, Description: "What the queue knows of itself, such as since when its messages are signed."},
+	buckets := []struct {
+		short string
+		cfg   jetstream.KeyValueConfig
+	}{
+		{"incidents", jetstream.KeyValueConfig{Bucket: bucketIncidents, Description: "Incidents by ID.", History: 8}},
+		{"open", jetstream.KeyValueConfig{Bucket: bucketOpen, Description: "The open incident of each cluster and remediation."}},
+		{"alerts", jetstream.KeyValueConfig{Bucket: bucketAlerts, Description: "The incident each alert fingerprint last joined."}},
+		{"locks", jetstream.KeyValueConfig{Bucket: bucketLocks, Description: "The incident holding each cluster; refreshed while it runs.", TTL: q.opts.AckWait}},
+		{"seen", jetstream.KeyValueConfig{Bucket: bucketSeen, Description: "Requests already handled, against replays."}},
+		{"guarded", jetstream.KeyValueConfig{Bucket: bucketGuarded, Description: "The last values of guarded etcd keys, by cluster and key.", History: guardedHistory}},
+		{"signals", jetstream.KeyValueConfig{Bucket: bucketSignals, Description: "Recent signals that answer no policy by themselves, by cluster, for the incidents they surround."}},
+		{"meta", jetstream.KeyValueConfig{Bucket: bucketMeta, Description: "What the queue knows of itself, such as since when its messages are signed."}},
+		{"evidence", jetstream.KeyValueConfig{Bucket: bucketEvidence, Description: "Every alert that joined an incident, by incident and fingerprint: the incident keeps counts and the first and last few."}},
+		{"archive", jetstream.KeyValueConfig{Bucket: bucketArchive, Description: "Closed incidents past the retention, still readable for their reports."}},
+		{"runs", jetstream.KeyValueConfig{Bucket: bucketRuns, Description: "The recent runs of each cluster and remediation, for cooldowns and attempt counts."}},
+		{"fences", jetstream.KeyValueConfig{Bucket: bucketFences, Description: "The step each cluster's lock holder runs and its deadline: no other holder starts before it."}},
+		{"dead", jetstream.KeyValueConfig{Bucket: bucketDead, Description: "Messages given up after their deliveries, for the humans to look at."}},
 	}
-	kvs := make([]jetstream.KeyValue, len(buckets))
-	for i, cfg := range buckets {
-		cfg.Storage = jetstream.FileStorage
-		cfg.Replicas = q.opts.Replicas
+	kvs := map[string]jetstream.KeyValue{}
+	for _, b := range buckets {
+		cfg := b.cfg
+		l := lim[b.short]
+		cfg.Storage, cfg.Replicas, cfg.MaxBytes = jetstream.FileStorage, q.opts.Replicas, l.MaxBytes
+		if cfg.TTL == 0 {
+			cfg.TTL = l.MaxAge
+		}
 		kv, err := q.js.CreateOrUpdateKeyValue(ctx, cfg)
 		if err != nil {
-			return unavailable("create bucket %s", cfg.Bucket, err)
+			return unavailable("create bucket %s ("+describeLimit(l)+")", cfg.Bucket, err)
 		}
-		kvs[i] = kv
+		kvs[b.short] = kv
 	}
-	q.Incidents = &Store{incidents: kvs[0], open: kvs[1], alerts: kvs[2], signals: kvs[6]}
-	q.Locks = &Locks{kv: kvs[3], ttl: q.opts.AckWait}
-	q.seen = kvs[4]
-	q.Guarded = &Guarded{kv: kvs[5], maxPayload: q.nc.MaxPayload}
-	return q.markSigning(ctx, kvs[7])
+	index, err := q.js.Stream(ctx, streamIndex)
+	if err != nil {
+		return unavailable("stream %s", streamIndex, err)
+	}
+	q.Incidents = &Store{incidents: kvs["incidents"], open: kvs["open"], alerts: kvs["alerts"], signals: kvs["signals"],
+		evidence: kvs["evidence"], archive: kvs["archive"], runs: kvs["runs"], index: index, publish: q.Publish, maxPayload: q.nc.MaxPayload}
+	q.Locks = &Locks{kv: kvs["locks"], fences: kvs["fences"], ttl: q.opts.AckWait}
+	q.seen = kvs["seen"]
+	q.dead = kvs["dead"]
+	q.Guarded = &Guarded{kv: kvs["guarded"], maxPayload: q.nc.MaxPayload}
+	return q.markSigning(ctx, kvs["meta"])
 }
 
 // markSigning records, once for the queue's lifetime, when its streams started to hold signed
@@ -358,10 +433,16 @@ func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID 
 	q.signer.sign(msg.Header, subject, data)
 	ack, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	if err != nil {
+		if err := full(subject, err); err != nil {
+			return false, err
+		}
 		return false, unavailable("publish to %s", subject, err)
 	}
 	return ack.Duplicate, nil
 }
+
+// Collectors are the queue's metrics, for a registry.
+func (q *Queue) Collectors() []prometheus.Collector { return []prometheus.Collector{q.deadLetters} }
 
 // FirstSeen records key and says whether this is the first time it is seen within ten
 // minutes; every replica sees the same answer.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +24,17 @@ type Store struct {
 	alerts jetstream.KeyValue
 	// signals keeps recent context signals by "<cluster>.<fingerprint>", for SignalsKept.
 	signals jetstream.KeyValue
+	// evidence keeps each alert's trace by "<incident>.<fingerprint>".
+	evidence jetstream.KeyValue
+	// archive keeps closed incidents past the retention.
+	archive jetstream.KeyValue
+	// runs keeps the recent runs of each "<cluster>.<remediation>".
+	runs jetstream.KeyValue
+	// index holds one message per incident, in the order they opened.
+	index   jetstream.Stream
+	publish func(ctx context.Context, subject string, data []byte, msgID string) (bool, error)
+	// maxPayload is the largest incident document the server takes.
+	maxPayload func() int64
 }
 
 // SignalsKept is how long a signal that answers no policy by itself is kept to join an
@@ -42,6 +54,16 @@ func (s *Store) get(ctx context.Context, id string) (*remediator.Incident, uint6
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 	e, err := s.incidents.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		if a, aerr := s.archive.Get(ctx, id); aerr == nil {
+			// Archived: readable, and never changed again.
+			var inc remediator.Incident
+			if err := json.Unmarshal(a.Value(), &inc); err != nil {
+				return nil, 0, fmt.Errorf("queue: archived incident %s: %w", id, err)
+			}
+			return &inc, 0, nil
+		}
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrInvalidKey):
 		return nil, 0, remediator.Errorf(remediator.ENOTFOUND, "incident %q not found", id)
@@ -55,25 +77,88 @@ func (s *Store) get(ctx context.Context, id string) (*remediator.Incident, uint6
 	return &inc, e.Revision(), nil
 }
 
-// List returns every incident, the newest first.
-func (s *Store) List(ctx context.Context) ([]*remediator.Incident, error) {
+// maxScan bounds the index entries one page reads, so that a filter that matches little
+// costs a bounded page (with a cursor to go on), not a read of everything.
+const maxScan = 2000
+
+// List returns a page of incidents, the newest first, with the cursor of the next page ("" at
+// the end). It reads the index from the cursor down, so a page costs the same at a thousand
+// incidents and at a hundred thousand.
+func (s *Store) List(ctx context.Context, q remediator.Query) (remediator.Page, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	keys, err := s.incidents.ListKeys(ctx)
+	if q.Limit <= 0 {
+		q.Limit = remediator.DefaultPageSize
+	}
+	info, err := s.index.Info(ctx)
 	if err != nil {
-		return nil, unavailable("list incidents", "", err)
+		return remediator.Page{}, unavailable("read %s", streamIndex, err)
+	}
+	seq := info.State.LastSeq
+	if q.Cursor != "" {
+		c, err := strconv.ParseUint(q.Cursor, 10, 64)
+		if err != nil || c == 0 {
+			return remediator.Page{}, remediator.Errorf(remediator.EINVALID, "cursor %q: not a cursor this service gave", q.Cursor)
+		}
+		seq = min(seq, c-1)
+	}
+	page := remediator.Page{Incidents: []*remediator.Incident{}}
+	for scanned := 0; seq >= info.State.FirstSeq && seq > 0; seq-- {
+		if len(page.Incidents) == q.Limit || scanned == maxScan {
+			page.Next = strconv.FormatUint(seq+1, 10)
+			return page, nil
+		}
+		scanned++
+		m, err := s.index.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // aged out
+		}
+		if err != nil {
+			return remediator.Page{}, unavailable("read %s", streamIndex, err)
+		}
+		inc, err := s.Get(ctx, string(m.Data))
+		if remediator.ErrorCode(err) == remediator.ENOTFOUND {
+			continue
+		}
+		if err != nil {
+			return remediator.Page{}, err
+		}
+		if q.Matches(inc) {
+			page.Incidents = append(page.Incidents, inc)
+		}
+	}
+	return page, nil
+}
+
+// Open returns the incidents that are not over yet (pending, waiting or running), the newest
+// first, from the open claims: no read of the closed ones.
+func (s *Store) Open(ctx context.Context) ([]*remediator.Incident, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	keys, err := s.open.ListKeys(ctx)
+	if err != nil {
+		return nil, unavailable("list open incidents", "", err)
 	}
 	defer keys.Stop()
 	var out []*remediator.Incident
-	for id := range keys.Keys() {
-		inc, err := s.Get(ctx, id)
+	for key := range keys.Keys() {
+		e, err := s.open.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // released while we listed
+		}
+		if err != nil {
+			return nil, unavailable("read %s", key, err)
+		}
+		inc, err := s.Get(ctx, string(e.Value()))
 		if remediator.ErrorCode(err) == remediator.ENOTFOUND {
-			continue // deleted while we listed
+			continue // claimed, not stored yet
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, inc)
+		if !inc.State.Terminal() && !slices.ContainsFunc(out, func(o *remediator.Incident) bool { return o.ID == inc.ID }) {
+			out = append(out, inc)
+		}
 	}
 	slices.SortFunc(out, func(a, b *remediator.Incident) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	return out, nil
@@ -93,6 +178,9 @@ func (s *Store) Create(ctx context.Context, inc *remediator.Incident) error {
 		}
 		return unavailable("create incident %s", inc.ID, err)
 	}
+	if _, err := s.publish(ctx, subjectIndex, []byte(inc.ID), "index-"+inc.ID); err != nil {
+		return err // created again on a retry, as ECONFLICT, and indexed then
+	}
 	return nil
 }
 
@@ -106,12 +194,20 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*remediator.Incid
 		if err != nil {
 			return nil, err
 		}
+		if rev == 0 {
+			return nil, remediator.Errorf(remediator.EREFUSED, "incident %s is archived (closed and past the retention): it is read-only", id)
+		}
 		if err := fn(inc); err != nil {
 			return nil, err
 		}
 		data, err := json.Marshal(inc)
 		if err != nil {
 			return nil, fmt.Errorf("queue: incident %s: %w", id, err)
+		}
+		if max := s.maxPayload(); int64(len(data)) > max {
+			// Trying again cannot make it fit.
+			return nil, remediator.Errorf(remediator.ETOOLARGE, "incident %s would be %d bytes, over the NATS server's max_payload of %d: the change is not stored (%d timeline events, %d steps)",
+				id, len(data), max, len(inc.Timeline), len(inc.Steps))
 		}
 		uctx, cancel := withDefaultTimeout(ctx)
 		_, err = s.incidents.Update(uctx, id, data, rev)
@@ -123,6 +219,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*remediator.Incid
 			return nil, unavailable("update incident %s", id, err)
 		}
 		if inc.State.Terminal() {
+			if err := s.recordRun(ctx, inc); err != nil {
+				return inc, err
+			}
 			if err := s.ReleaseOpen(ctx, inc.Cluster, inc.Remediation, inc.ID); err != nil {
 				return inc, err
 			}
