@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"time"
 )
 
 // Risk is how much a step can hurt if it goes wrong; approval gates are set by it.
@@ -29,8 +30,14 @@ type PlannedStep struct {
 	// Always marks a clean-up step, such as turning a suspended probe back on: it runs even
 	// after an earlier step failed, and the incident still fails.
 	Always bool
-	Run    StepFunc
+	// Timeout bounds one attempt (DefaultStepTimeout if zero): the step's context ends then,
+	// and when the worker loses its cluster lock.
+	Timeout time.Duration
+	Run     StepFunc
 }
+
+// DefaultStepTimeout bounds a step attempt that names no timeout of its own.
+const DefaultStepTimeout = 15 * time.Minute
 
 // StepFunc runs one step. A step must be safe to run again after an interruption: it saves
 // its progress as it goes and resumes from it. Its error's code says whether retrying makes
@@ -45,6 +52,11 @@ type StepInput struct {
 	Progress json.RawMessage
 	// SaveProgress persists the step's progress so far before it goes on.
 	SaveProgress func(ctx context.Context, progress any) error
+	// Fence records, before an operation that goes on where it was sent even if this process
+	// stops (a defragmentation runs to its end on the etcd server), what it is and its
+	// deadline: no other worker starts a step on the cluster before it passes, or done is
+	// called. Nil outside a worker.
+	Fence func(ctx context.Context, op string, deadline time.Time) (done func(), err error)
 	Log          *slog.Logger
 }
 

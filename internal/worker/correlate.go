@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,38 +28,47 @@ const signalsBefore = 15 * time.Minute
 // with no incident is left over from a worker that died in between.
 const claimGrace = time.Minute
 
-// group is the alerts of one batch that one incident answers.
+// group is the alerts of the batches that one incident answers.
 type group struct {
 	cluster  string
 	decision remediator.Decision
-	alerts   []remediator.Alert
+	alerts   []remediator.Arrival
 }
 
-// Correlate turns one enqueued batch of alerts into incidents: each alert is matched to a
+// Correlate turns enqueued batches of alerts into incidents: each alert is matched to a
 // policy, and the alerts for the same cluster and remediation join the incident open for
-// them, or open one. Alerts that only resolve join the incident they fired into. It is safe
-// to run again on the same batch: evidence is not added twice and an open incident is only
-// opened once.
-func (w *Worker) Correlate(ctx context.Context, data []byte) error {
-	var b remediator.Batch
-	if err := json.Unmarshal(data, &b); err != nil {
-		return remediator.Errorf(remediator.EINVALID, "batch: %w", err)
+// them, or open one: the alerts of many batches for one incident join it in one update.
+// Alerts that only resolve join the incident they fired into. It is safe to run again on the
+// same batches: evidence is not counted twice and an open incident is only opened once.
+func (w *Worker) Correlate(ctx context.Context, data ...[]byte) error {
+	var tagged []remediator.Arrival
+	for _, d := range data {
+		var b remediator.Batch
+		if err := json.Unmarshal(d, &b); err != nil {
+			return remediator.Errorf(remediator.EINVALID, "batch: %w", err)
+		}
+		// One intake request, delivered again, brings the same arrivals; the same alerts sent
+		// again later (a repeat) are a new request, received at another time.
+		tag := b.ID + "@" + b.ReceivedAt.UTC().Format(time.RFC3339Nano)
+		for _, a := range b.Alerts {
+			tagged = append(tagged, remediator.Arrival{Batch: tag, Alert: a})
+		}
 	}
-	log := w.Log.With("batch", b.ID)
 	var (
 		groups   []*group
-		around   []remediator.Alert
-		resolved []remediator.Alert
-		repeated = map[string][]remediator.Alert{}
+		around   []remediator.Arrival
+		resolved []remediator.Arrival
+		repeated = map[string][]remediator.Arrival{}
 	)
-	for _, a := range b.Alerts {
+	for _, a := range tagged {
+		log := w.Log.With("batch", a.Batch)
 		if a.Context {
 			// The intake could not vouch for its source (an event of a tenant's object):
 			// whatever it says, it is evidence around incidents, and starts none.
 			around = append(around, a)
 			continue
 		}
-		d, ok, err := w.Policies.Match(a)
+		d, ok, err := w.Policies.Match(a.Alert)
 		if err != nil {
 			log.Warn("a policy could not be evaluated on an alert", "alert", a.Name(), "fingerprint", a.Fingerprint, "err", err)
 		}
@@ -88,7 +96,7 @@ func (w *Worker) Correlate(ctx context.Context, data []byte) error {
 		// A firing alert sent again (in a notification where another alert resolved, or an
 		// event whose count grew) is the evidence it already is, updated: it does not open an
 		// incident again after its own has finished.
-		id, err := w.holder(ctx, a)
+		id, err := w.holder(ctx, a.Alert)
 		if err != nil {
 			return err
 		}
@@ -126,7 +134,7 @@ const stillFiringAfter = 10 * time.Minute
 // stillFiring tells the humans, once per alert, when an alert of a remediation that succeeded
 // is still sent as firing long after: the problem is not fixed, or is back, and a re-sent
 // alert opens no new incident.
-func (w *Worker) stillFiring(inc *remediator.Incident, alerts []remediator.Alert) {
+func (w *Worker) stillFiring(inc *remediator.Incident, alerts []remediator.Arrival) {
 	now := w.Now()
 	if inc.State != remediator.StateSucceeded || inc.Closed() || now.Sub(inc.FinishedAt) < stillFiringAfter {
 		return
@@ -147,8 +155,8 @@ func (w *Worker) stillFiring(inc *remediator.Incident, alerts []remediator.Alert
 func (w *Worker) holder(ctx context.Context, a remediator.Alert) (string, error) {
 	id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
 	if err == nil {
-		var inc *remediator.Incident
-		if inc, err = w.Store.Get(ctx, id); err == nil && inc.Holds(a) {
+		var holds bool
+		if holds, err = w.Store.HoldsAlert(ctx, id, a); err == nil && holds {
 			return id, nil
 		}
 	}
@@ -160,10 +168,10 @@ func (w *Worker) holder(ctx context.Context, a remediator.Alert) (string, error)
 
 // surround keeps signals that answer no policy by themselves, for incidents that open soon
 // after them, and adds them to the incidents open on their cluster now.
-func (w *Worker) surround(ctx context.Context, signals []remediator.Alert) error {
-	byCluster := map[string][]remediator.Alert{}
+func (w *Worker) surround(ctx context.Context, signals []remediator.Arrival) error {
+	byCluster := map[string][]remediator.Arrival{}
 	for _, a := range signals {
-		if err := w.Store.RememberSignal(ctx, a); err != nil {
+		if err := w.Store.RememberSignal(ctx, a.Alert); err != nil {
 			return err
 		}
 		byCluster[a.Cluster] = append(byCluster[a.Cluster], a)
@@ -199,48 +207,70 @@ func (w *Worker) surround(ctx context.Context, signals []remediator.Alert) error
 
 // join adds alerts to an incident as evidence (updating what it holds of them) and indexes
 // them to it.
-func (w *Worker) join(ctx context.Context, id string, alerts []remediator.Alert) error {
-	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		inc.AddEvidence(alerts)
-		w.stillFiring(inc, alerts)
-		return nil
-	})
+func (w *Worker) join(ctx context.Context, id string, alerts []remediator.Arrival) error {
+	inc, err := w.Store.Join(ctx, id, alerts, nil, func(inc *remediator.Incident) { w.stillFiring(inc, alerts) })
 	if err != nil {
 		return err
 	}
-	fps := make([]string, len(alerts))
-	for i, a := range alerts {
-		fps[i] = a.Fingerprint
-	}
-	if err := w.Store.IndexAlerts(ctx, id, fps); err != nil {
-		return err
-	}
-	w.Log.Info("signals joined an incident", "incident", id, "signals", len(alerts), "state", inc.State)
+	w.Log.Info("signals joined an incident", "incident", id, "signals", len(alerts), "state", inc.State, "evidence_count", inc.EvidenceCount)
 	w.alerts.WithLabelValues("attached").Add(float64(len(alerts)))
 	w.notify(ctx, inc, nil)
 	return nil
 }
 
+// rejoinWithin is how long after its last evidence an incident that ended with its alerts
+// still firing takes more alerts of its cluster and remediation: a storm that goes on past
+// the end of its incident (a dry-run, a failure) is the same problem, not a new incident per
+// batch.
+const rejoinWithin = 10 * time.Minute
+
 // correlate adds a group of firing alerts to the incident open for their cluster and
-// remediation, or opens one.
+// remediation (or to the one that just ended with the problem still there), or opens one.
 func (w *Worker) correlate(ctx context.Context, g *group) error {
 	now := w.Now()
+	log := w.Log.With("cluster", g.cluster, "remediation", g.decision.Remediation)
+	arrived := time.Time{}
+	for _, a := range g.alerts {
+		if a.ReceivedAt.After(arrived) {
+			arrived = a.ReceivedAt
+		}
+	}
+	if id, err := w.justEnded(ctx, g.cluster, g.decision.Remediation, arrived); err != nil || id != "" {
+		if err != nil {
+			return err
+		}
+		inc, err := w.Store.Join(ctx, id, g.alerts, func(inc *remediator.Incident) error {
+			if !rejoins(inc, arrived) {
+				return errClosed
+			}
+			return nil
+		}, func(inc *remediator.Incident) { w.stillFiring(inc, g.alerts) })
+		if err == nil {
+			log.Info("alerts joined the incident that just ended, as the problem goes on", "incident", id, "alerts", len(g.alerts), "evidence_count", inc.EvidenceCount)
+			w.alerts.WithLabelValues("attached").Add(float64(len(g.alerts)))
+			w.notify(ctx, inc, nil)
+			return nil
+		}
+		if !errors.Is(err, errClosed) {
+			return err
+		}
+	}
 	var (
 		id  string
 		inc *remediator.Incident
 		err error
 	)
+	notOver := func(inc *remediator.Incident) error {
+		if inc.State.Terminal() {
+			return errClosed
+		}
+		return nil
+	}
 	for range 3 {
 		if id, err = w.Store.ClaimOpen(ctx, g.cluster, g.decision.Remediation, newID(now)); err != nil {
 			return err
 		}
-		inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-			if inc.State.Terminal() {
-				return errClosed
-			}
-			inc.AddEvidence(g.alerts)
-			return nil
-		})
+		inc, err = w.Store.Join(ctx, id, g.alerts, notOver, nil)
 		if !errors.Is(err, errClosed) {
 			break
 		}
@@ -250,10 +280,10 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 			return err
 		}
 	}
-	log := w.Log.With("incident", id, "cluster", g.cluster, "remediation", g.decision.Remediation)
+	log = log.With("incident", id)
 	switch remediator.ErrorCode(err) {
 	case "":
-		log.Info("alerts joined the open incident", "alerts", len(g.alerts), "state", inc.State)
+		log.Info("alerts joined the open incident", "alerts", len(g.alerts), "state", inc.State, "evidence_count", inc.EvidenceCount)
 		w.alerts.WithLabelValues("attached").Add(float64(len(g.alerts)))
 	case remediator.ENOTFOUND:
 		// The claim is ours (or an earlier attempt's that stopped before creating it). The
@@ -262,23 +292,19 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 		if err != nil {
 			return err
 		}
-		inc = remediator.NewIncident(id, g.cluster, g.decision, now)
-		inc.AddEvidence(g.alerts)
-		inc.AddEvidence(recent)
-		if err := w.Store.Create(ctx, inc); err != nil {
+		if err := w.Store.Create(ctx, remediator.NewIncident(id, g.cluster, g.decision, now)); err != nil {
 			return err // a conflict means another worker adopted it: retry and join it
+		}
+		arrivals := slices.Clone(g.alerts)
+		for _, a := range recent {
+			arrivals = append(arrivals, remediator.Arrival{Batch: "around-" + id, Alert: a})
+		}
+		if inc, err = w.Store.Join(ctx, id, arrivals, nil, nil); err != nil {
+			return err
 		}
 		log.Info("incident opened", "policy", g.decision.Policy, "mode", g.decision.Mode, "alerts", len(g.alerts), "signals_around", len(recent))
 		w.alerts.WithLabelValues("opened").Add(float64(len(g.alerts)))
-		g.alerts = append(g.alerts, recent...) // indexed to it below
 	default:
-		return err
-	}
-	fps := make([]string, len(g.alerts))
-	for i, a := range g.alerts {
-		fps[i] = a.Fingerprint
-	}
-	if err := w.Store.IndexAlerts(ctx, id, fps); err != nil {
 		return err
 	}
 	w.notify(ctx, inc, nil)
@@ -288,9 +314,39 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 	return nil
 }
 
+// justEnded returns the last incident of the cluster and remediation if it ended while its
+// problem goes on (see rejoins), or "".
+func (w *Worker) justEnded(ctx context.Context, cluster, remediation string, arrived time.Time) (string, error) {
+	runs, err := w.Store.Runs(ctx, cluster, remediation)
+	if err != nil || len(runs) == 0 {
+		return "", err
+	}
+	last := runs[len(runs)-1]
+	if w.Now().Sub(last.FinishedAt) > 24*time.Hour {
+		return "", nil // long over: no need to read it
+	}
+	inc, err := w.Store.Get(ctx, last.Incident)
+	switch {
+	case remediator.ErrorCode(err) == remediator.ENOTFOUND:
+		return "", nil
+	case err != nil:
+		return "", err
+	case !rejoins(inc, arrived):
+		return "", nil
+	}
+	return inc.ID, nil
+}
+
+// rejoins says whether an incident that ended takes alerts that arrived at a time: its alerts
+// still fire, and its last evidence came within rejoinWithin before. (Both times are the
+// intake's clock.)
+func rejoins(inc *remediator.Incident, arrived time.Time) bool {
+	return inc.State.Terminal() && !inc.Closed() && arrived.Sub(inc.EvidenceStats.LastAt) < rejoinWithin
+}
+
 // resolve adds resolved alerts to the incidents they fired into.
-func (w *Worker) resolve(ctx context.Context, alerts []remediator.Alert) error {
-	byIncident := map[string][]remediator.Alert{}
+func (w *Worker) resolve(ctx context.Context, alerts []remediator.Arrival) error {
+	byIncident := map[string][]remediator.Arrival{}
 	for _, a := range alerts {
 		id, err := w.Store.AlertIncident(ctx, a.Fingerprint)
 		if remediator.ErrorCode(err) == remediator.ENOTFOUND {
@@ -302,21 +358,14 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Alert) error {
 		}
 		byIncident[id] = append(byIncident[id], a)
 	}
-	ids := make([]string, 0, len(byIncident))
-	for id := range byIncident {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, cmp.Compare)
-	for _, id := range ids {
-		inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-			inc.AddEvidence(byIncident[id])
+	for _, id := range slices.Sorted(maps.Keys(byIncident)) {
+		inc, err := w.Store.Join(ctx, id, byIncident[id], nil, func(inc *remediator.Incident) {
 			if inc.State == remediator.StateAwaitingApproval && inc.AlertsResolved() {
 				now := w.Now()
 				reason := "every alert resolved while the incident waited for approval"
 				skipPending(inc, reason)
 				inc.SetState(remediator.StateCancelled, reason, now)
 			}
-			return nil
 		})
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/remediator/remediator"
@@ -54,14 +56,20 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	// waits like any other run, so an incident never runs twice at once.
 	holder := inc.ID + "@" + w.id + "/" + newID(w.Now())
 	owner, err := w.Locks.Acquire(ctx, inc.Cluster, holder)
-	if err != nil {
+	var fenced *remediator.Later
+	switch {
+	case errors.As(err, &fenced):
+		if err := w.note(ctx, inc.ID, remediator.EventWaiting, "waiting: "+fenced.Reason); err != nil {
+			return err
+		}
 		return err
-	}
-	if owner != holder {
+	case err != nil:
+		return err
+	case owner != holder:
 		return w.waitForLock(ctx, log, inc.ID, owner)
 	}
-	ctx, release := w.holdLock(ctx, log, inc.Cluster, holder)
-	defer release()
+	lock := w.holdLock(ctx, log, inc.Cluster, holder)
+	defer lock.release(ctx)
 	// What the incident is now, under the lock: another run may have moved it on.
 	if inc, err = w.Store.Get(ctx, inc.ID); err != nil || inc.State.Terminal() || inc.State == remediator.StateAwaitingApproval {
 		return err
@@ -84,8 +92,11 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 				return err
 			}
 		}
+		if err := lock.check(); err != nil {
+			return w.lostLock(ctx, log, inc.ID, step.Name, err)
+		}
 		var stepErr error
-		inc, stepErr = w.runStep(ctx, log.With("step", step.Name), inc.ID, i, step)
+		inc, stepErr = w.runStep(ctx, log.With("step", step.Name), lock, inc.ID, i, step)
 		if inc != nil {
 			w.notify(ctx, inc, nil)
 		}
@@ -171,16 +182,14 @@ func (w *Worker) note(ctx context.Context, id, kind, reason string) error {
 // is still pending if the run may start; otherwise it says what happened instead.
 func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.Incident, plan []remediator.PlannedStep) (*remediator.Incident, error) {
 	id := inc.ID
-	var history []*remediator.Incident
+	var history []remediator.Run
 	if inc.Gates.Cooldown > 0 || inc.Gates.MaxAttempts > 0 {
-		all, err := w.Store.List(ctx)
-		if err != nil {
+		var err error
+		if history, err = w.Store.Runs(ctx, inc.Cluster, inc.Remediation); err != nil {
 			return nil, err
 		}
-		for _, h := range all {
-			if h.Cluster == inc.Cluster && h.Remediation == inc.Remediation {
-				history = append(history, h)
-			}
+		if history == nil {
+			history = []remediator.Run{}
 		}
 	}
 	a := admit(inc, history, w.Now(), w.DryRun)
@@ -252,37 +261,111 @@ func (w *Worker) waitForLock(ctx context.Context, log *slog.Logger, id, owner st
 	return remediator.RetryLater(w.Locks.TTL()/3, "%s", reason)
 }
 
-// holdLock keeps the cluster lock refreshed until the returned release is called, which
-// also gives it up. If a refresh fails, the lock may be someone else's by now: the returned
-// context is cancelled, so that the work stops at once.
-func (w *Worker) holdLock(ctx context.Context, log *slog.Logger, cluster, holder string) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+// heldLock is a cluster lock this run holds, refreshed in the background.
+type heldLock struct {
+	w               *Worker
+	cluster, holder string
+	done            chan struct{}
+	mu              sync.Mutex
+	lost            error
+	// cut is called when the lock is lost, to cut the running step short.
+	cut func()
+}
+
+// onLoss has cut called if the lock is lost before the returned stop is called.
+func (l *heldLock) onLoss(cut func()) (stop func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil {
+		cut()
+	}
+	l.cut = cut
+	return func() {
+		l.mu.Lock()
+		l.cut = nil
+		l.mu.Unlock()
+	}
+}
+
+// holdLock keeps the cluster lock refreshed until release. Two refreshes that fail in a row
+// mean the lock may expire before the next (a third of the TTL later): the lock counts as
+// lost before another worker can take it. No step starts after that (check), and the step
+// running is cut short, unless it outlives its context, when its fence keeps a new holder
+// waiting until its deadline.
+func (w *Worker) holdLock(ctx context.Context, log *slog.Logger, cluster, holder string) *heldLock {
+	l := &heldLock{w: w, cluster: cluster, holder: holder, done: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(w.Locks.TTL() / 3)
 		defer t.Stop()
+		failures := 0
 		for {
 			select {
-			case <-done:
+			case <-l.done:
+				return
+			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := w.Locks.Refresh(ctx, cluster, holder); err != nil {
-					log.Error("lost the cluster lock; stopping the remediation", "err", err)
-					cancel()
-					return
+				err := w.Locks.Refresh(ctx, cluster, holder)
+				if err == nil {
+					failures = 0
+					continue
 				}
+				if failures++; failures < 2 && remediator.ErrorCode(err) != remediator.ECONFLICT {
+					log.Warn("cannot refresh the cluster lock; trying again", "err", err)
+					continue
+				}
+				log.Error("lost the cluster lock; no step starts after the one running", "err", err)
+				l.mu.Lock()
+				l.lost = err
+				if l.cut != nil {
+					l.cut()
+				}
+				l.mu.Unlock()
+				return
 			}
 		}
 	}()
-	return ctx, func() {
-		close(done)
-		cancel()
-		rctx, rcancel := recordCtx(ctx)
-		defer rcancel()
-		if err := w.Locks.Release(rctx, cluster, holder); err != nil {
-			log.Warn("releasing the cluster lock failed; it expires by itself", "err", err)
-		}
+	return l
+}
+
+// check says whether the lock is still held.
+func (l *heldLock) check() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
+}
+
+// fence records the step about to run and its deadline.
+func (l *heldLock) fence(ctx context.Context, step string, deadline time.Time) error {
+	return l.w.Locks.Fence(ctx, l.cluster, l.holder, step, deadline)
+}
+
+// unfence records that the step is over.
+func (l *heldLock) unfence(ctx context.Context) error {
+	return l.w.Locks.Unfence(ctx, l.cluster, l.holder)
+}
+
+// release stops refreshing the lock and gives it up.
+func (l *heldLock) release(ctx context.Context) {
+	close(l.done)
+	rctx, cancel := recordCtx(ctx)
+	defer cancel()
+	if err := l.w.Locks.Release(rctx, l.cluster, l.holder); err != nil {
+		l.w.Log.Warn("releasing the cluster lock failed; it expires by itself", "cluster", l.cluster, "err", err)
 	}
+}
+
+// lostLock records that the run stopped before a step because its lock was lost, and hands
+// the run back to the queue: whoever holds the lock next resumes it.
+func (w *Worker) lostLock(ctx context.Context, log *slog.Logger, id, step string, cause error) error {
+	reason := fmt.Sprintf("stopped before step %s: this worker lost the cluster lock (%v); the run resumes with the next lock holder", step, cause)
+	log.Warn("run stopped: the cluster lock was lost", "step", step, "err", cause)
+	rctx, cancel := recordCtx(ctx)
+	defer cancel()
+	if err := w.note(rctx, id, remediator.EventWaiting, reason); err != nil {
+		return err
+	}
+	return remediator.RetryLater(w.Locks.TTL(), "%s", reason)
 }
 
 // samePlan checks that a resumed incident's recorded steps are the plan this version makes.
@@ -305,7 +388,7 @@ func samePlan(steps []remediator.Step, plan []remediator.PlannedStep) error {
 }
 
 // runStep runs step i and records how it went.
-func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int, step remediator.PlannedStep) (*remediator.Incident, error) {
+func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, id string, i int, step remediator.PlannedStep) (*remediator.Incident, error) {
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 		s := &inc.Steps[i]
 		s.State = remediator.StepRunning
@@ -339,9 +422,34 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, id string, i int
 			return err
 		},
 	}
-	log.Info("step started", "attempt", inc.Steps[i].Attempts, "risk", step.Risk)
+	timeout := cmp.Or(step.Timeout, remediator.DefaultStepTimeout)
+	deadline := time.Now().Add(timeout)
+	stepCtx, cancelStep := context.WithDeadline(ctx, deadline)
+	defer cancelStep()
+	stop := lock.onLoss(cancelStep)
+	defer stop()
+	in.Fence = func(ctx context.Context, op string, until time.Time) (func(), error) {
+		if err := lock.fence(ctx, step.Name+": "+op, until); err != nil {
+			return nil, err
+		}
+		return func() {
+			rctx, cancel := recordCtx(ctx)
+			defer cancel()
+			if err := lock.unfence(rctx); err != nil {
+				log.Warn("cannot clear the fence; the next lock holder waits for its deadline", "op", op, "err", err)
+			}
+		}, nil
+	}
+	log.Info("step started", "attempt", inc.Steps[i].Attempts, "risk", step.Risk, "deadline", deadline)
 	started := w.Now()
-	res, stepErr := safeRun(ctx, step.Run, in)
+	res, stepErr := safeRun(stepCtx, step.Run, in)
+	cancelStep()
+	if err := lock.check(); err != nil && stepErr != nil {
+		stepErr = remediator.Errorf(remediator.EUNAVAILABLE, "interrupted: this worker lost the cluster lock (%v): %w", err, stepErr)
+	}
+	if errors.Is(stepErr, context.DeadlineExceeded) && ctx.Err() == nil {
+		stepErr = remediator.Errorf(remediator.EUNAVAILABLE, "step %s passed its deadline of %s: %w", step.Name, timeout, stepErr)
+	}
 	took := w.Now().Sub(started)
 
 	// A step cut short by a shutdown (or a lost ack deadline) has not failed: it runs again,

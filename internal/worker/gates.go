@@ -33,7 +33,7 @@ type admission struct {
 // admit applies the incident's gates to a run about to start. history holds the incidents of
 // the same cluster and remediation; nil means it is not known (a simulation), and the gates
 // that need it are not applied.
-func admit(inc *remediator.Incident, history []*remediator.Incident, now time.Time, dryRun bool) admission {
+func admit(inc *remediator.Incident, history []remediator.Run, now time.Time, dryRun bool) admission {
 	g := inc.Gates
 	switch {
 	case dryRun:
@@ -50,7 +50,7 @@ func admit(inc *remediator.Incident, history []*remediator.Incident, now time.Ti
 	if g.Cooldown > 0 && history != nil {
 		if last := lastRun(inc, history); last != nil && now.Sub(last.FinishedAt) < time.Duration(g.Cooldown) {
 			return escalate(fmt.Sprintf("cooldown: %s last ran on %s %s ago (incident %s, %s), within the %s cooldown: the problem came back",
-				inc.Remediation, inc.Cluster, now.Sub(last.FinishedAt).Round(time.Second), last.ID, last.State, time.Duration(g.Cooldown)))
+				inc.Remediation, inc.Cluster, now.Sub(last.FinishedAt).Round(time.Second), last.Incident, last.State, time.Duration(g.Cooldown)))
 		}
 	}
 	if g.MaxAttempts > 0 && history != nil {
@@ -79,35 +79,23 @@ func inWindow(m *remediator.Maintenance, now time.Time) bool {
 	return slices.ContainsFunc(m.Windows, func(w remediator.Window) bool { return w.Contains(now) })
 }
 
-// ran says whether an incident's remediation changed something: a step above read-only
-// started. A run that only looked (and was then rejected, say) does not count.
-func ran(inc *remediator.Incident) bool {
-	return slices.ContainsFunc(inc.Steps, changing)
-}
-
-func changing(s remediator.Step) bool {
-	return s.Risk != remediator.RiskReadOnly && !s.StartedAt.IsZero()
-}
-
-// lastRun returns the other incident whose run finished last.
-func lastRun(inc *remediator.Incident, history []*remediator.Incident) *remediator.Incident {
-	var last *remediator.Incident
-	for _, h := range history {
-		if h.ID != inc.ID && ran(h) && !h.FinishedAt.IsZero() && (last == nil || h.FinishedAt.After(last.FinishedAt)) {
-			last = h
+// lastRun returns the other incident whose run (one that changed something: a run that only
+// looked, and was then rejected, say, does not count) finished last.
+func lastRun(inc *remediator.Incident, history []remediator.Run) *remediator.Run {
+	var last *remediator.Run
+	for i, h := range history {
+		if h.Incident != inc.ID && !h.Changed.IsZero() && !h.FinishedAt.IsZero() && (last == nil || h.FinishedAt.After(last.FinishedAt)) {
+			last = &history[i]
 		}
 	}
 	return last
 }
 
 // runsSince counts the other incidents whose run started changing things after since.
-func runsSince(inc *remediator.Incident, history []*remediator.Incident, since time.Time) int {
+func runsSince(inc *remediator.Incident, history []remediator.Run, since time.Time) int {
 	n := 0
 	for _, h := range history {
-		if h.ID == inc.ID || !ran(h) {
-			continue
-		}
-		if i := slices.IndexFunc(h.Steps, changing); h.Steps[i].StartedAt.After(since) {
+		if h.Incident != inc.ID && h.Changed.After(since) {
 			n++
 		}
 	}

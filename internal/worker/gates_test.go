@@ -196,12 +196,13 @@ func runTwice(t *testing.T, gate string, delay time.Duration) *fixture {
 	f := newFixtureWith(t, historyPolicies, remediator.PlannedStep{Name: "act", Risk: remediator.RiskHigh, Run: ok("")})
 	c := &clock{now: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
 	f.w.Now = c.Now
-	f.correlate(t, alert("a1", "prod", "firing", "gate", gate))
+	at := func(a remediator.Alert) remediator.Alert { a.ReceivedAt = c.Now(); return a }
+	f.correlate(t, at(alert("a1", "prod", "firing", "gate", gate)))
 	if err := f.execute(t, f.only(t).ID); err != nil {
 		t.Fatal(err)
 	}
 	c.Add(time.Hour - delay)
-	f.correlate(t, alert("a2", "prod", "firing", "gate", gate))
+	f.correlate(t, at(alert("a2", "prod", "firing", "gate", gate)))
 	_ = f.execute(t, f.incidents(t)[0].ID)
 	return f
 }

@@ -18,12 +18,19 @@ import (
 // Store keeps incidents.
 type Store interface {
 	Get(ctx context.Context, id string) (*remediator.Incident, error)
-	List(ctx context.Context) ([]*remediator.Incident, error)
+	// Open lists the incidents not over yet.
+	Open(ctx context.Context) ([]*remediator.Incident, error)
+	// Runs lists the recent finished incidents of a cluster and remediation, for the gates.
+	Runs(ctx context.Context, cluster, remediation string) ([]remediator.Run, error)
 	Create(ctx context.Context, inc *remediator.Incident) error
 	Update(ctx context.Context, id string, fn func(*remediator.Incident) error) (*remediator.Incident, error)
 	ClaimOpen(ctx context.Context, cluster, remediation, id string) (string, error)
 	ReleaseOpen(ctx context.Context, cluster, remediation, id string) error
-	IndexAlerts(ctx context.Context, id string, fingerprints []string) error
+	// Join adds arrivals to an incident's evidence in one update, accept deciding whether it
+	// still takes them and then changing it further on the way.
+	Join(ctx context.Context, id string, alerts []remediator.Arrival, accept func(*remediator.Incident) error, then func(*remediator.Incident)) (*remediator.Incident, error)
+	// HoldsAlert says whether the incident holds this observation of an alert already.
+	HoldsAlert(ctx context.Context, id string, a remediator.Alert) (bool, error)
 	AlertIncident(ctx context.Context, fingerprint string) (string, error)
 	// OpenOn lists the incidents open on a cluster.
 	OpenOn(ctx context.Context, cluster string) ([]string, error)
@@ -54,6 +61,10 @@ type Locker interface {
 	Acquire(ctx context.Context, cluster, holder string) (owner string, err error)
 	Refresh(ctx context.Context, cluster, holder string) error
 	Release(ctx context.Context, cluster, holder string) error
+	// Fence records the step the holder runs and its deadline, and Unfence its end: a new
+	// holder does not start while a step of the last one may still run.
+	Fence(ctx context.Context, cluster, holder, step string, deadline time.Time) error
+	Unfence(ctx context.Context, cluster, holder string) error
 	TTL() time.Duration
 }
 
@@ -164,21 +175,22 @@ func recordCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
-// stateCollector reports how many incidents are in each state, read from the store at
-// scrape time so that every replica reports the same figures.
+// stateCollector reports how many incidents are open in each state (pending, awaiting
+// approval, running), read from the store's open claims at scrape time: every replica
+// reports the same figures, and a scrape costs what is open, not what is stored.
 type stateCollector struct {
 	store Store
 	log   *slog.Logger
 }
 
-var incidentsDesc = prometheus.NewDesc("remediator_incidents", "Incidents by state.", []string{"state"}, nil)
+var incidentsDesc = prometheus.NewDesc("remediator_incidents", "Open incidents by state.", []string{"state"}, nil)
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- incidentsDesc }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	all, err := c.store.List(ctx)
+	all, err := c.store.Open(ctx)
 	if err != nil {
 		c.log.Warn("incidents metric: cannot list incidents", "err", err)
 		ch <- prometheus.NewInvalidMetric(incidentsDesc, err)
@@ -189,6 +201,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[inc.State]++
 	}
 	for _, s := range remediator.States {
+		if s.Terminal() {
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(incidentsDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
 }

@@ -122,7 +122,7 @@ func alert(fp, cluster string, status remediator.AlertStatus, labels ...string) 
 
 func (f *fixture) correlate(t *testing.T, alerts ...remediator.Alert) {
 	t.Helper()
-	data, _ := json.Marshal(remediator.Batch{ID: "b", Source: "alertmanager", Alerts: alerts})
+	data, _ := json.Marshal(remediator.Batch{ID: "b", Source: "alertmanager", ReceivedAt: time.Now(), Alerts: alerts})
 	if err := f.w.Correlate(context.Background(), data); err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +130,11 @@ func (f *fixture) correlate(t *testing.T, alerts ...remediator.Alert) {
 
 func (f *fixture) incidents(t *testing.T) []*remediator.Incident {
 	t.Helper()
-	all, err := f.q.Incidents.List(context.Background())
+	page, err := f.q.Incidents.List(context.Background(), remediator.Query{Limit: remediator.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return all
+	return page.Incidents
 }
 
 // only returns the one incident there must be.
@@ -280,10 +280,18 @@ func TestFailuresEndTheIncidentAndSkipTheRest(t *testing.T) {
 			if inc.Steps[0].State != remediator.StepFailed || inc.Steps[0].Attempts != tc.attempts || inc.Steps[1].State != remediator.StepSkipped || f.rem.ran("act") != 0 {
 				t.Errorf("steps %s, %s; act ran %d times", inc.Steps[0].State, inc.Steps[1].State, f.rem.ran("act"))
 			}
-			// A failed incident frees its cluster: the next alert opens a new one.
+			// The problem goes on: an alert right after joins the failed incident rather
+			// than run the remediation that failed again. Once the alerts stop for a while,
+			// a new alert is a new problem: it opens an incident.
 			f.correlate(t, alert("a2", "prod", "firing"))
+			if all := f.incidents(t); len(all) != 1 || all[0].EvidenceCount != 2 {
+				t.Errorf("%d incidents after a new alert, want the failed one with both alerts", len(all))
+			}
+			later := alert("a3", "prod", "firing")
+			later.ReceivedAt = later.ReceivedAt.Add(11 * time.Minute)
+			f.correlate(t, later)
 			if n := len(f.incidents(t)); n != 2 {
-				t.Errorf("%d incidents after a new alert, want 2", n)
+				t.Errorf("%d incidents after an alert 11 minutes later, want 2", n)
 			}
 		})
 	}

@@ -199,6 +199,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 		HealthTimeout: r.healthTimeout,
 		Pause:         r.pause,
 		Done:          p.Done,
+		Fence:         in.Fence,
 		Only:          func(st remediator.MemberStatus) bool { return worth[st.ID] },
 		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
 			return in.SaveProgress(ctx, defragProgress{Done: done})

@@ -46,6 +46,9 @@ type DefragOptions struct {
 	// Only, if set, picks the members to defragment; the others are left as they are but
 	// still checked with the rest of the cluster before each member.
 	Only func(remediator.MemberStatus) bool
+	// Fence, if set, records each member's defragmentation and its deadline while it runs:
+	// it goes on on the server if this process stops, and nobody else may start meanwhile.
+	Fence func(ctx context.Context, op string, deadline time.Time) (done func(), err error)
 	// OnDone is called after each member with every member done so far, to save progress.
 	OnDone func(ctx context.Context, done []Defragmented) error
 }
@@ -73,9 +76,19 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 			return done, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting %s: %w", next, err)
 		}
 		start := time.Now()
+		unfence := func() {}
+		if opts.Fence != nil {
+			if unfence, err = opts.Fence(ctx, fmt.Sprintf("defragment %s", next), start.Add(opts.Timeout)); err != nil {
+				return done, err
+			}
+		}
 		dctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 		_, err = mt.Defragment(dctx, next.Endpoint)
 		cancel()
+		if err == nil || ctx.Err() == nil {
+			// Over on the server too; cut short by our context, it may still run there.
+			unfence()
+		}
 		if err != nil {
 			return done, Classify(err, "defragment %s", next)
 		}

@@ -260,6 +260,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 		HealthTimeout: r.healthTimeout,
 		Pause:         r.pause,
 		Done:          p.Done,
+		Fence:         in.Fence,
 		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
 			return in.SaveProgress(ctx, defragProgress{Done: done})
 		},

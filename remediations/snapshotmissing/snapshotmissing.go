@@ -670,6 +670,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 		Timeout:       r.defragTimeout,
 		HealthTimeout: r.healthTimeout,
 		Done:          p.Done,
+		Fence:         in.Fence,
 		Only:          func(st remediator.MemberStatus) bool { return st.ID == statuses[i].ID },
 		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
 			return in.SaveProgress(ctx, defragProgress{Done: done})
