@@ -31,7 +31,10 @@ type Publisher interface {
 // Incidents reads incidents.
 type Incidents interface {
 	Get(ctx context.Context, id string) (*remediator.Incident, error)
-	List(ctx context.Context) ([]*remediator.Incident, error)
+	// List returns a page of incidents, the newest first.
+	List(ctx context.Context, q remediator.Query) (remediator.Page, error)
+	// Open returns the incidents not over yet.
+	Open(ctx context.Context) ([]*remediator.Incident, error)
 }
 
 // Reporter renders an incident's report in a format ("md", "html" or "json").

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -27,11 +28,28 @@ var indexTmpl = template.Must(template.New("index").Funcs(template.FuncMap{
 }).Parse(indexHTML))
 
 // index serves the incidents page: the open incidents first (a remediation running or
-// waiting, or alerts still firing), then the closed ones, the newest first in each.
+// waiting, or alerts still firing), then the closed ones, the newest first in each. It reads
+// what is open and one page of the rest, with a link to the next page: never everything.
 func (a *api) index(c echo.Context) error {
-	all, err := a.Incidents.List(c.Request().Context())
+	ctx := c.Request().Context()
+	q, err := query(c)
 	if err != nil {
 		return err
+	}
+	var all []*remediator.Incident
+	if q.Cursor == "" {
+		if all, err = a.Incidents.Open(ctx); err != nil {
+			return err
+		}
+	}
+	page, err := a.Incidents.List(ctx, q)
+	if err != nil {
+		return err
+	}
+	for _, inc := range page.Incidents {
+		if !slices.ContainsFunc(all, func(o *remediator.Incident) bool { return o.ID == inc.ID }) {
+			all = append(all, inc)
+		}
 	}
 	// List gives the newest first; a stable sort keeps that order within each group.
 	slices.SortStableFunc(all, func(x, y *remediator.Incident) int {
@@ -50,7 +68,11 @@ func (a *api) index(c echo.Context) error {
 		}
 	}
 	var b bytes.Buffer
-	err = indexTmpl.Execute(&b, map[string]any{"Rows": all, "Open": open, "Now": a.Now()})
+	next := ""
+	if page.Next != "" {
+		next = "?" + url.Values{"cursor": {page.Next}, "state": {string(q.State)}, "cluster": {q.Cluster}}.Encode()
+	}
+	err = indexTmpl.Execute(&b, map[string]any{"Rows": all, "Open": open, "Now": a.Now(), "Next": next})
 	if err != nil {
 		return err
 	}

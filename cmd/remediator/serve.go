@@ -84,6 +84,11 @@ func (m *Main) Run(ctx context.Context) error {
 		Listen:       cfg.NATS.Listen,
 		Replicas:     cfg.NATS.Replicas,
 		AckWait:      time.Duration(cfg.NATS.AckWait),
+		MaxDeliver:   cfg.NATS.MaxDeliver,
+		MaxWaiting:   cfg.NATS.MaxWaiting,
+		Limits:       natsLimits(cfg),
+		MaxStore:     int64(cfg.NATS.MaxStore),
+		SyncInterval: time.Duration(cfg.NATS.SyncInterval),
 		Log:          m.Log,
 	})
 	if err != nil {
@@ -122,6 +127,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.queue.Collectors()...)
 	w := worker.New(worker.Config{
 		Store:         m.queue.Incidents,
 		Publisher:     m.queue,
@@ -201,7 +207,32 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	consume(queue.Correlator, 4, func(ctx context.Context, d queue.Delivery) error { return w.Correlate(ctx, d.Data) }, nil)
+	// Alerts of many webhooks for one incident join it in one update.
+	m.workers.Add(1)
+	go func() {
+		defer m.workers.Done()
+		err := m.queue.ConsumeBatches(workCtx, queue.Correlator, correlatorBatch, shutdownGrace, func(ctx context.Context, ds []queue.Delivery) error {
+			data := make([][]byte, len(ds))
+			for i, d := range ds {
+				data[i] = d.Data
+			}
+			return w.Correlate(ctx, data...)
+		}, nil)
+		if err != nil {
+			m.Log.Error("consumer stopped", "err", err)
+		}
+	}()
+	m.workers.Add(2)
+	go func() {
+		defer m.workers.Done()
+		if err := m.queue.RunWaits(workCtx, shutdownGrace); err != nil {
+			m.Log.Error("waits stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer m.workers.Done()
+		m.archive(workCtx, time.Duration(cfg.Retention))
+	}()
 	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error {
 		switch d.Subject {
 		case queue.SubjectRun:
@@ -262,6 +293,40 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "service_key", m.queue.PublicKey(), "data_dir", cfg.DataDir,
 		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()), "slack", cfg.Slack.Enabled(), "dry_run", cfg.DryRun)
 	return nil
+}
+
+// correlatorBatch is how many enqueued webhooks the correlator takes at once.
+const correlatorBatch = 256
+
+// archiveEvery is how often closed incidents past the retention move to the archive.
+const archiveEvery = time.Hour
+
+// archive moves closed incidents past the retention to the archive, at start and then
+// every archiveEvery, until ctx ends. Every replica does it; a pass is safe beside another.
+func (m *Main) archive(ctx context.Context, retention time.Duration) {
+	for {
+		n, err := m.queue.Archive(ctx, retention, time.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			m.Log.Warn("archiving closed incidents failed; trying again later", "err", err)
+		case n > 0:
+			m.Log.Info("closed incidents past the retention archived", "incidents", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(archiveEvery):
+		}
+	}
+}
+
+// natsLimits is the nats.limits section as the queue takes it.
+func natsLimits(cfg config.Config) map[string]queue.Limit {
+	out := map[string]queue.Limit{}
+	for name, l := range cfg.NATS.Limits {
+		out[name] = queue.Limit{MaxBytes: int64(l.MaxBytes), MaxAge: time.Duration(l.MaxAge)}
+	}
+	return out
 }
 
 // guard watches a cluster's guarded keys, keeps their values, and reports a lost one as an

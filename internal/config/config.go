@@ -40,6 +40,9 @@ type Config struct {
 	PoliciesDir string `yaml:"policies_dir"`
 	// DryRun plans every remediation and runs none.
 	DryRun bool `yaml:"dry_run"`
+	// Retention is how long a closed incident stays in the incidents bucket before it moves to
+	// the archive, where its report stays readable.
+	Retention Duration `yaml:"retention"`
 	// ExternalURL is how humans reach this service, for links in chat (http://<listen> if
 	// empty).
 	ExternalURL string     `yaml:"external_url"`
@@ -187,8 +190,30 @@ type NATS struct {
 	// Listen is where the embedded server takes connections from node agents (none if
 	// empty: it then serves this process only), always with TLS and nkeys.
 	Listen string `yaml:"listen"`
+	// MaxStore bounds the embedded server's file store, leaving the rest of its disk to what
+	// shares it (etcd snapshots in data_dir/backups).
+	MaxStore Size `yaml:"max_store"`
+	// SyncInterval is how often the embedded server syncs its store to disk: 0s (the
+	// default) syncs each write before it is acknowledged, so a webhook answered 202
+	// survives a power loss; a longer interval is faster and may lose the last writes.
+	SyncInterval Duration `yaml:"sync_interval"`
+	// MaxDeliver is how many times a message is delivered before it is given up as a dead
+	// letter (bucket remediator_dead, metric remediator_dead_letters_total).
+	MaxDeliver int `yaml:"max_deliver"`
+	// MaxWaiting bounds the waits parked at once (approval deadlines, lock waits, windows).
+	MaxWaiting int `yaml:"max_waiting"`
+	// Limits bound each stream and bucket, by short name (events, work, waits, notify,
+	// incidents, evidence, archive, index, runs, open, alerts, locks, fences, seen, guarded,
+	// signals, meta, dead); what is not given keeps its default.
+	Limits map[string]Limit `yaml:"limits"`
 	// Agents maps "<cluster>/<node>" to an agent's public nkey, read from AgentsFile.
 	Agents map[string]string `yaml:"-"`
+}
+
+// Limit bounds one stream or bucket.
+type Limit struct {
+	MaxBytes Size     `yaml:"max_bytes"`
+	MaxAge   Duration `yaml:"max_age"`
 }
 
 // IdentityFile is the file that holds this process's NATS seed: NkeyFile, or CredsFile.
@@ -263,7 +288,9 @@ func Defaults(getenv func(string) string) Config {
 	return Config{
 		Listen:  "127.0.0.1:9095",
 		DataDir: "data",
-		NATS:    NATS{Replicas: 1, AckWait: Duration(30 * time.Second)},
+		NATS: NATS{Replicas: 1, AckWait: Duration(6 * time.Second), MaxStore: 4 << 30,
+			MaxDeliver: 30, MaxWaiting: 100_000},
+		Retention: Duration(30 * 24 * time.Hour),
 		Slack:   Slack{APIURL: DefaultSlackAPIURL},
 		Agent: Agent{
 			Runtime:      "staticpod",
@@ -386,6 +413,18 @@ func (c *Config) Validate() error {
 	}
 	if time.Duration(c.NATS.AckWait) < time.Second {
 		bad("nats.ack_wait", "must be at least 1s, not %s", time.Duration(c.NATS.AckWait))
+	}
+	if c.NATS.SyncInterval < 0 {
+		bad("nats.sync_interval", "must not be negative")
+	}
+	if c.NATS.MaxDeliver < 2 {
+		bad("nats.max_deliver", "must be at least 2, not %d", c.NATS.MaxDeliver)
+	}
+	if c.NATS.MaxWaiting < 100 {
+		bad("nats.max_waiting", "must be at least 100, not %d", c.NATS.MaxWaiting)
+	}
+	if time.Duration(c.Retention) < time.Hour {
+		bad("retention", "must be at least 1h, not %s", time.Duration(c.Retention))
 	}
 	if len(c.Clusters) == 0 {
 		bad("clusters", "must not be empty")
