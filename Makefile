@@ -44,11 +44,13 @@ lint-deploy:
 test: $(ETCD) $(NATS_SERVER) vet lint-deploy
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-## bench: webhook ingest against raw JetStream publishes, and signed publishes against unsigned
-## ones, each in the same run
+## bench: webhook ingest against raw JetStream publishes, signed publishes against unsigned ones,
+## synced writes against an interval, and the cost of an alert, a page of incidents and an
+## admission at 1k against 100k stored, each pair in the same run
 bench: $(ETCD) $(NATS_SERVER)
 	$(GO) test -run '^$$' -bench Ingest -benchtime 5000x -count 3 ./handlers/
-	$(GO) test -run '^$$' -bench SignedPublish -benchtime 5000x -count 3 ./queue/
+	$(GO) test -run '^$$' -bench 'SignedPublish|SyncedPublish' -benchtime 5000x -count 3 ./queue/
+	$(GO) test -run '^$$' -bench 'Evidence|History' -benchtime 200x ./queue/
 
 ## fuzz: fuzz the Alertmanager webhook decoder for a while
 fuzz:

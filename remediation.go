@@ -57,7 +57,7 @@ type StepInput struct {
 	// deadline: no other worker starts a step on the cluster before it passes, or done is
 	// called. Nil outside a worker.
 	Fence func(ctx context.Context, op string, deadline time.Time) (done func(), err error)
-	Log          *slog.Logger
+	Log   *slog.Logger
 }
 
 // StepResult is what a finished step reports.

@@ -79,18 +79,19 @@ func (s *Store) get(ctx context.Context, id string) (*remediator.Incident, uint6
 
 // maxScan bounds the index entries one page reads, so that a filter that matches little
 // costs a bounded page (with a cursor to go on), not a read of everything.
-const maxScan = 2000
+const maxScan = 1000
 
 // List returns a page of incidents, the newest first, with the cursor of the next page ("" at
 // the end). It reads the index from the cursor down, so a page costs the same at a thousand
 // incidents and at a hundred thousand.
 func (s *Store) List(ctx context.Context, q remediator.Query) (remediator.Page, error) {
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
 	if q.Limit <= 0 {
 		q.Limit = remediator.DefaultPageSize
 	}
-	info, err := s.index.Info(ctx)
+	// Each read has its own deadline: a page is many short reads, not one long one.
+	ictx, cancel := withDefaultTimeout(ctx)
+	info, err := s.index.Info(ictx)
+	cancel()
 	if err != nil {
 		return remediator.Page{}, unavailable("read %s", streamIndex, err)
 	}
@@ -109,7 +110,9 @@ func (s *Store) List(ctx context.Context, q remediator.Query) (remediator.Page, 
 			return page, nil
 		}
 		scanned++
-		m, err := s.index.GetMsg(ctx, seq)
+		mctx, cancel := withDefaultTimeout(ctx)
+		m, err := s.index.GetMsg(mctx, seq)
+		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // aged out
 		}

@@ -296,7 +296,7 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // correlatorBatch is how many enqueued webhooks the correlator takes at once.
-const correlatorBatch = 256
+const correlatorBatch = 128
 
 // archiveEvery is how often closed incidents past the retention move to the archive.
 const archiveEvery = time.Hour

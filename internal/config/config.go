@@ -291,7 +291,7 @@ func Defaults(getenv func(string) string) Config {
 		NATS: NATS{Replicas: 1, AckWait: Duration(6 * time.Second), MaxStore: 4 << 30,
 			MaxDeliver: 30, MaxWaiting: 100_000},
 		Retention: Duration(30 * 24 * time.Hour),
-		Slack:   Slack{APIURL: DefaultSlackAPIURL},
+		Slack:     Slack{APIURL: DefaultSlackAPIURL},
 		Agent: Agent{
 			Runtime:      "staticpod",
 			ManifestsDir: "/etc/kubernetes/manifests",
