@@ -100,6 +100,14 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		if inc != nil {
 			w.notify(ctx, inc, nil)
 		}
+		last := stepErr == nil && i+1 == len(plan)
+		if err := lock.check(); err != nil && !last && (inc == nil || inc.Steps[i].State != remediator.StepFailed) {
+			next := step.Name
+			if stepErr == nil && i+1 < len(plan) {
+				next = plan[i+1].Name
+			}
+			return w.lostLock(ctx, log, req.Incident, next, err)
+		}
 		switch {
 		case stepErr == nil:
 		case inc == nil || ctx.Err() != nil || inc.Steps[i].State != remediator.StepFailed:
