@@ -128,3 +128,23 @@ func TestAWaitIsParkedApartAndComesBackWhenDue(t *testing.T) {
 		t.Fatal("the parked message did not come back")
 	}
 }
+
+// An incident update that could never fit a NATS message is refused as too large, which the
+// queue does not retry, and the incident stays as it was.
+func TestAnUpdateThatCannotFitIsPermanent(t *testing.T) {
+	q := openQueue(t, Options{})
+	ctx := context.Background()
+	if err := q.Incidents.Create(ctx, remediator.NewIncident("big", "prod", remediator.Decision{Remediation: "r"}, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	_, err := q.Incidents.Update(ctx, "big", func(inc *remediator.Incident) error {
+		inc.RootCause = strings.Repeat("x", embeddedMaxPayload)
+		return nil
+	})
+	if remediator.ErrorCode(err) != remediator.ETOOLARGE || remediator.Retriable(err) || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("update: %v, want too_large, not retriable, naming max_payload", err)
+	}
+	if inc, err := q.Incidents.Get(ctx, "big"); err != nil || inc.RootCause != "" {
+		t.Errorf("incident after the refused update: %v", err)
+	}
+}
