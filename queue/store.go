@@ -136,30 +136,20 @@ func (s *Store) List(ctx context.Context, q remediator.Query) (remediator.Page, 
 // Open returns the incidents that are not over yet (pending, waiting or running), the newest
 // first, from the open claims: no read of the closed ones.
 func (s *Store) Open(ctx context.Context) ([]*remediator.Incident, error) {
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	keys, err := s.open.ListKeys(ctx)
+	ids, err := s.claims(ctx, ">")
 	if err != nil {
-		return nil, unavailable("list open incidents", "", err)
+		return nil, err
 	}
-	defer keys.Stop()
 	var out []*remediator.Incident
-	for key := range keys.Keys() {
-		e, err := s.open.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // released while we listed
-		}
-		if err != nil {
-			return nil, unavailable("read %s", key, err)
-		}
-		inc, err := s.Get(ctx, string(e.Value()))
+	for _, id := range ids {
+		inc, err := s.Get(ctx, id)
 		if remediator.ErrorCode(err) == remediator.ENOTFOUND {
 			continue // claimed, not stored yet
 		}
 		if err != nil {
 			return nil, err
 		}
-		if !inc.State.Terminal() && !slices.ContainsFunc(out, func(o *remediator.Incident) bool { return o.ID == inc.ID }) {
+		if !inc.State.Terminal() {
 			out = append(out, inc)
 		}
 	}
@@ -291,11 +281,16 @@ func deleteIfHeld(ctx context.Context, kv jetstream.KeyValue, key, value string)
 
 // OpenOn returns the IDs of the incidents open on a cluster, one per remediation.
 func (s *Store) OpenOn(ctx context.Context, cluster string) ([]string, error) {
+	return s.claims(ctx, cluster+".>")
+}
+
+// claims returns the IDs of the open claims whose keys match filter, each once.
+func (s *Store) claims(ctx context.Context, filter string) ([]string, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	keys, err := s.open.ListKeysFiltered(ctx, cluster+".>")
+	keys, err := s.open.ListKeysFiltered(ctx, filter)
 	if err != nil {
-		return nil, unavailable("list open incidents of %s", cluster, err)
+		return nil, unavailable("list open incidents (%s)", filter, err)
 	}
 	defer keys.Stop()
 	var ids []string

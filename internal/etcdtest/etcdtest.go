@@ -6,22 +6,17 @@ package etcdtest
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/remediator/remediator/internal/testproc"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -46,53 +41,14 @@ func Etcdutl() (string, error) {
 	return build("etcdutl", "./etcdutl")
 }
 
-// build builds a main package of tools/etcd into a cache folder keyed by every source file of
-// the module and the Go version, so that a change to either binary's source or to the module's
-// versions rebuilds both.
+// build builds a main package of tools/etcd: a change to either binary's source or to the
+// module's versions rebuilds both.
 func build(name, pkg string) (string, error) {
-	_, file, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(file), "..", "..", "tools", "etcd")
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum", "main.go", filepath.Join("etcdutl", "main.go")} {
-		b, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			return "", fmt.Errorf("etcdtest: the etcd tools module: %w", err)
-		}
-		h.Write(b)
-	}
-	h.Write([]byte(runtime.Version()))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "remediator", "etcd-"+hex.EncodeToString(h.Sum(nil))[:16])
-	bin := filepath.Join(dir, name)
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("etcdtest: %w", err)
-	}
-	// Test binaries of several packages start at once: one builds, the others wait for it.
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	bin, err := testproc.Build("etcd", pkg, name, "main.go", filepath.Join("etcdutl", "main.go"))
 	if err != nil {
 		return "", fmt.Errorf("etcdtest: %w", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("etcdtest: lock: %w", err)
-	}
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	tmp := bin + ".tmp"
-	cmd := exec.Command("go", "build", "-o", tmp, pkg)
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("etcdtest: build %s from %s: %w\n%s", name, src, err, out)
-	}
-	return bin, os.Rename(tmp, bin)
+	return bin, nil
 }
 
 // Options describe a cluster to start.
@@ -133,7 +89,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("etcdtest: %w", err)
 	}
 	n := max(opts.Members, 1)
-	ports, err := freePorts(2 * n)
+	ports, err := testproc.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +153,7 @@ func New(t testing.TB, opts Options) *Cluster {
 		c.Stop()
 		if t.Failed() {
 			for _, m := range c.Members {
-				t.Logf("etcd %s log (tail):\n%s", m.Name, tail(m.Log(), 12))
+				t.Logf("etcd %s log (tail):\n%s", m.Name, testproc.Tail(m.Log(), 12))
 			}
 		}
 	})
@@ -342,33 +298,4 @@ func (m *Member) LogLines(msg string) ([]time.Time, error) {
 		out = append(out, ts)
 	}
 	return out, sc.Err()
-}
-
-func freePorts(n int) ([]int, error) {
-	var (
-		ports []int
-		lns   []io.Closer
-	)
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("etcdtest: free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
 }

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/remediator/remediator/internal/manifest"
+	"github.com/remediator/remediator/internal/testproc"
 )
 
 // probeScale turns a manifest's probe seconds into test time: a period of 10s becomes 1s.
@@ -344,7 +345,7 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 		t.Fatal(err)
 	}
 	n := max(opts.Members, 1)
-	ports, err := freePorts(3 * n)
+	ports, err := testproc.FreePorts(3 * n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +430,7 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 		for _, node := range c.Nodes {
 			node.Kubelet.Stop()
 			if t.Failed() {
-				t.Logf("node %s log (tail):\n%s", node.Name, tail(node.Log(), 12))
+				t.Logf("node %s log (tail):\n%s", node.Name, testproc.Tail(node.Log(), 12))
 			}
 		}
 	})

@@ -7,23 +7,21 @@ package natstest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/remediator/remediator/internal/testproc"
 )
 
 // readyTimeout bounds how long Start and Restart wait for the cluster: a meta leader is elected
@@ -40,52 +38,13 @@ func Binary() (string, error) {
 	return build()
 }
 
-// build builds tools/nats-server into a cache folder keyed by every source file of the module
-// and the Go version, so that a change of the pinned server version rebuilds it.
+// build builds tools/nats-server: a change of the pinned server version rebuilds it.
 func build() (string, error) {
-	_, file, _, _ := runtime.Caller(0)
-	src := filepath.Join(filepath.Dir(file), "..", "..", "tools", "nats-server")
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
-		b, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			return "", fmt.Errorf("natstest: the nats-server tools module: %w", err)
-		}
-		h.Write(b)
-	}
-	h.Write([]byte(runtime.Version()))
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	dir := filepath.Join(cache, "remediator", "nats-server-"+hex.EncodeToString(h.Sum(nil))[:16])
-	bin := filepath.Join(dir, "nats-server")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("natstest: %w", err)
-	}
-	// Test binaries of several packages start at once: one builds, the others wait for it.
-	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	bin, err := testproc.Build("nats-server", ".", "nats-server", "main.go")
 	if err != nil {
 		return "", fmt.Errorf("natstest: %w", err)
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("natstest: lock: %w", err)
-	}
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	tmp := bin + ".tmp"
-	cmd := exec.Command("go", "build", "-o", tmp, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("natstest: build nats-server from %s: %w\n%s", src, err, out)
-	}
-	return bin, os.Rename(tmp, bin)
+	return bin, nil
 }
 
 // Options describe a cluster to start.
@@ -138,7 +97,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("natstest: %d nodes", n)
 	}
 	dir := t.TempDir()
-	ports, err := freePorts(3 * n)
+	ports, err := testproc.FreePorts(3 * n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +146,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		if t.Failed() {
 			for _, m := range c.nodes {
 				b, _ := os.ReadFile(m.logPath)
-				t.Logf("nats-server %s log (tail):\n%s", m.name, tail(string(b), 20))
+				t.Logf("nats-server %s log (tail):\n%s", m.name, testproc.Tail(string(b), 20))
 			}
 		}
 	})
@@ -313,7 +272,7 @@ func (c *Cluster) ready() error {
 		} else if m.exited != nil && !m.killed {
 			// A node that exited by itself, unkilled, refused its config: waiting is pointless.
 			b, _ := os.ReadFile(m.logPath)
-			return errExited{fmt.Errorf("%s exited (%s):\n%s", m.name, m.cmd.ProcessState, tail(string(b), 5))}
+			return errExited{fmt.Errorf("%s exited (%s):\n%s", m.name, m.cmd.ProcessState, testproc.Tail(string(b), 5))}
 		}
 	}
 	if len(running) == 0 {
@@ -421,35 +380,4 @@ func (c *Cluster) get(m *node, path string) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("%s %s: %w", m.name, path, err)
 	}
 	return body, resp.StatusCode, nil
-}
-
-// freePorts reserves n loopback ports at once, so that they differ, and frees them for the
-// nodes to take.
-func freePorts(n int) ([]int, error) {
-	var (
-		ports []int
-		lns   []io.Closer
-	)
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("natstest: free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
 }
