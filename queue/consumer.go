@@ -218,7 +218,10 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, c Consumer, msg je
 		q.deadLetter(ctx, log, c, msg, d, err)
 		ackErr = msg.TermWithReason(truncate(err.Error(), 1024))
 	case remediator.Retriable(err):
-		delay := q.opts.Backoff[min(d.Attempt, len(q.opts.Backoff))-1]
+		// The first retry waits the shortest, even on a redelivery: a message taken over
+		// from a worker that died comes with an attempt already counted, and its first error
+		// is often the NATS election that followed the death, over in a second or two.
+		delay := q.opts.Backoff[min(max(d.Attempt-1, 1), len(q.opts.Backoff))-1]
 		log.Debug("the message comes back after the backoff", "retry_in", delay, "err", err)
 		ackErr = msg.NakWithDelay(delay)
 	default:

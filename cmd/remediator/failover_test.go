@@ -188,12 +188,23 @@ clusters:
 		t.Errorf("a write after the remediation: %v", err)
 	}
 	assertDefraggedOnceLeaderLast(t, etcd, leaderOf(t, inc.Before))
-	wantAttempts := map[string]int{"preflight": 1, "snapshot": 1, "compact": 1, "defragment": 2, "disarm": 1, "verify": 1}
+	// The steps done before the kill are not run again; the defragment step is attempted again
+	// (more than once if an attempt failed on NATS before it touched etcd, such as writing its
+	// fence during an election: etcd's logs above say whether a member was defragmented twice).
+	var attempts []string
 	for _, s := range inc.Steps {
-		if s.State != remediator.StepSucceeded || s.Attempts != wantAttempts[s.Name] {
-			t.Errorf("step %s: %s after %d attempts, want succeeded after %d", s.Name, s.State, s.Attempts, wantAttempts[s.Name])
+		attempts = append(attempts, fmt.Sprintf("%s %d", s.Name, s.Attempts))
+		before := stepIndex(inc, s.Name) < 3
+		switch {
+		case s.State != remediator.StepSucceeded:
+			t.Errorf("step %s: %s after %d attempts, want succeeded", s.Name, s.State, s.Attempts)
+		case before && s.Attempts != 1:
+			t.Errorf("step %s, done before the kill: %d attempts, want 1", s.Name, s.Attempts)
+		case s.Name == "defragment" && s.Attempts < 2:
+			t.Errorf("step defragment: %d attempts, want the killed one and the resumed one", s.Attempts)
 		}
 	}
+	t.Logf("attempts: %s", strings.Join(attempts, ", "))
 	t.Logf("wall time: %s", time.Since(began).Round(time.Millisecond))
 }
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -99,5 +100,25 @@ func TestNoNewLockHolderStartsBeforeAFencedStepsDeadline(t *testing.T) {
 	}
 	if later == nil {
 		t.Error("the second holder was never told to wait for the fence")
+	}
+}
+
+// A storm in dry-run is one incident: each batch of new alerts joins the incident that ended
+// (skipped, its alerts still firing) instead of opening another, and every alert counts.
+func TestADryRunStormIsOneIncident(t *testing.T) {
+	f := newFixture(t, remediator.PlannedStep{Name: "act", Risk: remediator.RiskHigh, Run: ok("")})
+	for batch := range 5 {
+		var alerts []remediator.Alert
+		for i := range 20 {
+			alerts = append(alerts, alert(fmt.Sprintf("storm-%d-%d", batch, i), "prod", "firing", "mode", "dry-run"))
+		}
+		f.correlate(t, alerts...)
+		if all := f.incidents(t); len(all) == 1 && all[0].State == remediator.StatePending {
+			_ = f.execute(t, all[0].ID)
+		}
+	}
+	inc := f.only(t)
+	if inc.State != remediator.StateSkipped || inc.EvidenceCount != 100 || f.rem.ran("act") != 0 {
+		t.Errorf("incident %s with %d alerts, act ran %d times; want one skipped incident with all 100, nothing run", inc.State, inc.EvidenceCount, f.rem.ran("act"))
 	}
 }
