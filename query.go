@@ -28,6 +28,10 @@ type Page struct {
 	Next      string      `json:"next_cursor,omitempty"`
 }
 
+// RunsKept is how many of the last runs of each cluster and remediation the store remembers
+// for the gates: more than any policy's max_attempts may be, and the last for the cooldown.
+const RunsKept = 100
+
 // Run is what the gates need to know of an earlier incident of the same cluster and
 // remediation: whether and when its remediation changed something, and when it ended.
 type Run struct {

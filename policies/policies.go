@@ -268,8 +268,11 @@ func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
 		bad("approval: mode approve needs an approval block saying who may approve")
 	}
 	g.Cooldown = duration("cooldown", p.Cooldown, 0)
-	if p.MaxAttempts < 0 {
+	switch {
+	case p.MaxAttempts < 0:
 		bad("max_attempts: must not be negative")
+	case p.MaxAttempts > remediator.RunsKept:
+		bad("max_attempts: at most %d, the runs remembered per cluster and remediation, not %d", remediator.RunsKept, p.MaxAttempts)
 	}
 	g.MaxAttempts = p.MaxAttempts
 	g.AttemptsWindow = duration("attempts_window", p.AttemptsWindow, defaultAttemptsWindow)

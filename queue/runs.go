@@ -12,10 +12,6 @@ import (
 	"github.com/remediator/remediator"
 )
 
-// runsKept bounds the runs remembered per cluster and remediation: more than any policy's
-// max_attempts, and the last one for the cooldown.
-const runsKept = 100
-
 // Runs returns the recent finished incidents of a cluster and remediation, as the gates read
 // them: one read, however many incidents are stored.
 func (s *Store) Runs(ctx context.Context, cluster, remediation string) ([]remediator.Run, error) {
@@ -52,8 +48,8 @@ func (s *Store) recordRun(ctx context.Context, inc *remediator.Incident) error {
 			return nil
 		}
 		runs = append(runs, inc.Run())
-		if len(runs) > runsKept {
-			runs = runs[len(runs)-runsKept:]
+		if len(runs) > remediator.RunsKept {
+			runs = runs[len(runs)-remediator.RunsKept:]
 		}
 		data, err := json.Marshal(runs)
 		if err != nil {
