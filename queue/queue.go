@@ -261,14 +261,27 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		q.Close()
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
-	if err := q.setup(ctx); err != nil {
-		q.Close()
-		return nil, err
+	// A NATS cluster that is still forming (a peer not yet back, a leader not yet elected)
+	// refuses placements for a few seconds: that is a wait, not a failure to start.
+	deadline := time.Now().Add(setupRetryFor)
+	for {
+		sctx, cancel := withDefaultTimeout(ctx)
+		err = q.setup(sctx)
+		cancel()
+		if err == nil {
+			return q, nil
+		}
+		if !remediator.Retriable(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			q.Close()
+			return nil, err
+		}
+		opts.Log.Warn("NATS cannot hold remediator's streams yet; trying again", "err", err)
+		sleep(ctx, time.Second)
 	}
-	return q, nil
 }
+
+// setupRetryFor is how long Open keeps trying to create its streams on a NATS that is not ready.
+const setupRetryFor = 30 * time.Second
 
 func (q *Queue) setup(ctx context.Context) error {
 	lim, err := limits(q.opts.Limits)
