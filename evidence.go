@@ -2,6 +2,7 @@ package remediator
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"encoding/hex"
 	"slices"
 	"time"
@@ -215,14 +216,10 @@ func (inc *Incident) AddEvidence(alerts []Alert) {
 	inc.Absorb(changes)
 }
 
-// newBatch names an in-memory batch, different from every batch the incident absorbed.
+// newBatch names an in-memory batch, different from every batch the incident absorbed: the
+// timeline grows with each one that counted anything.
 func newBatch(inc *Incident) string {
-	return "memory-" + time.Now().Format(time.RFC3339Nano) + "-" + BatchDigest(inc.ID+string(rune(len(inc.EvidenceStats.Batches))))
-}
-
-// Holds says whether the incident's kept detail holds this observation of the alert.
-func (inc *Incident) Holds(a Alert) bool {
-	return slices.ContainsFunc(inc.Evidence, func(e Alert) bool { return e.key() == a.key() })
+	return fmt.Sprintf("memory-%d-%d", len(inc.Timeline), time.Now().UnixNano())
 }
 
 func powerOfTen(n int) bool {
