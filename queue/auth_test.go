@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -539,4 +540,65 @@ func consumeWork(t *testing.T, q *Queue, n int) (handled, forged []string) {
 	cancel()
 	<-done
 	return handled, forged
+}
+
+// The doors this queue added are shut too: a forged alert batch in among signed ones never
+// reaches the correlator's batch handler, and a forged wait is never given back to the
+// subject it names (where it would come back signed by the service).
+func TestForgedBatchesAndWaitsReachNoHandler(t *testing.T) {
+	q := openQueue(t, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := q.js.Publish(ctx, SubjectAlerts, []byte(`{"id":"forged"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := q.Publish(ctx, SubjectAlerts, []byte(fmt.Sprintf(`{"id":"signed-%d"}`, i)), fmt.Sprint("s", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forgedWait, _ := json.Marshal(wait{Subject: SubjectAnswer, Data: []byte(`{"incident":"i-1","approve":true}`), Due: time.Now()})
+	if _, err := q.js.Publish(ctx, subjectWaits+"."+SubjectAnswer, forgedWait); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var handled, refused []string
+	go func() {
+		_ = q.ConsumeBatches(ctx, Correlator, 10, time.Second, func(ctx context.Context, ds []Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range ds {
+				handled = append(handled, string(d.Data))
+			}
+			return nil
+		}, func(ctx context.Context, d Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			refused = append(refused, string(d.Data))
+			return nil
+		})
+	}()
+	go func() { _ = q.RunWaits(ctx, time.Second) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		done := len(handled)+len(refused) == 4
+		mu.Unlock()
+		if done && streamMessages(t, q, streamWaits) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handled %q, refused %q; the waits stream holds %d", handled, refused, streamMessages(t, q, streamWaits))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 3 || slices.ContainsFunc(handled, func(h string) bool { return strings.Contains(h, "forged") }) || len(refused) != 1 {
+		t.Errorf("handled %q, refused %q: want the 3 signed batches handled and the forged one refused", handled, refused)
+	}
+	// The forged wait was given up, not given back: no answer reached the work stream.
+	if n := streamMessages(t, q, streamWork); n != 0 {
+		t.Errorf("the work stream holds %d messages: a forged wait was given back as the service's own", n)
+	}
 }
