@@ -2,8 +2,8 @@ package remediator
 
 import (
 	"crypto/sha256"
-	"fmt"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"time"
 )
