@@ -1,0 +1,58 @@
+package poll_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/remediator/remediator/internal/poll"
+)
+
+func TestUntil(t *testing.T) {
+	notYet := errors.New("member m2 not healthy yet")
+	final := errors.New("member m2 was removed")
+	for _, tc := range []struct {
+		name   string
+		within time.Duration
+		check  func(n int) (bool, error)
+		want   []error // errors.Is targets; nil: success
+		calls  int     // at least
+	}{
+		{name: "done at once", within: time.Second, check: func(int) (bool, error) { return true, nil }, calls: 1},
+		{name: "done on the third call", within: 5 * time.Second, check: func(n int) (bool, error) { return n == 3, notYet }, calls: 3},
+		{name: "deadline keeps the last error", within: 30 * time.Millisecond, check: func(int) (bool, error) { return false, notYet }, want: []error{poll.ErrTimeout, notYet}, calls: 2},
+		{name: "stop ends at once", within: time.Minute, check: func(int) (bool, error) { return false, poll.Stop(final) }, want: []error{final}, calls: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 0
+			err := poll.Until(context.Background(), tc.within, time.Millisecond, func(context.Context) (bool, error) {
+				n++
+				return tc.check(n)
+			})
+			if n < tc.calls {
+				t.Errorf("check called %d times, want at least %d", n, tc.calls)
+			}
+			if tc.want == nil && err != nil {
+				t.Fatalf("Until: %v", err)
+			}
+			for _, w := range tc.want {
+				if !errors.Is(err, w) {
+					t.Errorf("Until: %v, want it to be %v", err, w)
+				}
+			}
+			if tc.want != nil && errors.Is(err, poll.ErrTimeout) != errors.Is(tc.want[0], poll.ErrTimeout) {
+				t.Errorf("Until: %v: timeout reported wrongly", err)
+			}
+		})
+	}
+}
+
+func TestUntilEndsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := poll.Until(ctx, 0, time.Hour, func(context.Context) (bool, error) { return false, nil })
+	if !errors.Is(err, context.Canceled) || errors.Is(err, poll.ErrTimeout) {
+		t.Fatalf("Until on a cancelled context: %v, want context.Canceled and no timeout", err)
+	}
+}
