@@ -65,17 +65,6 @@ type Step struct {
 	Progress json.RawMessage `json:"progress,omitempty"`
 }
 
-// StepProgress reads what the named step of the incident saved as its progress into v, and
-// says whether it had saved anything: later steps build on what earlier ones found.
-func (inc Incident) StepProgress(step string, v any) bool {
-	for _, s := range inc.Steps {
-		if s.Name == step {
-			return len(s.Progress) > 0 && json.Unmarshal(s.Progress, v) == nil
-		}
-	}
-	return false
-}
-
 // Duration is how long the step ran, or zero if it has not finished.
 func (s Step) Duration() time.Duration {
 	if s.StartedAt.IsZero() || s.FinishedAt.IsZero() {

@@ -6,20 +6,29 @@ import (
 	"time"
 )
 
-func TestStepProgress(t *testing.T) {
+func TestFindingsAndProgress(t *testing.T) {
 	inc := Incident{Steps: []Step{
 		{Name: "snapshot", Progress: json.RawMessage(`{"revision":42}`)},
 		{Name: "compact"},
 		{Name: "broken", Progress: json.RawMessage(`{"revision":`)},
 	}}
-	var p struct{ Revision int64 }
-	if !inc.StepProgress("snapshot", &p) || p.Revision != 42 {
-		t.Fatalf("snapshot progress: %+v", p)
+	type saved struct{ Revision int64 }
+	if p, ok, err := Findings[saved](inc, "snapshot"); !ok || err != nil || p.Revision != 42 {
+		t.Fatalf("snapshot findings: %+v %v %v", p, ok, err)
 	}
-	for _, step := range []string{"compact", "broken", "absent"} {
-		if inc.StepProgress(step, &p) {
-			t.Errorf("%s: reported progress", step)
+	for _, step := range []string{"compact", "absent"} {
+		if _, ok, err := Findings[saved](inc, step); ok || err != nil {
+			t.Errorf("%s: findings %v, %v; want none and no error", step, ok, err)
 		}
+	}
+	if _, ok, err := Findings[saved](inc, "broken"); ok || ErrorCode(err) != EPRECONDITION {
+		t.Errorf("unreadable findings: %v, %v; want EPRECONDITION", ok, err)
+	}
+	if p, ok, err := Progress[saved](StepInput{Progress: json.RawMessage(`{"revision":7}`)}); !ok || err != nil || p.Revision != 7 {
+		t.Errorf("progress: %+v %v %v", p, ok, err)
+	}
+	if _, ok, err := Progress[saved](StepInput{}); ok || err != nil {
+		t.Errorf("no progress: %v %v", ok, err)
 	}
 }
 

@@ -72,3 +72,31 @@ type StepResult struct {
 	// FollowUps are what the step leaves to humans, such as moving etcd to a faster disk.
 	FollowUps []string
 }
+
+// Progress reads what an interrupted attempt of the running step saved; ok is false when it
+// saved nothing. A record that does not decode is an EPRECONDITION error that the step must
+// return: a resumed destructive step that read it as "start over" would repeat what it did.
+func Progress[T any](in StepInput) (v T, ok bool, err error) {
+	return decodeProgress[T](in.Progress, "this step")
+}
+
+// Findings reads what the named earlier step of the incident saved; ok is false when it saved
+// nothing (or did not run). A record that does not decode is an EPRECONDITION error.
+func Findings[T any](inc Incident, step string) (v T, ok bool, err error) {
+	for _, s := range inc.Steps {
+		if s.Name == step {
+			return decodeProgress[T](s.Progress, "step "+step)
+		}
+	}
+	return v, false, nil
+}
+
+func decodeProgress[T any](raw json.RawMessage, whose string) (v T, ok bool, err error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return v, false, nil
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, false, Errorf(EPRECONDITION, "the progress %s saved is unreadable (%v): not acting on a guess of how far it came", whose, err)
+	}
+	return v, true, nil
+}

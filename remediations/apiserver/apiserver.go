@@ -11,8 +11,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -60,29 +58,25 @@ func New(etcd Etcd, nodes *nodeops.Nodes) *Remediation {
 	return &Remediation{etcd: etcd, nodes: nodes}
 }
 
-// settings are the remediation's parameters.
-type settings struct {
-	named         []string
-	maxTimeout    time.Duration
-	healthTimeout time.Duration
-	stableFor     time.Duration
-	sampleWindow  time.Duration
+// Params are the remediation's parameters.
+type Params struct {
+	Node          string        `param:"node" doc:"the control-plane node(s) whose kube-apiserver restarts, comma-separated (none: the nodes the alerts name by label node, pod kube-apiserver-NODE, or instance; if they name none, every node that runs an etcd member, one at a time: a slow etcd fails every kube-apiserver's check)"`
+	MaxTimeout    time.Duration `param:"max_timeout" default:"8s" min:"2s" doc:"the longest timeout the doubling goes to (two doublings of the 2s default, past the seed's 4s, and well under the 15s in which kubeadm's probes give up on /readyz and /livez; at most 1m)"`
+	HealthTimeout time.Duration `param:"health_timeout" default:"3m" min:"1s" doc:"how long a kube-apiserver may take to be ready after its restart"`
+	StableFor     time.Duration `param:"stable_for" default:"30s" doc:"how long it must then stay ready: a ready answer right after the edit may still come from the old pod"`
+	SampleWindow  time.Duration `param:"sample_window" default:"30s" doc:"how long to watch etcd's disk latency for the p99 of now (0s reads only the totals since each member started)"`
 }
 
-func parse(p map[string]string) (settings, error) {
-	r := params.New(p)
-	s := settings{
-		named:         splitNodes(r.String("node", "")),
-		maxTimeout:    r.Duration("max_timeout", 8*time.Second, defaultTimeout),
-		healthTimeout: r.Duration("health_timeout", 3*time.Minute, time.Second),
-		stableFor:     r.Duration("stable_for", 30*time.Second, 0),
-		sampleWindow:  r.Duration("sample_window", 30*time.Second, 0),
-	}
-	if s.maxTimeout > remediator.MaxCheckTimeout {
-		return s, errors.Join(r.Err(), fmt.Errorf("params.max_timeout: must be at most %s (the node agent sets no longer timeout)", remediator.MaxCheckTimeout))
-	}
-	return s, r.Err()
-}
+// Params lists the remediation's parameters.
+func (r *Remediation) Params() []params.Field { return params.Fields(&Params{}) }
+
+// The steps, by name: later steps read what earlier ones saved.
+const (
+	StepEvidence = "evidence"
+	StepInspect  = "inspect"
+	StepRaise    = "raise"
+	StepVerify   = "verify"
+)
 
 func splitNodes(s string) []string {
 	var out []string
@@ -94,43 +88,32 @@ func splitNodes(s string) []string {
 	return out
 }
 
-// Plan returns the steps for the given parameters:
-//
-//	node            the control-plane node(s) whose kube-apiserver restarts, comma-separated.
-//	                Without it, the nodes the alerts name (label node, pod kube-apiserver-<node>,
-//	                or instance: a node name or the host of an etcd member's client URL); if
-//	                they name none, every node that runs an etcd member (kubeadm's stacked
-//	                etcd), one at a time: a slow etcd fails every kube-apiserver's check
-//	max_timeout     the longest timeout the doubling goes to (8s: two doublings of the 2s
-//	                default, past the seed's 4s, and well under the 15s in which kubeadm's
-//	                probes give up on /readyz and /livez, which wait for the check; a longer
-//	                wait would also hide an etcd that is really failing)
-//	health_timeout  how long a kube-apiserver may take to be ready after its restart (3m)
-//	stable_for      how long it must then stay ready (30s): a ready answer right after the
-//	                edit may still come from the old pod, and the seed's restarts came minutes apart
-//	sample_window   how long to watch etcd's disk latency for the p99 of now (30s; 0 reads
-//	                only the totals since each member started)
+// Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	s, err := parse(p)
-	if err != nil {
+	var s Params
+	if err := params.Parse(p, &s); err != nil {
 		return nil, err
 	}
-	run := &run{Remediation: r, settings: s}
+	// The agent's health action gives a check no longer than this.
+	if s.MaxTimeout > remediator.MaxCheckTimeout {
+		return nil, params.Invalid(fmt.Errorf("params.max_timeout: must be at most %s (the node agent sets no longer timeout)", remediator.MaxCheckTimeout))
+	}
+	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
-		{Name: "evidence", Risk: remediator.RiskReadOnly, Run: run.evidence,
+		{Name: StepEvidence, Risk: remediator.RiskReadOnly, Run: run.evidence,
 			Description: "quote the alerts' etcd check failures and slow requests, and read every etcd member's p99 WAL fsync and backend commit latency from its /metrics against etcd's guidance (under 10ms and 25ms); nothing to do if neither shows etcd slow"},
-		{Name: "inspect", Risk: remediator.RiskReadOnly, Run: run.inspect,
-			Description: fmt.Sprintf("read kube-apiserver's etcd check timeouts on each node (2s when unset) and plan to double them, up to %s; refuse where they already are at it", s.maxTimeout)},
-		{Name: "raise", Risk: remediator.RiskHigh, Run: run.raise,
+		{Name: StepInspect, Risk: remediator.RiskReadOnly, Run: run.inspect,
+			Description: fmt.Sprintf("read kube-apiserver's etcd check timeouts on each node (2s when unset) and plan to double them, up to %s; refuse where they already are at it", s.MaxTimeout)},
+		{Name: StepRaise, Risk: remediator.RiskHigh, Run: run.raise,
 			Description: "set the doubled --etcd-healthcheck-timeout and --etcd-readycheck-timeout in kube-apiserver.yaml after a backup, one node at a time: the kubelet restarts kube-apiserver there, and it must be ready again before the next node's is touched"},
-		{Name: "verify", Risk: remediator.RiskLow, Run: run.verify,
-			Description: fmt.Sprintf("every raised kube-apiserver is ready within %s and stays ready for %s; one that is not is rolled back to its manifest as found, which restarts it once more", s.healthTimeout, s.stableFor)},
+		{Name: StepVerify, Risk: remediator.RiskLow, Run: run.verify,
+			Description: fmt.Sprintf("every raised kube-apiserver is ready within %s and stays ready for %s; one that is not is rolled back to its manifest as found, which restarts it once more", s.HealthTimeout, s.StableFor)},
 	}, nil
 }
 
 type run struct {
 	*Remediation
-	settings
+	Params
 }
 
 // ask sends an action about kube-apiserver to the agent of a node.
@@ -192,8 +175,11 @@ func (i inspection) String() string {
 }
 
 func (r *run) inspect(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	var saved inspection
-	if json.Unmarshal(in.Progress, &saved) == nil && len(saved.Nodes) > 0 {
+	saved, _, err := remediator.Progress[inspection](in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if len(saved.Nodes) > 0 {
 		return remediator.StepResult{Output: saved.String() + "\n(planned by an earlier attempt)"}, nil
 	}
 	nodes, why, err := r.targets(ctx, in)
@@ -214,11 +200,13 @@ func (r *run) inspect(ctx context.Context, in remediator.StepInput) (remediator.
 		plan.Nodes = append(plan.Nodes, p)
 	}
 	if len(atCap) > 0 {
-		var ev evidence
-		in.Incident.StepProgress("evidence", &ev)
+		ev, _, err := remediator.Findings[evidence](in.Incident, StepEvidence)
+		if err != nil {
+			return remediator.StepResult{Output: plan.String()}, err
+		}
 		return remediator.StepResult{Output: plan.String()}, remediator.Errorf(remediator.EPRECONDITION,
 			"%s, and max_timeout is %s: a longer wait would only hide an etcd that is failing. etcd itself must answer faster: move its data dir to an SSD. %s",
-			strings.Join(atCap, "; "), r.maxTimeout, ev.diskSummary())
+			strings.Join(atCap, "; "), r.MaxTimeout, ev.diskSummary())
 	}
 	if err := in.SaveProgress(ctx, plan); err != nil {
 		return remediator.StepResult{}, err
@@ -255,8 +243,8 @@ func (r *run) plan(ctx context.Context, in remediator.StepInput, node string) (n
 					"kube-apiserver on node %s has --%s=%q, which is no positive duration: not guessing what it meant", node, f, v)
 			}
 		}
-		if cur < r.maxTimeout {
-			p.Set[f] = min(2*cur, r.maxTimeout).String()
+		if cur < r.MaxTimeout {
+			p.Set[f] = min(2*cur, r.MaxTimeout).String()
 		}
 	}
 	p.Current = strings.Join(current, ", ")
@@ -290,12 +278,17 @@ type raiseProgress struct {
 }
 
 func (r *run) raise(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	var plan inspection
-	if !in.Incident.StepProgress("inspect", &plan) || len(plan.Nodes) == 0 {
+	plan, _, err := remediator.Findings[inspection](in.Incident, StepInspect)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if len(plan.Nodes) == 0 {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no plan recorded by the inspect step: not raising anything")
 	}
-	var p raiseProgress
-	_ = json.Unmarshal(in.Progress, &p) // none yet: start with the first node
+	p, _, err := remediator.Progress[raiseProgress](in) // none yet: start with the first node
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	var out []string
 	for _, d := range p.Raised {
 		out = append(out, d.Output+" (by an earlier attempt)")
@@ -325,7 +318,7 @@ func (r *run) raise(ctx context.Context, in remediator.StepInput) (remediator.St
 				return remediator.StepResult{Output: strings.Join(out, "\n")}, remediator.Errorf(remediator.EPRECONDITION,
 					"%s; rolled it back and left %s alone. %s", r.notReady(prev, res), strings.Join(rest, ", "), tooSlow(prev))
 			}
-			out = append(out, fmt.Sprintf("%s: kube-apiserver ready for %s", prev.Node, r.stableFor))
+			out = append(out, fmt.Sprintf("%s: kube-apiserver ready for %s", prev.Node, r.StableFor))
 		}
 		res, err := r.ask(ctx, in, np.Node, remediator.NodeAction{Kind: remediator.ActionSetFlags, Set: np.Set})
 		if err != nil {
@@ -346,15 +339,25 @@ type verifyProgress struct {
 }
 
 func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	var plan inspection
-	var done raiseProgress
-	if !in.Incident.StepProgress("inspect", &plan) || !in.Incident.StepProgress("raise", &done) {
+	plan, planned, err := remediator.Findings[inspection](in.Incident, StepInspect)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	done, didRaise, err := remediator.Findings[raiseProgress](in.Incident, StepRaise)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if !planned || !didRaise {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no raise recorded: nothing to verify")
 	}
-	var ev evidence
-	in.Incident.StepProgress("evidence", &ev)
-	var p verifyProgress
-	_ = json.Unmarshal(in.Progress, &p) // none yet: nothing rolled back
+	ev, _, err := remediator.Findings[evidence](in.Incident, StepEvidence)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	p, _, err := remediator.Progress[verifyProgress](in) // none yet: nothing rolled back
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	var out, failed []string
 	for _, np := range plan.Nodes {
 		if !slices.ContainsFunc(done.Raised, func(d raised) bool { return d.Node == np.Node }) {
@@ -376,7 +379,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 			return remediator.StepResult{Output: strings.Join(out, "\n")}, err
 		}
 		if ok {
-			out = append(out, fmt.Sprintf("%s: kube-apiserver ready for %s with %s", np.Node, r.stableFor, flagsText(np.Set)))
+			out = append(out, fmt.Sprintf("%s: kube-apiserver ready for %s with %s", np.Node, r.StableFor, flagsText(np.Set)))
 			continue
 		}
 		p.RolledBack = append(p.RolledBack, np.Node)
@@ -403,8 +406,8 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 // then until it has answered ready on every look for stable_for. Not ready is no error; an
 // agent that does not answer, or cannot look, is.
 func (r *run) ready(ctx context.Context, in remediator.StepInput, node string) (remediator.NodeResult, bool, error) {
-	deadline := time.Now().Add(r.healthTimeout)
-	poll := min(max(r.stableFor/10, 100*time.Millisecond), 2*time.Second)
+	deadline := time.Now().Add(r.HealthTimeout)
+	poll := min(max(r.StableFor/10, 100*time.Millisecond), 2*time.Second)
 	var (
 		since time.Time
 		last  remediator.NodeResult
@@ -418,7 +421,7 @@ func (r *run) ready(ctx context.Context, in remediator.StepInput, node string) (
 			if since.IsZero() {
 				since = now
 			}
-			if now.Sub(since) >= r.stableFor {
+			if now.Sub(since) >= r.StableFor {
 				return res, true, nil
 			}
 		case res.Node == "" || remediator.ErrorCode(err) != remediator.EUNAVAILABLE:
@@ -458,7 +461,7 @@ func (r *run) notReady(p nodePlan, res remediator.NodeResult) string {
 		said = "(nothing: " + res.Output + ")"
 	}
 	return fmt.Sprintf("kube-apiserver on %s was not ready for %s within %s of %s; its /readyz?verbose said:\n%s",
-		p.Node, r.stableFor, r.healthTimeout, flagsText(p.Set), indent(said))
+		p.Node, r.StableFor, r.HealthTimeout, flagsText(p.Set), indent(said))
 }
 
 func tooSlow(p nodePlan) string {

@@ -24,6 +24,7 @@ import (
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/nodeops"
+	"github.com/remediator/remediator/remediations/params"
 )
 
 // env is one real etcd member, with enough writes behind it to judge its disk, and a real
@@ -569,9 +570,9 @@ func TestPlanParams(t *testing.T) {
 			}
 		})
 	}
-	s, _ := parse(map[string]string{"node": "cp-1, cp-2,,cp-1"})
-	if !slices.Equal(s.named, []string{"cp-1", "cp-2"}) {
-		t.Errorf("nodes %q, want cp-1 and cp-2 once each", s.named)
+	s, _ := params.Of[Params](map[string]string{"node": "cp-1, cp-2,,cp-1"})
+	if named := splitNodes(s.Node); !slices.Equal(named, []string{"cp-1", "cp-2"}) {
+		t.Errorf("nodes %q, want cp-1 and cp-2 once each", named)
 	}
 	plan, _ := New(nil, nil).Plan(nil)
 	risks := map[string]remediator.Risk{}

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -65,8 +64,11 @@ func (e evidence) String() string {
 }
 
 func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	var saved evidence
-	if json.Unmarshal(in.Progress, &saved) == nil && len(saved.Disks) > 0 {
+	saved, _, err := remediator.Progress[evidence](in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if len(saved.Disks) > 0 {
 		return saved.result(saved.String()+"\n(read by an earlier attempt)", nil), saved.nothingToDo()
 	}
 	ev := evidence{}
@@ -130,11 +132,11 @@ func (r *run) measure(ctx context.Context, hc etcdops.HTTPDoer, members []etcdop
 		first[i], errs[i] = etcdops.DiskLatency(ctx, hc, m.Endpoint)
 	}
 	last := first
-	if r.sampleWindow > 0 {
+	if r.SampleWindow > 0 {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(r.sampleWindow):
+		case <-time.After(r.SampleWindow):
 		}
 		last = make([]etcdops.Latency, len(members))
 		for i, m := range members {
@@ -153,10 +155,10 @@ func (r *run) measure(ctx context.Context, hc etcdops.HTTPDoer, members []etcdop
 		}
 		l := last[i]
 		var prefix string
-		if r.sampleWindow > 0 {
+		if r.SampleWindow > 0 {
 			now, err := last[i].Since(first[i])
 			if err != nil {
-				prefix = fmt.Sprintf("no p99 of the last %s (%v); ", r.sampleWindow, err)
+				prefix = fmt.Sprintf("no p99 of the last %s (%v); ", r.SampleWindow, err)
 			} else if verdict, say := now.Judge(); verdict == etcdops.DiskTooFewSamples {
 				prefix = say + "; "
 			} else {

@@ -14,8 +14,8 @@ import (
 
 // targets are the nodes whose kube-apiserver is raised, and a sentence saying why those.
 func (r *run) targets(ctx context.Context, in remediator.StepInput) ([]string, string, error) {
-	if len(r.named) > 0 {
-		return r.named, "acting on the nodes params.node names: " + strings.Join(r.named, ", "), nil
+	if named := splitNodes(r.Node); len(named) > 0 {
+		return named, "acting on the nodes params.node names: " + strings.Join(named, ", "), nil
 	}
 	v, err := etcdops.Look(ctx, r.etcd, in.Incident.Cluster, false)
 	if err != nil {

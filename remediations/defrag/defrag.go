@@ -8,7 +8,6 @@ package defrag
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,26 +38,27 @@ func New(clients Clients) *Remediation {
 	return &Remediation{clients: clients}
 }
 
-// settings are the remediation's parameters.
-type settings struct {
-	minRatio      float64
-	minReclaim    int64
-	pause         time.Duration
-	defragTimeout time.Duration
-	healthTimeout time.Duration
+// Params are the remediation's parameters. A member is defragmented when both of the first
+// two hold; the defaults are those of etcd's own etcdDatabaseHighFragmentationRatio alert
+// (under half in use, over 100 MiB in use), so that a member the alert fires for is one this
+// defragments.
+type Params struct {
+	MinRatio      float64       `param:"min_fragmentation_ratio" default:"0.5" range:"(0,1]" doc:"share of the db file that is free (1 - in use / db size) from which a member is defragmented"`
+	MinReclaim    params.Bytes  `param:"min_reclaim_bytes" default:"104857600" doc:"bytes defragmentation must give back (db size - in use); blocking a member for less is not worth it"`
+	Pause         time.Duration `param:"pause_between_members" default:"0s" doc:"wait between two members' defragmentation"`
+	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest one member's defragmentation may take"`
+	HealthTimeout time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest a member may take to be healthy after it"`
 }
 
-func parse(p map[string]string) (settings, error) {
-	r := params.New(p)
-	s := settings{
-		minRatio:      r.Float("min_fragmentation_ratio", 0.5, 0, 1),
-		minReclaim:    r.Bytes("min_reclaim_bytes", 100<<20),
-		pause:         r.Duration("pause_between_members", 0, 0),
-		defragTimeout: r.Duration("defrag_timeout", 5*time.Minute, time.Second),
-		healthTimeout: r.Duration("health_timeout", 30*time.Second, time.Second),
-	}
-	return s, r.Err()
-}
+// Params lists the remediation's parameters.
+func (r *Remediation) Params() []params.Field { return params.Fields(&Params{}) }
+
+// The steps, by name.
+const (
+	StepPreflight  = "preflight"
+	StepDefragment = "defragment"
+	StepVerify     = "verify"
+)
 
 // Plan returns the steps for the given parameters. A member is defragmented when both of the
 // first two hold; the defaults are those of etcd's own etcdDatabaseHighFragmentationRatio
@@ -75,25 +75,25 @@ func parse(p map[string]string) (settings, error) {
 // A member rewrites its whole database into a new file while it defragments, so it needs
 // free disk space for the data in use; remediator cannot see the members' disks.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	s, err := parse(p)
-	if err != nil {
+	var s Params
+	if err := params.Parse(p, &s); err != nil {
 		return nil, err
 	}
-	run := &run{Remediation: r, settings: s}
+	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
-		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
 			Description: fmt.Sprintf("status of every member; stop if one is unreachable or CORRUPT, and find nothing to do unless one is at least %.0f%% fragmented with %s to give back",
-				s.minRatio*100, remediator.HumanBytes(s.minReclaim))},
-		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
+				s.MinRatio*100, remediator.HumanBytes(int64(s.MinReclaim)))},
+		{Name: StepDefragment, Risk: remediator.RiskHigh, Run: run.defragment,
 			Description: "defragment the fragmented members one at a time, followers first and the leader last, each healthy before the next"},
-		{Name: "verify", Risk: remediator.RiskReadOnly, Run: run.verify,
+		{Name: StepVerify, Risk: remediator.RiskReadOnly, Run: run.verify,
 			Description: "every member is healthy and none is fragmented any more"},
 	}, nil
 }
 
 type run struct {
 	*Remediation
-	settings
+	Params
 }
 
 // fragmentation is the share of the member's db file that holds no data.
@@ -112,7 +112,7 @@ type assessment struct {
 func (a assessment) String() string { return a.member + ": " + a.figures + ": " + a.verdict }
 
 // assess says whether the member is worth defragmenting, and why or why not.
-func (s settings) assess(st remediator.MemberStatus) assessment {
+func (s Params) assess(st remediator.MemberStatus) assessment {
 	a := assessment{member: fmt.Sprintf("%s (%s)", st.Name, st.ID)}
 	switch {
 	case st.Error != "":
@@ -126,10 +126,10 @@ func (s settings) assess(st remediator.MemberStatus) assessment {
 	frag, free := fragmentation(st), st.DBSize-st.DBSizeInUse
 	a.figures = fmt.Sprintf("%.0f%% fragmented, %s of its %s db free", frag*100, remediator.HumanBytes(free), remediator.HumanBytes(st.DBSize))
 	switch {
-	case frag < s.minRatio:
-		a.verdict = fmt.Sprintf("under %.0f%%, left alone", s.minRatio*100)
-	case free < s.minReclaim:
-		a.verdict = fmt.Sprintf("under %s free, not worth blocking it, left alone", remediator.HumanBytes(s.minReclaim))
+	case frag < s.MinRatio:
+		a.verdict = fmt.Sprintf("under %.0f%%, left alone", s.MinRatio*100)
+	case free < int64(s.MinReclaim):
+		a.verdict = fmt.Sprintf("under %s free, not worth blocking it, left alone", remediator.HumanBytes(int64(s.MinReclaim)))
 	default:
 		a.worth, a.verdict = true, "to defragment"
 	}
@@ -137,7 +137,7 @@ func (s settings) assess(st remediator.MemberStatus) assessment {
 }
 
 // assessAll assesses every member, in the statuses' order.
-func (s settings) assessAll(statuses []remediator.MemberStatus) (all []assessment, worth int) {
+func (s Params) assessAll(statuses []remediator.MemberStatus) (all []assessment, worth int) {
 	for _, st := range statuses {
 		a := s.assess(st)
 		all = append(all, a)
@@ -170,7 +170,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 	if worth == 0 {
 		return res, remediator.NothingToDof(
 			"no member is at least %.0f%% fragmented with %s free (if the alert still fires, its threshold and params.min_fragmentation_ratio or params.min_reclaim_bytes disagree)",
-			r.minRatio*100, remediator.HumanBytes(r.minReclaim))
+			r.MinRatio*100, remediator.HumanBytes(int64(r.MinReclaim)))
 	}
 	return res, nil
 }
@@ -187,17 +187,19 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting: %w", err)
 	}
-	var p defragProgress
-	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
+	p, _, err := remediator.Progress[defragProgress](in) // none yet: start from the first member
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	assessed, _ := r.assessAll(v.Statuses)
 	worth := map[string]bool{}
 	for i, st := range v.Statuses {
 		worth[st.ID] = assessed[i].worth
 	}
 	done, err := etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
-		Timeout:       r.defragTimeout,
-		HealthTimeout: r.healthTimeout,
-		Pause:         r.pause,
+		Timeout:       r.DefragTimeout,
+		HealthTimeout: r.HealthTimeout,
+		Pause:         r.Pause,
 		Done:          p.Done,
 		Fence:         in.Fence,
 		Only:          func(st remediator.MemberStatus) bool { return worth[st.ID] },

@@ -17,6 +17,7 @@ import (
 	"github.com/remediator/remediator/internal/etcdtest"
 	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/params"
 )
 
 func newRunner(t *testing.T, r *Remediation, params map[string]string) *steptest.Runner {
@@ -338,7 +339,7 @@ func TestAssess(t *testing.T) {
 		{"no space in use reported", st(400*mib, 0), false, "m1 (a1): does not report its space in use (etcd 3.6.0): left alone"},
 		{"unreachable", remediator.MemberStatus{ID: "a1", Name: "m1", Error: "connection refused"}, false, "m1 (a1): no status: connection refused"},
 	}
-	s, err := parse(nil)
+	s, err := params.Of[Params](nil)
 	if err != nil {
 		t.Fatal(err)
 	}

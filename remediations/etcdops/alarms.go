@@ -100,3 +100,22 @@ func (d Disarmed) RefusedError() error {
 		"left NOSPACE armed: %s. Where the live data needs more room, raise --quota-backend-bytes or delete data; disarming now would only re-alarm",
 		strings.Join(d.Refused, "; "))
 }
+
+// NoAlarms asks the cluster for its alarms and fails, EPRECONDITION, while any is armed: a
+// recovery is not verified while etcd still refuses writes or reports corruption.
+func NoAlarms(ctx context.Context, mt clientv3.Maintenance) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	alarms, err := mt.AlarmList(ctx)
+	if err != nil {
+		return Classify(err, "alarm list")
+	}
+	var armed []string
+	for _, a := range alarms.Alarms {
+		armed = append(armed, fmt.Sprintf("%s on %x", a.Alarm, a.MemberID))
+	}
+	if len(armed) > 0 {
+		return remediator.Errorf(remediator.EPRECONDITION, "alarms are still armed: %s", strings.Join(armed, ", "))
+	}
+	return nil
+}

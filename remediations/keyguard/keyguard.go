@@ -111,53 +111,54 @@ func New(clients Clients, values Values) *Remediation {
 	return &Remediation{clients: clients, values: values}
 }
 
-// settings are the remediation's parameters.
-type settings struct {
-	key string
+// Params are the remediation's parameters.
+type Params struct {
+	Key string `param:"key" doc:"the guarded key to restore (none: every key named by the label \"key\" of the incident's firing alerts, as the guard's EtcdGuardedKeyMissing alerts carry it)"`
 }
 
-func parse(p map[string]string) (settings, error) {
-	r := params.New(p)
-	s := settings{key: r.String("key", "")}
-	return s, r.Err()
-}
+// Params lists the remediation's parameters.
+func (r *Remediation) Params() []params.Field { return params.Fields(&Params{}) }
 
-// Plan returns the steps for the given parameters:
-//
-//	key  the guarded key to restore (none: every key named by the label "key" of the
-//	     incident's firing alerts, as the guard's EtcdGuardedKeyMissing alerts carry it)
+// The steps, by name.
+const (
+	StepPreflight = "preflight"
+	StepRestore   = "restore"
+	StepVerify    = "verify"
+)
+
+// Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	s, err := parse(p)
-	if err != nil {
+	var s Params
+	if err := params.Parse(p, &s); err != nil {
 		return nil, err
 	}
 	which := "the keys the alerts name"
-	if s.key != "" {
-		which = fmt.Sprintf("%q", s.key)
+	if s.Key != "" {
+		which = fmt.Sprintf("%q", s.Key)
 	}
-	run := &run{Remediation: r, settings: s}
+	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
-		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
 			Description: fmt.Sprintf("every member healthy; %s absent; the value the guard saved last (size, sha256, revision, time) shown for approval", which)},
 		// Not destructive: the write only creates a key that is absent, so nothing that exists
 		// is changed and there is nothing to back up; the saved value itself stays in
 		// JetStream. High all the same: the application acts on the value at once.
-		{Name: "restore", Risk: remediator.RiskHigh, Run: run.restore,
+		{Name: StepRestore, Risk: remediator.RiskHigh, Run: run.restore,
 			Description: "write the value shown by preflight back, in a transaction that writes only while the key is still absent: a value someone else wrote meanwhile is left as it is"},
-		{Name: "verify", Risk: remediator.RiskReadOnly, Run: run.verify,
+		{Name: StepVerify, Risk: remediator.RiskReadOnly, Run: run.verify,
 			Description: "the key reads back with exactly the saved value, and every member has applied the write"},
 	}, nil
 }
 
 type run struct {
 	*Remediation
-	settings
+	Params
 }
 
 // keys are the keys to restore: the parameter, or else those the incident's alerts name.
 func (r *run) keys(inc remediator.Incident) []string {
-	if r.key != "" {
-		return []string{r.key}
+	if r.Key != "" {
+		return []string{r.Key}
 	}
 	var keys []string
 	for _, a := range inc.Evidence {
@@ -259,8 +260,10 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 
 // plannedKeys returns what preflight found restorable.
 func plannedKeys(inc remediator.Incident) ([]planned, error) {
-	var p preflightProgress
-	inc.StepProgress("preflight", &p)
+	p, _, err := remediator.Findings[preflightProgress](inc, StepPreflight)
+	if err != nil {
+		return nil, err
+	}
 	if len(p.Keys) == 0 {
 		return nil, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no key to restore: not writing a value nobody was shown")
 	}
@@ -282,8 +285,13 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	p := restoreProgress{Written: map[string]int64{}}
-	_ = json.Unmarshal(in.Progress, &p) // no progress yet: nothing was written
+	p, _, err := remediator.Progress[restoreProgress](in) // none yet: nothing was written
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if p.Written == nil {
+		p.Written = map[string]int64{}
+	}
 	var out, conflicts []string
 	result := func() remediator.StepResult { return remediator.StepResult{Output: strings.Join(out, "\n")} }
 	for _, k := range keys {

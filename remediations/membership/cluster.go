@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
@@ -317,9 +318,11 @@ func checkWithout(members []member, statuses []remediator.MemberStatus, id, name
 // settle waits until every member answers with a leader and their raft indexes are within
 // raftIndexSlack of each other, or timeout passes.
 func settle(ctx context.Context, v *view, timeout time.Duration) ([]remediator.MemberStatus, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		statuses, err := v.statuses(ctx)
+	var statuses []remediator.MemberStatus
+	var last error
+	err := poll.Until(ctx, timeout, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var err error
+		statuses, err = v.statuses(ctx)
 		if err == nil {
 			err = etcdops.Safe(statuses)
 		}
@@ -329,90 +332,26 @@ func settle(ctx context.Context, v *view, timeout time.Duration) ([]remediator.M
 				lo, hi = min(lo, s.RaftIndex), max(hi, s.RaftIndex)
 			}
 			if hi-lo <= raftIndexSlack {
-				return statuses, nil
+				return true, nil
 			}
 			err = fmt.Errorf("raft indexes range from %d to %d", lo, hi)
 		}
-		if time.Now().After(deadline) {
-			return statuses, remediator.Errorf(remediator.EUNAVAILABLE, "the members did not settle within %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return statuses, etcdops.Classify(ctx.Err(), "wait for the members to settle")
-		case <-time.After(200 * time.Millisecond):
-		}
+		last = err
+		return false, nil
+	})
+	switch {
+	case errors.Is(err, poll.ErrTimeout):
+		return statuses, remediator.Errorf(remediator.EUNAVAILABLE, "the members did not settle within %s: %w", timeout, last)
+	case err != nil:
+		return statuses, etcdops.Classify(ctx.Err(), "wait for the members to settle")
 	}
+	return statuses, nil
 }
 
 // raftIndexSlack is how far apart the members' raft indexes may be for them to count as in
 // step: a follower learns of the newest commit with the next heartbeat, so an index or two
 // behind is not lagging.
 const raftIndexSlack = 2
-
-// probe writes a key through via, reads it back from every member (serializably, so that each
-// answers from its own data) and deletes it; it also checks that every member holds the same
-// number of keys at the write's revision. It proves the members replicate what is written.
-func probe(ctx context.Context, v *view, key string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	value := time.Now().UTC().Format(time.RFC3339Nano)
-	put, err := v.kv.Put(ctx, key, value)
-	if err != nil {
-		return "", etcdops.Classify(err, "probe write to %s through %s", key, v.via)
-	}
-	defer v.kv.Delete(ctx, key) //nolint:errcheck // a probe left behind is harmless; verify says whether it was read
-	rev := put.Header.Revision
-	var counts []string
-	var want int64 = -1
-	for _, m := range v.members {
-		got, count, err := readAt(ctx, v.cl, m.Endpoint, key, rev)
-		if err != nil {
-			return "", remediator.Errorf(remediator.EUNAVAILABLE, "member %s: %w", m.Member, err)
-		}
-		if got != value {
-			return "", remediator.Errorf(remediator.EPRECONDITION, "member %s reads %q for the probe key %s, not what was written", m.Member, got, key)
-		}
-		if want >= 0 && count != want {
-			return "", remediator.Errorf(remediator.EPRECONDITION, "member %s holds %d keys at revision %d, another member %d: their data differ", m.Member, count, rev, want)
-		}
-		want = count
-		counts = append(counts, m.Name)
-	}
-	return fmt.Sprintf("wrote %s at revision %d; %s each read it back and hold the same %d keys at that revision", key, rev, strings.Join(counts, ", "), want), nil
-}
-
-// readAt reads a key and counts the keyspace at rev on one member, from its own data. A
-// member that has not applied rev yet is waited for a little.
-func readAt(ctx context.Context, cl *clientv3.Client, endpoint, key string, rev int64) (string, int64, error) {
-	conn, err := cl.Dial(endpoint)
-	if err != nil {
-		return "", 0, err
-	}
-	defer conn.Close()
-	kv := clientv3.NewKVFromKVClient(pb.NewKVClient(conn), nil)
-	for {
-		got, err := kv.Get(ctx, key, clientv3.WithSerializable(), clientv3.WithRev(rev))
-		if errors.Is(rpctypes.Error(err), rpctypes.ErrFutureRev) {
-			select {
-			case <-ctx.Done():
-				return "", 0, ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-				continue
-			}
-		}
-		if err != nil {
-			return "", 0, fmt.Errorf("read %s at revision %d: %w", key, rev, err)
-		}
-		all, err := kv.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable(), clientv3.WithRev(rev))
-		if err != nil {
-			return "", 0, fmt.Errorf("count the keys at revision %d: %w", rev, err)
-		}
-		if len(got.Kvs) != 1 {
-			return "", all.Count, nil
-		}
-		return string(got.Kvs[0].Value), all.Count, nil
-	}
-}
 
 // matches says whether the URL has the host and port of one of urls.
 func matches(u string, urls []string) bool {

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
@@ -31,11 +32,12 @@ func targetOf(m member) target {
 func (t target) String() string { return fmt.Sprintf("%s (%s)", t.Name, t.ID) }
 
 // timing are the waits the steps allow.
+// Both membership remediations take them as parameters.
 type timing struct {
-	probePrefix    string
-	startTimeout   time.Duration
-	promoteTimeout time.Duration
-	healthTimeout  time.Duration
+	ProbePrefix    string        `param:"probe_prefix" default:"remediator/probe" doc:"key prefix of the verification write"`
+	StartTimeout   time.Duration `param:"start_timeout" default:"2m" min:"1s" doc:"longest a member may take to answer once started"`
+	PromoteTimeout time.Duration `param:"promote_timeout" default:"2m" min:"1s" doc:"longest to wait, per attempt, for a learner to catch up"`
+	HealthTimeout  time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest to wait for the members to be healthy and in step, and for etcd to take a new member"`
 }
 
 // joiner carries out, for one incident, the phases of bringing a member back as a new member:
@@ -87,7 +89,7 @@ func (j joiner) moveData(ctx context.Context, t target) (remediator.NodeResult, 
 // been connected for a few seconds ("unhealthy cluster", the seed's error); that is waited out.
 func (j joiner) addLearner(ctx context.Context, v *view, t target) (uint64, string, error) {
 	start := time.Now()
-	deadline := start.Add(j.healthTimeout)
+	deadline := start.Add(j.HealthTimeout)
 	var refused error
 	for {
 		if m, ok := v.byPeerURLs(t.PeerURLs); ok {
@@ -123,7 +125,7 @@ func (j joiner) addLearner(ctx context.Context, v *view, t target) (uint64, stri
 			return 0, "", etcdops.Classify(err, "add %s as a learner", t.Name)
 		}
 		if time.Now().After(deadline) {
-			return 0, "", remediator.Errorf(remediator.EUNAVAILABLE, "add %s as a learner: etcd still refuses after %s: %w", t.Name, j.healthTimeout, err)
+			return 0, "", remediator.Errorf(remediator.EUNAVAILABLE, "add %s as a learner: etcd still refuses after %s: %w", t.Name, j.HealthTimeout, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -182,7 +184,7 @@ func (j joiner) start(ctx context.Context, v *view, t target, id uint64) (string
 		return "", err
 	}
 	out := fmt.Sprintf("node %s: %s", res.Node, res.Output)
-	took, err := waitAnswers(ctx, v.cl, t, id, false, j.startTimeout)
+	took, err := waitAnswers(ctx, v.cl, t, id, false, j.StartTimeout)
 	if err != nil {
 		return out, err
 	}
@@ -194,7 +196,8 @@ func (j joiner) start(ctx context.Context, v *view, t target, id uint64) (string
 func waitAnswers(ctx context.Context, cl *clientv3.Client, t target, id uint64, leader bool, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	mt := fastStatus{cl: cl}
-	for {
+	var last error
+	err := poll.Until(ctx, timeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
 		st, err := mt.Status(ctx, t.Endpoint)
 		switch {
 		case err != nil:
@@ -202,48 +205,51 @@ func waitAnswers(ctx context.Context, cl *clientv3.Client, t target, id uint64, 
 			err = fmt.Errorf("it answers as %x", st.Header.MemberId)
 		case leader && st.Leader != id:
 			err = fmt.Errorf("its leader is %x, not itself", st.Leader)
-		default:
-			return time.Since(start), nil
 		}
-		if time.Since(start) > timeout {
-			return time.Since(start), remediator.Errorf(remediator.EUNAVAILABLE, "member %s does not answer at %s as %x %s after it was started (%v): see its log on its node",
-				t.Name, t.Endpoint, id, timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), etcdops.Classify(ctx.Err(), "wait for %s", t.Name)
-		case <-time.After(250 * time.Millisecond):
-		}
+		last = err
+		return err == nil, nil
+	})
+	if errors.Is(err, poll.ErrTimeout) {
+		return time.Since(start), remediator.Errorf(remediator.EUNAVAILABLE, "member %s does not answer at %s as %x %s after it was started (%v): see its log on its node",
+			t.Name, t.Endpoint, id, timeout, last)
 	}
+	if err != nil {
+		return time.Since(start), etcdops.Classify(err, "wait for %s", t.Name)
+	}
+	return time.Since(start), nil
 }
 
 // promote promotes the learner to a voting member once the leader finds it in sync; until
 // then etcd refuses, and promote asks again for up to promoteTimeout.
 func (j joiner) promote(ctx context.Context, v *view, t target, id uint64) (string, error) {
 	start := time.Now()
-	for {
+	var out string
+	var last error
+	err := poll.Until(ctx, j.PromoteTimeout, 500*time.Millisecond, func(ctx context.Context) (bool, error) {
 		pctx, cancel := context.WithTimeout(ctx, changeTimeout)
 		_, err := v.cluster.MemberPromote(pctx, id)
 		cancel()
 		e := rpctypes.Error(err)
 		switch {
 		case err == nil:
-			return fmt.Sprintf("promoted %s (%x) to a voting member after %s", t.Name, id, time.Since(start).Round(100*time.Millisecond)), nil
+			out = fmt.Sprintf("promoted %s (%x) to a voting member after %s", t.Name, id, time.Since(start).Round(100*time.Millisecond))
 		case errors.Is(e, rpctypes.ErrMemberNotLearner):
-			return fmt.Sprintf("%s (%x) is already a voting member", t.Name, id), nil
+			out = fmt.Sprintf("%s (%x) is already a voting member", t.Name, id)
 		case errors.Is(e, rpctypes.ErrMemberNotFound):
-			return "", remediator.Errorf(remediator.EPRECONDITION, "learner %x, added for %s, is no longer in the cluster", id, t.Name)
+			return false, poll.Stop(remediator.Errorf(remediator.EPRECONDITION, "learner %x, added for %s, is no longer in the cluster", id, t.Name))
 		case errors.Is(e, rpctypes.ErrMemberLearnerNotReady):
+			last = err
+			return false, nil
 		default:
-			return "", etcdops.Classify(err, "promote %s (%x)", t.Name, id)
+			return false, poll.Stop(etcdops.Classify(err, "promote %s (%x)", t.Name, id))
 		}
-		if time.Since(start) > j.promoteTimeout {
-			return "", remediator.Errorf(remediator.EUNAVAILABLE, "learner %s (%x) is still not in sync with the leader after %s: %w", t.Name, id, j.promoteTimeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return "", etcdops.Classify(ctx.Err(), "promote %s", t.Name)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return true, nil
+	})
+	switch {
+	case errors.Is(err, poll.ErrTimeout):
+		return "", remediator.Errorf(remediator.EUNAVAILABLE, "learner %s (%x) is still not in sync with the leader after %s: %w", t.Name, id, j.PromoteTimeout, last)
+	case err != nil && remediator.ErrorCode(err) == remediator.EUNAVAILABLE && ctx.Err() != nil:
+		return "", etcdops.Classify(ctx.Err(), "promote %s", t.Name)
 	}
+	return out, err
 }

@@ -2,12 +2,9 @@ package membership
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -39,65 +36,68 @@ func NewReplace(clients Clients, nodes Nodes, backupDir string) *Replace {
 	return &Replace{deps{clients: clients, nodes: nodes, backupDir: backupDir}}
 }
 
-type replaceSettings struct {
-	member string
-	force  bool
+// ReplaceParams are etcd-member-replace's parameters.
+type ReplaceParams struct {
+	Member string `param:"member" doc:"the name of the member to replace (none: the one the alerts name in a member, name, node, pod or instance label)"`
+	Force  bool   `param:"force" default:"false" doc:"replace the member even though it is healthy and not CORRUPT"`
 	timing
 }
 
-func parseTiming(r *params.Reader) timing {
-	return timing{
-		probePrefix:    r.String("probe_prefix", "remediator/probe"),
-		startTimeout:   r.Duration("start_timeout", 2*time.Minute, time.Second),
-		promoteTimeout: r.Duration("promote_timeout", 2*time.Minute, time.Second),
-		healthTimeout:  r.Duration("health_timeout", 30*time.Second, time.Second),
-	}
-}
+// Params lists etcd-member-replace's parameters.
+func (r *Replace) Params() []params.Field { return params.Fields(&ReplaceParams{}) }
 
-// Plan returns the steps for the given parameters:
-//
-//	member           the name of the member to replace (none: the one the alerts name in a
-//	                 member, name, node, pod or instance label)
-//	force            replace the member even though it is healthy and not CORRUPT (false)
-//	probe_prefix     key prefix of the verification write (remediator/probe)
-//	start_timeout    longest the new member may take to answer once started (2m)
-//	promote_timeout  longest to wait, per attempt, for the learner to catch up (2m)
-//	health_timeout   longest to wait for the members to be healthy and in step, and for
-//	                 etcd to take a new member (30s)
+// The steps both membership remediations share, by name.
+const (
+	StepPreflight = "preflight"
+	StepSnapshot  = "snapshot"
+	StepVerify    = "verify"
+)
+
+// etcd-member-replace's other steps, by name.
+const (
+	StepStop       = "stop"
+	StepMoveData   = "move-data"
+	StepRemove     = "remove"
+	StepAddLearner = "add-learner"
+	StepSetFlags   = "set-flags"
+	StepStart      = "start"
+	StepPromote    = "promote"
+)
+
+// Plan returns the steps for the given parameters.
 func (r *Replace) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	pr := params.New(p)
-	s := replaceSettings{member: pr.String("member", ""), force: pr.Bool("force", false), timing: parseTiming(pr)}
-	if err := pr.Err(); err != nil {
+	var s ReplaceParams
+	if err := params.Parse(p, &s); err != nil {
 		return nil, err
 	}
-	run := &replaceRun{Replace: r, replaceSettings: s}
+	run := &replaceRun{Replace: r, ReplaceParams: s}
 	return []remediator.PlannedStep{
-		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
 			Description: "list the members and their status; go on only if the member is unhealthy, CORRUPT or forced, every other member is healthy, and they keep a quorum without it"},
-		{Name: "snapshot", Risk: remediator.RiskReadOnly, Run: run.snapshot,
+		{Name: StepSnapshot, Risk: remediator.RiskReadOnly, Run: etcdops.SnapshotStep(r.backupDir, run.snapshotSource),
 			Description: "save a snapshot of the keyspace from a healthy member before changing the membership"},
-		{Name: "stop", Risk: remediator.RiskHigh, Run: run.stop,
+		{Name: StepStop, Risk: remediator.RiskHigh, Run: run.stop,
 			Description: "stop the member's etcd on its node (its manifest moved out of the manifests folder) and wait until it no longer answers"},
-		{Name: "move-data", Risk: remediator.RiskDestructive, Run: run.moveData,
+		{Name: StepMoveData, Risk: remediator.RiskDestructive, Run: run.moveData,
 			Description: "move the member's data dir into the node's backup dir, leaving it empty for the new member"},
-		{Name: "remove", Risk: remediator.RiskDestructive, Run: run.remove,
+		{Name: StepRemove, Risk: remediator.RiskDestructive, Run: run.remove,
 			Description: "remove the member from the cluster (member remove), after checking again that the others keep a quorum without it"},
-		{Name: "add-learner", Risk: remediator.RiskLow, Run: run.addLearner,
+		{Name: StepAddLearner, Risk: remediator.RiskLow, Run: run.addLearner,
 			Description: "add the member back as a learner with its peer URLs: a learner does not vote, so it cannot cost the quorum"},
-		{Name: "set-flags", Risk: remediator.RiskLow, Run: run.setFlags,
+		{Name: StepSetFlags, Risk: remediator.RiskLow, Run: run.setFlags,
 			Description: "set --initial-cluster to the members as etcd lists them and --initial-cluster-state=existing in the member's manifest"},
-		{Name: "start", Risk: remediator.RiskLow, Run: run.start,
+		{Name: StepStart, Risk: remediator.RiskLow, Run: run.start,
 			Description: "start the member's etcd, which fetches the data from the leader, and wait until it answers as the new member"},
-		{Name: "promote", Risk: remediator.RiskHigh, Run: run.promote,
+		{Name: StepPromote, Risk: remediator.RiskHigh, Run: run.promote,
 			Description: "promote the learner to a voting member once the leader finds it in sync"},
-		{Name: "verify", Risk: remediator.RiskLow, Run: run.verify,
-			Description: fmt.Sprintf("every member votes and is healthy, a write under %s reads back from every member, and the raft indexes agree", s.probePrefix)},
+		{Name: StepVerify, Risk: remediator.RiskLow, Run: run.verify,
+			Description: fmt.Sprintf("every member votes and is healthy, a write under %s reads back from every member, and the raft indexes agree", s.ProbePrefix)},
 	}, nil
 }
 
 type replaceRun struct {
 	*Replace
-	replaceSettings
+	ReplaceParams
 }
 
 func (r *replaceRun) joiner(in remediator.StepInput) joiner {
@@ -106,8 +106,11 @@ func (r *replaceRun) joiner(in remediator.StepInput) joiner {
 
 // target is the member preflight chose, as it was then.
 func (r *replaceRun) target(in remediator.StepInput) (target, error) {
-	var t target
-	if !in.Incident.StepProgress("preflight", &t) || t.Name == "" {
+	t, _, err := remediator.Findings[target](in.Incident, StepPreflight)
+	if err != nil {
+		return t, err
+	}
+	if t.Name == "" {
 		return t, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no member to replace")
 	}
 	return t, nil
@@ -154,7 +157,7 @@ func (r *replaceRun) preflight(ctx context.Context, in remediator.StepInput) (re
 	defer v.close()
 	statuses, alarmErr := v.statuses(ctx)
 	res := remediator.StepResult{Output: strings.Join(append(v.notes, etcdops.Describe(statuses)), "\n"), Before: statuses}
-	name := r.member
+	name := r.Member
 	if name == "" {
 		if name, err = memberFromAlerts(in.Incident.Evidence, v.members); err != nil {
 			return res, err
@@ -175,7 +178,7 @@ func (r *replaceRun) preflight(ctx context.Context, in remediator.StepInput) (re
 		why = "it is unhealthy: " + st.Error
 	case corrupt(st):
 		why = "it has a CORRUPT alarm: its data disagrees with the others'"
-	case r.force:
+	case r.Force:
 		why = "params.force is true"
 	default:
 		return res, remediator.NothingToDof("member %s is healthy and has no CORRUPT alarm: it needs no replacing (set params.force=true to replace it anyway)", m.Member)
@@ -201,64 +204,22 @@ func (r *replaceRun) preflight(ctx context.Context, in remediator.StepInput) (re
 	return res, nil
 }
 
-func (r *replaceRun) snapshot(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+// snapshotSource is a healthy member other than the one being replaced.
+func (r *replaceRun) snapshotSource(ctx context.Context, in remediator.StepInput) (etcdops.SnapshotSource, error) {
 	t, err := r.target(in)
 	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	path := filepath.Join(r.backupDir, in.Incident.Cluster, in.Incident.ID+".db")
-	if info, ok := savedSnapshot(in.Progress, path); ok {
-		return remediator.StepResult{Output: describeSnapshot(info, "") + " (by an earlier attempt)"}, nil
+		return etcdops.SnapshotSource{}, err
 	}
 	v, err := r.look(ctx, in, t)
 	if err != nil {
-		return remediator.StepResult{}, err
+		return etcdops.SnapshotSource{}, err
 	}
-	defer v.close()
 	statuses, err := v.statuses(ctx)
 	if err != nil {
-		return remediator.StepResult{}, err
+		v.close()
+		return etcdops.SnapshotSource{}, err
 	}
-	info, err := takeSnapshot(ctx, v, statuses, path)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	if err := in.SaveProgress(ctx, info); err != nil {
-		return remediator.StepResult{}, err
-	}
-	return remediator.StepResult{Output: describeSnapshot(info, v.via)}, nil
-}
-
-// takeSnapshot saves a snapshot from the member v lists through, with room for the largest
-// member's db.
-func takeSnapshot(ctx context.Context, v *view, statuses []remediator.MemberStatus, path string) (etcdops.SnapshotInfo, error) {
-	var largest, revision int64
-	for _, s := range statuses {
-		largest = max(largest, s.DBSize)
-		revision = max(revision, s.Revision)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	info, err := etcdops.Snapshot(ctx, v.maintenance(), path, largest+largest/10+1<<20)
-	info.Revision = revision
-	return info, err
-}
-
-func savedSnapshot(progress json.RawMessage, path string) (etcdops.SnapshotInfo, bool) {
-	var saved etcdops.SnapshotInfo
-	if json.Unmarshal(progress, &saved) != nil || saved.Path != path {
-		return saved, false
-	}
-	fi, err := os.Stat(path)
-	return saved, err == nil && fi.Size() == saved.Size
-}
-
-func describeSnapshot(s etcdops.SnapshotInfo, from string) string {
-	if from != "" {
-		from = " from " + from
-	}
-	return fmt.Sprintf("saved %s%s (cluster at revision %d, etcd storage %s) to %s, sha256 %s",
-		remediator.HumanBytes(s.Size), from, s.Revision, s.Version, s.Path, s.SHA256)
+	return etcdops.SnapshotSource{Maintenance: v.maintenance(), Via: v.via, Statuses: statuses, Close: v.close}, nil
 }
 
 // checkStill refuses, where the member is still in the cluster, unless the others keep a
@@ -341,8 +302,11 @@ type learner struct {
 }
 
 func (r *replaceRun) learnerID(in remediator.StepInput) (uint64, error) {
-	var l learner
-	if !in.Incident.StepProgress("add-learner", &l) {
+	l, ok, err := remediator.Findings[learner](in.Incident, StepAddLearner)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
 		return 0, remediator.Errorf(remediator.EPRECONDITION, "add-learner recorded no new member")
 	}
 	return parseID(l.ID)
@@ -405,7 +369,7 @@ func (r *replaceRun) verify(ctx context.Context, in remediator.StepInput) (remed
 	case v.members[i].Learner:
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "member %s (%x) is still a learner", t.Name, v.members[i].ID)
 	}
-	out, statuses, err := settleAndProbe(ctx, v, r.probePrefix, in.Incident.ID, r.healthTimeout)
+	out, statuses, err := settleAndProbe(ctx, v, r.ProbePrefix, in.Incident.ID, r.HealthTimeout)
 	out = fmt.Sprintf("member %s is back as voting member %x (it was %s)\n%s", t.Name, v.members[i].ID, t.ID, out)
 	return remediator.StepResult{Output: out, After: statuses}, err
 }
@@ -416,7 +380,7 @@ func settleAndProbe(ctx context.Context, v *view, prefix, incident string, timeo
 	if statuses, err := settle(ctx, v, timeout); err != nil {
 		return etcdops.Describe(statuses), statuses, err
 	}
-	probed, err := probe(ctx, v, strings.TrimSuffix(prefix, "/")+"/"+incident)
+	probed, err := etcdops.Probe(ctx, v.cl, v.kv, v.via, v.plain(), etcdops.ProbeKey(prefix, incident))
 	if err != nil {
 		return "", nil, err
 	}

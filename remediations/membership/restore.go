@@ -2,9 +2,7 @@ package membership
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -35,45 +33,53 @@ func NewQuorumRestore(clients Clients, nodes Nodes, backupDir string) *QuorumRes
 	return &QuorumRestore{deps{clients: clients, nodes: nodes, backupDir: backupDir}}
 }
 
-// Plan returns the steps for the given parameters:
-//
-//	survivor         the name of the member to restart the cluster from (none: of the members
-//	                 that answer, the one with the highest raft index, then revision)
-//	probe_prefix     key prefix of the verification write (remediator/probe)
-//	start_timeout    longest a member may take to answer once started (2m)
-//	promote_timeout  longest to wait, per attempt, for a learner to catch up (2m)
-//	health_timeout   longest to wait for the members to be healthy and in step, and for
-//	                 etcd to take a new member (30s)
+// RestoreParams are etcd-quorum-restore's parameters.
+type RestoreParams struct {
+	Survivor string `param:"survivor" doc:"the name of the member to restart the cluster from (none: of the members that answer, the one with the highest raft index, then revision)"`
+	timing
+}
+
+// Params lists etcd-quorum-restore's parameters.
+func (q *QuorumRestore) Params() []params.Field { return params.Fields(&RestoreParams{}) }
+
+// etcd-quorum-restore's other steps, by name.
+const (
+	StepFence           = "fence"
+	StepBackup          = "backup"
+	StepForceNewCluster = "force-new-cluster"
+	StepRemoveFlag      = "remove-flag"
+	StepReadd           = "re-add"
+)
+
+// Plan returns the steps for the given parameters.
 func (q *QuorumRestore) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	pr := params.New(p)
-	run := &restoreRun{QuorumRestore: q, survivor: pr.String("survivor", ""), timing: parseTiming(pr)}
-	if err := pr.Err(); err != nil {
+	run := &restoreRun{QuorumRestore: q}
+	if err := params.Parse(p, &run.RestoreParams); err != nil {
 		return nil, err
 	}
 	return []remediator.PlannedStep{
-		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
 			Description: "ask every member; go on only if no member has a leader and fewer than a quorum answer; choose the survivor with the highest raft index"},
-		{Name: "snapshot", Risk: remediator.RiskReadOnly, Run: run.snapshot,
+		{Name: StepSnapshot, Risk: remediator.RiskReadOnly, Run: etcdops.SnapshotStep(q.backupDir, run.snapshotSource),
 			Description: "save a snapshot of the survivor's keyspace before changing anything"},
-		{Name: "fence", Risk: remediator.RiskHigh, Run: run.fence,
+		{Name: StepFence, Risk: remediator.RiskHigh, Run: run.fence,
 			Description: "check again that the quorum is lost, then stop etcd on every other member whose node agent answers, so that none comes back into the old cluster"},
-		{Name: "backup", Risk: remediator.RiskHigh, Run: run.backup,
+		{Name: StepBackup, Risk: remediator.RiskHigh, Run: run.backup,
 			Description: "stop the survivor's etcd and copy its data dir into its node's backup dir"},
-		{Name: "force-new-cluster", Risk: remediator.RiskDestructive, Run: run.forceNewCluster,
+		{Name: StepForceNewCluster, Risk: remediator.RiskDestructive, Run: run.forceNewCluster,
 			Description: "start the survivor once with --force-new-cluster: it becomes the leader of a one-member cluster with the same data, and the other members are dropped"},
-		{Name: "remove-flag", Risk: remediator.RiskHigh, Run: run.removeFlag,
+		{Name: StepRemoveFlag, Risk: remediator.RiskHigh, Run: run.removeFlag,
 			Description: "restart the survivor without --force-new-cluster, so that a later restart does not drop the members added back"},
-		{Name: "re-add", Risk: remediator.RiskDestructive, Run: run.readd,
+		{Name: StepReadd, Risk: remediator.RiskDestructive, Run: run.readd,
 			Description: "add every other member back, one at a time: stop it, move its data dir aside, add it as a learner, set --initial-cluster and --initial-cluster-state=existing, start it, promote it once in sync"},
-		{Name: "verify", Risk: remediator.RiskLow, Run: run.verify,
+		{Name: StepVerify, Risk: remediator.RiskLow, Run: run.verify,
 			Description: "every member votes and is healthy, the data is at least at the survivor's revision, a probe write reads back from every member, and the raft indexes agree"},
 	}, nil
 }
 
 type restoreRun struct {
 	*QuorumRestore
-	survivor string
-	timing
+	RestoreParams
 }
 
 func (r *restoreRun) joiner(in remediator.StepInput) joiner {
@@ -99,8 +105,11 @@ func (p restorePlan) absent() []string {
 }
 
 func (r *restoreRun) plan(in remediator.StepInput) (restorePlan, error) {
-	var p restorePlan
-	if !in.Incident.StepProgress("preflight", &p) || p.Survivor.Name == "" {
+	p, _, err := remediator.Findings[restorePlan](in.Incident, StepPreflight)
+	if err != nil {
+		return p, err
+	}
+	if p.Survivor.Name == "" {
 		return p, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no survivor")
 	}
 	return p, nil
@@ -225,7 +234,7 @@ func (r *restoreRun) preflight(ctx context.Context, in remediator.StepInput) (re
 	if err != nil {
 		return res, err
 	}
-	m, st, err := a.pick(r.survivor)
+	m, st, err := a.pick(r.Survivor)
 	if err != nil {
 		return res, err
 	}
@@ -280,30 +289,18 @@ func (r *restoreRun) survivorView(ctx context.Context, in remediator.StepInput, 
 	return look(ctx, cl, lookOptions{serializable: true, avoid: p.absent(), absent: p.absent()})
 }
 
-func (r *restoreRun) snapshot(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+// snapshotSource is the survivor, listed serializably: nothing answers otherwise.
+func (r *restoreRun) snapshotSource(ctx context.Context, in remediator.StepInput) (etcdops.SnapshotSource, error) {
 	p, err := r.plan(in)
 	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	path := filepath.Join(r.backupDir, in.Incident.Cluster, in.Incident.ID+".db")
-	if info, ok := savedSnapshot(in.Progress, path); ok {
-		return remediator.StepResult{Output: describeSnapshot(info, "") + " (by an earlier attempt)"}, nil
+		return etcdops.SnapshotSource{}, err
 	}
 	v, err := r.survivorView(ctx, in, p)
 	if err != nil {
-		return remediator.StepResult{}, err
+		return etcdops.SnapshotSource{}, err
 	}
-	defer v.close()
 	statuses, _ := v.statuses(ctx) // no alarms without a leader; the sizes are what counts
-	info, err := takeSnapshot(ctx, v, statuses, path)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	info.Revision = p.Revision
-	if err := in.SaveProgress(ctx, info); err != nil {
-		return remediator.StepResult{}, err
-	}
-	return remediator.StepResult{Output: describeSnapshot(info, v.via)}, nil
+	return etcdops.SnapshotSource{Maintenance: v.maintenance(), Via: v.via, Statuses: statuses, Revision: p.Revision, Close: v.close}, nil
 }
 
 func (r *restoreRun) fence(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
@@ -349,8 +346,11 @@ func (r *restoreRun) backup(ctx context.Context, in remediator.StepInput) (remed
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	var done backupProgress
-	if json.Unmarshal(in.Progress, &done) == nil && done.Backup != "" {
+	done, _, err := remediator.Progress[backupProgress](in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if done.Backup != "" {
 		return remediator.StepResult{Output: fmt.Sprintf("the survivor's data dir was copied to %s by an earlier attempt", done.Backup)}, nil
 	}
 	j := r.joiner(in)
@@ -399,7 +399,7 @@ func (r *restoreRun) waitAlone(ctx context.Context, in remediator.StepInput, p r
 	if err != nil {
 		return "", err
 	}
-	took, err := waitAnswers(ctx, cl, p.Survivor, id, true, r.startTimeout)
+	took, err := waitAnswers(ctx, cl, p.Survivor, id, true, r.StartTimeout)
 	if err != nil {
 		return "", err
 	}
@@ -482,8 +482,10 @@ func (r *restoreRun) readd(ctx context.Context, in remediator.StepInput) (remedi
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	var prog readdProgress
-	_ = json.Unmarshal(in.Progress, &prog) // none yet: start from the first member
+	prog, _, err := remediator.Progress[readdProgress](in) // none yet: start from the first member
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	if prog.Members == nil {
 		prog.Members = map[string]*rejoin{}
 	}
@@ -589,7 +591,7 @@ func (r *restoreRun) rejoin(ctx context.Context, in remediator.StepInput, p rest
 	if err := v.refresh(ctx); err != nil {
 		return out, err
 	}
-	if _, err := settle(ctx, v, r.healthTimeout); err != nil {
+	if _, err := settle(ctx, v, r.HealthTimeout); err != nil {
 		return out, err
 	}
 	note(fmt.Sprintf("healthy and in step; the members are %s", describeMembers(v.members)))
@@ -631,7 +633,7 @@ func (r *restoreRun) verify(ctx context.Context, in remediator.StepInput) (remed
 	if len(problems) > 0 {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "the cluster is not whole again: %s (members: %s)", strings.Join(problems, "; "), describeMembers(v.members))
 	}
-	out, statuses, err := settleAndProbe(ctx, v, r.probePrefix, in.Incident.ID, r.healthTimeout)
+	out, statuses, err := settleAndProbe(ctx, v, r.ProbePrefix, in.Incident.ID, r.HealthTimeout)
 	res := remediator.StepResult{Output: out, After: statuses}
 	if err != nil {
 		return res, err

@@ -8,17 +8,12 @@ package nospace
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
@@ -45,71 +40,57 @@ func New(clients Clients, backupDir string) *Remediation {
 	return &Remediation{clients: clients, backupDir: backupDir}
 }
 
-// settings are the remediation's parameters.
-type settings struct {
-	probePrefix   string
-	minQuotaRatio float64
-	disarmBelow   float64
-	quota         int64
-	pause         time.Duration
-	compactWait   time.Duration
-	defragTimeout time.Duration
-	healthTimeout time.Duration
+// Params are the remediation's parameters.
+type Params struct {
+	ProbePrefix   string        `param:"probe_prefix" default:"remediator/probe" doc:"key prefix of the verification write"`
+	MinQuotaRatio float64       `param:"min_quota_ratio" default:"0.95" range:"(0,1]" doc:"without a NOSPACE alarm, act only where a member's db size is at least this share of its quota; with neither, there is nothing to do"`
+	DisarmBelow   float64       `param:"disarm_below_ratio" default:"0.8" range:"(0,1]" doc:"disarm NOSPACE only where a member's db size is now below this share of its quota"`
+	Quota         params.Bytes  `param:"quota_bytes" doc:"the members' --quota-backend-bytes, for etcd before 3.6, which does not report it (none: such members are not disarmed, and without an alarm how full they are is unknown)"`
+	CompactWait   time.Duration `param:"compact_settle_timeout" default:"2m" doc:"longest to wait for every member to finish compacting"`
+	Pause         time.Duration `param:"pause_between_members" default:"0s" doc:"wait between two members' defragmentation"`
+	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest one member's defragmentation may take"`
+	HealthTimeout time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest a member may take to be healthy after it"`
 }
 
-func parse(p map[string]string) (settings, error) {
-	r := params.New(p)
-	s := settings{
-		probePrefix:   r.String("probe_prefix", "remediator/probe"),
-		minQuotaRatio: r.Float("min_quota_ratio", 0.95, 0, 1),
-		disarmBelow:   r.Float("disarm_below_ratio", 0.8, 0, 1),
-		quota:         r.Bytes("quota_bytes", 0),
-		pause:         r.Duration("pause_between_members", 0, 0),
-		compactWait:   r.Duration("compact_settle_timeout", 2*time.Minute, 0),
-		defragTimeout: r.Duration("defrag_timeout", 5*time.Minute, time.Second),
-		healthTimeout: r.Duration("health_timeout", 30*time.Second, time.Second),
-	}
-	return s, r.Err()
-}
+// Params lists the remediation's parameters.
+func (r *Remediation) Params() []params.Field { return params.Fields(&Params{}) }
 
-// Plan returns the steps for the given parameters:
-//
-//	probe_prefix            key prefix of the verification write (remediator/probe)
-//	min_quota_ratio         act without a NOSPACE alarm only where a member's db size /
-//	                        quota is at least this (0.95); with neither, there is nothing to do
-//	disarm_below_ratio      disarm only where db size / quota is below this (0.8)
-//	quota_bytes             the members' --quota-backend-bytes, for etcd before 3.6,
-//	                        which does not report it (none: such members are not disarmed,
-//	                        and without an alarm how full they are is unknown)
-//	compact_settle_timeout  longest to wait for every member to finish compacting (2m)
-//	pause_between_members   wait between two members' defragmentation (0s)
-//	defrag_timeout          longest one member's defragmentation may take (5m)
-//	health_timeout          longest a member may take to be healthy after it (30s)
+// The steps, by name: later steps read what earlier ones saved.
+const (
+	StepPreflight  = "preflight"
+	StepSnapshot   = "snapshot"
+	StepCompact    = "compact"
+	StepDefragment = "defragment"
+	StepDisarm     = "disarm"
+	StepVerify     = "verify"
+)
+
+// Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	s, err := parse(p)
-	if err != nil {
+	var s Params
+	if err := params.Parse(p, &s); err != nil {
 		return nil, err
 	}
-	run := &run{Remediation: r, settings: s}
+	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
-		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
-			Description: fmt.Sprintf("status of every member (db size, quota, leader, revision, alarms); stop if one is unreachable or CORRUPT, and find nothing to do unless one has a NOSPACE alarm or a db at %.4g%% of its quota or more", s.minQuotaRatio*100)},
-		{Name: "snapshot", Risk: remediator.RiskReadOnly, Run: run.snapshot,
+		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
+			Description: fmt.Sprintf("status of every member (db size, quota, leader, revision, alarms); stop if one is unreachable or CORRUPT, and find nothing to do unless one has a NOSPACE alarm or a db at %.4g%% of its quota or more", s.MinQuotaRatio*100)},
+		{Name: StepSnapshot, Risk: remediator.RiskReadOnly, Run: etcdops.SnapshotStep(r.backupDir, run.snapshotSource),
 			Description: "save a snapshot of the keyspace under data_dir/backups before changing anything"},
-		{Name: "compact", Risk: remediator.RiskDestructive, Run: run.compact,
+		{Name: StepCompact, Risk: remediator.RiskDestructive, Run: run.compact,
 			Description: "compact the keyspace to the revision of the snapshot, physically, and wait for every member to finish; older revisions are gone"},
-		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
+		{Name: StepDefragment, Risk: remediator.RiskHigh, Run: run.defragment,
 			Description: "defragment one member at a time, followers first and the leader last, each healthy before the next"},
-		{Name: "disarm", Risk: remediator.RiskLow, Run: run.disarm,
-			Description: fmt.Sprintf("disarm NOSPACE where the member's db is now below %.0f%% of its quota", s.disarmBelow*100)},
-		{Name: "verify", Risk: remediator.RiskLow, Run: run.verify,
-			Description: fmt.Sprintf("no alarms remain, and a write under %s succeeds and is deleted", s.probePrefix)},
+		{Name: StepDisarm, Risk: remediator.RiskLow, Run: run.disarm,
+			Description: fmt.Sprintf("disarm NOSPACE where the member's db is now below %.0f%% of its quota", s.DisarmBelow*100)},
+		{Name: StepVerify, Risk: remediator.RiskLow, Run: run.verify,
+			Description: fmt.Sprintf("no alarms remain, and a write under %s succeeds, reads back on every member and is deleted", s.ProbePrefix)},
 	}, nil
 }
 
 type run struct {
 	*Remediation
-	settings
+	Params
 }
 
 func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
@@ -134,7 +115,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 // alarm on any member, or a member whose db has reached min_quota_ratio of its quota. Without
 // either, compacting away the history and blocking every member for a defragmentation would
 // answer a problem that is not there.
-func (s settings) fullness(statuses []remediator.MemberStatus) (act bool, why string) {
+func (s Params) fullness(statuses []remediator.MemberStatus) (act bool, why string) {
 	var (
 		armed, unknown []string
 		fullest        remediator.MemberStatus
@@ -145,7 +126,7 @@ func (s settings) fullness(statuses []remediator.MemberStatus) (act bool, why st
 		if slices.Contains(st.Alarms, pb.AlarmType_NOSPACE.String()) {
 			armed = append(armed, fmt.Sprintf("%s (%s)", st.Name, st.ID))
 		}
-		quota := cmp.Or(st.Quota, s.quota)
+		quota := cmp.Or(st.Quota, int64(s.Quota))
 		if quota <= 0 {
 			unknown = append(unknown, fmt.Sprintf("%s (etcd %s)", st.Name, st.Version))
 			continue
@@ -163,8 +144,8 @@ func (s settings) fullness(statuses []remediator.MemberStatus) (act bool, why st
 	}
 	// Whole percents rounded down, so that a member just under the ratio does not read as at it.
 	at := fmt.Sprintf("%s, is at %d%% of its %s quota (acts from %.4g%%)",
-		fullest.Name, fullest.DBSize*100/fullestQuota, remediator.HumanBytes(fullestQuota), s.minQuotaRatio*100)
-	if ratio >= s.minQuotaRatio {
+		fullest.Name, fullest.DBSize*100/fullestQuota, remediator.HumanBytes(fullestQuota), s.MinQuotaRatio*100)
+	if ratio >= s.MinQuotaRatio {
 		return true, "no member has a NOSPACE alarm yet, but the fullest, " + at
 	}
 	why = "no member has a NOSPACE alarm, and the fullest, " + at
@@ -174,40 +155,9 @@ func (s settings) fullness(statuses []remediator.MemberStatus) (act bool, why st
 	return false, why
 }
 
-func (r *run) snapshot(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-	path := filepath.Join(r.backupDir, in.Incident.Cluster, in.Incident.ID+".db")
-	var saved etcdops.SnapshotInfo
-	if json.Unmarshal(in.Progress, &saved) == nil && saved.Path == path {
-		if fi, err := os.Stat(path); err == nil && fi.Size() == saved.Size {
-			return remediator.StepResult{Output: describeSnapshot(saved) + " (by an earlier attempt)"}, nil
-		}
-	}
+func (r *run) snapshotSource(ctx context.Context, in remediator.StepInput) (etcdops.SnapshotSource, error) {
 	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	var largest, revision int64
-	for _, s := range v.Statuses {
-		largest = max(largest, s.DBSize)
-		revision = max(revision, s.Revision)
-	}
-	need := largest + largest/10 + 1<<20
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	info, err := etcdops.Snapshot(ctx, v.Client, path, need)
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	info.Revision = revision
-	if err := in.SaveProgress(ctx, info); err != nil {
-		return remediator.StepResult{}, err
-	}
-	return remediator.StepResult{Output: describeSnapshot(info)}, nil
-}
-
-func describeSnapshot(s etcdops.SnapshotInfo) string {
-	return fmt.Sprintf("saved %s (cluster at revision %d, etcd storage %s) to %s, sha256 %s",
-		remediator.HumanBytes(s.Size), s.Revision, s.Version, s.Path, s.SHA256)
+	return etcdops.SnapshotSource{Maintenance: v.Client, Statuses: v.Statuses}, err
 }
 
 type compactProgress struct {
@@ -217,8 +167,10 @@ type compactProgress struct {
 func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	// The revision is the snapshot's, so that the snapshot holds every revision the
 	// compaction removes; a repeated attempt compacts to the same revision.
-	var snap etcdops.SnapshotInfo
-	in.Incident.StepProgress("snapshot", &snap)
+	snap, _, err := remediator.Findings[etcdops.SnapshotInfo](in.Incident, StepSnapshot)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	if snap.Revision == 0 {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no snapshot revision recorded: not compacting without a snapshot")
 	}
@@ -240,7 +192,7 @@ func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.
 	if already {
 		out = fmt.Sprintf("the keyspace was already compacted at or after revision %d", snap.Revision)
 	}
-	settled, err := etcdops.WaitCompacted(ctx, v.Client, v.Members, r.compactWait)
+	settled, err := etcdops.WaitCompacted(ctx, v.Client, v.Members, r.CompactWait)
 	return remediator.StepResult{Output: out + "\n" + settled}, err
 }
 
@@ -253,12 +205,14 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	var p defragProgress
-	_ = json.Unmarshal(in.Progress, &p) // no progress yet: start from the first member
+	p, _, err := remediator.Progress[defragProgress](in) // none yet: start from the first member
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	done, err := etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
-		Timeout:       r.defragTimeout,
-		HealthTimeout: r.healthTimeout,
-		Pause:         r.pause,
+		Timeout:       r.DefragTimeout,
+		HealthTimeout: r.HealthTimeout,
+		Pause:         r.Pause,
 		Done:          p.Done,
 		Fence:         in.Fence,
 		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
@@ -280,7 +234,7 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not disarming without every member's size: %w", err)
 	}
-	d, err := etcdops.DisarmNOSPACE(ctx, v.Client, v.Statuses, etcdops.DisarmOptions{Below: r.disarmBelow, Quota: r.quota})
+	d, err := etcdops.DisarmNOSPACE(ctx, v.Client, v.Statuses, etcdops.DisarmOptions{Below: r.DisarmBelow, Quota: int64(r.Quota)})
 	out := d.Lines()
 	if len(out) == 0 && len(d.Refused) == 0 {
 		out = append(out, "no NOSPACE alarm was armed")
@@ -298,43 +252,18 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		return remediator.StepResult{}, err
 	}
 	cl := v.Client
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	alarms, err := cl.AlarmList(ctx)
+	if err := etcdops.NoAlarms(ctx, cl); err != nil {
+		return remediator.StepResult{}, err
+	}
+	probed, err := etcdops.Probe(ctx, cl, cl, "the client", v.Members, etcdops.ProbeKey(r.ProbePrefix, in.Incident.ID))
 	if err != nil {
-		return remediator.StepResult{}, etcdops.Classify(err, "alarm list")
-	}
-	if len(alarms.Alarms) > 0 {
-		var armed []string
-		for _, a := range alarms.Alarms {
-			armed = append(armed, fmt.Sprintf("%s on %x", a.Alarm, a.MemberID))
-		}
-		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "alarms are still armed: %s", strings.Join(armed, ", "))
-	}
-	key := strings.TrimSuffix(r.probePrefix, "/") + "/" + in.Incident.ID
-	value := time.Now().UTC().Format(time.RFC3339Nano)
-	put, err := cl.Put(ctx, key, value)
-	if err != nil {
-		if errors.Is(rpctypes.Error(err), rpctypes.ErrNoSpace) {
-			return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "the probe write to %s was refused: %w", key, err)
-		}
-		return remediator.StepResult{}, etcdops.Classify(err, "probe write to %s", key)
-	}
-	got, err := cl.Get(ctx, key)
-	if err != nil {
-		return remediator.StepResult{}, etcdops.Classify(err, "probe read of %s", key)
-	}
-	if len(got.Kvs) != 1 || string(got.Kvs[0].Value) != value {
-		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "the probe key %s did not read back what was written", key)
-	}
-	if _, err := cl.Delete(ctx, key); err != nil {
-		return remediator.StepResult{}, etcdops.Classify(err, "probe delete of %s", key)
+		return remediator.StepResult{}, err
 	}
 	statuses, err := etcdops.Status(ctx, cl, v.Members)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	out := fmt.Sprintf("no alarms; wrote %s at revision %d, read it back and deleted it\n%s", key, put.Header.Revision, etcdops.Describe(statuses))
+	out := fmt.Sprintf("no alarms; %s, and deleted it\n%s", probed, etcdops.Describe(statuses))
 	cause, followUps := findings(in.Incident.Before, statuses)
 	return remediator.StepResult{Output: out, After: statuses, RootCause: cause, FollowUps: followUps}, etcdops.Safe(statuses)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/remediator/remediator/internal/etcdtest"
 	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/remediations/etcdops"
+	"github.com/remediator/remediator/remediations/params"
 )
 
 func newRunner(t *testing.T, r *Remediation, params map[string]string) *steptest.Runner {
@@ -293,7 +294,7 @@ func TestFullness(t *testing.T) {
 			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%); m2 (etcd 3.5.17) report no quota (set params.quota_bytes to judge them too)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := parse(tc.params)
+			s, err := params.Of[Params](tc.params)
 			if err != nil {
 				t.Fatal(err)
 			}

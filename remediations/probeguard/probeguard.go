@@ -8,6 +8,7 @@ package probeguard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/params"
 )
@@ -36,7 +38,25 @@ type Nodes interface {
 // Recovery is the NOSPACE recovery the guard wraps.
 type Recovery interface {
 	Plan(params map[string]string) ([]remediator.PlannedStep, error)
+	Params() []params.Field
 }
+
+// Params are the guard's own parameters; it takes the recovery's too.
+type Params struct {
+	RestartTimeout time.Duration `param:"restart_timeout" default:"2m" min:"1s" doc:"longest a member may take to answer again after its pod restarts"`
+}
+
+// Params lists the guard's parameters, then the recovery's.
+func (r *Remediation) Params() []params.Field {
+	return append(params.Fields(&Params{}), r.recovery.Params()...)
+}
+
+// The guard's steps, by name.
+const (
+	StepCheckProbes   = "check-probes"
+	StepSuspendProbes = "suspend-probes"
+	StepRestoreProbes = "restore-probes"
+)
 
 // Remediation is etcd-liveness-probe-guard.
 type Remediation struct {
@@ -50,23 +70,19 @@ func New(clients Clients, nodes Nodes, recovery Recovery) *Remediation {
 	return &Remediation{clients: clients, nodes: nodes, recovery: recovery}
 }
 
-// Plan returns the guard's steps around the recovery's. It takes the recovery's parameters
-// and these:
-//
-//	restart_timeout  longest a member may take to answer again after its pod restarts (2m)
+// Plan returns the guard's steps around the recovery's, with the parameters of both.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	own := map[string]string{}
-	rest := map[string]string{}
+	ownNames := params.Names(params.Fields(&Params{}))
+	own, rest := map[string]string{}, map[string]string{}
 	for k, v := range p {
-		if k == "restart_timeout" {
+		if slices.Contains(ownNames, k) {
 			own[k] = v
 		} else {
 			rest[k] = v
 		}
 	}
-	pr := params.New(own)
-	g := &guard{Remediation: r, restartTimeout: pr.Duration("restart_timeout", 2*time.Minute, time.Second)}
-	if err := pr.Err(); err != nil {
+	g := &guard{Remediation: r}
+	if err := params.Parse(own, &g.Params); err != nil {
 		return nil, err
 	}
 	steps, err := r.recovery.Plan(rest)
@@ -74,20 +90,20 @@ func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error
 		return nil, err
 	}
 	plan := []remediator.PlannedStep{
-		{Name: "check-probes", Risk: remediator.RiskReadOnly, Run: g.check,
+		{Name: StepCheckProbes, Risk: remediator.RiskReadOnly, Run: g.check,
 			Description: "ask each member's node agent for etcd's liveness probe: one that asks /health without exclude=NOSPACE kills etcd while NOSPACE is armed"},
 		// Editing a static pod manifest restarts the pod: each member restarts once.
-		{Name: "suspend-probes", Risk: remediator.RiskHigh, Run: g.suspend,
+		{Name: StepSuspendProbes, Risk: remediator.RiskHigh, Run: g.suspend,
 			Description: "comment out those probes in etcd.yaml (backup kept), one member at a time, each answering again before the next; modern probes are left alone"},
 	}
 	plan = append(plan, steps...)
-	return append(plan, remediator.PlannedStep{Name: "restore-probes", Risk: remediator.RiskLow, Always: true, Run: g.restore,
+	return append(plan, remediator.PlannedStep{Name: StepRestoreProbes, Risk: remediator.RiskLow, Always: true, Run: g.restore,
 		Description: "turn the suspended probes back on, one member at a time, also when the recovery failed"}), nil
 }
 
 type guard struct {
 	*Remediation
-	restartTimeout time.Duration
+	Params
 }
 
 // probeState is what check-probes found: the members whose probe must be suspended.
@@ -141,10 +157,9 @@ func (g *guard) check(ctx context.Context, in remediator.StepInput) (remediator.
 }
 
 // unsafe is what check-probes found.
-func unsafe(inc remediator.Incident) []string {
-	var state probeState
-	inc.StepProgress("check-probes", &state)
-	return state.Unsafe
+func unsafe(inc remediator.Incident) ([]string, error) {
+	state, _, err := remediator.Findings[probeState](inc, StepCheckProbes)
+	return state.Unsafe, err
 }
 
 func (g *guard) suspend(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
@@ -158,7 +173,10 @@ func (g *guard) restore(ctx context.Context, in remediator.StepInput) (remediato
 // each suspends or restores the probe of every member check-probes found, one at a time: a
 // changed manifest restarts the pod, and the next member waits until this one answers.
 func (g *guard) each(ctx context.Context, in remediator.StepInput, kind remediator.ActionKind) (remediator.StepResult, error) {
-	names := unsafe(in.Incident)
+	names, err := unsafe(in.Incident)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	if len(names) == 0 {
 		return remediator.StepResult{Output: "no liveness probe needs it"}, nil
 	}
@@ -202,20 +220,21 @@ func (g *guard) waitAnswers(ctx context.Context, mt clientv3.Maintenance, m etcd
 		return 0, ctx.Err()
 	case <-time.After(time.Second):
 	}
-	for {
+	var last error = errors.New("no answer yet")
+	err := poll.Until(ctx, g.RestartTimeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		st, err := mt.Status(sctx, m.Endpoint)
-		cancel()
-		if err == nil && st.Leader != 0 {
-			return time.Since(start), nil
+		if err == nil && st.Leader == 0 {
+			err = errors.New("it has no leader")
 		}
-		if time.Since(start) > g.restartTimeout {
-			return 0, remediator.Errorf(remediator.EUNAVAILABLE, "member %s does not answer %s after its manifest changed: %v", m, g.restartTimeout, err)
+		if err != nil {
+			last = err
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return err == nil, nil
+	})
+	if errors.Is(err, poll.ErrTimeout) {
+		return 0, remediator.Errorf(remediator.EUNAVAILABLE, "member %s does not answer %s after its manifest changed: %v", m, g.RestartTimeout, last)
 	}
+	return time.Since(start), err
 }

@@ -18,7 +18,6 @@ package snapshotmissing
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -75,83 +74,72 @@ func New(clients Clients, nodes Nodes) *Remediation {
 	return &Remediation{clients: clients, nodes: nodes}
 }
 
-// settings are the remediation's parameters.
-type settings struct {
-	member        string
-	quota         int64
-	maxQuota      int64
-	stopTimeout   time.Duration
-	healthTimeout time.Duration
-	dataTimeout   time.Duration
-	defragTimeout time.Duration
+// Params are the remediation's parameters. The quota counts as the cause when the member's
+// backend file fills 90% of it or more.
+type Params struct {
+	Member        string        `param:"member" doc:"the member that fails to start (none: the one the incident's alerts name with a member label, or by its node with a node or pod label)"`
+	Quota         params.Bytes  `param:"quota_bytes" doc:"the new --quota-backend-bytes when the quota was the cause (none: double the current one, or etcd's 2 GiB default, up to max_quota_bytes)"`
+	MaxQuota      params.Bytes  `param:"max_quota_bytes" default:"8589934592" doc:"the largest quota the remediation sets (8 GiB, etcd's recommended maximum)"`
+	StopTimeout   time.Duration `param:"stop_timeout" default:"1m" min:"1s" doc:"longest etcd may take to stop serving once stopped"`
+	HealthTimeout time.Duration `param:"health_timeout" default:"2m" min:"1s" doc:"longest a started member may take to serve"`
+	DataTimeout   time.Duration `param:"data_timeout" default:"10m" min:"1s" doc:"longest a copy, move or restore of the data dir may take"`
+	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest the member's defragmentation may take"`
 }
 
-func parse(p map[string]string) (settings, error) {
-	r := params.New(p)
-	s := settings{
-		member:        r.String("member", ""),
-		quota:         r.Bytes("quota_bytes", 0),
-		maxQuota:      r.Bytes("max_quota_bytes", 8<<30),
-		stopTimeout:   r.Duration("stop_timeout", time.Minute, time.Second),
-		healthTimeout: r.Duration("health_timeout", 2*time.Minute, time.Second),
-		dataTimeout:   r.Duration("data_timeout", 10*time.Minute, time.Second),
-		defragTimeout: r.Duration("defrag_timeout", 5*time.Minute, time.Second),
-	}
-	if err := r.Err(); err != nil {
-		return s, err
-	}
-	if s.quota > s.maxQuota {
-		return s, remediator.Errorf(remediator.EINVALID, "params.quota_bytes: %d is above params.max_quota_bytes (%d)", s.quota, s.maxQuota)
-	}
-	return s, nil
-}
+// Params lists the remediation's parameters.
+func (r *Remediation) Params() []params.Field { return params.Fields(&Params{}) }
 
-// Plan returns the steps for the given parameters:
-//
-//	member           the member that fails to start (none: the one the incident's alerts name
-//	                 with a member label, or by its node with a node or pod label)
-//	quota_bytes      the new --quota-backend-bytes when the quota was the cause (none: double
-//	                 the current one, or etcd's 2 GiB default, up to max_quota_bytes)
-//	max_quota_bytes  the largest quota the remediation sets (8 GiB, etcd's recommended maximum)
-//	stop_timeout     longest etcd may take to stop serving once stopped (1m)
-//	health_timeout   longest a started member may take to serve (2m)
-//	data_timeout     longest a copy, move or restore of the data dir may take (10m)
-//	defrag_timeout   longest the member's defragmentation may take (5m)
-//
-// The quota counts as the cause when the member's backend file fills 90% of it or more.
+// The steps, by name: later steps read what earlier ones saved.
+const (
+	StepPreflight       = "preflight"
+	StepStop            = "stop"
+	StepBackup          = "backup"
+	StepRaiseQuota      = "raise-quota"
+	StepRemoveSnapFiles = "remove-snap-files"
+	StepStart           = "start"
+	StepRestore         = "restore"
+	StepDisarm          = "disarm"
+	StepDefragment      = "defragment"
+	StepVerify          = "verify"
+)
+
+// Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	s, err := parse(p)
-	if err != nil {
+	var s Params
+	if err := params.Parse(p, &s); err != nil {
 		return nil, err
 	}
-	run := &run{Remediation: r, settings: s}
+	if s.Quota > s.MaxQuota {
+		return nil, params.Invalid(fmt.Errorf("params.quota_bytes: %d is above params.max_quota_bytes (%d)", s.Quota, s.MaxQuota))
+	}
+	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
-		{Name: "preflight", Risk: remediator.RiskReadOnly, Run: run.preflight,
+		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
 			Description: "find the failing member and its node; its flags, data dir, backend size against its quota and raft snapshot files; the other members must all be healthy"},
-		{Name: "stop", Risk: remediator.RiskLow, Run: run.stop,
+		{Name: StepStop, Risk: remediator.RiskLow, Run: run.stop,
 			Description: "stop the member (its manifest out of the manifests folder), only if it still does not answer; starting it again undoes this"},
-		{Name: "backup", Risk: remediator.RiskLow, Run: run.backup,
+		{Name: StepBackup, Risk: remediator.RiskLow, Run: run.backup,
 			Description: "copy the member's data dir into the node's backup dir, before anything in it changes"},
-		{Name: "raise-quota", Risk: remediator.RiskLow, Run: run.raiseQuota,
+		{Name: StepRaiseQuota, Risk: remediator.RiskLow, Run: run.raiseQuota,
 			Description: "raise --quota-backend-bytes in the member's manifest, only if a full backend was the cause (the manifest is backed up)"},
-		{Name: "remove-snap-files", Risk: remediator.RiskDestructive, Run: run.removeSnapFiles,
+		{Name: StepRemoveSnapFiles, Risk: remediator.RiskDestructive, Run: run.removeSnapFiles,
 			Description: "delete the member's raft snapshot files (member/snap/*.snap), so that etcd before 3.7 replays its WAL; only the backup has them afterwards"},
-		{Name: "start", Risk: remediator.RiskHigh, Run: run.start,
+		{Name: StepStart, Risk: remediator.RiskHigh, Run: run.start,
 			Description: "start the member and wait for it to serve; it rejoins with the data it rebuilt. A member that still fails is left to the restore step"},
-		{Name: "restore", Risk: remediator.RiskDestructive, Run: run.restore,
+		{Name: StepRestore, Risk: remediator.RiskDestructive, Run: run.restore,
 			Description: "only if the member still fails, and only for a one-member cluster: rebuild its data dir from the backed-up member/snap/db (etcdutl snapshot restore); writes the backend had not stored yet are lost. A member of a cluster of several is refused: replace it (" + replaceRemediation + ")"},
-		{Name: "disarm", Risk: remediator.RiskLow, Run: run.disarm,
+		{Name: StepDisarm, Risk: remediator.RiskLow, Run: run.disarm,
 			Description: fmt.Sprintf("disarm the member's NOSPACE alarm if its backend is below %.0f%% of its quota", fullRatio*100)},
-		{Name: "defragment", Risk: remediator.RiskHigh, Run: run.defragment,
+		{Name: StepDefragment, Risk: remediator.RiskHigh, Run: run.defragment,
 			Description: "defragment the member, which blocks it while it runs, with every member healthy first"},
-		{Name: "verify", Risk: remediator.RiskLow, Run: run.verify,
-			Description: "no alarms remain, every member is healthy, and a write under " + probePrefix + " succeeds and is deleted"},
+		{Name: StepVerify, Risk: remediator.RiskLow, Run: run.verify,
+			Description: "no alarms remain, every member is healthy, and a write under " + probePrefix + " succeeds, reads back on every member and is deleted"},
 	}, nil
 }
 
 type run struct {
 	*Remediation
-	settings
+	Params
 }
 
 // findings is what preflight found, saved as its progress for the later steps.
@@ -176,8 +164,11 @@ func (f findings) quotaNow() int64 {
 }
 
 func found(in remediator.StepInput) (findings, error) {
-	var f findings
-	if !in.Incident.StepProgress("preflight", &f) || f.Member == "" {
+	f, _, err := remediator.Findings[findings](in.Incident, StepPreflight)
+	if err != nil {
+		return f, err
+	}
+	if f.Member == "" {
 		return f, remediator.Errorf(remediator.EPRECONDITION, "preflight recorded no findings: not acting on an unchecked member")
 	}
 	return f, nil
@@ -275,7 +266,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 
 // judgeQuota reads the member's quota, decides whether a full backend was the cause, and if
 // so what the quota becomes; it says what it found in a line for the operator.
-func (s settings) judgeQuota(f *findings, flags map[string]string) (string, error) {
+func (s Params) judgeQuota(f *findings, flags map[string]string) (string, error) {
 	var err error
 	if f.Quota, err = quotaOf(flags); err != nil {
 		return "", remediator.Errorf(remediator.EPRECONDITION, "member %s: %w", f.Member, err)
@@ -286,11 +277,11 @@ func (s settings) judgeQuota(f *findings, flags map[string]string) (string, erro
 	if !f.QuotaCause {
 		return line + ": the quota was not the cause; it stays", nil
 	}
-	f.NewQuota = cmp.Or(s.quota, min(2*f.Quota, s.maxQuota))
+	f.NewQuota = cmp.Or(int64(s.Quota), min(2*f.Quota, int64(s.MaxQuota)))
 	if f.NewQuota <= f.Quota || float64(f.DBSize) >= fullRatio*float64(f.NewQuota) {
 		return "", remediator.Errorf(remediator.EPRECONDITION,
 			"member %s: %s, and the quota can only go to %s (quota_bytes, or double up to max_quota_bytes %s), which the backend would still fill: a human must decide how much room etcd gets",
-			f.Member, line, remediator.HumanBytes(f.NewQuota), remediator.HumanBytes(s.maxQuota))
+			f.Member, line, remediator.HumanBytes(f.NewQuota), remediator.HumanBytes(int64(s.MaxQuota)))
 	}
 	return line + fmt.Sprintf(": the quota was the cause; it goes to %s", remediator.HumanBytes(f.NewQuota)), nil
 }
@@ -300,8 +291,8 @@ func (s settings) judgeQuota(f *findings, flags map[string]string) (string, erro
 // names etcd's static pod). A node is the member's whose node it is, or, among members not
 // known, the member named after it, as kubeadm names them.
 func (r *run) memberOf(in remediator.StepInput, known []string) (string, error) {
-	if r.member != "" {
-		return r.member, nil
+	if r.Member != "" {
+		return r.Member, nil
 	}
 	var named []string
 	for _, a := range in.Incident.Evidence {
@@ -443,7 +434,7 @@ func (r *run) stop(ctx context.Context, in remediator.StepInput) (remediator.Ste
 	if ok, _ := r.answers(ctx, in, f); ok {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "member %s answers at %s again: not stopping it", f.Member, f.Endpoint)
 	}
-	res, err := r.ask(ctx, in, f.Member, remediator.ActionStop, r.stopTimeout, "")
+	res, err := r.ask(ctx, in, f.Member, remediator.ActionStop, r.StopTimeout, "")
 	return remediator.StepResult{Output: res.Output}, err
 }
 
@@ -456,11 +447,14 @@ func (r *run) backup(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	var p backupProgress
-	if json.Unmarshal(in.Progress, &p) == nil && p.Backup != "" {
+	p, _, err := remediator.Progress[backupProgress](in)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if p.Backup != "" {
 		return remediator.StepResult{Output: fmt.Sprintf("the data dir was copied to %s by an earlier attempt", p.Backup)}, nil
 	}
-	res, err := r.ask(ctx, in, f.Member, remediator.ActionCopyData, r.dataTimeout, "")
+	res, err := r.ask(ctx, in, f.Member, remediator.ActionCopyData, r.DataTimeout, "")
 	if err != nil {
 		return remediator.StepResult{Output: res.Output}, err
 	}
@@ -512,7 +506,7 @@ func (r *run) start(ctx context.Context, in remediator.StepInput) (remediator.St
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	ok, why, err := r.up(ctx, in, f, r.healthTimeout)
+	ok, why, err := r.up(ctx, in, f, r.HealthTimeout)
 	if err != nil {
 		return remediator.StepResult{Output: started.Output}, err
 	}
@@ -521,7 +515,7 @@ func (r *run) start(ctx context.Context, in remediator.StepInput) (remediator.St
 		out += fmt.Sprintf("member %s serves again (%s)", f.Member, why)
 	} else {
 		// Not an error: whether to rebuild the member is the restore step's decision.
-		out += fmt.Sprintf("member %s still does not serve %s after its start: %s", f.Member, r.healthTimeout, why)
+		out += fmt.Sprintf("member %s still does not serve %s after its start: %s", f.Member, r.HealthTimeout, why)
 	}
 	return remediator.StepResult{Output: out}, in.SaveProgress(ctx, startProgress{Serving: ok, Why: why})
 }
@@ -539,19 +533,27 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	var p restoreProgress
-	_ = json.Unmarshal(in.Progress, &p) // none yet: the restore has not begun
+	p, _, err := remediator.Progress[restoreProgress](in) // none yet: the restore has not begun
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	if !p.Started {
-		var s startProgress
-		if in.Incident.StepProgress("start", &s) && s.Serving {
+		s, _, err := remediator.Findings[startProgress](in.Incident, StepStart)
+		if err != nil {
+			return remediator.StepResult{}, err
+		}
+		if s.Serving {
 			return remediator.StepResult{Output: fmt.Sprintf("not needed: member %s serves since its start", f.Member)}, nil
 		}
 		if ok, why, err := r.up(ctx, in, f, 0); err != nil || ok {
 			return remediator.StepResult{Output: fmt.Sprintf("not needed: member %s serves now (%s)", f.Member, why)}, err
 		}
 	}
-	var b backupProgress
-	if !in.Incident.StepProgress("backup", &b) || b.Backup == "" {
+	b, _, err := remediator.Findings[backupProgress](in.Incident, StepBackup)
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
+	if b.Backup == "" {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no backup of member %s's data dir is recorded: not restoring without one", f.Member)
 	}
 	if !p.Started && f.Members > 1 {
@@ -567,10 +569,10 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 			return remediator.StepResult{}, err
 		}
 		for _, kind := range []remediator.ActionKind{remediator.ActionStop, remediator.ActionMoveData, remediator.ActionRestoreSnapshot} {
-			timeout, backup := r.dataTimeout, ""
+			timeout, backup := r.DataTimeout, ""
 			switch kind {
 			case remediator.ActionStop:
-				timeout = r.stopTimeout
+				timeout = r.StopTimeout
 			case remediator.ActionRestoreSnapshot:
 				backup = db
 			}
@@ -593,13 +595,13 @@ func (r *run) restore(ctx context.Context, in remediator.StepInput) (remediator.
 	if err != nil {
 		return remediator.StepResult{Output: strings.Join(out, "\n")}, err
 	}
-	ok, why, err := r.up(ctx, in, f, r.healthTimeout)
+	ok, why, err := r.up(ctx, in, f, r.HealthTimeout)
 	if err != nil {
 		return remediator.StepResult{Output: strings.Join(out, "\n")}, err
 	}
 	if !ok {
 		return remediator.StepResult{Output: strings.Join(out, "\n")}, remediator.Errorf(remediator.EPRECONDITION,
-			"member %s still does not serve %s after its restore from %s: %s. Its data dir as it was is in %s and %s", f.Member, r.healthTimeout, db, why, b.Backup, p.Moved)
+			"member %s still does not serve %s after its restore from %s: %s. Its data dir as it was is in %s and %s", f.Member, r.HealthTimeout, db, why, b.Backup, p.Moved)
 	}
 	out = append(out, fmt.Sprintf("member %s serves again, rebuilt from its backend %s as a one-member cluster; writes only its WAL held are lost (the WAL is kept in %s)",
 		f.Member, db, cmp.Or(p.Moved, b.Backup)))
@@ -664,11 +666,13 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	if err := etcdops.Safe(statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting member %s: %w", f.Member, err)
 	}
-	var p defragProgress
-	_ = json.Unmarshal(in.Progress, &p) // none yet: not defragmented
+	p, _, err := remediator.Progress[defragProgress](in) // none yet: not defragmented
+	if err != nil {
+		return remediator.StepResult{}, err
+	}
 	done, err := etcdops.Defragment(ctx, cl, members, etcdops.DefragOptions{
-		Timeout:       r.defragTimeout,
-		HealthTimeout: r.healthTimeout,
+		Timeout:       r.DefragTimeout,
+		HealthTimeout: r.HealthTimeout,
 		Done:          p.Done,
 		Fence:         in.Fence,
 		Only:          func(st remediator.MemberStatus) bool { return st.ID == statuses[i].ID },
@@ -688,7 +692,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	cl, _, statuses, _, err := r.look(ctx, in, f)
+	cl, members, statuses, _, err := r.look(ctx, in, f)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
@@ -705,23 +709,10 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 	if len(armed) > 0 {
 		return res, remediator.Errorf(remediator.EPRECONDITION, "alarms are still armed: %s", strings.Join(armed, ", "))
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	key, value := probePrefix+in.Incident.ID, time.Now().UTC().Format(time.RFC3339Nano)
-	put, err := cl.Put(ctx, key, value)
+	probed, err := etcdops.Probe(ctx, cl, cl, "the client", members, etcdops.ProbeKey(probePrefix, in.Incident.ID))
 	if err != nil {
-		return res, etcdops.Classify(err, "probe write to %s", key)
+		return res, err
 	}
-	got, err := cl.Get(ctx, key)
-	if err != nil {
-		return res, etcdops.Classify(err, "probe read of %s", key)
-	}
-	if len(got.Kvs) != 1 || string(got.Kvs[0].Value) != value {
-		return res, remediator.Errorf(remediator.EPRECONDITION, "the probe key %s did not read back what was written", key)
-	}
-	if _, err := cl.Delete(ctx, key); err != nil {
-		return res, etcdops.Classify(err, "probe delete of %s", key)
-	}
-	res.Output = fmt.Sprintf("no alarms; wrote %s at revision %d, read it back and deleted it\n%s", key, put.Header.Revision, etcdops.Describe(statuses))
+	res.Output = fmt.Sprintf("no alarms; %s, and deleted it\n%s", probed, etcdops.Describe(statuses))
 	return res, nil
 }

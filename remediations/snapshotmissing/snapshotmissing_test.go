@@ -27,6 +27,7 @@ import (
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/nodeops"
+	"github.com/remediator/remediator/remediations/params"
 )
 
 // The seed's panic, as etcd logs it.
@@ -476,11 +477,11 @@ func TestTheMemberIsFoundFromTheAlerts(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			s, err := parse(tt.params)
+			s, err := params.Of[Params](tt.params)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := &run{Remediation: New(nil, nodes), settings: s}
+			r := &run{Remediation: New(nil, nodes), Params: s}
 			var in remediator.StepInput
 			in.Incident.Cluster = "test"
 			for _, l := range tt.labels {
@@ -522,7 +523,7 @@ func TestTheQuotaIsRaisedOnlyWhenItWasTheCause(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			s, err := parse(tt.params)
+			s, err := params.Of[Params](tt.params)
 			if err != nil {
 				t.Fatal(err)
 			}
