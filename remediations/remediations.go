@@ -3,6 +3,7 @@
 package remediations
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -15,13 +16,16 @@ import (
 	"github.com/remediator/remediator/remediations/membership"
 	"github.com/remediator/remediator/remediations/nodeops"
 	"github.com/remediator/remediator/remediations/nospace"
+	"github.com/remediator/remediator/remediations/params"
 	"github.com/remediator/remediator/remediations/probeguard"
 	"github.com/remediator/remediator/remediations/snapshotmissing"
 )
 
-// planner is a remediation: it turns its parameters into steps, without touching anything.
+// planner is a remediation: it turns its parameters into steps, without touching anything,
+// and declares those parameters (one tagged struct, read with package params).
 type planner interface {
 	Plan(params map[string]string) ([]remediator.PlannedStep, error)
+	Params() []params.Field
 }
 
 // Deps is what the remediations act with.
@@ -75,4 +79,47 @@ func (c *Catalog) Plan(name string, params map[string]string) ([]remediator.Plan
 func (c *Catalog) Validate(name string, params map[string]string) error {
 	_, err := c.Plan(name, params)
 	return err
+}
+
+// Description is what a remediation does and takes, for operators: its steps as planned with
+// every parameter at its default, and its parameters.
+type Description struct {
+	Name   string
+	Steps  []remediator.PlannedStep
+	Params []params.Field
+}
+
+// Describe returns every remediation's description, sorted by name.
+func (c *Catalog) Describe() ([]Description, error) {
+	var out []Description
+	for _, name := range c.names() {
+		p := c.byName[name]
+		steps, err := p.Plan(nil)
+		if err != nil {
+			return nil, fmt.Errorf("remediation %s does not plan on its defaults: %w", name, err)
+		}
+		out = append(out, Description{Name: name, Steps: steps, Params: p.Params()})
+	}
+	return out, nil
+}
+
+// Markdown renders the descriptions as the README's section on them: per remediation, its
+// steps with their risk and its parameters' table.
+func Markdown(ds []Description) string {
+	var b strings.Builder
+	for i, d := range ds {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "#### `%s`\n\nSteps: ", d.Name)
+		for j, s := range d.Steps {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s (%s)", s.Name, s.Risk)
+		}
+		b.WriteString(".\n\n")
+		b.WriteString(params.Markdown(d.Params))
+	}
+	return b.String()
 }

@@ -366,3 +366,49 @@ func simulateCmd() *cobra.Command {
 	_ = cmd.MarkFlagRequired("payload")
 	return cmd
 }
+
+// remediationsCmd is `remediator remediations`: every remediation with its steps, their risk,
+// and the parameters a policy may give it. --markdown prints the README's section on them.
+func remediationsCmd() *cobra.Command {
+	var markdown bool
+	cmd := &cobra.Command{
+		Use:   "remediations",
+		Short: "List every remediation: its steps, their risk, and the parameters a policy may set",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ds, err := remediations.New(remediations.Deps{}).Describe()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if markdown {
+				_, err := fmt.Fprint(out, remediations.Markdown(ds))
+				return err
+			}
+			for i, d := range ds {
+				if i > 0 {
+					fmt.Fprintln(out)
+				}
+				fmt.Fprintf(out, "%s\n  steps:\n", d.Name)
+				for j, s := range d.Steps {
+					fmt.Fprintf(out, "    %d. %-11s %-11s %s\n", j+1, s.Name, s.Risk, s.Description)
+				}
+				if len(d.Params) == 0 {
+					fmt.Fprintln(out, "  params: none")
+					continue
+				}
+				fmt.Fprintln(out, "  params:")
+				for _, p := range d.Params {
+					def := p.Default
+					if def == "" {
+						def = "(none)"
+					}
+					fmt.Fprintf(out, "    %-26s %-10s %s: %s\n", p.Name, def, p.Kind, p.Doc)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&markdown, "markdown", false, "print the README's section on the remediations, in Markdown")
+	return cmd
+}

@@ -50,7 +50,7 @@ func rootCmd() *cobra.Command {
 		}
 		return nil, fmt.Errorf("--log-format: %q is not text or json", logFormat)
 	}
-	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), natsCmd(), answerCmd(true), answerCmd(false), closeCmd(), reportCmd(), policyCmd(), simulateCmd())
+	root.AddCommand(serveCmd(newLogger), agentCmd(newLogger), natsCmd(), answerCmd(true), answerCmd(false), closeCmd(), reportCmd(), policyCmd(), simulateCmd(), remediationsCmd())
 	return root
 }
 
