@@ -43,7 +43,7 @@ func (w *Worker) requestApproval(ctx context.Context, log *slog.Logger, id, gate
 			RequestedAt: now, ExpiresAt: expires}
 		inc.SetState(remediator.StateAwaitingApproval, reason, now)
 		inc.Record(now, remediator.EventApprovalRequested, gate, "waiting before %s for %d approval(s) from %s, until %s: %s",
-			gate, rule.Required, approvers(rule), inc.Approval.ExpiresAt.UTC().Format(time.RFC3339), reason)
+			gate, rule.Required, rule.Approvers(), inc.Approval.ExpiresAt.UTC().Format(time.RFC3339), reason)
 		return nil
 	})
 	if err != nil {
@@ -103,7 +103,7 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 		reason := fmt.Sprintf("expired: no approval within %s (%d of %d given)",
 			time.Duration(inc.Gates.Approval.Timeout), len(inc.Approval.Approvals), inc.Approval.Required)
 		inc.Record(now, remediator.EventExpired, inc.Approval.Gate, "%s", reason)
-		skipPending(inc, reason)
+		inc.SkipPending(reason)
 		inc.SetState(remediator.StateRejected, reason, now)
 		return nil
 	})
@@ -115,10 +115,9 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 	return nil
 }
 
-// Answer records a human's approval or rejection. It refuses, and records the refusal, an
-// answer from someone who is no approver (EFORBIDDEN), a second approval by the same person,
-// a second approval given with the shared operator token, or an answer to an incident that is
-// not waiting (EREFUSED). Once enough distinct approvers approved, the run goes on.
+// Answer records a human's approval or rejection: it finds whether the answerer may answer
+// (from the policy's rule and from chat), and the incident accepts or refuses the answer
+// (Incident.Accept), recording why. Once enough distinct approvers approved, the run goes on.
 func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.Incident, error) {
 	a.Person = a.By
 	if name, ok := w.People[a.By]; ok && a.Via == remediator.ViaSlack {
@@ -135,61 +134,24 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 			return nil, err
 		}
 	}
-	allowed, whyNot := false, ""
+	// Deny by default: only a rule that names the answerer lets them answer.
+	denied := fmt.Errorf("incident %s names no approvers", inc.ID)
 	if rule := inc.Gates.Approval; rule != nil {
-		allowed, err = w.mayApprove(ctx, rule, a)
+		ok, err := w.mayApprove(ctx, rule, a)
+		denied = nil
 		switch {
 		case remediator.Retriable(err):
 			return nil, err // the answer comes back when the group can be read
 		case err != nil:
-			whyNot = fmt.Sprintf("cannot tell whether %s may answer: %v", a.Who(), err)
+			denied = fmt.Errorf("cannot tell whether %s may answer: %v", a.Who(), err)
+		case !ok:
+			denied = fmt.Errorf("%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, rule.Approvers())
 		}
 	}
 	var refusal error
 	granted := false
 	inc, err = w.Store.Update(ctx, a.Incident, func(inc *remediator.Incident) error {
-		refusal, granted = nil, false
-		now := w.Now()
-		verb := map[bool]string{true: "approval", false: "rejection"}[a.Approve]
-		refuse := func(code, format string, args ...any) error {
-			refusal = remediator.Errorf(code, format, args...)
-			inc.Record(now, remediator.EventRefused, "", "%s by %s via %s refused: %v", verb, a.Who(), a.Via, refusal)
-			return nil
-		}
-		switch {
-		case inc.State != remediator.StateAwaitingApproval || inc.Approval == nil:
-			return refuse(remediator.EREFUSED, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
-		case whyNot != "":
-			return refuse(remediator.EFORBIDDEN, "%s", whyNot)
-		case !allowed:
-			return refuse(remediator.EFORBIDDEN, "%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, approvers(inc.Gates.Approval))
-		case a.Approve && inc.Approval.ApprovedBy(a.Person):
-			return refuse(remediator.EREFUSED, "%s approved already; %d of %d distinct approvers so far", a.Who(), len(inc.Approval.Approvals), inc.Approval.Required)
-		case a.Approve && a.Via == remediator.ViaSharedAPI && slices.ContainsFunc(inc.Approval.Approvals, func(x remediator.Approval) bool { return x.Via == remediator.ViaSharedAPI }):
-			return refuse(remediator.EREFUSED, "an approval was given with the shared operator token already, and that token cannot tell one person from another: the next approver must use Slack or an operator token of their own")
-		}
-		if !a.Approve {
-			reason := "rejected by " + a.Who()
-			if a.Comment != "" {
-				reason += ": " + a.Comment
-			}
-			inc.Record(now, remediator.EventRejected, inc.Approval.Gate, "%s via %s", reason, a.Via)
-			skipPending(inc, reason)
-			inc.SetState(remediator.StateRejected, reason, now)
-			return nil
-		}
-		approval := remediator.Approval{By: a.Person, Via: a.Via, At: now, Comment: a.Comment}
-		if a.Via == remediator.ViaSlack {
-			approval.ChatID = a.By
-		}
-		inc.Approval.Approvals = append(inc.Approval.Approvals, approval)
-		count := len(inc.Approval.Approvals)
-		inc.Record(now, remediator.EventApproved, inc.Approval.Gate, "approved by %s via %s (%d of %d)%s", a.Who(), a.Via, count, inc.Approval.Required, commentSuffix(a.Comment))
-		if count >= inc.Approval.Required {
-			granted = true
-			inc.Approval.Granted = true
-			inc.SetState(remediator.StateRunning, "", now)
-		}
+		granted, refusal = inc.Accept(a, denied, w.Now())
 		return nil
 	})
 	if err != nil {
@@ -339,11 +301,4 @@ func (w *Worker) mayApprove(ctx context.Context, rule *remediator.ApprovalRule, 
 		}
 	}
 	return false, nil
-}
-
-func commentSuffix(c string) string {
-	if c = strings.TrimSpace(c); c != "" {
-		return ": " + c
-	}
-	return ""
 }

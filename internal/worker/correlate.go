@@ -363,7 +363,7 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Arrival) error
 			if inc.State == remediator.StateAwaitingApproval && inc.AlertsResolved() {
 				now := w.Now()
 				reason := "every alert resolved while the incident waited for approval"
-				skipPending(inc, reason)
+				inc.SkipPending(reason)
 				inc.SetState(remediator.StateCancelled, reason, now)
 			}
 		})

@@ -138,37 +138,45 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	return err
 }
 
-// holdBack applies, before a step, the gates that hold for every step and not only at the
-// start: a step that changes something does not run with dry_run on, outside the maintenance
-// windows of a policy that waits for them, or, at or above the approval risk, without
-// approval. It says whether the run stops here.
+// holdBack applies, before a step, the gates that hold for every step (beforeStep), and says
+// whether the run stops here.
 func (w *Worker) holdBack(ctx context.Context, log *slog.Logger, inc *remediator.Incident, step remediator.PlannedStep) (bool, error) {
-	now := w.Now()
-	changes := step.Risk != remediator.RiskReadOnly
-	if changes && w.DryRun {
-		reason := fmt.Sprintf("dry-run: dry_run was turned on while the remediation ran; stopped before %s", step.Name)
-		_, err := w.Store.Update(ctx, inc.ID, func(inc *remediator.Incident) error {
-			skipPending(inc, reason)
-			inc.SetState(remediator.StateSkipped, reason, now)
-			return nil
-		})
-		return true, err
+	a := beforeStep(inc, step, w.Now(), w.DryRun)
+	if a.verdict == admitRun {
+		return false, nil
 	}
-	if m := inc.Gates.Maintenance; changes && m != nil && m.Outside == remediator.OutsideWait && !inWindow(m, now) {
-		next, _ := remediator.NextOpen(m.Windows, now)
-		reason := fmt.Sprintf("outside the maintenance windows: %s waits for the next, at %s", step.Name, next.UTC().Format(time.RFC3339))
-		if err := w.note(ctx, inc.ID, remediator.EventWaiting, reason); err != nil {
-			return true, err
+	_, err := w.apply(ctx, log, inc.ID, step.Name, a)
+	return true, err
+}
+
+// apply carries out a gate's verdict other than admitRun, before step gate: the run ends
+// skipped, or is noted as waiting and comes back when it may go on, or asks for approval.
+func (w *Worker) apply(ctx context.Context, log *slog.Logger, id, gate string, a admission) (*remediator.Incident, error) {
+	switch a.verdict {
+	case admitWait:
+		if err := w.note(ctx, id, remediator.EventWaiting, a.reason); err != nil {
+			return nil, err
 		}
-		return true, remediator.RetryLater(next.Sub(now), "%s", reason)
+		return nil, remediator.RetryLater(a.until.Sub(w.Now()), "%s", a.reason)
+	case admitApprove:
+		return w.requestApproval(ctx, log, id, gate, a.reason)
 	}
-	if needsApproval(inc, step) {
-		rule := inc.Gates.Approval
-		_, err := w.requestApproval(ctx, log, inc.ID, step.Name, fmt.Sprintf("step %s is %s risk, and policy %q asks for approval from %s risk on",
-			step.Name, step.Risk, inc.Policy, rule.FromRisk))
-		return true, err
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		if inc.State.Terminal() || inc.State == remediator.StateAwaitingApproval {
+			return nil // another delivery got here first
+		}
+		now := w.Now()
+		inc.SkipPending(a.reason)
+		inc.Record(now, remediator.EventNotice, "", "%s", a.reason)
+		inc.SetState(remediator.StateSkipped, a.reason, now)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return false, nil
+	log.Info("incident not run", "reason", a.reason)
+	w.notify(ctx, inc, nil)
+	return inc, nil
 }
 
 // note records (once) why the incident waits.
@@ -201,42 +209,20 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.In
 		}
 	}
 	a := admit(inc, history, w.Now(), w.DryRun)
+	w.admissions.WithLabelValues(a.verdict.String()).Inc()
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		if inc.State != remediator.StatePending {
-			return nil // another delivery got here first
-		}
-		now := w.Now()
-		if len(inc.Steps) == 0 {
+		if inc.State == remediator.StatePending && len(inc.Steps) == 0 {
 			inc.Steps = make([]remediator.Step, len(plan))
 			for i, p := range plan {
 				inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, Always: p.Always, State: remediator.StepPending}
 			}
 		}
-		switch a.verdict {
-		case admitDryRun, admitSkip:
-			skipPending(inc, a.reason)
-			inc.Record(now, remediator.EventNotice, "", "%s", a.reason)
-			inc.SetState(remediator.StateSkipped, a.reason, now)
-		}
 		return nil
 	})
-	w.admissions.WithLabelValues(a.verdict.String()).Inc()
-	if err != nil {
-		return nil, err
+	if err != nil || inc.State != remediator.StatePending || a.verdict == admitRun {
+		return inc, err
 	}
-	switch a.verdict {
-	case admitDryRun, admitSkip:
-		log.Info("incident not run", "reason", a.reason)
-		w.notify(ctx, inc, nil)
-	case admitWait:
-		if err := w.note(ctx, id, remediator.EventWaiting, a.reason); err != nil {
-			return nil, err
-		}
-		return inc, remediator.RetryLater(a.until.Sub(w.Now()), "%s", a.reason)
-	case admitApprove:
-		return w.requestApproval(ctx, log, id, plan[0].Name, a.reason)
-	}
-	return inc, nil
+	return w.apply(ctx, log, id, plan[0].Name, a)
 }
 
 // setState moves the incident to a state and tells the humans.
@@ -460,107 +446,111 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 	}
 	took := w.Now().Sub(started)
 
-	// A step cut short by a shutdown (or a lost ack deadline) has not failed: it runs again,
-	// from its saved progress, wherever the message goes next.
-	interrupted := stepErr != nil && ctx.Err() != nil
-	retry := stepErr != nil && remediator.Retriable(stepErr) && inc.Steps[i].Attempts < w.StepAttempts
-	var nothing *remediator.NothingToDo
-	errors.As(stepErr, &nothing)
-	outcome := "succeeded"
-	switch {
-	case interrupted:
-		outcome = "interrupted"
-	case retry:
-		outcome = "retry"
-	case nothing != nil:
-		outcome = "nothing_to_do"
-	case stepErr != nil:
-		outcome = "failed"
-	}
-	w.steps.WithLabelValues(inc.Remediation, step.Name, outcome).Observe(took.Seconds())
-
+	o := classify(ctx, stepErr, inc.Steps[i].Attempts, w.StepAttempts)
+	w.steps.WithLabelValues(inc.Remediation, step.Name, o.kind.label).Observe(took.Seconds())
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	inc, err = w.Store.Update(rctx, id, func(inc *remediator.Incident) error {
-		now := w.Now()
-		s := &inc.Steps[i]
-		s.Output = res.Output
-		inc.AddFindings(res)
-		switch {
-		case stepErr == nil:
-			s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
-			inc.Record(now, remediator.EventStepSucceeded, s.Name, "succeeded in %s", s.Duration().Round(time.Millisecond))
-		case interrupted:
-			s.Error = fmt.Sprintf("attempt %d interrupted: %v", s.Attempts, stepErr)
-			inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d interrupted (%v); it runs again from its saved progress", s.Attempts, stepErr)
-		case retry:
-			s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, stepErr)
-			inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, stepErr)
-		case nothing != nil:
-			// The step did its job: it proved there is no problem to act on. Nothing after
-			// it runs but the clean-up steps, and the incident ends skipped.
-			s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
-			inc.Record(now, remediator.EventStepSucceeded, s.Name, "%v", nothing)
-			if cleanup := skipToCleanup(inc, nothing.Error()); len(cleanup) > 0 {
-				inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident ends skipped", strings.Join(cleanup, ", "))
-			} else {
-				inc.SetState(remediator.StateSkipped, nothing.Error(), now)
-			}
-		default:
-			s.State, s.Error, s.FinishedAt = remediator.StepFailed, stepErr.Error(), now
-			inc.Record(now, remediator.EventStepFailed, s.Name, "failed: %v", stepErr)
-			reason := fmt.Sprintf("step %s failed: %v", s.Name, stepErr)
-			if remediator.Retriable(stepErr) {
-				reason = fmt.Sprintf("step %s failed on its last attempt (%d of %d): %v", s.Name, s.Attempts, w.StepAttempts, stepErr)
-				s.Error = reason
-			}
-			if cleanup := skipToCleanup(inc, fmt.Sprintf("step %s failed", s.Name)); len(cleanup) > 0 {
-				inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident fails", strings.Join(cleanup, ", "))
-			} else {
-				inc.SetState(remediator.StateFailed, reason, now)
-			}
-		}
+		o.record(inc, i, res, w.Now(), w.StepAttempts)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case stepErr == nil:
-		log.Info("step succeeded", "took", took)
-	case nothing != nil:
-		log.Info("step found nothing to do; the incident is skipped", "took", took, "reason", nothing.Reason)
+	switch o.kind {
+	case outcomeSucceeded:
+		log.Info(o.kind.log, "took", took)
+	case outcomeNothingToDo:
+		log.Info(o.kind.log, "took", took, "reason", o.nothing.Reason)
 		return inc, nil
-	case interrupted:
-		log.Warn("step interrupted; it runs again from its saved progress", "took", took, "err", stepErr)
-	case retry:
-		log.Warn("step failed; will retry", "took", took, "err", stepErr)
 	default:
-		log.Error("step failed; the incident failed", "took", took, "err", stepErr)
+		log.Log(ctx, o.kind.level, o.kind.log, "took", took, "err", o.err)
 	}
 	return inc, stepErr
 }
 
-// skipPending marks the steps not run yet as skipped, and why.
-func skipPending(inc *remediator.Incident, why string) { skipSteps(inc, why, false) }
+// outcomeKind is how a step attempt ended: its metric label, and how it is logged.
+type outcomeKind struct {
+	label string
+	level slog.Level
+	log   string
+}
 
-// skipToCleanup marks the steps not run yet as skipped, except the clean-up steps, whose names
-// it returns.
-func skipToCleanup(inc *remediator.Incident, why string) []string { return skipSteps(inc, why, true) }
+var (
+	outcomeSucceeded   = &outcomeKind{"succeeded", slog.LevelInfo, "step succeeded"}
+	outcomeNothingToDo = &outcomeKind{"nothing_to_do", slog.LevelInfo, "step found nothing to do; the incident is skipped"}
+	outcomeInterrupted = &outcomeKind{"interrupted", slog.LevelWarn, "step interrupted; it runs again from its saved progress"}
+	outcomeRetry       = &outcomeKind{"retry", slog.LevelWarn, "step failed; will retry"}
+	outcomeFailed      = &outcomeKind{"failed", slog.LevelError, "step failed; the incident failed"}
+)
 
-func skipSteps(inc *remediator.Incident, why string, keepCleanup bool) (cleanup []string) {
-	for j := range inc.Steps {
-		s := &inc.Steps[j]
-		switch {
-		case s.State != remediator.StepPending:
-		case s.Always && keepCleanup:
-			cleanup = append(cleanup, s.Name)
-		default:
-			s.State = remediator.StepSkipped
-			s.Output = "not run: " + why
+// outcome is a step attempt's end, decided once by classify, then counted, recorded and
+// logged as it says.
+type outcome struct {
+	kind    *outcomeKind
+	err     error
+	nothing *remediator.NothingToDo
+}
+
+// classify decides how an attempt ended. A step cut short by a shutdown (or a lost ack
+// deadline) has not failed: it runs again, from its saved progress, wherever the message goes
+// next. An error that may pass is retried until the step has had its attempts.
+func classify(ctx context.Context, err error, attempts, maxAttempts int) outcome {
+	o := outcome{err: err}
+	switch {
+	case err == nil:
+		o.kind = outcomeSucceeded
+	case ctx.Err() != nil:
+		o.kind = outcomeInterrupted
+	case remediator.Retriable(err) && attempts < maxAttempts:
+		o.kind = outcomeRetry
+	case errors.As(err, &o.nothing):
+		o.kind = outcomeNothingToDo
+	default:
+		o.kind = outcomeFailed
+	}
+	return o
+}
+
+// record writes the outcome into step i of the incident and its timeline.
+func (o outcome) record(inc *remediator.Incident, i int, res remediator.StepResult, now time.Time, maxAttempts int) {
+	s := &inc.Steps[i]
+	s.Output = res.Output
+	inc.AddFindings(res)
+	switch o.kind {
+	case outcomeSucceeded:
+		s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
+		inc.Record(now, remediator.EventStepSucceeded, s.Name, "succeeded in %s", s.Duration().Round(time.Millisecond))
+	case outcomeInterrupted:
+		s.Error = fmt.Sprintf("attempt %d interrupted: %v", s.Attempts, o.err)
+		inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d interrupted (%v); it runs again from its saved progress", s.Attempts, o.err)
+	case outcomeRetry:
+		s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, o.err)
+		inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, o.err)
+	case outcomeNothingToDo:
+		// The step did its job: it proved there is no problem to act on. Nothing after it
+		// runs but the clean-up steps, and the incident ends skipped.
+		s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
+		inc.Record(now, remediator.EventStepSucceeded, s.Name, "%v", o.nothing)
+		if cleanup := inc.SkipToCleanup(o.nothing.Error()); len(cleanup) > 0 {
+			inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident ends skipped", strings.Join(cleanup, ", "))
+		} else {
+			inc.SetState(remediator.StateSkipped, o.nothing.Error(), now)
+		}
+	default:
+		s.State, s.Error, s.FinishedAt = remediator.StepFailed, o.err.Error(), now
+		inc.Record(now, remediator.EventStepFailed, s.Name, "failed: %v", o.err)
+		reason := fmt.Sprintf("step %s failed: %v", s.Name, o.err)
+		if remediator.Retriable(o.err) {
+			reason = fmt.Sprintf("step %s failed on its last attempt (%d of %d): %v", s.Name, s.Attempts, maxAttempts, o.err)
+			s.Error = reason
+		}
+		if cleanup := inc.SkipToCleanup(fmt.Sprintf("step %s failed", s.Name)); len(cleanup) > 0 {
+			inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident fails", strings.Join(cleanup, ", "))
+		} else {
+			inc.SetState(remediator.StateFailed, reason, now)
 		}
 	}
-	return cleanup
 }
 
 // nothingToDo is why the incident's run stopped short without a failure: a step found nothing
@@ -585,7 +575,7 @@ func (w *Worker) fail(ctx context.Context, log *slog.Logger, id string, cause er
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	inc, err := w.Store.Update(rctx, id, func(inc *remediator.Incident) error {
-		skipPending(inc, cause.Error())
+		inc.SkipPending(cause.Error())
 		inc.SetState(remediator.StateFailed, cause.Error(), w.Now())
 		return nil
 	})

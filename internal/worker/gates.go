@@ -74,6 +74,28 @@ func admit(inc *remediator.Incident, history []remediator.Run, now time.Time, dr
 	return admission{verdict: admitRun}
 }
 
+// beforeStep applies the gates that hold before every step and not only at the start: a step
+// that changes something does not run with dry_run turned on meanwhile, outside the
+// maintenance windows of a policy that waits for them, or, at or above the approval risk,
+// without approval.
+func beforeStep(inc *remediator.Incident, step remediator.PlannedStep, now time.Time, dryRun bool) admission {
+	changes := step.Risk != remediator.RiskReadOnly
+	if changes && dryRun {
+		return admission{verdict: admitDryRun, reason: fmt.Sprintf("dry-run: dry_run was turned on while the remediation ran; stopped before %s", step.Name)}
+	}
+	if m := inc.Gates.Maintenance; changes && m != nil && m.Outside == remediator.OutsideWait && !inWindow(m, now) {
+		next, _ := remediator.NextOpen(m.Windows, now)
+		return admission{verdict: admitWait, until: next,
+			reason: fmt.Sprintf("outside the maintenance windows: %s waits for the next, at %s", step.Name, next.UTC().Format(time.RFC3339))}
+	}
+	if needsApproval(inc, step) {
+		rule := inc.Gates.Approval
+		return admission{verdict: admitApprove, reason: fmt.Sprintf("step %s is %s risk, and policy %q asks for approval from %s risk on",
+			step.Name, step.Risk, inc.Policy, rule.FromRisk)}
+	}
+	return admission{verdict: admitRun}
+}
+
 // inWindow says whether now is in one of the maintenance windows.
 func inWindow(m *remediator.Maintenance, now time.Time) bool {
 	return slices.ContainsFunc(m.Windows, func(w remediator.Window) bool { return w.Contains(now) })
@@ -110,21 +132,6 @@ func needsApproval(inc *remediator.Incident, step remediator.PlannedStep) bool {
 	return rule != nil && rule.FromRisk != "" && step.Risk.AtLeast(rule.FromRisk) && !granted
 }
 
-// approvers describes who may approve.
-func approvers(rule *remediator.ApprovalRule) string {
-	var parts []string
-	if slices.Contains(rule.Users, remediator.AnyApprover) {
-		return "any operator"
-	}
-	if len(rule.Users) > 0 {
-		parts = append(parts, "users "+strings.Join(rule.Users, ", "))
-	}
-	if len(rule.Groups) > 0 {
-		parts = append(parts, "members of "+strings.Join(rule.Groups, ", "))
-	}
-	return strings.Join(parts, " or ")
-}
-
 // Simulation is what would happen to an incident opened now, touching nothing.
 type Simulation struct {
 	// Start says whether the run would start, and why not.
@@ -152,7 +159,7 @@ func Simulate(d remediator.Decision, cluster string, plan []remediator.PlannedSt
 	case admitWait:
 		sim.Start = "waits: " + a.reason
 	case admitApprove:
-		sim.Start = "needs approval first (" + approvers(d.Gates.Approval) + "): " + a.reason
+		sim.Start = "needs approval first (" + d.Gates.Approval.Approvers() + "): " + a.reason
 	}
 	var notes []string
 	if d.Gates.Cooldown > 0 {
@@ -170,7 +177,7 @@ func Simulate(d remediator.Decision, cluster string, plan []remediator.PlannedSt
 		if !gated && needsApproval(inc, p) {
 			rule := d.Gates.Approval
 			s.Gate = fmt.Sprintf("waits for %d approval(s) from %s (risk %s is at least %s); the approval covers the steps after it",
-				rule.Required, approvers(rule), p.Risk, rule.FromRisk)
+				rule.Required, rule.Approvers(), p.Risk, rule.FromRisk)
 			gated = true
 		}
 		sim.Steps = append(sim.Steps, s)

@@ -1,0 +1,98 @@
+package remediator
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Approvers says who may approve under the rule, for people: "any operator", or "users a, b or
+// members of G".
+func (r *ApprovalRule) Approvers() string {
+	if slices.Contains(r.Users, AnyApprover) {
+		return "any operator"
+	}
+	var parts []string
+	if len(r.Users) > 0 {
+		parts = append(parts, "users "+strings.Join(r.Users, ", "))
+	}
+	if len(r.Groups) > 0 {
+		parts = append(parts, "members of "+strings.Join(r.Groups, ", "))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// Accept records a human's answer to the incident's open approval request. denied is why the
+// answerer may not answer (nil if they may), as the caller found from the rule and from chat.
+// It refuses, recording the refusal in the timeline, an answer to an incident that is not
+// waiting (EREFUSED), one from someone denied (EFORBIDDEN), a second approval by the same
+// person, and a second approval given with the shared operator token (EREFUSED), which cannot
+// tell one person from another. A rejection ends the incident rejected; the approval that
+// makes enough distinct approvers grants the request, and the run goes on.
+func (inc *Incident) Accept(a Answer, denied error, now time.Time) (granted bool, refusal error) {
+	verb := map[bool]string{true: "approval", false: "rejection"}[a.Approve]
+	refuse := func(code, format string, args ...any) (bool, error) {
+		refusal := Errorf(code, format, args...)
+		inc.Record(now, EventRefused, "", "%s by %s via %s refused: %v", verb, a.Who(), a.Via, refusal)
+		return false, refusal
+	}
+	req := inc.Approval
+	switch {
+	case inc.State != StateAwaitingApproval || req == nil:
+		return refuse(EREFUSED, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
+	case denied != nil:
+		return refuse(EFORBIDDEN, "%v", denied)
+	case a.Approve && req.ApprovedBy(a.Person):
+		return refuse(EREFUSED, "%s approved already; %d of %d distinct approvers so far", a.Who(), len(req.Approvals), req.Required)
+	case a.Approve && a.Via == ViaSharedAPI && slices.ContainsFunc(req.Approvals, func(x Approval) bool { return x.Via == ViaSharedAPI }):
+		return refuse(EREFUSED, "an approval was given with the shared operator token already, and that token cannot tell one person from another: the next approver must use Slack or an operator token of their own")
+	}
+	if !a.Approve {
+		reason := "rejected by " + a.Who()
+		if a.Comment != "" {
+			reason += ": " + a.Comment
+		}
+		inc.Record(now, EventRejected, req.Gate, "%s via %s", reason, a.Via)
+		inc.SkipPending(reason)
+		inc.SetState(StateRejected, reason, now)
+		return false, nil
+	}
+	approval := Approval{By: a.Person, Via: a.Via, At: now, Comment: a.Comment}
+	if a.Via == ViaSlack {
+		approval.ChatID = a.By
+	}
+	req.Approvals = append(req.Approvals, approval)
+	suffix := ""
+	if c := strings.TrimSpace(a.Comment); c != "" {
+		suffix = ": " + c
+	}
+	inc.Record(now, EventApproved, req.Gate, "approved by %s via %s (%d of %d)%s", a.Who(), a.Via, len(req.Approvals), req.Required, suffix)
+	if len(req.Approvals) < req.Required {
+		return false, nil
+	}
+	req.Granted = true
+	inc.SetState(StateRunning, "", now)
+	return true, nil
+}
+
+// SkipPending marks the steps not run yet as skipped, and why.
+func (inc *Incident) SkipPending(why string) { inc.skipSteps(why, false) }
+
+// SkipToCleanup marks the steps not run yet as skipped, but the clean-up steps (Always), whose
+// names it returns: they run even after a failure.
+func (inc *Incident) SkipToCleanup(why string) []string { return inc.skipSteps(why, true) }
+
+func (inc *Incident) skipSteps(why string, keepCleanup bool) (cleanup []string) {
+	for j := range inc.Steps {
+		s := &inc.Steps[j]
+		switch {
+		case s.State != StepPending:
+		case s.Always && keepCleanup:
+			cleanup = append(cleanup, s.Name)
+		default:
+			s.State = StepSkipped
+			s.Output = "not run: " + why
+		}
+	}
+	return cleanup
+}
