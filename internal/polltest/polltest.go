@@ -40,3 +40,15 @@ func NoError(t testing.TB, within time.Duration, what string, f func(ctx context
 		t.Fatalf("waited %s for %s: %v", within, what, err)
 	}
 }
+
+// Receive waits for a value on ch, and fails the test after within with what it waited for.
+func Receive[T any](t testing.TB, within time.Duration, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(within):
+		t.Fatalf("waited %s for %s", within, what)
+		panic("unreachable")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/polltest"
 )
 
 const gatedPolicies = `policies:
@@ -274,17 +275,21 @@ func TestOneRemediationPerClusterAtATime(t *testing.T) {
 	f := newFixtureWith(t, twoRemediations, remediator.PlannedStep{Name: "act", Risk: remediator.RiskHigh,
 		Run: func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 			if in.Incident.Remediation == "test-remediation" {
-				<-release
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return remediator.StepResult{}, ctx.Err()
+				}
 			}
 			return remediator.StepResult{}, nil
 		}})
 	f.correlate(t, remediator.Alert{Fingerprint: "f1", Status: "firing", Cluster: "prod", Labels: map[string]string{"alertname": "First"}})
 	first := f.only(t).ID
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- f.execute(t, first) }()
-	for f.rem.ran("act") == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	polltest.Until(t, 10*time.Second, "the first incident's step to start", func() (bool, string) {
+		return f.rem.ran("act") > 0, "act not started"
+	})
 
 	f.correlate(t, remediator.Alert{Fingerprint: "f2", Status: "firing", Cluster: "prod", Labels: map[string]string{"alertname": "Second"}})
 	second := f.incidents(t)[0].ID
@@ -296,7 +301,7 @@ func TestOneRemediationPerClusterAtATime(t *testing.T) {
 		t.Fatalf("second incident: %s (%s)", inc.State, inc.Reason)
 	}
 	close(release)
-	if err := <-done; err != nil {
+	if err := polltest.Receive(t, 10*time.Second, "the first run to end", done); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.execute(t, second); err != nil {
@@ -318,17 +323,13 @@ func TestTheLockOfACrashedWorkerExpires(t *testing.T) {
 	if err := f.execute(t, f.only(t).ID); !errors.As(err, &later) {
 		t.Fatalf("with the crashed worker's lock: %v, want to wait", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	polltest.NoError(t, 10*time.Second, "the crashed worker's lock to expire and the run to go on", func(context.Context) error {
 		err := f.execute(t, f.only(t).ID)
-		if err == nil {
-			break
+		if err != nil && !errors.As(err, &later) {
+			t.Fatalf("while the lock expires: %v, want to wait", err)
 		}
-		if !errors.As(err, &later) || time.Now().After(deadline) {
-			t.Fatalf("the lock did not expire: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 	if inc := f.only(t); inc.State != remediator.StateSucceeded {
 		t.Errorf("after the lock expired: %s", inc.State)
 	}
@@ -361,22 +362,26 @@ func TestADuplicateRunWaitsInsteadOfRunningTwice(t *testing.T) {
 	release := make(chan struct{})
 	f := newFixture(t, remediator.PlannedStep{Name: "act", Risk: remediator.RiskHigh,
 		Run: func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
-			<-release
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return remediator.StepResult{}, ctx.Err()
+			}
 			return remediator.StepResult{}, nil
 		}})
 	f.correlate(t, alert("a1", "prod", "firing"))
 	id := f.only(t).ID
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- f.execute(t, id) }()
-	for f.rem.ran("act") == 0 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	polltest.Until(t, 10*time.Second, "the first delivery's step to start", func() (bool, string) {
+		return f.rem.ran("act") > 0, "act not started"
+	})
 	var later *remediator.Later
 	if err := f.execute(t, id); !errors.As(err, &later) {
 		t.Fatalf("a second delivery while the first runs: %v, want to wait", err)
 	}
 	close(release)
-	if err := <-done; err != nil {
+	if err := polltest.Receive(t, 10*time.Second, "the first run to end", done); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.execute(t, id); err != nil {

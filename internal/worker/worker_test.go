@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/polltest"
 	"github.com/remediator/remediator/policies"
 	"github.com/remediator/remediator/queue"
 )
@@ -316,14 +317,15 @@ func TestAnInterruptedStepIsNotAFailure(t *testing.T) {
 	data, _ := json.Marshal(runRequest{Incident: id})
 
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		for f.rem.ran("long") == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-		time.Sleep(50 * time.Millisecond)
-		cancel()
-	}()
-	if err := f.w.Execute(ctx, data); !remediator.Retriable(err) {
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.w.Execute(ctx, data) }()
+	polltest.Until(t, 10*time.Second, "the step to save its progress", func() (bool, string) {
+		inc := f.only(t)
+		return len(inc.Steps) > 0 && inc.Steps[0].Progress != nil, "incident " + string(inc.State) + ", no progress saved"
+	})
+	cancel()
+	if err := polltest.Receive(t, 10*time.Second, "the interrupted run to return", done); !remediator.Retriable(err) {
 		t.Fatalf("interrupted run: %v, want a retriable error", err)
 	}
 	if inc := f.only(t); inc.State != remediator.StateRunning || inc.Steps[0].State != remediator.StepRunning || !strings.Contains(inc.Steps[0].Error, "interrupted") {
