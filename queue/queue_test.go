@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/polltest"
 )
 
 func openQueue(t *testing.T, opts Options) *Queue {
@@ -48,11 +50,11 @@ func TestPublishOverMaxPayloadIsTooLarge(t *testing.T) {
 }
 
 // consumeAll runs a consumer until stop is closed, returning every delivery it saw.
-func consumeAll(t *testing.T, q *Queue, c Consumer, h Handler) (stop func() []Delivery) {
+func consumeAll(t *testing.T, q *Queue, c Consumer, h Handler) (seen func() []Delivery, stop func() []Delivery) {
 	t.Helper()
 	var (
-		mu   sync.Mutex
-		seen []Delivery
+		mu         sync.Mutex
+		deliveries []Delivery
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -60,17 +62,20 @@ func consumeAll(t *testing.T, q *Queue, c Consumer, h Handler) (stop func() []De
 		defer close(done)
 		_ = q.Consume(ctx, c, 2, time.Second, func(ctx context.Context, d Delivery) error {
 			mu.Lock()
-			seen = append(seen, d)
+			deliveries = append(deliveries, d)
 			mu.Unlock()
 			return h(ctx, d)
 		}, nil)
 	}()
-	return func() []Delivery {
-		cancel()
-		<-done
+	seen = func() []Delivery {
 		mu.Lock()
 		defer mu.Unlock()
-		return seen
+		return slices.Clone(deliveries)
+	}
+	return seen, func() []Delivery {
+		cancel()
+		<-done
+		return seen()
 	}
 }
 
@@ -82,7 +87,7 @@ func TestConsumeActsOnWhetherRetryingMakesSense(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stop := consumeAll(t, q, Executor, func(ctx context.Context, d Delivery) error {
+	seen, stop := consumeAll(t, q, Executor, func(ctx context.Context, d Delivery) error {
 		switch string(d.Data) {
 		case "flaky": // fails once in a way that may pass
 			if d.Attempt == 1 {
@@ -95,22 +100,24 @@ func TestConsumeActsOnWhetherRetryingMakesSense(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second)
-	seen := stop()
-
-	got := map[string][]int{}
-	for _, d := range seen {
-		got[string(d.Data)] = append(got[string(d.Data)], d.Attempt)
+	attempts := func(ds []Delivery) map[string][]int {
+		got := map[string][]int{}
+		for _, d := range ds {
+			got[string(d.Data)] = append(got[string(d.Data)], d.Attempt)
+		}
+		return got
 	}
+	// A retriable failure is never given up by the queue: about every 100ms, on and on.
+	polltest.Until(t, 20*time.Second, "flaky to succeed on its second attempt and hopeless to be retried 5 times", func() (bool, string) {
+		got := attempts(seen())
+		return len(got["flaky"]) >= 2 && len(got["hopeless"]) >= 5, fmt.Sprint(got)
+	})
+	got := attempts(stop())
 	want := map[string]string{"ok": "[1]", "flaky": "[1 2]", "broken": "[1]"}
 	for id, w := range want {
 		if fmt.Sprint(got[id]) != w {
 			t.Errorf("%s deliveries %v, want %s", id, got[id], w)
 		}
-	}
-	// A retriable failure is never given up by the queue: about every 100ms, for 2s.
-	if n := len(got["hopeless"]); n < 5 {
-		t.Errorf("hopeless delivered %d times, want it retried on and on", n)
 	}
 }
 
@@ -120,12 +127,20 @@ func TestLongWorkIsNotRedeliveredWhileItRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	var runs atomic.Int32
-	stop := consumeAll(t, q, Executor, func(ctx context.Context, d Delivery) error {
+	finished := make(chan struct{}, 1)
+	_, stop := consumeAll(t, q, Executor, func(ctx context.Context, d Delivery) error {
 		runs.Add(1)
-		time.Sleep(3 * time.Second) // three ack waits
+		select { // work that lasts three ack waits
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+		}
+		select {
+		case finished <- struct{}{}:
+		default:
+		}
 		return nil
 	})
-	time.Sleep(4 * time.Second)
+	polltest.Receive(t, 20*time.Second, "the first delivery's work to finish", finished)
 	stop()
 	if n := runs.Load(); n != 1 {
 		t.Errorf("the message was delivered %d times while its handler ran, want once", n)
