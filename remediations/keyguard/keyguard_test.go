@@ -15,6 +15,7 @@ import (
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/polltest"
 	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
@@ -112,17 +113,13 @@ func (e *env) saveNow(key string) Saved {
 // waitSaved waits until the store holds the key's value of mod revision rev.
 func (e *env) waitSaved(key string, rev int64) Saved {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, found := e.saved(key)
-		if found && s.ModRevision == rev {
-			return s
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("the store holds %+v (found %v) of %q, want mod revision %d", s, found, key, rev)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var s Saved
+	polltest.Until(e.t, 10*time.Second, fmt.Sprintf("the store to hold mod revision %d of %q", rev, key), func() (bool, string) {
+		var found bool
+		s, found = e.saved(key)
+		return found && s.ModRevision == rev, fmt.Sprintf("%+v (found %v)", s, found)
+	})
+	return s
 }
 
 // guard runs a guard of the keys until the test ends or stop is called; its losses arrive on
@@ -286,7 +283,12 @@ func TestGuardResumesAcrossAnEtcdRestart(t *testing.T) {
 
 	m := e.etcd.Members[0]
 	m.Kill()
-	time.Sleep(500 * time.Millisecond) // the watch notices the connection is gone
+	polltest.Until(t, 10*time.Second, "etcd to stop answering", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := e.cl.Get(ctx, placementKey)
+		return err != nil, "it still answers"
+	})
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -369,17 +371,11 @@ func TestGuardReadsAgainAfterACompaction(t *testing.T) {
 		t.Errorf("loss of %q at %d with %q, want %q found absent at %d with v1", loss.Key, loss.Revision, loss.Last.Value, placementKey, head)
 	}
 	// The guard watches again after it reported the loss.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	polltest.Until(t, 5*time.Second, "3 watches: the first, the one the compaction refused, the one after reading again", func() (bool, string) {
 		etcd.mu.Lock()
-		n := etcd.watches
-		etcd.mu.Unlock()
-		if n == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d watches, want 3: the first, the one the compaction refused, the one after reading again", n)
-		}
-	}
+		defer etcd.mu.Unlock()
+		return etcd.watches == 3, fmt.Sprintf("%d watches", etcd.watches)
+	})
 }
 
 func TestRestoreLeavesAKeyRecreatedMeanwhile(t *testing.T) {
