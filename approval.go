@@ -74,25 +74,3 @@ func (inc *Incident) Accept(a Answer, denied error, now time.Time) (granted bool
 	inc.SetState(StateRunning, "", now)
 	return true, nil
 }
-
-// SkipPending marks the steps not run yet as skipped, and why.
-func (inc *Incident) SkipPending(why string) { inc.skipSteps(why, false) }
-
-// SkipToCleanup marks the steps not run yet as skipped, but the clean-up steps (Always), whose
-// names it returns: they run even after a failure.
-func (inc *Incident) SkipToCleanup(why string) []string { return inc.skipSteps(why, true) }
-
-func (inc *Incident) skipSteps(why string, keepCleanup bool) (cleanup []string) {
-	for j := range inc.Steps {
-		s := &inc.Steps[j]
-		switch {
-		case s.State != StepPending:
-		case s.Always && keepCleanup:
-			cleanup = append(cleanup, s.Name)
-		default:
-			s.State = StepSkipped
-			s.Output = "not run: " + why
-		}
-	}
-	return cleanup
-}

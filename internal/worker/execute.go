@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -82,7 +81,7 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 
 	var failed error
 	for i, step := range plan {
-		if s := inc.Steps[i].State; s != remediator.StepPending && s != remediator.StepRunning {
+		if !inc.Steps[i].Runnable() {
 			continue
 		}
 		// After a failure, or a step that found nothing to do, only clean-up steps are left,
@@ -384,17 +383,7 @@ func samePlan(steps []remediator.Step, plan []remediator.PlannedStep) error {
 // runStep runs step i and records how it went.
 func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, id string, i int, step remediator.PlannedStep) (*remediator.Incident, error) {
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		s := &inc.Steps[i]
-		s.State = remediator.StepRunning
-		s.Attempts++
-		if s.StartedAt.IsZero() {
-			s.StartedAt = w.Now()
-		}
-		msg := "started"
-		if s.Attempts > 1 {
-			msg = fmt.Sprintf("attempt %d started", s.Attempts)
-		}
-		inc.Record(w.Now(), remediator.EventStepStarted, s.Name, "%s", msg)
+		inc.StartStep(i, w.Now())
 		return nil
 	})
 	if err != nil {
@@ -436,7 +425,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 	}
 	log.Info("step started", "attempt", inc.Steps[i].Attempts, "risk", step.Risk, "deadline", deadline)
 	started := w.Now()
-	res, stepErr := safeRun(stepCtx, step.Run, in)
+	res, stepErr := step.Attempt(stepCtx, in)
 	cancelStep()
 	if err := lock.check(); err != nil && stepErr != nil {
 		stepErr = remediator.Errorf(remediator.EUNAVAILABLE, "interrupted: this worker lost the cluster lock (%v): %w", err, stepErr)
@@ -446,111 +435,38 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 	}
 	took := w.Now().Sub(started)
 
-	o := classify(ctx, stepErr, inc.Steps[i].Attempts, w.StepAttempts)
-	w.steps.WithLabelValues(inc.Remediation, step.Name, o.kind.label).Observe(took.Seconds())
+	o := remediator.ClassifyStep(stepErr, ctx.Err() != nil, inc.Steps[i].Attempts, w.StepAttempts)
+	w.steps.WithLabelValues(inc.Remediation, step.Name, string(o)).Observe(took.Seconds())
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	inc, err = w.Store.Update(rctx, id, func(inc *remediator.Incident) error {
-		o.record(inc, i, res, w.Now(), w.StepAttempts)
+		inc.EndStep(i, o, res, stepErr, w.StepAttempts, w.Now())
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	switch o.kind {
-	case outcomeSucceeded:
-		log.Info(o.kind.log, "took", took)
-	case outcomeNothingToDo:
-		log.Info(o.kind.log, "took", took, "reason", o.nothing.Reason)
+	l, args := stepLogs[o], []any{"took", took}
+	if stepErr != nil {
+		args = append(args, "err", stepErr)
+	}
+	log.Log(ctx, l.level, l.msg, args...)
+	if o == remediator.OutcomeNothingToDo {
 		return inc, nil
-	default:
-		log.Log(ctx, o.kind.level, o.kind.log, "took", took, "err", o.err)
 	}
 	return inc, stepErr
 }
 
-// outcomeKind is how a step attempt ended: its metric label, and how it is logged.
-type outcomeKind struct {
-	label string
+// stepLogs says how each outcome of a step attempt is logged.
+var stepLogs = map[remediator.Outcome]struct {
 	level slog.Level
-	log   string
-}
-
-var (
-	outcomeSucceeded   = &outcomeKind{"succeeded", slog.LevelInfo, "step succeeded"}
-	outcomeNothingToDo = &outcomeKind{"nothing_to_do", slog.LevelInfo, "step found nothing to do; the incident is skipped"}
-	outcomeInterrupted = &outcomeKind{"interrupted", slog.LevelWarn, "step interrupted; it runs again from its saved progress"}
-	outcomeRetry       = &outcomeKind{"retry", slog.LevelWarn, "step failed; will retry"}
-	outcomeFailed      = &outcomeKind{"failed", slog.LevelError, "step failed; the incident failed"}
-)
-
-// outcome is a step attempt's end, decided once by classify, then counted, recorded and
-// logged as it says.
-type outcome struct {
-	kind    *outcomeKind
-	err     error
-	nothing *remediator.NothingToDo
-}
-
-// classify decides how an attempt ended. A step cut short by a shutdown (or a lost ack
-// deadline) has not failed: it runs again, from its saved progress, wherever the message goes
-// next. An error that may pass is retried until the step has had its attempts.
-func classify(ctx context.Context, err error, attempts, maxAttempts int) outcome {
-	o := outcome{err: err}
-	switch {
-	case err == nil:
-		o.kind = outcomeSucceeded
-	case ctx.Err() != nil:
-		o.kind = outcomeInterrupted
-	case remediator.Retriable(err) && attempts < maxAttempts:
-		o.kind = outcomeRetry
-	case errors.As(err, &o.nothing):
-		o.kind = outcomeNothingToDo
-	default:
-		o.kind = outcomeFailed
-	}
-	return o
-}
-
-// record writes the outcome into step i of the incident and its timeline.
-func (o outcome) record(inc *remediator.Incident, i int, res remediator.StepResult, now time.Time, maxAttempts int) {
-	s := &inc.Steps[i]
-	s.Output = res.Output
-	inc.AddFindings(res)
-	switch o.kind {
-	case outcomeSucceeded:
-		s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
-		inc.Record(now, remediator.EventStepSucceeded, s.Name, "succeeded in %s", s.Duration().Round(time.Millisecond))
-	case outcomeInterrupted:
-		s.Error = fmt.Sprintf("attempt %d interrupted: %v", s.Attempts, o.err)
-		inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d interrupted (%v); it runs again from its saved progress", s.Attempts, o.err)
-	case outcomeRetry:
-		s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, o.err)
-		inc.Record(now, remediator.EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, o.err)
-	case outcomeNothingToDo:
-		// The step did its job: it proved there is no problem to act on. Nothing after it
-		// runs but the clean-up steps, and the incident ends skipped.
-		s.State, s.Error, s.FinishedAt = remediator.StepSucceeded, "", now
-		inc.Record(now, remediator.EventStepSucceeded, s.Name, "%v", o.nothing)
-		if cleanup := inc.SkipToCleanup(o.nothing.Error()); len(cleanup) > 0 {
-			inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident ends skipped", strings.Join(cleanup, ", "))
-		} else {
-			inc.SetState(remediator.StateSkipped, o.nothing.Error(), now)
-		}
-	default:
-		s.State, s.Error, s.FinishedAt = remediator.StepFailed, o.err.Error(), now
-		inc.Record(now, remediator.EventStepFailed, s.Name, "failed: %v", o.err)
-		reason := fmt.Sprintf("step %s failed: %v", s.Name, o.err)
-		if remediator.Retriable(o.err) {
-			reason = fmt.Sprintf("step %s failed on its last attempt (%d of %d): %v", s.Name, s.Attempts, maxAttempts, o.err)
-			s.Error = reason
-		}
-		if cleanup := inc.SkipToCleanup(fmt.Sprintf("step %s failed", s.Name)); len(cleanup) > 0 {
-			inc.Record(now, remediator.EventNotice, "", "running the clean-up steps %s before the incident fails", strings.Join(cleanup, ", "))
-		} else {
-			inc.SetState(remediator.StateFailed, reason, now)
-		}
-	}
+	msg   string
+}{
+	remediator.OutcomeSucceeded:   {slog.LevelInfo, "step succeeded"},
+	remediator.OutcomeNothingToDo: {slog.LevelInfo, "step found nothing to do; the incident is skipped"},
+	remediator.OutcomeInterrupted: {slog.LevelWarn, "step interrupted; it runs again from its saved progress"},
+	remediator.OutcomeRetry:       {slog.LevelWarn, "step failed; will retry"},
+	remediator.OutcomeFailed:      {slog.LevelError, "step failed; the incident failed"},
 }
 
 // nothingToDo is why the incident's run stopped short without a failure: a step found nothing
@@ -585,14 +501,4 @@ func (w *Worker) fail(ctx context.Context, log *slog.Logger, id string, cause er
 	log.Error("incident failed", "err", cause)
 	w.notify(rctx, inc, nil)
 	return cause
-}
-
-// safeRun runs a step, turning a panic into an error so that it is recorded like one.
-func safeRun(ctx context.Context, run remediator.StepFunc, in remediator.StepInput) (res remediator.StepResult, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = remediator.Errorf(remediator.EINTERNAL, "step panicked: %v\n%s", p, debug.Stack())
-		}
-	}()
-	return run(ctx, in)
 }
