@@ -1,13 +1,14 @@
-// Package steptest runs a remediation's planned steps in a test the way the worker does: in
-// order, each with the progress it saved, in an incident that records them and the figures
-// before and after, and after a failure, or a step that found nothing to do, only the
-// clean-up steps.
+// Package steptest runs a remediation's planned steps in a test with the executor's own step
+// functions (Incident.StartStep, PlannedStep.Attempt, ClassifyStep, Incident.EndStep and
+// Step.Runnable): in order, each with the progress it saved, in an incident that records them
+// and the figures before and after, a retriable error tried again, and after a failure, or a
+// step that found nothing to do, only the clean-up steps. What it leaves out is the queue, the
+// store and the cluster lock.
 package steptest
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -59,33 +60,36 @@ func (r *Runner) Index(name string) int {
 	return i
 }
 
-// Step runs one step by name, whatever its state, and records its outcome. As the worker
-// does, a step that returns a *remediator.NothingToDo is recorded as succeeded, and the
-// error is returned for the test to see.
+// Step runs one attempt of a step by name, whatever its state, and records its outcome as
+// the executor does. A step that returns a *remediator.NothingToDo is recorded as succeeded,
+// and the error is returned for the test to see.
 func (r *Runner) Step(name string) (remediator.StepResult, error) {
 	r.t.Helper()
-	i := r.Index(name)
+	_, res, err := r.attempt(r.Index(name))
+	return res, err
+}
+
+func (r *Runner) attempt(i int) (remediator.Outcome, remediator.StepResult, error) {
+	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
 	defer cancel()
 	start := time.Now()
-	res, err := r.Plan[i].Run(ctx, remediator.StepInput{
+	r.Incident.StartStep(i, start)
+	res, err := r.Plan[i].Attempt(ctx, remediator.StepInput{
 		Incident: r.Incident,
 		Progress: r.Incident.Steps[i].Progress,
 		Log:      slog.New(slog.DiscardHandler),
 		SaveProgress: func(_ context.Context, v any) error {
-			r.Incident.Steps[i].Progress, _ = json.Marshal(v)
-			return nil
+			raw, err := json.Marshal(v)
+			r.Incident.Steps[i].Progress = raw
+			return err
 		},
 	})
-	s := &r.Incident.Steps[i]
-	s.Output, s.State, s.Error = res.Output, remediator.StepSucceeded, ""
-	var nothing *remediator.NothingToDo
-	if err != nil && !errors.As(err, &nothing) {
-		s.State, s.Error = remediator.StepFailed, err.Error()
-	}
-	r.Incident.AddFindings(res)
-	r.t.Logf("step %s (%s): %v\n%s", name, time.Since(start).Round(time.Millisecond), err, res.Output)
-	return res, err
+	// No service shuts down under a test: a step past its timeout is a failure like any other.
+	o := remediator.ClassifyStep(err, false, r.Incident.Steps[i].Attempts, attempts)
+	r.Incident.EndStep(i, o, res, err, attempts, time.Now())
+	r.t.Logf("step %s (%s, %s): %v\n%s", r.Plan[i].Name, o, time.Since(start).Round(time.Millisecond), err, res.Output)
+	return o, res, err
 }
 
 // Output is what the named step said when it last ran.
@@ -94,48 +98,32 @@ func (r *Runner) Output(name string) string {
 	return r.Incident.Steps[r.Index(name)].Output
 }
 
-// Until runs the steps not run yet, in order, up to and including the named one; after the
-// first failure only the clean-up steps. A step that finds nothing to do stops the run the
-// same way, except that, as the worker does, the steps it leaves out are marked skipped. It
-// returns the results of the steps it ran, and the first step that failed or found nothing to
-// do and its error (a *remediator.NothingToDo for the latter).
+// Until runs the steps still to run (Step.Runnable), in order, up to and including the named
+// one; a retriable error is tried again after a pause, up to the attempts. After the first
+// failure, or a step that found nothing to do, the executor's EndStep leaves only the clean-up
+// steps to run. It returns the results of the steps it ran, and the first step that failed or
+// found nothing to do and its error (a *remediator.NothingToDo for the latter).
 func (r *Runner) Until(last string) (results map[string]remediator.StepResult, failed string, err error) {
 	r.t.Helper()
 	results = map[string]remediator.StepResult{}
 	for i, p := range r.Plan {
-		if r.Incident.Steps[i].State != remediator.StepPending || failed != "" && !p.Always {
+		if !r.Incident.Steps[i].Runnable() {
 			continue
 		}
-		res, stepErr := r.Step(p.Name)
-		// As the worker does: a step whose failure may pass (etcd's client still backing off
-		// from a member that just restarted) is tried again after a pause.
-		for attempt := 2; stepErr != nil && remediator.Retriable(stepErr) && attempt <= attempts; attempt++ {
-			time.Sleep(retryPause)
-			res, stepErr = r.Step(p.Name)
+		o, res, stepErr := r.attempt(i)
+		for o == remediator.OutcomeRetry {
+			time.Sleep(retryPause) // the queue's backoff, not a wait for something to happen
+			o, res, stepErr = r.attempt(i)
 		}
 		results[p.Name] = res
 		if stepErr != nil && failed == "" {
 			failed, err = p.Name, stepErr
-			var nothing *remediator.NothingToDo
-			if errors.As(stepErr, &nothing) {
-				r.skipToCleanup(i, nothing)
-			}
 		}
 		if p.Name == last && failed == "" {
 			break
 		}
 	}
 	return results, failed, err
-}
-
-// skipToCleanup marks the pending steps after step i skipped, but the clean-up steps, as the
-// worker does after a step that found nothing to do.
-func (r *Runner) skipToCleanup(i int, nothing *remediator.NothingToDo) {
-	for j := i + 1; j < len(r.Incident.Steps); j++ {
-		if s := &r.Incident.Steps[j]; s.State == remediator.StepPending && !s.Always {
-			s.State, s.Output = remediator.StepSkipped, "not run: "+nothing.Error()
-		}
-	}
 }
 
 // All runs every step not run yet, as Until does.
