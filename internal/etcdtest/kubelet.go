@@ -42,6 +42,8 @@ type pod struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	restart int
+	// passed counts the liveness probes passed in a row by the running container.
+	passed int
 }
 
 // StartKubelet starts a kubelet over manifestsDir; every pod logs to logPath.
@@ -68,6 +70,18 @@ func (k *Kubelet) Restarts(name string) int {
 	defer k.mu.Unlock()
 	if p, ok := k.pods[name]; ok {
 		return p.restart
+	}
+	return 0
+}
+
+// ProbesPassed says how many liveness probes in a row the running container of the named
+// manifest has passed: a probe that fails resets it, and failureThreshold failures kill the
+// container.
+func (k *Kubelet) ProbesPassed(name string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if p, ok := k.pods[name]; ok {
+		return p.passed
 	}
 	return 0
 }
@@ -141,8 +155,17 @@ func (k *Kubelet) run(ctx context.Context, name string, p *pod) {
 	for ctx.Err() == nil {
 		k.mu.Lock()
 		p.restart++
+		p.passed = 0
 		k.mu.Unlock()
-		k.runOnce(ctx, name, args[1:], probe)
+		k.runOnce(ctx, name, args[1:], probe, func(ok bool) {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if ok {
+				p.passed++
+			} else {
+				p.passed = 0
+			}
+		})
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -151,7 +174,7 @@ func (k *Kubelet) run(ctx context.Context, name string, p *pod) {
 	}
 }
 
-func (k *Kubelet) runOnce(ctx context.Context, name string, args []string, probe *liveness) {
+func (k *Kubelet) runOnce(ctx context.Context, name string, args []string, probe *liveness, probed func(ok bool)) {
 	logf, err := os.OpenFile(k.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return
@@ -165,7 +188,7 @@ func (k *Kubelet) runOnce(ctx context.Context, name string, args []string, probe
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
-	probeFailed := probe.watch(ctx, exited)
+	probeFailed := probe.watch(ctx, exited, probed)
 	select {
 	case <-exited:
 		k.logf("kubelet: %s: container exited", name)
@@ -229,9 +252,9 @@ func livenessOf(data []byte) *liveness {
 	return l
 }
 
-// watch probes until the container exits, and reports when the probe has failed threshold
-// times in a row.
-func (l *liveness) watch(ctx context.Context, exited <-chan struct{}) <-chan struct{} {
+// watch probes until the container exits, telling probed each result, and reports when the
+// probe has failed threshold times in a row.
+func (l *liveness) watch(ctx context.Context, exited <-chan struct{}, probed func(ok bool)) <-chan struct{} {
 	failed := make(chan struct{})
 	if l == nil {
 		return failed
@@ -253,8 +276,10 @@ func (l *liveness) watch(ctx context.Context, exited <-chan struct{}) <-chan str
 			}
 			if err != nil || resp.StatusCode >= 400 {
 				fails++
+				probed(false)
 			} else {
 				fails = 0
+				probed(true)
 			}
 			if fails >= l.threshold {
 				close(failed)

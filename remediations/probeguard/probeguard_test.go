@@ -2,6 +2,7 @@ package probeguard_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/agenttest"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/polltest"
 	"github.com/remediator/remediator/internal/steptest"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
@@ -82,13 +84,10 @@ func TestOldProbeIsSuspendedForTheRecovery(t *testing.T) {
 	s.fill(t)
 	// The probe fails 8 times a (scaled) second apart, and the kubelet restarts etcd.
 	n := s.etcd.Nodes[0]
-	deadline := time.Now().Add(30 * time.Second)
-	for n.Kubelet.Restarts("etcd.yaml") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the old liveness probe never killed etcd under NOSPACE")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	polltest.Until(t, 30*time.Second, "the old liveness probe to kill etcd under NOSPACE", func() (bool, string) {
+		r := n.Kubelet.Restarts("etcd.yaml")
+		return r >= 2, fmt.Sprintf("%d start(s)", r)
+	})
 
 	r := steptest.New(t, s.guard.Plan, "test", nil)
 	if !r.Plan[len(r.Plan)-1].Always {
@@ -111,12 +110,15 @@ func TestOldProbeIsSuspendedForTheRecovery(t *testing.T) {
 		t.Fatalf("write after recovery: %v", err)
 	}
 	s.assertManifestsAsFound(t)
-	// The restored probes pass: no restart for a while.
+	// The restored probes run and pass, with no restart meanwhile.
 	before := n.Kubelet.Restarts("etcd.yaml")
-	time.Sleep(3 * time.Second)
-	if after := n.Kubelet.Restarts("etcd.yaml"); after != before {
-		t.Fatalf("etcd restarted %d times after the recovery", after-before)
-	}
+	polltest.Until(t, 30*time.Second, "the restored liveness probe to pass 3 times in a row", func() (bool, string) {
+		passed, starts := n.Kubelet.ProbesPassed("etcd.yaml"), n.Kubelet.Restarts("etcd.yaml")
+		if starts != before {
+			t.Fatalf("etcd restarted %d times after the recovery", starts-before)
+		}
+		return passed >= 3, fmt.Sprintf("%d passed in a row", passed)
+	})
 }
 
 // A failed recovery still turns the probes back on.
