@@ -41,7 +41,7 @@ func testConfig(t *testing.T, etcd *etcdtest.Cluster) config.Config {
 // startService runs the whole service in this process until the test ends.
 func startService(t *testing.T, cfg config.Config) *Main {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.LoadSecrets()); err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}

@@ -342,9 +342,6 @@ func TestAPersonsClickAndTheirTokenAreOneApprover(t *testing.T) {
 	dir := t.TempDir()
 	cfg.API.OperatorsFile = writeFile(t, filepath.Join(dir, "operators.yaml"), "alice: {token: alices-token, slack_id: U01ALICE}\nbob: bobs-token\n")
 	alices := writeFile(t, filepath.Join(dir, "alice"), "alices-token\n")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	m := startService(t, cfg)
 	if code, body := post(t, m.Addr, "nospace-firing.json"); code != http.StatusAccepted {
 		t.Fatalf("POST: %d %v", code, body)

@@ -16,8 +16,8 @@ import (
 
 // backupData moves or copies a stopped etcd's data dir to backup_dir/<incident>/etcd-data.<time>.
 // Moved, the member starts empty (as a replacement); copied, it starts as it was.
-func (a *Agent) backupData(act remediator.NodeAction) (remediator.NodeResult, error) {
-	_, dir, err := a.stoppedData()
+func (a *Agent) backupData(ctx context.Context, act remediator.NodeAction) (remediator.NodeResult, error) {
+	_, dir, err := a.stoppedData(ctx)
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
@@ -121,8 +121,8 @@ func copyFile(from, to string, mode fs.FileMode) error {
 
 // removeSnapFiles deletes a stopped etcd's raft snapshots (member/snap/*.snap), as seed 003
 // does when etcd panics on a missing snapshot db: etcd then replays its WAL.
-func (a *Agent) removeSnapFiles() (remediator.NodeResult, error) {
-	_, dir, err := a.stoppedData()
+func (a *Agent) removeSnapFiles(ctx context.Context, _ remediator.NodeAction) (remediator.NodeResult, error) {
+	_, dir, err := a.stoppedData(ctx)
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
@@ -157,16 +157,12 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	if fi, err := os.Stat(db); err != nil || !fi.Mode().IsRegular() {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: %s is not a db file", db)
 	}
-	flags, dir, err := a.stoppedData()
+	flags, dir, err := a.stoppedData(ctx)
 	if err != nil {
 		return remediator.NodeResult{}, err
 	}
 	if empty, err := isEmpty(dir); err != nil || !empty {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: data dir %s is not empty: move it to the backup dir first", dir)
-	}
-	etcdutl := a.cfg.Etcdutl
-	if etcdutl == "" {
-		etcdutl = "etcdutl"
 	}
 	// etcdutl writes a new data dir itself, which must not exist, while the data dir stays
 	// where it is: it may be a mount point (the agent's own hostPath mount, in a pod). So
@@ -176,7 +172,7 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: backup dir: %w", err)
 	}
 	defer os.RemoveAll(staging)
-	argv := []string{etcdutl, "snapshot", "restore", db, "--data-dir", staging, "--skip-hash-check"}
+	argv := []string{a.cfg.Etcdutl, "snapshot", "restore", db, "--data-dir", staging, "--skip-hash-check"}
 	for _, name := range []string{"name", "initial-cluster", "initial-cluster-token", "initial-advertise-peer-urls"} {
 		v := flags[name]
 		if name == "name" || name == "initial-advertise-peer-urls" {

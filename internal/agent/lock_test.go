@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -23,7 +24,7 @@ func TestTheDataDirIsWholeOnceEtcdLetsGoOfItsFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if held := waitUnlocked(dir, 0); held != "" {
+	if held := waitUnlocked(context.Background(), dir, 0); held != "" {
 		t.Fatalf("nothing holds the files, yet %s is reported held", held)
 	}
 
@@ -32,7 +33,7 @@ func TestTheDataDirIsWholeOnceEtcdLetsGoOfItsFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held := waitUnlocked(dir, 0); held != wal {
+	if held := waitUnlocked(context.Background(), dir, 0); held != wal {
 		t.Errorf("with the WAL locked: %q, want %s", held, wal)
 	}
 	l.Close()
@@ -45,11 +46,11 @@ func TestTheDataDirIsWholeOnceEtcdLetsGoOfItsFiles(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		t.Fatal(err)
 	}
-	if held := waitUnlocked(dir, 0); held != db {
+	if held := waitUnlocked(context.Background(), dir, 0); held != db {
 		t.Errorf("with the backend locked: %q, want %s", held, db)
 	}
 	f.Close()
-	if held := waitUnlocked(dir, 0); held != "" {
+	if held := waitUnlocked(context.Background(), dir, 0); held != "" {
 		t.Errorf("after both let go: %s still reported held", held)
 	}
 }

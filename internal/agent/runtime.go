@@ -15,6 +15,16 @@ import (
 	"github.com/remediator/remediator/internal/manifest"
 )
 
+// runtime is how the node runs a component.
+type runtime interface {
+	// file is the component's manifest or flags file as it is now.
+	file(c remediator.Component) (path string, err error)
+	parse(c remediator.Component, data []byte) (manifest.Flags, error)
+	running(c remediator.Component) bool
+	stop(ctx context.Context, c remediator.Component) (string, error)
+	start(ctx context.Context, c remediator.Component) (string, error)
+}
+
 // staticPods runs components as kubeadm's static pods: the kubelet runs the manifests in the
 // manifests folder, so moving a manifest out stops its pod and moving it back starts it.
 type staticPods struct{ a *Agent }
