@@ -21,7 +21,7 @@ const (
 	// has not failed: it runs again, from its saved progress, wherever the work goes next.
 	OutcomeInterrupted Outcome = "interrupted"
 	// OutcomeRetry: the attempt failed in a way that may pass, and the step has attempts left.
-	OutcomeRetry Outcome = "retry"
+	OutcomeRetry  Outcome = "retry"
 	OutcomeFailed Outcome = "failed"
 )
 
