@@ -64,3 +64,31 @@ type stopError struct{ err error }
 
 func (e *stopError) Error() string { return e.err.Error() }
 func (e *stopError) Unwrap() error { return e.err }
+
+// Sleep waits for d, or until ctx ends, whose error it then returns.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Looks polls check as Until does, except that within bounds when a look may start, not the
+// looks themselves: each runs with ctx to its end, and a look that ends past the deadline is
+// the last. It returns ErrTimeout when that one was not done either. It is for looks that take
+// long (a health request, the status of every member) and that a wait must not cut short: a
+// wait shorter than one look still gets that look's answer.
+func Looks(ctx context.Context, within, interval time.Duration, check func(ctx context.Context) (done bool, err error)) error {
+	deadline := time.Now().Add(within)
+	return Until(ctx, 0, interval, func(ctx context.Context) (bool, error) {
+		done, err := check(ctx)
+		if !done && time.Now().After(deadline) {
+			return false, Stop(errors.Join(ErrTimeout, err))
+		}
+		return done, err
+	})
+}

@@ -56,3 +56,34 @@ func TestUntilEndsWithItsContext(t *testing.T) {
 		t.Fatalf("Until on a cancelled context: %v, want context.Canceled and no timeout", err)
 	}
 }
+
+// A wait shorter than one look still gets that look's answer: Looks does not cut it short.
+func TestLooksLetsTheLastLookFinish(t *testing.T) {
+	notYet := errors.New("kube-apiserver not ready")
+	n := 0
+	err := poll.Looks(context.Background(), time.Millisecond, time.Millisecond, func(ctx context.Context) (bool, error) {
+		n++
+		if err := poll.Sleep(ctx, 20*time.Millisecond); err != nil {
+			t.Fatalf("the look was cut short: %v", err)
+		}
+		return n == 1, nil
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("Looks = %v after %d looks, want the first look's success", err, n)
+	}
+	err = poll.Looks(context.Background(), 10*time.Millisecond, time.Millisecond, func(context.Context) (bool, error) { return false, notYet })
+	if !errors.Is(err, poll.ErrTimeout) || !errors.Is(err, notYet) {
+		t.Fatalf("Looks past its deadline = %v, want ErrTimeout with the last error", err)
+	}
+}
+
+func TestSleepEndsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := poll.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sleep on an ended context = %v", err)
+	}
+	if err := poll.Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -43,11 +42,9 @@ func New(clients Clients) *Remediation {
 // (under half in use, over 100 MiB in use), so that a member the alert fires for is one this
 // defragments.
 type Params struct {
-	MinRatio      float64       `param:"min_fragmentation_ratio" default:"0.5" range:"(0,1]" doc:"share of the db file that is free (1 - in use / db size) from which a member is defragmented"`
-	MinReclaim    params.Bytes  `param:"min_reclaim_bytes" default:"104857600" doc:"bytes defragmentation must give back (db size - in use); blocking a member for less is not worth it"`
-	Pause         time.Duration `param:"pause_between_members" default:"0s" doc:"wait between two members' defragmentation"`
-	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest one member's defragmentation may take"`
-	HealthTimeout time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest a member may take to be healthy after it"`
+	MinRatio   float64      `param:"min_fragmentation_ratio" default:"0.5" range:"(0,1]" doc:"share of the db file that is free (1 - in use / db size) from which a member is defragmented"`
+	MinReclaim params.Bytes `param:"min_reclaim_bytes" default:"104857600" doc:"bytes defragmentation must give back (db size - in use); blocking a member for less is not worth it"`
+	etcdops.DefragParams
 }
 
 // Params lists the remediation's parameters.
@@ -60,19 +57,7 @@ const (
 	StepVerify     = "verify"
 )
 
-// Plan returns the steps for the given parameters. A member is defragmented when both of the
-// first two hold; the defaults are those of etcd's own etcdDatabaseHighFragmentationRatio
-// alert (under half in use, over 100 MiB in use), so that a member the alert fires for is one
-// this defragments:
-//
-//	min_fragmentation_ratio  share of the db file that is free: 1 - in use / db size (0.5)
-//	min_reclaim_bytes        bytes defragmentation would give back: db size - in use
-//	                         (104857600); blocking a member for less is not worth it
-//	pause_between_members    wait between two members' defragmentation (0s)
-//	defrag_timeout           longest one member's defragmentation may take (5m)
-//	health_timeout           longest a member may take to be healthy after it (30s)
-//
-// A member rewrites its whole database into a new file while it defragments, so it needs
+// Plan returns the steps for the given parameters (Params). A member rewrites its whole database into a new file while it defragments, so it needs
 // free disk space for the data in use; remediator cannot see the members' disks.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
 	var s Params
@@ -175,10 +160,6 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 	return res, nil
 }
 
-type defragProgress struct {
-	Done []etcdops.Defragmented `json:"done"`
-}
-
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, true)
 	if err != nil {
@@ -187,25 +168,14 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	if err := etcdops.Safe(v.Statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting: %w", err)
 	}
-	p, _, err := remediator.Progress[defragProgress](in) // none yet: start from the first member
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
 	assessed, _ := r.assessAll(v.Statuses)
 	worth := map[string]bool{}
 	for i, st := range v.Statuses {
 		worth[st.ID] = assessed[i].worth
 	}
-	done, err := etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
-		Timeout:       r.DefragTimeout,
-		HealthTimeout: r.HealthTimeout,
-		Pause:         r.Pause,
-		Done:          p.Done,
-		Fence:         in.Fence,
-		Only:          func(st remediator.MemberStatus) bool { return worth[st.ID] },
-		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
-			return in.SaveProgress(ctx, defragProgress{Done: done})
-		},
+	done, earlier, err := etcdops.Defragment(ctx, in, v.Client, v.Members, etcdops.DefragOptions{
+		DefragParams: r.DefragParams,
+		Only:         func(st remediator.MemberStatus) bool { return worth[st.ID] },
 	})
 	var b strings.Builder
 	if len(done) == 0 && err == nil {
@@ -213,7 +183,7 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	}
 	for _, d := range done {
 		by := ""
-		if slices.ContainsFunc(p.Done, byID(d.ID)) {
+		if slices.ContainsFunc(earlier, byID(d.ID)) {
 			by = " (by an earlier attempt)"
 		}
 		fmt.Fprintf(&b, "%s%s\n", d, by)

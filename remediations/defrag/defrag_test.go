@@ -28,7 +28,9 @@ func newRunner(t *testing.T, r *Remediation, params map[string]string) *steptest
 // done is what the defragment step saved as done.
 func done(t *testing.T, rn *steptest.Runner) []etcdops.Defragmented {
 	t.Helper()
-	var p defragProgress
+	var p struct {
+		Done []etcdops.Defragmented `json:"done"`
+	}
 	if err := json.Unmarshal(rn.Incident.Steps[rn.Index("defragment")].Progress, &p); err != nil {
 		t.Fatalf("defragment progress %s: %v", rn.Incident.Steps[rn.Index("defragment")].Progress, err)
 	}
@@ -246,7 +248,7 @@ func TestDefragmentResumesFromItsProgress(t *testing.T) {
 	// An earlier attempt defragmented a follower and was interrupted before the others.
 	follower := pre.Before[slices.IndexFunc(pre.Before, func(s remediator.MemberStatus) bool { return !s.Leader })]
 	earlier := etcdops.Defragmented{ID: follower.ID, Name: follower.Name, Before: follower.DBSize, After: 1 << 20, At: time.Now()}
-	rn.Incident.Steps[rn.Index("defragment")].Progress, _ = json.Marshal(defragProgress{Done: []etcdops.Defragmented{earlier}})
+	rn.Incident.Steps[rn.Index("defragment")].Progress, _ = json.Marshal(map[string]any{"done": []etcdops.Defragmented{earlier}})
 
 	res, err := rn.Step("defragment")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 )
 
 // Defragmented is the record of one member's defragmentation.
@@ -34,32 +35,47 @@ func (d Defragmented) String() string {
 
 // DefragOptions tune Defragment.
 type DefragOptions struct {
-	// Timeout bounds one member's defragmentation.
-	Timeout time.Duration
-	// HealthTimeout is how long a member may take to be healthy again afterwards.
-	HealthTimeout time.Duration
-	// Pause waits between members, to let the last one settle.
-	Pause time.Duration
-	// Done holds the members an earlier, interrupted attempt finished; they are not
-	// defragmented again.
-	Done []Defragmented
+	DefragParams
 	// Only, if set, picks the members to defragment; the others are left as they are but
 	// still checked with the rest of the cluster before each member.
 	Only func(remediator.MemberStatus) bool
-	// Fence, if set, records each member's defragmentation and its deadline while it runs:
-	// it goes on on the server if this process stops, and nobody else may start meanwhile.
-	Fence func(ctx context.Context, op string, deadline time.Time) (done func(), err error)
-	// OnDone is called after each member with every member done so far, to save progress.
-	OnDone func(ctx context.Context, done []Defragmented) error
+}
+
+// DefragParams are the parameters of a rolling defragmentation, declared once for every
+// remediation that runs one (package params reads them from an embedded field).
+type DefragParams struct {
+	// Pause waits between members, to let the last one settle.
+	Pause time.Duration `param:"pause_between_members" default:"0s" doc:"wait between two members' defragmentation"`
+	// DefragTimeout bounds one member's defragmentation.
+	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest one member's defragmentation may take"`
+	// HealthTimeout is how long a member may take to be healthy again afterwards.
+	HealthTimeout time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest a member may take to be healthy after it"`
+}
+
+// defragProgress is what a defragmentation step saves after each member.
+type defragProgress struct {
+	Done []Defragmented `json:"done"`
 }
 
 // Defragment defragments the members one at a time, followers first and the leader last, as
 // the etcd maintainers' own tools do: defragmentation blocks a member while it runs, and the
 // leader blocking is what costs the cluster most. Before each member it checks that the
 // cluster is Safe, and after it that the member is healthy again; otherwise it stops with an
-// EPRECONDITION error and touches no further member.
-func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, opts DefragOptions) ([]Defragmented, error) {
-	done := slices.Clone(opts.Done)
+// EPRECONDITION error and touches no further member. It runs as the step in does: it resumes
+// from what an interrupted attempt saved (those members are not defragmented again, and are
+// returned as earlier), saves after each member, and fences each member's defragmentation
+// with its deadline, which goes on on the server if this process stops.
+func Defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Maintenance, members []Member, opts DefragOptions) (done, earlier []Defragmented, err error) {
+	p, _, err := remediator.Progress[defragProgress](in) // none yet: start from the first member
+	if err != nil {
+		return nil, nil, err
+	}
+	done, err = defragment(ctx, in, mt, members, opts, p.Done)
+	return done, p.Done, err
+}
+
+func defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Maintenance, members []Member, opts DefragOptions, earlier []Defragmented) ([]Defragmented, error) {
+	done := slices.Clone(earlier)
 	isDone := func(m Member) bool {
 		return slices.ContainsFunc(done, func(d Defragmented) bool { return d.ID == fmt.Sprintf("%x", m.ID) })
 	}
@@ -77,12 +93,12 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 		}
 		start := time.Now()
 		unfence := func() {}
-		if opts.Fence != nil {
-			if unfence, err = opts.Fence(ctx, fmt.Sprintf("defragment %s", next), start.Add(opts.Timeout)); err != nil {
+		if in.Fence != nil {
+			if unfence, err = in.Fence(ctx, fmt.Sprintf("defragment %s", next), start.Add(opts.DefragTimeout)); err != nil {
 				return done, err
 			}
 		}
-		dctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		dctx, cancel := context.WithTimeout(ctx, opts.DefragTimeout)
 		_, err = mt.Defragment(dctx, next.Endpoint)
 		cancel()
 		if err == nil || ctx.Err() == nil {
@@ -98,16 +114,14 @@ func Defragment(ctx context.Context, mt clientv3.Maintenance, members []Member, 
 			return done, err
 		}
 		done = append(done, Defragmented{ID: st.ID, Name: next.Name, Leader: st.Leader, Before: st.DBSize, After: after.DBSize, Took: took, At: time.Now()})
-		if opts.OnDone != nil {
-			if err := opts.OnDone(ctx, done); err != nil {
+		if in.SaveProgress != nil {
+			if err := in.SaveProgress(ctx, defragProgress{Done: done}); err != nil {
 				return done, err
 			}
 		}
 		if _, _, more := nextToDefragment(members, statuses, isDone, opts.Only); opts.Pause > 0 && more {
-			select {
-			case <-ctx.Done():
-				return done, Classify(ctx.Err(), "pause after %s", next)
-			case <-time.After(opts.Pause):
+			if err := poll.Sleep(ctx, opts.Pause); err != nil {
+				return done, Classify(err, "pause after %s", next)
 			}
 		}
 	}
@@ -135,20 +149,17 @@ func nextToDefragment(members []Member, statuses []remediator.MemberStatus, isDo
 
 // waitHealthy polls a member until it answers with a leader, or the timeout passes.
 func waitHealthy(ctx context.Context, mt clientv3.Maintenance, m Member, timeout time.Duration) (remediator.MemberStatus, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		st := memberStatus(ctx, mt, m)
-		if st.Error == "" {
-			return st, nil
-		}
-		if time.Now().After(deadline) {
-			return st, remediator.Errorf(remediator.EPRECONDITION,
-				"member %s is not healthy %s after its defragmentation (%s); stopping before the other members", m, timeout, st.Error)
-		}
-		select {
-		case <-ctx.Done():
-			return st, Classify(ctx.Err(), "wait for %s to be healthy", m)
-		case <-time.After(250 * time.Millisecond):
-		}
+	var st remediator.MemberStatus
+	err := poll.Looks(ctx, timeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
+		st = memberStatus(ctx, mt, m)
+		return st.Error == "", nil
+	})
+	switch {
+	case err == nil:
+		return st, nil
+	case ctx.Err() != nil:
+		return st, Classify(ctx.Err(), "wait for %s to be healthy", m)
 	}
+	return st, remediator.Errorf(remediator.EPRECONDITION,
+		"member %s is not healthy %s after its defragmentation (%s); stopping before the other members", m, timeout, st.Error)
 }

@@ -9,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/remediator/remediator/internal/poll"
 )
 
 // compactTimeout bounds a compaction whose caller set no deadline: a physical compaction of
@@ -39,29 +41,30 @@ func Compact(ctx context.Context, kv clientv3.KV, rev int64) (already bool, err 
 func WaitCompacted(ctx context.Context, mt clientv3.Maintenance, members []Member, timeout time.Duration) (string, error) {
 	start := time.Now()
 	var last []int64
-	for {
+	var out string
+	err := poll.Until(ctx, 0, 500*time.Millisecond, func(ctx context.Context) (bool, error) {
 		statuses, err := Status(ctx, mt, members)
 		if err != nil {
-			return "", err
+			return false, poll.Stop(err)
 		}
 		if err := Safe(statuses); err != nil {
-			return "", err
+			return false, poll.Stop(err)
 		}
 		inUse := make([]int64, len(statuses))
 		for i, s := range statuses {
 			inUse[i] = s.DBSizeInUse
 		}
-		if slices.Equal(inUse, last) {
-			return fmt.Sprintf("every member finished compacting within %s", time.Since(start).Round(100*time.Millisecond)), nil
-		}
-		if time.Since(start) > timeout {
-			return fmt.Sprintf("members were still compacting after %s; defragmenting anyway", timeout), nil
+		switch {
+		case slices.Equal(inUse, last):
+			out = fmt.Sprintf("every member finished compacting within %s", time.Since(start).Round(100*time.Millisecond))
+		case time.Since(start) > timeout:
+			out = fmt.Sprintf("members were still compacting after %s; defragmenting anyway", timeout)
 		}
 		last = inUse
-		select {
-		case <-ctx.Done():
-			return "", Classify(ctx.Err(), "wait for compaction")
-		case <-time.After(500 * time.Millisecond):
-		}
+		return out != "", nil
+	})
+	if ctx.Err() != nil {
+		return "", Classify(ctx.Err(), "wait for compaction")
 	}
+	return out, err
 }

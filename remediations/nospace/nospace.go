@@ -47,9 +47,7 @@ type Params struct {
 	DisarmBelow   float64       `param:"disarm_below_ratio" default:"0.8" range:"(0,1]" doc:"disarm NOSPACE only where a member's db size is now below this share of its quota"`
 	Quota         params.Bytes  `param:"quota_bytes" doc:"the members' --quota-backend-bytes, for etcd before 3.6, which does not report it (none: such members are not disarmed, and without an alarm how full they are is unknown)"`
 	CompactWait   time.Duration `param:"compact_settle_timeout" default:"2m" doc:"longest to wait for every member to finish compacting"`
-	Pause         time.Duration `param:"pause_between_members" default:"0s" doc:"wait between two members' defragmentation"`
-	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest one member's defragmentation may take"`
-	HealthTimeout time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest a member may take to be healthy after it"`
+	etcdops.DefragParams
 }
 
 // Params lists the remediation's parameters.
@@ -196,29 +194,12 @@ func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.
 	return remediator.StepResult{Output: out + "\n" + settled}, err
 }
 
-type defragProgress struct {
-	Done []etcdops.Defragmented `json:"done"`
-}
-
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	v, err := etcdops.Look(ctx, r.clients, in.Incident.Cluster, false)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}
-	p, _, err := remediator.Progress[defragProgress](in) // none yet: start from the first member
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	done, err := etcdops.Defragment(ctx, v.Client, v.Members, etcdops.DefragOptions{
-		Timeout:       r.DefragTimeout,
-		HealthTimeout: r.HealthTimeout,
-		Pause:         r.Pause,
-		Done:          p.Done,
-		Fence:         in.Fence,
-		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
-			return in.SaveProgress(ctx, defragProgress{Done: done})
-		},
-	})
+	done, _, err := etcdops.Defragment(ctx, in, v.Client, v.Members, etcdops.DefragOptions{DefragParams: r.DefragParams})
 	var b strings.Builder
 	for _, d := range done {
 		fmt.Fprintln(&b, d)

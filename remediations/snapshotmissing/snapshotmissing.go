@@ -18,6 +18,7 @@ package snapshotmissing
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/params"
 )
@@ -398,31 +400,33 @@ func (r *run) answers(ctx context.Context, in remediator.StepInput, f findings) 
 // on an alarm (which the disarm step is for), and etcd's status answers with a leader. When it
 // does not, it says what the member last showed.
 func (r *run) up(ctx context.Context, in remediator.StepInput, f findings, wait time.Duration) (bool, string, error) {
-	deadline := time.Now().Add(wait)
-	why := "not checked"
-	for {
+	why, serves := "not checked", ""
+	err := poll.Looks(ctx, wait, time.Second, func(ctx context.Context) (bool, error) {
 		h, err := r.ask(ctx, in, f.Member, remediator.ActionHealth, time.Second, "")
 		switch {
 		case err != nil && remediator.ErrorCode(err) != remediator.EUNAVAILABLE:
-			return false, "", err
+			return false, poll.Stop(err)
 		case err == nil || strings.Contains(h.HealthOutput, "ALARM"):
 			ok, reason := r.answers(ctx, in, f)
 			if ok {
-				return true, cmp.Or(h.HealthOutput, h.Output), nil
+				serves = cmp.Or(h.HealthOutput, h.Output)
+				return true, nil
 			}
 			why = "its health check passes but etcd's status does not answer: " + reason
 		default:
 			why = "its health check fails: " + cmp.Or(h.HealthOutput, h.Output, err.Error())
 		}
-		if time.Now().After(deadline) {
-			return false, why, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, why, etcdops.Classify(ctx.Err(), "wait for member %s", f.Member)
-		case <-time.After(time.Second):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return true, serves, nil
+	case ctx.Err() != nil:
+		return false, why, etcdops.Classify(ctx.Err(), "wait for member %s", f.Member)
+	case errors.Is(err, poll.ErrTimeout):
+		return false, why, nil
 	}
+	return false, "", err
 }
 
 func (r *run) stop(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
@@ -649,10 +653,6 @@ func (r *run) disarm(ctx context.Context, in remediator.StepInput) (remediator.S
 	return res, d.RefusedError()
 }
 
-type defragProgress struct {
-	Done []etcdops.Defragmented `json:"done"`
-}
-
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
 	f, err := found(in)
 	if err != nil {
@@ -666,19 +666,9 @@ func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediat
 	if err := etcdops.Safe(statuses); err != nil {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting member %s: %w", f.Member, err)
 	}
-	p, _, err := remediator.Progress[defragProgress](in) // none yet: not defragmented
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
-	done, err := etcdops.Defragment(ctx, cl, members, etcdops.DefragOptions{
-		Timeout:       r.DefragTimeout,
-		HealthTimeout: r.HealthTimeout,
-		Done:          p.Done,
-		Fence:         in.Fence,
-		Only:          func(st remediator.MemberStatus) bool { return st.ID == statuses[i].ID },
-		OnDone: func(ctx context.Context, done []etcdops.Defragmented) error {
-			return in.SaveProgress(ctx, defragProgress{Done: done})
-		},
+	done, _, err := etcdops.Defragment(ctx, in, cl, members, etcdops.DefragOptions{
+		DefragParams: etcdops.DefragParams{DefragTimeout: r.DefragTimeout, HealthTimeout: r.HealthTimeout},
+		Only:         func(st remediator.MemberStatus) bool { return st.ID == statuses[i].ID },
 	})
 	var out []string
 	for _, d := range done {
