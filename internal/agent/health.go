@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,9 +31,8 @@ func (a *Agent) health(ctx context.Context, act remediator.NodeAction) (remediat
 		return res, err
 	}
 	target := a.healthURL(c, res.Flags)
-	deadline := time.Now().Add(wait)
 	var why string
-	err = poll.Until(ctx, 0, healthInterval, func(ctx context.Context) (bool, error) {
+	err = poll.Looks(ctx, wait, healthInterval, func(ctx context.Context) (bool, error) {
 		body, code, err := a.get(ctx, target)
 		res.HealthOutput = strings.TrimSpace(body)
 		if err == nil && code == http.StatusOK {
@@ -45,16 +43,13 @@ func (a *Agent) health(ctx context.Context, act remediator.NodeAction) (remediat
 		if err != nil {
 			why = err.Error()
 		}
-		if time.Now().After(deadline) {
-			return false, poll.Stop(errors.New(why))
-		}
 		return false, nil
 	})
 	if err == nil {
 		return res, nil
 	}
-	if why == "" || ctx.Err() != nil {
-		why = err.Error()
+	if ctx.Err() != nil {
+		why = ctx.Err().Error()
 	}
 	res.Output = fmt.Sprintf("%s not healthy after %s: %s", target, wait, why)
 	return res, remediator.Errorf(remediator.EUNAVAILABLE, "%s is not healthy on node %s after %s: %s: %s", c, a.cfg.Node, wait, why, res.HealthOutput)

@@ -11,6 +11,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/nodeops"
 	"github.com/remediator/remediator/remediations/params"
 )
@@ -406,13 +408,15 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 // then until it has answered ready on every look for stable_for. Not ready is no error; an
 // agent that does not answer, or cannot look, is.
 func (r *run) ready(ctx context.Context, in remediator.StepInput, node string) (remediator.NodeResult, bool, error) {
-	deadline := time.Now().Add(r.HealthTimeout)
-	poll := min(max(r.StableFor/10, 100*time.Millisecond), 2*time.Second)
 	var (
 		since time.Time
 		last  remediator.NodeResult
 	)
-	for {
+	// The health_timeout bounds how long it may take to become ready; a node ready by then
+	// gets its stable_for.
+	deadline := time.Now().Add(r.HealthTimeout)
+	every := min(max(r.StableFor/10, 100*time.Millisecond), 2*time.Second)
+	err := poll.Until(ctx, 0, every, func(ctx context.Context) (bool, error) {
 		res, err := r.ask(ctx, in, node, remediator.NodeAction{Kind: remediator.ActionHealth, Timeout: oneLook})
 		now := time.Now()
 		switch {
@@ -422,22 +426,28 @@ func (r *run) ready(ctx context.Context, in remediator.StepInput, node string) (
 				since = now
 			}
 			if now.Sub(since) >= r.StableFor {
-				return res, true, nil
+				return true, nil
 			}
 		case res.Node == "" || remediator.ErrorCode(err) != remediator.EUNAVAILABLE:
-			return res, false, remediator.Errorf(remediator.ErrorCode(err), "health of kube-apiserver: %w", err)
+			last = res
+			return false, poll.Stop(remediator.Errorf(remediator.ErrorCode(err), "health of kube-apiserver: %w", err))
 		default:
 			last, since = res, time.Time{}
 		}
 		if since.IsZero() && now.After(deadline) {
-			return last, false, nil
+			return false, poll.Stop(poll.ErrTimeout)
 		}
-		select {
-		case <-ctx.Done():
-			return last, false, ctx.Err()
-		case <-time.After(poll):
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return last, true, nil
+	case ctx.Err() != nil:
+		return last, false, ctx.Err()
+	case errors.Is(err, poll.ErrTimeout):
+		return last, false, nil
 	}
+	return last, false, err
 }
 
 // rollBack puts the node's kube-apiserver manifest back as raise found it.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
@@ -133,10 +134,8 @@ func (r *run) measure(ctx context.Context, hc etcdops.HTTPDoer, members []etcdop
 	}
 	last := first
 	if r.SampleWindow > 0 {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(r.SampleWindow):
+		if err := poll.Sleep(ctx, r.SampleWindow); err != nil {
+			return nil, err
 		}
 		last = make([]etcdops.Latency, len(members))
 		for i, m := range members {

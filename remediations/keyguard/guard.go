@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
@@ -207,10 +208,7 @@ func (g *Guard) guard(ctx context.Context, k guarded) {
 		failures++
 		delay := min(g.retryMin<<min(failures-1, 16), g.retryMax)
 		log.Warn("guard: failed; trying again", "err", err, "failures", failures, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
+		_ = poll.Sleep(ctx, delay) // the loop ends with ctx
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/poll"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/params"
 )
@@ -408,28 +409,30 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 // settled waits until every member is at revision need or later: the write is on each of
 // them, not only on a quorum.
 func settled(ctx context.Context, v etcdops.View, need int64) ([]remediator.MemberStatus, error) {
-	deadline := time.Now().Add(settleTimeout)
-	for {
-		statuses, err := etcdops.Status(ctx, v.Client, v.Members)
-		if err != nil {
-			return statuses, err
+	var (
+		statuses []remediator.MemberStatus
+		behind   []string
+	)
+	err := poll.Looks(ctx, settleTimeout, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		var err error
+		if statuses, err = etcdops.Status(ctx, v.Client, v.Members); err != nil {
+			return false, poll.Stop(err)
 		}
-		var behind []string
+		behind = nil
 		for _, s := range statuses {
 			if s.Error == "" && s.Revision < need {
 				behind = append(behind, fmt.Sprintf("member %s (%s) is at revision %d", s.Name, s.ID, s.Revision))
 			}
 		}
-		if len(behind) == 0 {
-			return statuses, nil
-		}
-		if time.Now().After(deadline) {
-			return statuses, remediator.Errorf(remediator.EUNAVAILABLE, "after %s, %s, behind the restore's %d", settleTimeout, strings.Join(behind, ", "), need)
-		}
-		select {
-		case <-ctx.Done():
-			return statuses, etcdops.Classify(ctx.Err(), "wait for the members to apply the restore")
-		case <-time.After(200 * time.Millisecond):
-		}
+		return len(behind) == 0, nil
+	})
+	switch {
+	case err == nil:
+		return statuses, nil
+	case ctx.Err() != nil:
+		return statuses, etcdops.Classify(ctx.Err(), "wait for the members to apply the restore")
+	case errors.Is(err, poll.ErrTimeout):
+		return statuses, remediator.Errorf(remediator.EUNAVAILABLE, "after %s, %s, behind the restore's %d", settleTimeout, strings.Join(behind, ", "), need)
 	}
+	return statuses, err
 }

@@ -89,53 +89,64 @@ func (j joiner) moveData(ctx context.Context, t target) (remediator.NodeResult, 
 // been connected for a few seconds ("unhealthy cluster", the seed's error); that is waited out.
 func (j joiner) addLearner(ctx context.Context, v *view, t target) (uint64, string, error) {
 	start := time.Now()
-	deadline := start.Add(j.HealthTimeout)
-	var refused error
-	for {
+	var (
+		refused, last error
+		id            uint64
+		out           string
+		looked        bool
+	)
+	err := poll.Looks(ctx, j.HealthTimeout, time.Second, func(ctx context.Context) (bool, error) {
+		if looked { // etcd may list it by now
+			if err := v.refresh(ctx); err != nil {
+				return false, poll.Stop(err)
+			}
+		}
+		looked = true
 		if m, ok := v.byPeerURLs(t.PeerURLs); ok {
 			if hexID(m.ID) == t.ID {
-				return 0, "", remediator.Errorf(remediator.EPRECONDITION, "member %s is still in the cluster with the peer URLs %v: it was not removed", t, t.PeerURLs)
+				return false, poll.Stop(remediator.Errorf(remediator.EPRECONDITION, "member %s is still in the cluster with the peer URLs %v: it was not removed", t, t.PeerURLs))
 			}
 			role := "a learner"
 			if !m.Learner {
 				role = "a voting member"
 			}
-			return m.ID, fmt.Sprintf("%s was already added back as %x, %s", t.Name, m.ID, role), nil
+			id, out = m.ID, fmt.Sprintf("%s was already added back as %x, %s", t.Name, m.ID, role)
+			return true, nil
 		}
 		actx, cancel := context.WithTimeout(ctx, changeTimeout)
 		resp, err := v.cluster.MemberAddAsLearner(actx, t.PeerURLs)
 		cancel()
 		if err == nil {
-			out := fmt.Sprintf("added %s back as learner %x with peer URLs %s", t.Name, resp.Member.ID, strings.Join(t.PeerURLs, ","))
+			id, out = resp.Member.ID, fmt.Sprintf("added %s back as learner %x with peer URLs %s", t.Name, resp.Member.ID, strings.Join(t.PeerURLs, ","))
 			if refused != nil {
 				out += fmt.Sprintf(", after %s of etcd refusing (%v) until every voting member had been connected long enough",
 					time.Since(start).Round(100*time.Millisecond), refused)
 			}
-			return resp.Member.ID, out, nil
+			return true, nil
 		}
+		last = err
 		switch e := rpctypes.Error(err); {
 		case errors.Is(e, rpctypes.ErrTooManyLearners):
-			return 0, "", remediator.Errorf(remediator.EPRECONDITION, "etcd takes one learner at a time, and the cluster has one: promote or remove it first (%v)", err)
+			return false, poll.Stop(remediator.Errorf(remediator.EPRECONDITION, "etcd takes one learner at a time, and the cluster has one: promote or remove it first (%v)", err))
 		case errors.Is(e, rpctypes.ErrUnhealthy):
 			// Not every voting member has been connected long enough yet.
 			refused = err
 		case errors.Is(e, rpctypes.ErrPeerURLExist):
 			// An earlier attempt added it after all, which the next list shows.
 		default:
-			return 0, "", etcdops.Classify(err, "add %s as a learner", t.Name)
+			return false, poll.Stop(etcdops.Classify(err, "add %s as a learner", t.Name))
 		}
-		if time.Now().After(deadline) {
-			return 0, "", remediator.Errorf(remediator.EUNAVAILABLE, "add %s as a learner: etcd still refuses after %s: %w", t.Name, j.HealthTimeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, "", etcdops.Classify(ctx.Err(), "add %s as a learner", t.Name)
-		case <-time.After(time.Second):
-		}
-		if err := v.refresh(ctx); err != nil {
-			return 0, "", err
-		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return id, out, nil
+	case ctx.Err() != nil:
+		return 0, "", etcdops.Classify(ctx.Err(), "add %s as a learner", t.Name)
+	case errors.Is(err, poll.ErrTimeout):
+		return 0, "", remediator.Errorf(remediator.EUNAVAILABLE, "add %s as a learner: etcd still refuses after %s: %w", t.Name, j.HealthTimeout, last)
 	}
+	return 0, "", err
 }
 
 // initialCluster is --initial-cluster for the member joining as id: every member as etcd

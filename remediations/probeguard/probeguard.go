@@ -215,10 +215,8 @@ func (g *guard) waitAnswers(ctx context.Context, mt clientv3.Maintenance, m etcd
 	start := time.Now()
 	// The kubelet notices a changed manifest within its sync period; give it time to stop
 	// the old pod before the old pod's answer is taken for the new one's.
-	select {
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-time.After(time.Second):
+	if err := poll.Sleep(ctx, time.Second); err != nil {
+		return 0, err
 	}
 	var last error = errors.New("no answer yet")
 	err := poll.Until(ctx, g.RestartTimeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
