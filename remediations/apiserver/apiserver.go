@@ -92,10 +92,10 @@ func splitNodes(s string) []string {
 
 // Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	var s Params
-	if err := params.Parse(p, &s); err != nil {
-		return nil, err
-	}
+	return params.Plan(p, r.steps)
+}
+
+func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 	// The agent's health action gives a check no longer than this.
 	if s.MaxTimeout > remediator.MaxCheckTimeout {
 		return nil, params.Invalid(fmt.Errorf("params.max_timeout: must be at most %s (the node agent sets no longer timeout)", remediator.MaxCheckTimeout))

@@ -57,13 +57,14 @@ const (
 	StepVerify     = "verify"
 )
 
-// Plan returns the steps for the given parameters (Params). A member rewrites its whole database into a new file while it defragments, so it needs
-// free disk space for the data in use; remediator cannot see the members' disks.
+// Plan returns the steps for the given parameters (Params). A member rewrites its whole
+// database into a new file while it defragments, so it needs free disk space for the data in
+// use; remediator cannot see the members' disks.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	var s Params
-	if err := params.Parse(p, &s); err != nil {
-		return nil, err
-	}
+	return params.Plan(p, r.steps)
+}
+
+func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
 		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,

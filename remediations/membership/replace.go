@@ -66,10 +66,10 @@ const (
 
 // Plan returns the steps for the given parameters.
 func (r *Replace) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	var s ReplaceParams
-	if err := params.Parse(p, &s); err != nil {
-		return nil, err
-	}
+	return params.Plan(p, r.steps)
+}
+
+func (r *Replace) steps(s ReplaceParams) ([]remediator.PlannedStep, error) {
 	run := &replaceRun{Replace: r, ReplaceParams: s}
 	return []remediator.PlannedStep{
 		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,

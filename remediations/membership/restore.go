@@ -53,10 +53,11 @@ const (
 
 // Plan returns the steps for the given parameters.
 func (q *QuorumRestore) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	run := &restoreRun{QuorumRestore: q}
-	if err := params.Parse(p, &run.RestoreParams); err != nil {
-		return nil, err
-	}
+	return params.Plan(p, q.steps)
+}
+
+func (q *QuorumRestore) steps(s RestoreParams) ([]remediator.PlannedStep, error) {
+	run := &restoreRun{QuorumRestore: q, RestoreParams: s}
 	return []remediator.PlannedStep{
 		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,
 			Description: "ask every member; go on only if no member has a leader and fewer than a quorum answer; choose the survivor with the highest raft index"},

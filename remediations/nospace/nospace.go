@@ -65,10 +65,10 @@ const (
 
 // Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	var s Params
-	if err := params.Parse(p, &s); err != nil {
-		return nil, err
-	}
+	return params.Plan(p, r.steps)
+}
+
+func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 	run := &run{Remediation: r, Params: s}
 	return []remediator.PlannedStep{
 		{Name: StepPreflight, Risk: remediator.RiskReadOnly, Run: run.preflight,

@@ -241,3 +241,13 @@ func Of[T any](m map[string]string) (T, error) {
 	err := Parse(m, &p)
 	return p, err
 }
+
+// Plan reads a policy's params into a new P, as Parse does, and returns the steps that steps
+// makes of it: a remediation's Plan is this, over its own params struct.
+func Plan[P any](m map[string]string, steps func(P) ([]remediator.PlannedStep, error)) ([]remediator.PlannedStep, error) {
+	p, err := Of[P](m)
+	if err != nil {
+		return nil, err
+	}
+	return steps(p)
+}

@@ -107,10 +107,10 @@ const (
 
 // Plan returns the steps for the given parameters.
 func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error) {
-	var s Params
-	if err := params.Parse(p, &s); err != nil {
-		return nil, err
-	}
+	return params.Plan(p, r.steps)
+}
+
+func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 	if s.Quota > s.MaxQuota {
 		return nil, params.Invalid(fmt.Errorf("params.quota_bytes: %d is above params.max_quota_bytes (%d)", s.Quota, s.MaxQuota))
 	}
