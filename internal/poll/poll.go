@@ -86,7 +86,8 @@ func Looks(ctx context.Context, within, interval time.Duration, check func(ctx c
 	deadline := time.Now().Add(within)
 	return Until(ctx, 0, interval, func(ctx context.Context) (bool, error) {
 		done, err := check(ctx)
-		if !done && time.Now().After(deadline) {
+		var stop *stopError
+		if !done && !errors.As(err, &stop) && time.Now().After(deadline) {
 			return false, Stop(errors.Join(ErrTimeout, err))
 		}
 		return done, err

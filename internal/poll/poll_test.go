@@ -75,6 +75,15 @@ func TestLooksLetsTheLastLookFinish(t *testing.T) {
 	if !errors.Is(err, poll.ErrTimeout) || !errors.Is(err, notYet) {
 		t.Fatalf("Looks past its deadline = %v, want ErrTimeout with the last error", err)
 	}
+	// A look that stops the wait past the deadline is that error, not a timeout.
+	final := errors.New("the member is still in the cluster")
+	err = poll.Looks(context.Background(), time.Millisecond, time.Millisecond, func(ctx context.Context) (bool, error) {
+		_ = poll.Sleep(ctx, 5*time.Millisecond)
+		return false, poll.Stop(final)
+	})
+	if !errors.Is(err, final) || errors.Is(err, poll.ErrTimeout) {
+		t.Fatalf("Looks stopped past its deadline = %v, want the stop's error and no timeout", err)
+	}
 }
 
 func TestSleepEndsWithItsContext(t *testing.T) {

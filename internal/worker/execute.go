@@ -144,13 +144,15 @@ func (w *Worker) holdBack(ctx context.Context, log *slog.Logger, inc *remediator
 	if a.verdict == admitRun {
 		return false, nil
 	}
-	_, err := w.apply(ctx, log, inc.ID, step.Name, a)
+	_, err := w.apply(ctx, log, inc.ID, step.Name, inc.State, a)
 	return true, err
 }
 
-// apply carries out a gate's verdict other than admitRun, before step gate: the run ends
-// skipped, or is noted as waiting and comes back when it may go on, or asks for approval.
-func (w *Worker) apply(ctx context.Context, log *slog.Logger, id, gate string, a admission) (*remediator.Incident, error) {
+// apply carries out a gate's verdict other than admitRun, before step gate, on an incident
+// the verdict was made in state from: the run ends skipped, or is noted as waiting and comes
+// back when it may go on, or asks for approval. An incident another delivery has moved on
+// meanwhile is left as that delivery made it.
+func (w *Worker) apply(ctx context.Context, log *slog.Logger, id, gate string, from remediator.State, a admission) (*remediator.Incident, error) {
 	switch a.verdict {
 	case admitWait:
 		if err := w.note(ctx, id, remediator.EventWaiting, a.reason); err != nil {
@@ -160,8 +162,9 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, id, gate string, a
 	case admitApprove:
 		return w.requestApproval(ctx, log, id, gate, a.reason)
 	}
+	skipped := false
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		if inc.State.Terminal() || inc.State == remediator.StateAwaitingApproval {
+		if skipped = inc.State == from; !skipped {
 			return nil // another delivery got here first
 		}
 		now := w.Now()
@@ -170,8 +173,8 @@ func (w *Worker) apply(ctx context.Context, log *slog.Logger, id, gate string, a
 		inc.SetState(remediator.StateSkipped, a.reason, now)
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err != nil || !skipped {
+		return inc, err
 	}
 	log.Info("incident not run", "reason", a.reason)
 	w.notify(ctx, inc, nil)
@@ -221,7 +224,7 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.In
 	if err != nil || inc.State != remediator.StatePending || a.verdict == admitRun {
 		return inc, err
 	}
-	return w.apply(ctx, log, id, plan[0].Name, a)
+	return w.apply(ctx, log, id, plan[0].Name, remediator.StatePending, a)
 }
 
 // setState moves the incident to a state and tells the humans.

@@ -320,7 +320,7 @@ func checkWithout(members []member, statuses []remediator.MemberStatus, id, name
 func settle(ctx context.Context, v *view, timeout time.Duration) ([]remediator.MemberStatus, error) {
 	var statuses []remediator.MemberStatus
 	var last error
-	err := poll.Until(ctx, timeout, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+	err := poll.Looks(ctx, timeout, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
 		var err error
 		statuses, err = v.statuses(ctx)
 		if err == nil {

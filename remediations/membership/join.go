@@ -208,7 +208,7 @@ func waitAnswers(ctx context.Context, cl *clientv3.Client, t target, id uint64, 
 	start := time.Now()
 	mt := fastStatus{cl: cl}
 	var last error
-	err := poll.Until(ctx, timeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
+	err := poll.Looks(ctx, timeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
 		st, err := mt.Status(ctx, t.Endpoint)
 		switch {
 		case err != nil:
@@ -236,7 +236,7 @@ func (j joiner) promote(ctx context.Context, v *view, t target, id uint64) (stri
 	start := time.Now()
 	var out string
 	var last error
-	err := poll.Until(ctx, j.PromoteTimeout, 500*time.Millisecond, func(ctx context.Context) (bool, error) {
+	err := poll.Looks(ctx, j.PromoteTimeout, 500*time.Millisecond, func(ctx context.Context) (bool, error) {
 		pctx, cancel := context.WithTimeout(ctx, changeTimeout)
 		_, err := v.cluster.MemberPromote(pctx, id)
 		cancel()
@@ -257,10 +257,10 @@ func (j joiner) promote(ctx context.Context, v *view, t target, id uint64) (stri
 		return true, nil
 	})
 	switch {
+	case ctx.Err() != nil:
+		return "", etcdops.Classify(ctx.Err(), "promote %s", t.Name)
 	case errors.Is(err, poll.ErrTimeout):
 		return "", remediator.Errorf(remediator.EUNAVAILABLE, "learner %s (%x) is still not in sync with the leader after %s: %w", t.Name, id, j.PromoteTimeout, last)
-	case err != nil && remediator.ErrorCode(err) == remediator.EUNAVAILABLE && ctx.Err() != nil:
-		return "", etcdops.Classify(ctx.Err(), "promote %s", t.Name)
 	}
 	return out, err
 }

@@ -219,7 +219,7 @@ func (g *guard) waitAnswers(ctx context.Context, mt clientv3.Maintenance, m etcd
 		return 0, err
 	}
 	var last error = errors.New("no answer yet")
-	err := poll.Until(ctx, g.RestartTimeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
+	err := poll.Looks(ctx, g.RestartTimeout, 250*time.Millisecond, func(ctx context.Context) (bool, error) {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		st, err := mt.Status(sctx, m.Endpoint)
