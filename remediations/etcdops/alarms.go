@@ -101,18 +101,14 @@ func (d Disarmed) RefusedError() error {
 		strings.Join(d.Refused, "; "))
 }
 
-// NoAlarms asks the cluster for its alarms and fails, EPRECONDITION, while any is armed: a
+// NoAlarms fails, EPRECONDITION, while any member's status (from Status) carries an alarm: a
 // recovery is not verified while etcd still refuses writes or reports corruption.
-func NoAlarms(ctx context.Context, mt clientv3.Maintenance) error {
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	alarms, err := mt.AlarmList(ctx)
-	if err != nil {
-		return Classify(err, "alarm list")
-	}
+func NoAlarms(statuses []remediator.MemberStatus) error {
 	var armed []string
-	for _, a := range alarms.Alarms {
-		armed = append(armed, fmt.Sprintf("%s on %x", a.Alarm, a.MemberID))
+	for _, s := range statuses {
+		for _, a := range s.Alarms {
+			armed = append(armed, fmt.Sprintf("%s on member %s", a, s.Name))
+		}
 	}
 	if len(armed) > 0 {
 		return remediator.Errorf(remediator.EPRECONDITION, "alarms are still armed: %s", strings.Join(armed, ", "))

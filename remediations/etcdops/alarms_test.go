@@ -83,3 +83,15 @@ func TestDisarmNOSPACE(t *testing.T) {
 		}
 	})
 }
+
+func TestNoAlarms(t *testing.T) {
+	clean := []remediator.MemberStatus{{Name: "m1"}, {Name: "m2"}}
+	if err := NoAlarms(clean); err != nil {
+		t.Fatalf("no alarm armed: %v", err)
+	}
+	armed := []remediator.MemberStatus{{Name: "m1"}, {Name: "m2", Alarms: []string{"NOSPACE"}}}
+	err := NoAlarms(armed)
+	if remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "NOSPACE on member m2") {
+		t.Fatalf("NOSPACE armed on m2: %v, want EPRECONDITION naming it", err)
+	}
+}

@@ -233,16 +233,16 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		return remediator.StepResult{}, err
 	}
 	cl := v.Client
-	if err := etcdops.NoAlarms(ctx, cl); err != nil {
-		return remediator.StepResult{}, err
-	}
-	probed, err := etcdops.Probe(ctx, cl, cl, "the client", v.Members, etcdops.ProbeKey(r.ProbePrefix, in.Incident.ID))
-	if err != nil {
-		return remediator.StepResult{}, err
-	}
 	statuses, err := etcdops.Status(ctx, cl, v.Members)
 	if err != nil {
 		return remediator.StepResult{}, err
+	}
+	if err := etcdops.NoAlarms(statuses); err != nil {
+		return remediator.StepResult{After: statuses}, err
+	}
+	probed, err := etcdops.Probe(ctx, cl, cl, "the client", v.Members, etcdops.ProbeKey(r.ProbePrefix, in.Incident.ID))
+	if err != nil {
+		return remediator.StepResult{After: statuses}, err
 	}
 	out := fmt.Sprintf("no alarms; %s, and deleted it\n%s", probed, etcdops.Describe(statuses))
 	cause, followUps := findings(in.Incident.Before, statuses)

@@ -690,14 +690,8 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 	if err := etcdops.Safe(statuses); err != nil {
 		return res, err
 	}
-	var armed []string
-	for _, s := range statuses {
-		for _, a := range s.Alarms {
-			armed = append(armed, fmt.Sprintf("%s on member %s", a, s.Name))
-		}
-	}
-	if len(armed) > 0 {
-		return res, remediator.Errorf(remediator.EPRECONDITION, "alarms are still armed: %s", strings.Join(armed, ", "))
+	if err := etcdops.NoAlarms(statuses); err != nil {
+		return res, err
 	}
 	probed, err := etcdops.Probe(ctx, cl, cl, "the client", members, etcdops.ProbeKey(probePrefix, in.Incident.ID))
 	if err != nil {
