@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -479,5 +480,29 @@ func TestForgedAnswersOnAnOpenNATSApproveNothing(t *testing.T) {
 	inc = incidents(t, m.Addr)[0]
 	if inc.State != remediator.StateAwaitingApproval || len(inc.Approval.Approvals) != 0 {
 		t.Fatalf("%s with approvals %+v after two forged answers; want still waiting, none", inc.State, inc.Approval.Approvals)
+	}
+}
+
+// A configuration validated but whose secret files were never read has empty tokens, and an
+// empty token turns its check off: serve refuses it before it opens anything.
+func TestServeRefusesAConfigurationWhoseSecretsWereNotRead(t *testing.T) {
+	cfg := config.Defaults(func(string) string { return "" })
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Webhook.BearerTokenFile = writeFile(t, filepath.Join(t.TempDir(), "webhook-token"), "senders-secret\n")
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := &Main{Config: cfg, Log: slog.New(slog.DiscardHandler)}
+	err := m.Run(context.Background())
+	if err == nil {
+		m.Close()
+		t.Fatal("serve ran with the webhook token file unread, so with no webhook token")
+	}
+	if !strings.Contains(err.Error(), "secret files were not read") {
+		t.Fatalf("serve refused with %v, want it to say the secrets were not read", err)
+	}
+	if err := cfg.LoadSecrets(); err != nil || !cfg.SecretsLoaded() || cfg.Webhook.BearerToken != "senders-secret" {
+		t.Fatalf("LoadSecrets: %v; loaded %v, token %q", err, cfg.SecretsLoaded(), cfg.Webhook.BearerToken)
 	}
 }

@@ -62,6 +62,10 @@ func NewMain(path string, getenv func(string) string, log *slog.Logger) (*Main, 
 // Run starts the service and returns once it is serving; Close stops it.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
+	if !cfg.SecretsLoaded() {
+		// A token file named but not read is an empty token: its door would stand open.
+		return fmt.Errorf("serve: the configuration's secret files were not read (config.Load reads them): not serving with doors that an empty token leaves open")
+	}
 	clusters := make([]etcdops.ClusterConfig, len(cfg.Clusters))
 	for i, c := range cfg.Clusters {
 		clusters[i] = etcdops.ClusterConfig{Name: c.Name, Endpoints: c.Etcd.Endpoints,

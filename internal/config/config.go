@@ -45,7 +45,15 @@ type Config struct {
 	// runs in its own process when Agent.Node is set. The agent owns the section's type, its
 	// defaults and its checks.
 	Agent agent.Config `yaml:"agent"`
+
+	// secretsLoaded is set by LoadSecrets: until then the tokens and secrets are empty, and an
+	// empty token would leave its door open.
+	secretsLoaded bool
 }
+
+// SecretsLoaded says whether LoadSecrets has read the secret files; serve refuses a
+// configuration whose secrets were not read, whose doors an empty token would leave open.
+func (c Config) SecretsLoaded() bool { return c.secretsLoaded }
 
 // ServeTLS is the certificate serve's HTTP listener presents.
 type ServeTLS struct {

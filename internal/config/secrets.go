@@ -21,7 +21,9 @@ import (
 // NATS.Agents; and it checks serve's nkey seed against them. Each error names the key of its
 // file, and none holds a secret.
 func (c *Config) LoadSecrets() error {
-	return errors.Join(c.NATS.loadSecrets(c.ClusterNames()), c.Webhook.loadSecrets(), c.API.loadSecrets(), c.Slack.loadSecrets())
+	err := errors.Join(c.NATS.loadSecrets(c.ClusterNames()), c.Webhook.loadSecrets(), c.API.loadSecrets(), c.Slack.loadSecrets())
+	c.secretsLoaded = err == nil
+	return err
 }
 
 // loadSecrets checks the seed in nats.nkey_file and reads the agents file, whose agents must
