@@ -134,19 +134,9 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 			return nil, err
 		}
 	}
-	// Deny by default: only a rule that names the answerer lets them answer.
-	denied := fmt.Errorf("incident %s names no approvers", inc.ID)
-	if rule := inc.Gates.Approval; rule != nil {
-		ok, err := w.mayApprove(ctx, rule, a)
-		denied = nil
-		switch {
-		case remediator.Retriable(err):
-			return nil, err // the answer comes back when the group can be read
-		case err != nil:
-			denied = fmt.Errorf("cannot tell whether %s may answer: %v", a.Who(), err)
-		case !ok:
-			denied = fmt.Errorf("%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, rule.Approvers())
-		}
+	denied, err := w.denial(ctx, inc, a)
+	if err != nil {
+		return nil, err // the answer comes back when the group can be read
 	}
 	var refusal error
 	granted := false
@@ -174,6 +164,26 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 		}
 	}
 	return inc, refusal
+}
+
+// denial says why the answerer may not answer for the incident, or nil if they may. It denies
+// by default: an incident whose policy names no approvers takes no answer. Its error is a
+// look-up of chat that may pass.
+func (w *Worker) denial(ctx context.Context, inc *remediator.Incident, a remediator.Answer) (denied, err error) {
+	rule := inc.Gates.Approval
+	if rule == nil {
+		return fmt.Errorf("incident %s names no approvers", inc.ID), nil
+	}
+	ok, err := w.mayApprove(ctx, rule, a)
+	switch {
+	case remediator.Retriable(err):
+		return nil, err
+	case err != nil:
+		return fmt.Errorf("cannot tell whether %s may answer: %v", a.Who(), err), nil
+	case !ok:
+		return fmt.Errorf("%s may not answer for incident %s: the approvers are %s", a.Who(), inc.ID, rule.Approvers()), nil
+	}
+	return nil, nil
 }
 
 // requestApprovedRun enqueues the run an approval allowed, once.
