@@ -27,12 +27,12 @@ func agentConfig(cfg config.Config, node string, log *slog.Logger) (agent.Config
 	return a, nil
 }
 
-// runAgent serves a node's actions on conn until ctx ends, obeying the service keys (those of
+// runAgent serves a node's actions on conn until ctx ends, obeying cfg.ServiceKeys (those of
 // the service it runs in, when empty).
-func runAgent(ctx context.Context, conn *queue.AgentConn, cfg agent.Config, serviceKeys []string) error {
+func runAgent(ctx context.Context, conn *queue.AgentConn, cfg agent.Config) error {
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
-	return conn.Serve(ctx, queue.Serving{Cluster: cfg.Cluster, Node: cfg.Node, ServiceKeys: serviceKeys, Log: cfg.Log}, a.Do)
+	return conn.Serve(ctx, queue.Serving{Cluster: cfg.Cluster, Node: cfg.Node, ServiceKeys: cfg.ServiceKeys, Log: cfg.Log}, a.Do)
 }

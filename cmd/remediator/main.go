@@ -128,7 +128,7 @@ signed, for this node, once.`,
 			}
 			defer conn.Close()
 			log.Info("agent connected", "nats", remediator.RedactURL(cfg.NATS.URL), "agent_key", conn.PublicKey())
-			return runAgent(cmd.Context(), conn, acfg, cfg.Agent.ServiceKeys)
+			return runAgent(cmd.Context(), conn, acfg)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML)")

@@ -268,10 +268,11 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Close()
 			return err
 		}
+		acfg.ServiceKeys = nil // it obeys this process's own key
 		m.workers.Add(1)
 		go func() {
 			defer m.workers.Done()
-			if err := runAgent(workCtx, m.queue.AgentConn(), acfg, nil); err != nil {
+			if err := runAgent(workCtx, m.queue.AgentConn(), acfg); err != nil {
 				m.Log.Error("node agent stopped", "err", err)
 			}
 		}()
