@@ -85,7 +85,8 @@ func (r *Runner) attempt(i int) (remediator.Outcome, remediator.StepResult, erro
 			return err
 		},
 	})
-	// No service shuts down under a test: a step past its timeout is a failure like any other.
+	// No service shuts down under a test, so no attempt counts as interrupted: a step past its
+	// timeout is classified by its error, as the worker does once the step's own deadline passed.
 	o := remediator.ClassifyStep(err, false, r.Incident.Steps[i].Attempts, attempts)
 	r.Incident.EndStep(i, o, res, err, attempts, time.Now())
 	r.t.Logf("step %s (%s, %s): %v\n%s", r.Plan[i].Name, o, time.Since(start).Round(time.Millisecond), err, res.Output)

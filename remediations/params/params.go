@@ -10,6 +10,7 @@
 package params
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -80,6 +81,9 @@ func walk(t reflect.Type, path []int, out *[]Field) {
 		switch {
 		case sf.Type == durationType:
 			f.Kind = "duration"
+			if _, err := time.ParseDuration(cmp.Or(f.min, "0s")); err != nil {
+				panic(fmt.Sprintf("params: %s: min %q is not a duration", name, f.min))
+			}
 		case sf.Type == bytesType:
 			f.Kind = "bytes"
 		case sf.Type.Kind() == reflect.Float64:

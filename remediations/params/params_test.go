@@ -85,6 +85,9 @@ func TestFieldsRefusesWhatItCannotRead(t *testing.T) {
 		"bad default": &struct {
 			A time.Duration `param:"a" default:"later" doc:"x"`
 		}{},
+		"bad min": &struct {
+			A time.Duration `param:"a" min:"soon" doc:"x"`
+		}{},
 		"bad range": &struct {
 			A float64 `param:"a" range:"0..1" doc:"x"`
 		}{},
