@@ -58,26 +58,15 @@ func (n *NATS) loadSecrets(clusters []string) error {
 // loadSecrets reads the token webhook senders present.
 func (w *Webhook) loadSecrets() error {
 	var p problems
-	if w.BearerTokenFile != "" {
-		tok, err := readSecret(w.BearerTokenFile)
-		if err != nil {
-			p.add("webhook.bearer_token_file", "%v", err)
-		}
-		w.BearerToken = tok
-	}
+	p.secret("webhook.bearer_token_file", w.BearerTokenFile, &w.BearerToken)
 	return p.err()
 }
 
 // loadSecrets reads the operators' tokens and the metrics token.
 func (a *API) loadSecrets() error {
 	var p problems
-	if f := a.BearerTokenFile; f != "" {
-		tok, err := readSecret(f)
-		if err != nil {
-			p.add("api.bearer_token_file", "%v", err)
-		}
-		a.BearerToken = tok
-	}
+	p.secret("api.bearer_token_file", a.BearerTokenFile, &a.BearerToken)
+	p.secret("api.metrics_token_file", a.MetricsTokenFile, &a.MetricsToken)
 	if f := a.OperatorsFile; f != "" {
 		ops, err := readOperators(f)
 		if err != nil {
@@ -85,36 +74,28 @@ func (a *API) loadSecrets() error {
 		}
 		a.Operators = ops
 	}
-	if f := a.MetricsTokenFile; f != "" {
-		tok, err := readSecret(f)
-		if err != nil {
-			p.add("api.metrics_token_file", "%v", err)
-		}
-		a.MetricsToken = tok
-	}
 	return p.err()
 }
 
 // loadSecrets reads the Slack app's bot token and signing secret.
 func (s *Slack) loadSecrets() error {
 	var p problems
-	for _, f := range []struct {
-		key, path string
-		into      *string
-	}{
-		{"slack.bot_token_file", s.BotTokenFile, &s.BotToken},
-		{"slack.signing_secret_file", s.SigningSecretFile, &s.SigningSecret},
-	} {
-		if f.path == "" {
-			continue // Validate says whether it must be set
-		}
-		secret, err := readSecret(f.path)
-		if err != nil {
-			p.add(f.key, "%v", err)
-		}
-		*f.into = secret
-	}
+	p.secret("slack.bot_token_file", s.BotTokenFile, &s.BotToken)
+	p.secret("slack.signing_secret_file", s.SigningSecretFile, &s.SigningSecret)
 	return p.err()
+}
+
+// secret reads the secret in the file at path into *into, when path is set (Validate says
+// whether it must be), and records a failure under the file's key.
+func (p *problems) secret(key, path string, into *string) {
+	if path == "" {
+		return
+	}
+	secret, err := readSecret(path)
+	if err != nil {
+		p.add(key, "%v", err)
+	}
+	*into = secret
 }
 
 // ReadSeed reads an nkey user seed (SU...) from a file, as nk -gen user or `remediator nats
