@@ -131,6 +131,15 @@ type MemberStatus struct {
 	Error    string  `json:"error,omitempty"`
 }
 
+// QuotaText is the member's quota as a person reads it: "16 MiB quota", or "quota unknown"
+// where the member told it neither in its status nor in its metrics.
+func (s MemberStatus) QuotaText() string {
+	if s.Quota <= 0 {
+		return "quota unknown"
+	}
+	return HumanBytes(s.Quota) + " quota"
+}
+
 // Incident is one problem on one cluster, the alerts that are its evidence, and the
 // remediation that answers it.
 type Incident struct {

@@ -15,13 +15,21 @@ import (
 // memberColumns are the headings of the members table; memberRow gives a member's cells.
 var memberColumns = []string{"Member", "ID", "Role", "DB size", "DB in use", "Quota", "Revision", "Raft index", "Alarms", "WAL fsync p99"}
 
+// quota is the member's quota, or "unknown" where it told it nowhere.
+func quota(s *remediator.MemberStatus) string {
+	if s.Quota <= 0 {
+		return "unknown"
+	}
+	return remediator.HumanBytes(s.Quota)
+}
+
 // memberRow is a member's cells in the members table, each figure before → after.
 func memberRow(m Member) []string {
 	return []string{m.Name, m.ID,
 		pair(m, role),
 		pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.DBSize) }),
 		pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.DBSizeInUse) }),
-		pair(m, func(s *remediator.MemberStatus) string { return remediator.HumanBytes(s.Quota) }),
+		pair(m, quota),
 		pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.Revision) }),
 		pair(m, func(s *remediator.MemberStatus) string { return fmt.Sprint(s.RaftIndex) }),
 		pair(m, alarms),

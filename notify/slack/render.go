@@ -138,10 +138,10 @@ func figures(inc *remediator.Incident) string {
 		after[s.ID] = s
 	}
 	var b strings.Builder
-	b.WriteString("*Members* (db size of quota, alarms)")
+	b.WriteString("*Members* (db size, quota, alarms)")
 	for _, s := range inc.Before {
-		line := fmt.Sprintf("\n• %s%s: %s of %s, %s", escape(s.Name), map[bool]string{true: " (leader)"}[s.Leader],
-			remediator.HumanBytes(s.DBSize), remediator.HumanBytes(s.Quota), escape(alarmText(s.Alarms)))
+		line := fmt.Sprintf("\n• %s%s: %s, %s, %s", escape(s.Name), map[bool]string{true: " (leader)"}[s.Leader],
+			remediator.HumanBytes(s.DBSize), s.QuotaText(), escape(alarmText(s.Alarms)))
 		if a, ok := after[s.ID]; ok {
 			line += fmt.Sprintf(" → %s, %s", remediator.HumanBytes(a.DBSize), escape(alarmText(a.Alarms)))
 		}

@@ -92,7 +92,7 @@ func (r *run) evidence(ctx context.Context, in remediator.StepInput) (remediator
 	}
 	// The members' figures, for the report: a member that does not answer is said so in its
 	// status, and a failed alarm list only leaves the alarms out.
-	statuses, err := etcdops.Status(ctx, v.Client, v.Members)
+	statuses, err := etcdops.Status(ctx, v.Client, v.Members, hc)
 	if err != nil {
 		in.Log.Warn("member figures without alarms", "err", err)
 	}

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/remediations/etcdops"
@@ -22,18 +21,13 @@ import (
 // Name is the remediation's name in policies.
 const Name = "etcd-defrag-fragmented"
 
-// Clients gives the etcd client of a cluster.
-type Clients interface {
-	Get(cluster string) (*clientv3.Client, error)
-}
-
 // Remediation is etcd-defrag-fragmented.
 type Remediation struct {
-	clients Clients
+	clients etcdops.Getter
 }
 
 // New returns the remediation.
-func New(clients Clients) *Remediation {
+func New(clients etcdops.Getter) *Remediation {
 	return &Remediation{clients: clients}
 }
 

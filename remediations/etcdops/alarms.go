@@ -17,8 +17,8 @@ type DisarmOptions struct {
 	// Below is the share of its quota a member's backend must be under: one over it would
 	// alarm again at the next write.
 	Below float64
-	// Quota stands in for the quota of a member that does not report it (etcd before 3.6);
-	// zero leaves such a member armed.
+	// Quota stands in for the quota of a member whose status carries none (Status could read
+	// it neither from the member's status nor from its metrics); zero leaves it armed.
 	Quota int64
 	// Only picks the members to disarm; nil picks every member, and the alarms of former
 	// members too.
@@ -71,7 +71,7 @@ func DisarmNOSPACE(ctx context.Context, mt clientv3.Maintenance, statuses []reme
 				quota = opts.Quota
 			}
 			if quota == 0 {
-				d.Refused = append(d.Refused, fmt.Sprintf("%s does not report its quota (etcd %s): set params.quota_bytes to its --quota-backend-bytes", what, s.Version))
+				d.Refused = append(d.Refused, fmt.Sprintf("%s: quota unknown (etcd %s tells it neither in its status nor at /metrics): set params.quota_bytes to its --quota-backend-bytes", what, s.Version))
 				continue
 			}
 			ratio := float64(s.DBSize) / float64(quota)

@@ -52,7 +52,7 @@ func TestDisarmNOSPACE(t *testing.T) {
 			}
 		}
 	}
-	statuses, err := Status(ctx, cl, members)
+	statuses, err := Status(ctx, cl, members, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

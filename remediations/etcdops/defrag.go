@@ -80,7 +80,7 @@ func defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Mainte
 		return slices.ContainsFunc(done, func(d Defragmented) bool { return d.ID == fmt.Sprintf("%x", m.ID) })
 	}
 	for {
-		statuses, err := Status(ctx, mt, members)
+		statuses, err := Status(ctx, mt, members, nil)
 		if err != nil {
 			return done, err
 		}

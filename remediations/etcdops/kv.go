@@ -43,7 +43,7 @@ func WaitCompacted(ctx context.Context, mt clientv3.Maintenance, members []Membe
 	var last []int64
 	var out string
 	err := poll.Until(ctx, 0, 500*time.Millisecond, func(ctx context.Context) (bool, error) {
-		statuses, err := Status(ctx, mt, members)
+		statuses, err := Status(ctx, mt, members, nil)
 		if err != nil {
 			return false, poll.Stop(err)
 		}

@@ -2,15 +2,17 @@ package etcdops
 
 import (
 	"context"
+	"net/http"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
 )
 
-// Getter gives the etcd client of a cluster.
+// Getter gives the etcd client of a cluster, and an HTTP client for its members' metrics.
 type Getter interface {
 	Get(cluster string) (*clientv3.Client, error)
+	HTTPClient(cluster string) (*http.Client, error)
 }
 
 // View is a cluster as a step finds it: its client, its members paired with the endpoints
@@ -21,6 +23,8 @@ type View struct {
 	Members  []Member
 	Notes    []string
 	Statuses []remediator.MemberStatus
+	// Metrics reads the members' metrics, for what Status does not tell.
+	Metrics HTTPDoer
 }
 
 // Look connects to a cluster, lists its members and, with status, asks each for its status.
@@ -30,9 +34,19 @@ func Look(ctx context.Context, clients Getter, cluster string, status bool) (v V
 	if v.Client, err = clients.Get(cluster); err != nil {
 		return v, err
 	}
+	hc, err := clients.HTTPClient(cluster)
+	if err != nil {
+		return v, err
+	}
+	v.Metrics = hc
 	if v.Members, v.Notes, err = Members(ctx, v.Client, v.Client.Endpoints()); err != nil || !status {
 		return v, err
 	}
-	v.Statuses, err = Status(ctx, v.Client, v.Members)
+	v.Statuses, err = v.Status(ctx)
 	return v, err
+}
+
+// Status asks the members for their status again (see Status).
+func (v View) Status(ctx context.Context) ([]remediator.MemberStatus, error) {
+	return Status(ctx, v.Client, v.Members, v.Metrics)
 }

@@ -100,11 +100,17 @@ func hostPort(endpoint string) string {
 
 // Status asks every member for its status, and the cluster for its alarms. A member that does
 // not answer, or answers as another member, has its Error set; the error returned is for the
-// alarm list, which any member can answer.
-func Status(ctx context.Context, mt clientv3.Maintenance, members []Member) ([]remediator.MemberStatus, error) {
+// alarm list, which any member can answer. A member that does not report its quota (etcd
+// before 3.6) is asked for it through metrics, its /metrics endpoint; with nil, or where that
+// fails too, its Quota stays 0: unknown.
+func Status(ctx context.Context, mt clientv3.Maintenance, members []Member, metrics HTTPDoer) ([]remediator.MemberStatus, error) {
 	out := make([]remediator.MemberStatus, len(members))
 	for i, m := range members {
 		out[i] = memberStatus(ctx, mt, m)
+		if out[i].Quota == 0 && out[i].Error == "" && metrics != nil {
+			// An unknown quota is said where it matters; the scrape's error adds nothing there.
+			out[i].Quota, _ = QuotaBytes(ctx, metrics, m.Endpoint)
+		}
 	}
 	actx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -196,9 +202,9 @@ func Describe(statuses []remediator.MemberStatus) string {
 		if len(s.Alarms) > 0 {
 			alarms = strings.Join(s.Alarms, ",")
 		}
-		fmt.Fprintf(&b, "%s (%s) %s: db %s (in use %s) of %s quota, revision %d, raft index %d, alarms %s\n",
+		fmt.Fprintf(&b, "%s (%s) %s: db %s (in use %s), %s, revision %d, raft index %d, alarms %s\n",
 			s.Name, s.ID, role, remediator.HumanBytes(s.DBSize), remediator.HumanBytes(s.DBSizeInUse),
-			remediator.HumanBytes(s.Quota), s.Revision, s.RaftIndex, alarms)
+			s.QuotaText(), s.Revision, s.RaftIndex, alarms)
 	}
 	return b.String()
 }

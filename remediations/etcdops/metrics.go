@@ -35,6 +35,7 @@ const (
 	walFsyncMetric      = "etcd_disk_wal_fsync_duration_seconds"
 	backendCommitMetric = "etcd_disk_backend_commit_duration_seconds"
 	processStartMetric  = "process_start_time_seconds"
+	quotaMetric         = "etcd_server_quota_backend_bytes"
 	// minSamples is the fewest observations a p99 is judged on: below a hundred, the p99 is
 	// the slowest one or two, and one hiccup would condemn a good disk.
 	minSamples = 100
@@ -270,36 +271,9 @@ func RoundLatency(d time.Duration) time.Duration {
 // member that was slow once and is fine now still shows it: for the disk as it is now, take
 // two readings some minutes apart and use Since. Without a deadline in ctx the read gets one.
 func DiskLatency(ctx context.Context, client HTTPDoer, endpoint string) (Latency, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, callTimeout)
-		defer cancel()
-	}
-	u, err := metricsURL(endpoint, usesTLS(client))
+	families, err := scrape(ctx, client, endpoint)
 	if err != nil {
 		return Latency{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return Latency{}, remediator.Errorf(remediator.EINVALID, "metrics of %s: %w", endpoint, err)
-	}
-	req.Header.Set("Accept", string(expfmt.FmtText))
-	resp, err := client.Do(req)
-	if err != nil {
-		return Latency{}, classifyHTTP(err, endpoint)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return Latency{}, remediator.Errorf(remediator.EUNAUTHORIZED, "metrics of %s: %s: the member wants a client certificate it trusts", endpoint, resp.Status)
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return Latency{}, remediator.Errorf(remediator.EUNAVAILABLE, "metrics of %s: %s", endpoint, resp.Status)
-	case resp.StatusCode != http.StatusOK:
-		return Latency{}, remediator.Errorf(remediator.EINVALID, "metrics of %s: %s: is it an etcd client URL?", endpoint, resp.Status)
-	}
-	families, err := decodeMetrics(resp)
-	if err != nil {
-		return Latency{}, remediator.Errorf(remediator.EINTERNAL, "metrics of %s: %w", endpoint, err)
 	}
 	l := Latency{Endpoint: endpoint, At: time.Now()}
 	if l.WALFsync, err = histogram(families, walFsyncMetric); err == nil {
@@ -315,6 +289,57 @@ func DiskLatency(ctx context.Context, client HTTPDoer, endpoint string) (Latency
 		l.From = l.Started
 	}
 	return l, nil
+}
+
+// QuotaBytes reads a member's --quota-backend-bytes from its metrics, where every etcd since
+// 3.4 exports it; Status carries it only from 3.6 on.
+func QuotaBytes(ctx context.Context, client HTTPDoer, endpoint string) (int64, error) {
+	families, err := scrape(ctx, client, endpoint)
+	if err != nil {
+		return 0, err
+	}
+	g := families[quotaMetric].GetMetric()
+	if len(g) != 1 || g[0].GetGauge() == nil || g[0].GetGauge().GetValue() <= 0 {
+		return 0, remediator.Errorf(remediator.EINVALID, "metrics of %s: no %s gauge: is it etcd?", endpoint, quotaMetric)
+	}
+	return int64(g[0].GetGauge().GetValue()), nil
+}
+
+// scrape reads the metric families at <endpoint>/metrics. Without a deadline in ctx the read
+// gets one.
+func scrape(ctx context.Context, client HTTPDoer, endpoint string) (map[string]*dto.MetricFamily, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+	}
+	u, err := metricsURL(endpoint, usesTLS(client))
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, remediator.Errorf(remediator.EINVALID, "metrics of %s: %w", endpoint, err)
+	}
+	req.Header.Set("Accept", string(expfmt.FmtText))
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, classifyHTTP(err, endpoint)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, remediator.Errorf(remediator.EUNAUTHORIZED, "metrics of %s: %s: the member wants a client certificate it trusts", endpoint, resp.Status)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "metrics of %s: %s", endpoint, resp.Status)
+	case resp.StatusCode != http.StatusOK:
+		return nil, remediator.Errorf(remediator.EINVALID, "metrics of %s: %s: is it an etcd client URL?", endpoint, resp.Status)
+	}
+	families, err := decodeMetrics(resp)
+	if err != nil {
+		return nil, remediator.Errorf(remediator.EINTERNAL, "metrics of %s: %w", endpoint, err)
+	}
+	return families, nil
 }
 
 // metricsURL is /metrics under the member's client URL. A bare host:port gets https when the
@@ -411,7 +436,7 @@ func histogram(families map[string]*dto.MetricFamily, name string) (Histogram, e
 }
 
 // HTTPClient returns an HTTP client for the cluster's members' client URLs, with the
-// cluster's TLS settings, for DiskLatency.
+// cluster's TLS settings, for DiskLatency and QuotaBytes.
 func (c *Clients) HTTPClient(cluster string) (*http.Client, error) {
 	c.mu.Lock()
 	cfg, ok := c.configs[cluster]

@@ -335,3 +335,17 @@ func TestHTTPClient(t *testing.T) {
 		t.Errorf("unknown cluster: %v, want ENOTFOUND", err)
 	}
 }
+
+func TestQuotaBytes(t *testing.T) {
+	etcd := etcdtest.New(t, etcdtest.Options{QuotaBytes: 24 << 20})
+	q, err := etcdops.QuotaBytes(context.Background(), http.DefaultClient, etcd.Members[0].ClientURL)
+	if err != nil || q != 24<<20 {
+		t.Errorf("quota of a member run with --quota-backend-bytes=%d: %d, %v", 24<<20, q, err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, scrape) }))
+	defer srv.Close()
+	q, err = etcdops.QuotaBytes(context.Background(), srv.Client(), srv.URL)
+	if want := "no etcd_server_quota_backend_bytes gauge: is it etcd?"; remediator.ErrorCode(err) != remediator.EINVALID || !strings.Contains(fmt.Sprint(err), want) || q != 0 {
+		t.Errorf("scrape without the gauge: %d, %v; want 0 and EINVALID saying %q", q, err, want)
+	}
+}

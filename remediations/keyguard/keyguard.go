@@ -36,11 +36,6 @@ const Name = "etcd-key-restore"
 // AlertName is the alertname of the alert a reported Loss becomes, for policies to match.
 const AlertName = "EtcdGuardedKeyMissing"
 
-// Clients gives the etcd client of a cluster.
-type Clients interface {
-	Get(cluster string) (*clientv3.Client, error)
-}
-
 // Values keeps the last value of each guarded key of each cluster, as this package encodes
 // it; Get of a key nothing was saved for returns an error with the code ENOTFOUND.
 type Values interface {
@@ -103,12 +98,12 @@ func load(ctx context.Context, values Values, cluster, key string) (Saved, bool,
 
 // Remediation is etcd-key-restore.
 type Remediation struct {
-	clients Clients
+	clients etcdops.Getter
 	values  Values
 }
 
 // New returns the remediation; it restores the values the guards saved in values.
-func New(clients Clients, values Values) *Remediation {
+func New(clients etcdops.Getter, values Values) *Remediation {
 	return &Remediation{clients: clients, values: values}
 }
 
@@ -415,7 +410,7 @@ func settled(ctx context.Context, v etcdops.View, need int64) ([]remediator.Memb
 	)
 	err := poll.Looks(ctx, settleTimeout, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
 		var err error
-		if statuses, err = etcdops.Status(ctx, v.Client, v.Members); err != nil {
+		if statuses, err = v.Status(ctx); err != nil {
 			return false, poll.Stop(err)
 		}
 		behind = nil

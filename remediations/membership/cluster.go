@@ -20,11 +20,6 @@ import (
 	"github.com/remediator/remediator/remediations/etcdops"
 )
 
-// Clients gives the etcd client of a cluster.
-type Clients interface {
-	Get(cluster string) (*clientv3.Client, error)
-}
-
 // Nodes sends a node-local action to the agent of the node an etcd member runs on.
 type Nodes interface {
 	Do(ctx context.Context, cluster, member string, act remediator.NodeAction) (remediator.NodeResult, error)
@@ -211,7 +206,7 @@ func (v *view) maintenance() fastStatus {
 // statuses asks every member for its status, and via for the alarms. The alarm list needs a
 // leader: its error says the alarms are unknown, the statuses are good without it.
 func (v *view) statuses(ctx context.Context) ([]remediator.MemberStatus, error) {
-	return etcdops.Status(ctx, v.maintenance(), v.plain())
+	return etcdops.Status(ctx, v.maintenance(), v.plain(), nil)
 }
 
 // fastStatus is a clientv3.Maintenance for etcdops.Status that asks each member for its status

@@ -26,13 +26,13 @@ type Replace struct{ deps }
 
 // deps are what both membership remediations work with.
 type deps struct {
-	clients   Clients
+	clients   etcdops.Getter
 	nodes     Nodes
 	backupDir string
 }
 
 // NewReplace returns etcd-member-replace; snapshots go under backupDir/<cluster>/<incident>.db.
-func NewReplace(clients Clients, nodes Nodes, backupDir string) *Replace {
+func NewReplace(clients etcdops.Getter, nodes Nodes, backupDir string) *Replace {
 	return &Replace{deps{clients: clients, nodes: nodes, backupDir: backupDir}}
 }
 

@@ -29,7 +29,7 @@ type QuorumRestore struct{ deps }
 
 // NewQuorumRestore returns etcd-quorum-restore; snapshots go under
 // backupDir/<cluster>/<incident>.db.
-func NewQuorumRestore(clients Clients, nodes Nodes, backupDir string) *QuorumRestore {
+func NewQuorumRestore(clients etcdops.Getter, nodes Nodes, backupDir string) *QuorumRestore {
 	return &QuorumRestore{deps{clients: clients, nodes: nodes, backupDir: backupDir}}
 }
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/remediations/etcdops"
@@ -24,19 +23,14 @@ import (
 // Name is the remediation's name in policies.
 const Name = "etcd-nospace-recovery"
 
-// Clients gives the etcd client of a cluster.
-type Clients interface {
-	Get(cluster string) (*clientv3.Client, error)
-}
-
 // Remediation is etcd-nospace-recovery.
 type Remediation struct {
-	clients   Clients
+	clients   etcdops.Getter
 	backupDir string
 }
 
 // New returns the remediation; snapshots go under backupDir/<cluster>/<incident>.db.
-func New(clients Clients, backupDir string) *Remediation {
+func New(clients etcdops.Getter, backupDir string) *Remediation {
 	return &Remediation{clients: clients, backupDir: backupDir}
 }
 
@@ -45,7 +39,7 @@ type Params struct {
 	ProbePrefix   string        `param:"probe_prefix" default:"remediator/probe" doc:"key prefix of the verification write"`
 	MinQuotaRatio float64       `param:"min_quota_ratio" default:"0.95" range:"(0,1]" doc:"without a NOSPACE alarm, act only where a member's db size is at least this share of its quota; with neither, there is nothing to do"`
 	DisarmBelow   float64       `param:"disarm_below_ratio" default:"0.8" range:"(0,1]" doc:"disarm NOSPACE only where a member's db size is now below this share of its quota"`
-	Quota         params.Bytes  `param:"quota_bytes" doc:"the members' --quota-backend-bytes, for etcd before 3.6, which does not report it (none: such members are not disarmed, and without an alarm how full they are is unknown)"`
+	Quota         params.Bytes  `param:"quota_bytes" doc:"the members' --quota-backend-bytes, for a member that tells it neither in its status (etcd before 3.6) nor at /metrics (none: such members are not disarmed, and without an alarm how full they are is unknown)"`
 	CompactWait   time.Duration `param:"compact_settle_timeout" default:"2m" doc:"longest to wait for every member to finish compacting"`
 	etcdops.DefragParams
 }
@@ -137,7 +131,7 @@ func (s Params) fullness(statuses []remediator.MemberStatus) (act bool, why stri
 		return true, "NOSPACE is armed on " + strings.Join(armed, ", ")
 	}
 	if ratio < 0 {
-		return false, fmt.Sprintf("no member has a NOSPACE alarm, and no member reports its quota (%s; etcd reports it from 3.6 on), so how full they are is unknown: set params.quota_bytes to the members' --quota-backend-bytes",
+		return false, fmt.Sprintf("no member has a NOSPACE alarm, and no member's quota is known (%s tell it neither in their status nor at /metrics), so how full they are is unknown: set params.quota_bytes to the members' --quota-backend-bytes",
 			strings.Join(unknown, ", "))
 	}
 	// Whole percents rounded down, so that a member just under the ratio does not read as at it.
@@ -148,7 +142,7 @@ func (s Params) fullness(statuses []remediator.MemberStatus) (act bool, why stri
 	}
 	why = "no member has a NOSPACE alarm, and the fullest, " + at
 	if len(unknown) > 0 {
-		why += fmt.Sprintf("; %s report no quota (set params.quota_bytes to judge them too)", strings.Join(unknown, ", "))
+		why += fmt.Sprintf("; the quota of %s is unknown (set params.quota_bytes to judge them too)", strings.Join(unknown, ", "))
 	}
 	return false, why
 }
@@ -233,7 +227,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		return remediator.StepResult{}, err
 	}
 	cl := v.Client
-	statuses, err := etcdops.Status(ctx, cl, v.Members)
+	statuses, err := v.Status(ctx)
 	if err != nil {
 		return remediator.StepResult{}, err
 	}

@@ -285,13 +285,13 @@ func TestFullness(t *testing.T) {
 		{"over a ratio of the params", map[string]string{"min_quota_ratio": "0.1"}, []remediator.MemberStatus{st("m1", mib, 8*mib)}, true,
 			"no member has a NOSPACE alarm yet, but the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 10%)"},
 		{"quota unknown", nil, []remediator.MemberStatus{old("m1", 7*mib), old("m2", 7*mib)}, false,
-			"no member has a NOSPACE alarm, and no member reports its quota (m1 (etcd 3.5.17), m2 (etcd 3.5.17); etcd reports it from 3.6 on), so how full they are is unknown: set params.quota_bytes to the members' --quota-backend-bytes"},
+			"no member has a NOSPACE alarm, and no member's quota is known (m1 (etcd 3.5.17), m2 (etcd 3.5.17) tell it neither in their status nor at /metrics), so how full they are is unknown: set params.quota_bytes to the members' --quota-backend-bytes"},
 		{"quota from the params", map[string]string{"quota_bytes": fmt.Sprint(7 * mib)}, []remediator.MemberStatus{old("m1", 7*mib)}, true,
 			"no member has a NOSPACE alarm yet, but the fullest, m1, is at 100% of its 7.0 MiB quota (acts from 95%)"},
 		{"reported quota before the params", map[string]string{"quota_bytes": fmt.Sprint(mib)}, []remediator.MemberStatus{st("m1", mib, 8*mib)}, false,
 			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%)"},
 		{"some quotas unknown", nil, []remediator.MemberStatus{st("m1", mib, 8*mib), old("m2", 7*mib)}, false,
-			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%); m2 (etcd 3.5.17) report no quota (set params.quota_bytes to judge them too)"},
+			"no member has a NOSPACE alarm, and the fullest, m1, is at 12% of its 8.0 MiB quota (acts from 95%); the quota of m2 (etcd 3.5.17) is unknown (set params.quota_bytes to judge them too)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := params.Of[Params](tc.params)

@@ -25,11 +25,6 @@ import (
 // Name is the remediation's name in policies.
 const Name = "etcd-liveness-probe-guard"
 
-// Clients gives the etcd client of a cluster.
-type Clients interface {
-	Get(cluster string) (*clientv3.Client, error)
-}
-
 // Nodes sends an action to the agent of the node an etcd member runs on.
 type Nodes interface {
 	Do(ctx context.Context, cluster, member string, act remediator.NodeAction) (remediator.NodeResult, error)
@@ -60,13 +55,13 @@ const (
 
 // Remediation is etcd-liveness-probe-guard.
 type Remediation struct {
-	clients  Clients
+	clients  etcdops.Getter
 	nodes    Nodes
 	recovery Recovery
 }
 
 // New returns the remediation around a NOSPACE recovery.
-func New(clients Clients, nodes Nodes, recovery Recovery) *Remediation {
+func New(clients etcdops.Getter, nodes Nodes, recovery Recovery) *Remediation {
 	return &Remediation{clients: clients, nodes: nodes, recovery: recovery}
 }
 

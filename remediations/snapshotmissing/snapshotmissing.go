@@ -53,11 +53,6 @@ const (
 	replaceRemediation = "etcd-member-replace"
 )
 
-// Clients gives the etcd client of a cluster.
-type Clients interface {
-	Get(cluster string) (*clientv3.Client, error)
-}
-
 // Nodes reaches the agent of the node an etcd member runs on.
 type Nodes interface {
 	Do(ctx context.Context, cluster, member string, act remediator.NodeAction) (remediator.NodeResult, error)
@@ -67,12 +62,12 @@ type Nodes interface {
 
 // Remediation is etcd-snapshot-missing-recovery.
 type Remediation struct {
-	clients Clients
+	clients etcdops.Getter
 	nodes   Nodes
 }
 
 // New returns the remediation.
-func New(clients Clients, nodes Nodes) *Remediation {
+func New(clients etcdops.Getter, nodes Nodes) *Remediation {
 	return &Remediation{clients: clients, nodes: nodes}
 }
 
@@ -229,7 +224,7 @@ func (r *run) preflight(ctx context.Context, in remediator.StepInput) (remediato
 
 	var res remediator.StepResult
 	if answered {
-		statuses, err := etcdops.Status(ctx, cl, members)
+		statuses, err := etcdops.Status(ctx, cl, members, nil) // the quota that matters here is the manifest's
 		res.Before = statuses
 		if err != nil {
 			return res, err
