@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
@@ -21,6 +22,9 @@ type Defragmented struct {
 	After  int64         `json:"db_size_after"`
 	Took   time.Duration `json:"took_ns"`
 	At     time.Time     `json:"at"`
+	// MovedTo is the member this one, the leader until then, handed leadership to before its
+	// defragmentation (move_leader); Leader is whether it led while defragmented.
+	MovedTo string `json:"moved_leadership_to,omitempty"`
 }
 
 // String says what defragmenting the member gave, as step outputs show it.
@@ -28,6 +32,9 @@ func (d Defragmented) String() string {
 	role := "follower"
 	if d.Leader {
 		role = "leader"
+	}
+	if d.MovedTo != "" {
+		role = "the leader, which handed leadership to " + d.MovedTo + " first"
 	}
 	return fmt.Sprintf("%s (%s, %s): %s -> %s in %s", d.Name, d.ID, role,
 		remediator.HumanBytes(d.Before), remediator.HumanBytes(d.After), d.Took.Round(time.Millisecond))
@@ -50,6 +57,9 @@ type DefragParams struct {
 	DefragTimeout time.Duration `param:"defrag_timeout" default:"5m" min:"1s" doc:"longest one member's defragmentation may take"`
 	// HealthTimeout is how long a member may take to be healthy again afterwards.
 	HealthTimeout time.Duration `param:"health_timeout" default:"30s" min:"1s" doc:"longest a member may take to be healthy after it"`
+	// MoveLeader hands leadership to the most caught-up follower before the leader is
+	// defragmented, as etcd-defrag's --move-leader does.
+	MoveLeader bool `param:"move_leader" default:"true" doc:"hand leadership to the most caught-up follower before defragmenting the leader, so that the cluster keeps a leader that is not blocked"`
 }
 
 // defragProgress is what a defragmentation step saves after each member.
@@ -65,16 +75,17 @@ type defragProgress struct {
 // from what an interrupted attempt saved (those members are not defragmented again, and are
 // returned as earlier), saves after each member, and fences each member's defragmentation
 // with its deadline, which goes on on the server if this process stops.
-func Defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Maintenance, members []Member, opts DefragOptions) (done, earlier []Defragmented, err error) {
+func Defragment(ctx context.Context, in remediator.StepInput, cl *clientv3.Client, members []Member, opts DefragOptions) (done, earlier []Defragmented, err error) {
 	p, _, err := remediator.Progress[defragProgress](in) // none yet: start from the first member
 	if err != nil {
 		return nil, nil, err
 	}
-	done, err = defragment(ctx, in, mt, members, opts, p.Done)
+	done, err = defragment(ctx, in, cl, members, opts, p.Done)
 	return done, p.Done, err
 }
 
-func defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Maintenance, members []Member, opts DefragOptions, earlier []Defragmented) ([]Defragmented, error) {
+func defragment(ctx context.Context, in remediator.StepInput, cl *clientv3.Client, members []Member, opts DefragOptions, earlier []Defragmented) ([]Defragmented, error) {
+	mt := clientv3.Maintenance(cl)
 	done := slices.Clone(earlier)
 	isDone := func(m Member) bool {
 		return slices.ContainsFunc(done, func(d Defragmented) bool { return d.ID == fmt.Sprintf("%x", m.ID) })
@@ -90,6 +101,20 @@ func defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Mainte
 		}
 		if err := Safe(statuses); err != nil {
 			return done, remediator.Errorf(remediator.EPRECONDITION, "not defragmenting %s: %w", next, err)
+		}
+		var movedTo string
+		if st.Leader && opts.MoveLeader {
+			if movedTo, err = handOff(ctx, cl, members, statuses, next); err != nil {
+				return done, err
+			}
+			if movedTo != "" {
+				// Read afresh: next is a follower now, defragmented as one.
+				if statuses, err = Status(ctx, mt, members, nil); err != nil {
+					return done, err
+				}
+				i := slices.IndexFunc(members, func(m Member) bool { return m.ID == next.ID })
+				st = statuses[i]
+			}
 		}
 		start := time.Now()
 		unfence := func() {}
@@ -113,7 +138,8 @@ func defragment(ctx context.Context, in remediator.StepInput, mt clientv3.Mainte
 		if err != nil {
 			return done, err
 		}
-		done = append(done, Defragmented{ID: st.ID, Name: next.Name, Leader: st.Leader, Before: st.DBSize, After: after.DBSize, Took: took, At: time.Now()})
+		done = append(done, Defragmented{ID: st.ID, Name: next.Name, Leader: st.Leader, MovedTo: movedTo,
+			Before: st.DBSize, After: after.DBSize, Took: took, At: time.Now()})
 		if in.SaveProgress != nil {
 			if err := in.SaveProgress(ctx, defragProgress{Done: done}); err != nil {
 				return done, err
@@ -145,6 +171,36 @@ func nextToDefragment(members []Member, statuses []remediator.MemberStatus, isDo
 		return members[leader], statuses[leader], true
 	}
 	return Member{}, remediator.MemberStatus{}, false
+}
+
+// handOff moves leadership from the leader to the most caught-up voting follower, and returns
+// that follower's name; with no follower to take it (a one-member cluster), it returns "" and
+// the leader is defragmented as the leader. Only the leader can hand its leadership over, so
+// the request goes to its endpoint.
+func handOff(ctx context.Context, cl *clientv3.Client, members []Member, statuses []remediator.MemberStatus, leader Member) (string, error) {
+	to := -1
+	for i, st := range statuses {
+		if members[i].ID == leader.ID || st.Learner || st.Error != "" {
+			continue
+		}
+		if to < 0 || st.RaftIndex > statuses[to].RaftIndex {
+			to = i
+		}
+	}
+	if to < 0 {
+		return "", nil
+	}
+	conn, err := cl.Dial(leader.Endpoint)
+	if err != nil {
+		return "", Classify(err, "dial the leader %s", leader)
+	}
+	defer conn.Close()
+	mctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if _, err := clientv3.NewMaintenanceFromMaintenanceClient(pb.NewMaintenanceClient(conn), cl).MoveLeader(mctx, members[to].ID); err != nil {
+		return "", Classify(err, "move leadership from %s to %s", leader, members[to])
+	}
+	return members[to].Name, nil
 }
 
 // waitHealthy polls a member until it answers with a leader, or the timeout passes.
