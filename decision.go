@@ -13,10 +13,13 @@ const (
 	ModeDryRun Mode = "dry-run"
 	// ModeDeny matches the alert so no later policy does, and remediates nothing.
 	ModeDeny Mode = "deny"
+	// ModeContext keeps the alert as evidence for the incidents around it on its cluster (a
+	// slow disk that came before the readiness failures), and remediates nothing.
+	ModeContext Mode = "context"
 )
 
 // Modes lists every valid mode, for validation messages.
-var Modes = []Mode{ModeAuto, ModeApprove, ModeDryRun, ModeDeny}
+var Modes = []Mode{ModeAuto, ModeApprove, ModeDryRun, ModeDeny, ModeContext}
 
 // Decision is what a policy decided about an alert: a value plus the policy that is its reason.
 type Decision struct {

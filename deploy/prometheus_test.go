@@ -166,9 +166,11 @@ func TestPrometheusAlertsPickTheirPolicy(t *testing.T) {
 		"etcdDatabaseHighFragmentationRatio": "etcd-fragmented",
 		"etcdInsufficientMembers":            "etcd-quorum-lost",
 		"etcdNoLeader":                       "etcd-quorum-lost",
-		// For humans and as evidence: no built-in policy acts on them alone.
-		"etcdMembersDown":        "",
-		"etcdHighFsyncDurations": "",
+		// Evidence for the incidents around them: a slow disk explains what fails after it.
+		"etcdHighFsyncDurations":  "etcd-slow-disk",
+		"etcdHighCommitDurations": "etcd-slow-disk",
+		// For humans: no built-in policy acts on it.
+		"etcdMembersDown": "",
 	}
 	for _, g := range readRules(t).Groups {
 		for _, r := range g.Rules {

@@ -191,7 +191,7 @@ func parse(source string, data []byte, cat Catalog) ([]Policy, error) {
 			bad("mode: %q must be one of %v", p.Mode, remediator.Modes)
 			continue
 		}
-		if mode != remediator.ModeDeny {
+		if mode != remediator.ModeDeny && mode != remediator.ModeContext {
 			if err := cat.Validate(p.Remediation, p.Params); err != nil {
 				bad("%v", err)
 				continue

@@ -329,6 +329,8 @@ func simulateCmd() *cobra.Command {
 					fmt.Fprintf(out, "%sno policy matches: nothing happens\n", what)
 				case d.Mode == remediator.ModeDeny:
 					fmt.Fprintf(out, "%spolicy %s denies remediation: nothing happens\n", what, d.Policy)
+				case d.Mode == remediator.ModeContext:
+					fmt.Fprintf(out, "%spolicy %s keeps it as evidence for the incidents around it on %s; nothing runs\n", what, d.Policy, a.Cluster)
 				case a.Status == remediator.AlertResolved:
 					fmt.Fprintf(out, "%spolicy %s: joins the incident it fired into; nothing new runs\n", what, d.Policy)
 				default:

@@ -83,6 +83,10 @@ func (w *Worker) Correlate(ctx context.Context, data ...[]byte) error {
 			log.Debug("no policy matches the alert", "alert", a.Name(), "fingerprint", a.Fingerprint)
 			w.alerts.WithLabelValues("unmatched").Inc()
 			continue
+		case d.Mode == remediator.ModeContext:
+			a.Context = true
+			around = append(around, a)
+			continue
 		case d.Mode == remediator.ModeDeny:
 			log.Info("policy denies remediation for the alert", "alert", a.Name(), "policy", d.Policy, "cluster", a.Cluster)
 			w.alerts.WithLabelValues("denied").Inc()

@@ -191,3 +191,24 @@ func TestAnOperatorClosesAFinishedIncidentWhoseAlertNeverResolves(t *testing.T) 
 		t.Errorf("closing again: %v, closed at %v; want the first close kept", err, again.ClosedAt)
 	}
 }
+
+func TestAContextAlertIsEvidenceAndOpensNothing(t *testing.T) {
+	policies := strings.Replace(testPolicies, "policies:\n", `policies:
+  - name: slow-disk
+    match: labels.alertname == "etcdHighFsyncDurations"
+    mode: context
+`, 1)
+	f := newFixtureWith(t, policies, remediator.PlannedStep{Name: "one", Run: ok("")})
+	f.correlate(t, alert("disk", "prod", "firing", "alertname", "etcdHighFsyncDurations"))
+	if n := len(f.incidents(t)); n != 0 {
+		t.Fatalf("%d incidents from a slow-disk alert alone, want none: it explains, it asks for nothing", n)
+	}
+	f.correlate(t, alert("a1", "prod", "firing"))
+	inc := f.only(t)
+	if len(evidenceOf(inc, "disk")) != 1 || len(evidenceOf(inc, "a1")) != 1 {
+		t.Fatalf("evidence %+v: want the alert and the slow-disk alert before it", inc.Evidence)
+	}
+	if got, want := inc.ReceivedAt(), evidenceOf(inc, "a1")[0].ReceivedAt; !got.Equal(want) {
+		t.Errorf("the incident's clock starts at %v, want the alert's %v: the context before it is no cause", got, want)
+	}
+}
