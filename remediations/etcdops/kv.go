@@ -33,12 +33,70 @@ func Compact(ctx context.Context, kv clientv3.KV, rev int64) (already bool, err 
 	return false, Classify(err, "compact to revision %d", rev)
 }
 
-// WaitCompacted waits until every member has finished compacting: a compaction is applied by
-// each member in the background, in batches, after the request returned, and a member
-// defragmented before it finished gives back less space. Finished is read as no member's
-// space in use changing between two looks half a second apart. After timeout it gives up
-// waiting and says so; defragmentation is still safe, only less thorough.
-func WaitCompacted(ctx context.Context, mt clientv3.Maintenance, members []Member, timeout time.Duration) (string, error) {
+// CompactAndWait compacts the keyspace to rev (see Compact) and waits until every member has
+// finished compacting: a compaction is applied by each member in the background, in batches,
+// after the request returned, and a member defragmented before it finished gives back less
+// space. Finished is each member's count of finished compactions (from its metrics) going up;
+// where that cannot tell (a member's metrics unreadable, a repeated attempt whose compaction
+// had happened, a member restarted meanwhile), it is no member's space in use changing
+// between two looks half a second apart. After timeout it gives up waiting and says so;
+// defragmentation is still safe, only less thorough.
+func CompactAndWait(ctx context.Context, v View, rev int64, timeout time.Duration) (already bool, settled string, err error) {
+	before, known := compactions(ctx, v)
+	if already, err = Compact(ctx, v.Client, rev); err != nil || already || !known {
+		if err == nil {
+			settled, err = waitInUseSettled(ctx, v.Client, v.Members, timeout)
+		}
+		return already, settled, err
+	}
+	start := time.Now()
+	restarted := false
+	err = poll.Until(ctx, timeout, 100*time.Millisecond, func(ctx context.Context) (bool, error) {
+		now, ok := compactions(ctx, v)
+		if !ok {
+			return false, nil
+		}
+		for i := range now {
+			restarted = restarted || now[i] < before[i]
+			if now[i] <= before[i] {
+				return restarted, nil
+			}
+		}
+		return true, nil
+	})
+	switch {
+	case ctx.Err() != nil:
+		return false, "", Classify(ctx.Err(), "wait for compaction")
+	case restarted:
+		settled, err = waitInUseSettled(ctx, v.Client, v.Members, max(timeout-time.Since(start), 0))
+		return false, settled, err
+	case errors.Is(err, poll.ErrTimeout):
+		return false, fmt.Sprintf("members were still compacting after %s; defragmenting anyway", timeout), nil
+	case err != nil:
+		return false, "", err
+	}
+	return false, fmt.Sprintf("every member finished compacting within %s", time.Since(start).Round(time.Millisecond)), nil
+}
+
+// compactions reads every member's count of finished compactions; ok is false unless every
+// member's metrics answered.
+func compactions(ctx context.Context, v View) ([]uint64, bool) {
+	if v.Metrics == nil {
+		return nil, false
+	}
+	out := make([]uint64, len(v.Members))
+	for i, m := range v.Members {
+		n, err := Compactions(ctx, v.Metrics, m.Endpoint)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
+
+// waitInUseSettled waits until no member's space in use changes between two looks.
+func waitInUseSettled(ctx context.Context, mt clientv3.Maintenance, members []Member, timeout time.Duration) (string, error) {
 	start := time.Now()
 	var last []int64
 	var out string

@@ -176,16 +176,15 @@ func (r *run) compact(ctx context.Context, in remediator.StepInput) (remediator.
 	if err := in.SaveProgress(ctx, compactProgress{Revision: snap.Revision}); err != nil {
 		return remediator.StepResult{}, err
 	}
-	already, err := etcdops.Compact(ctx, v.Client, snap.Revision)
+	already, settled, err := etcdops.CompactAndWait(ctx, v, snap.Revision, r.CompactWait)
 	if err != nil {
-		return remediator.StepResult{}, err
+		return remediator.StepResult{Output: settled}, err
 	}
 	out := fmt.Sprintf("compacted to revision %d, the snapshot's; it holds the older revisions", snap.Revision)
 	if already {
 		out = fmt.Sprintf("the keyspace was already compacted at or after revision %d", snap.Revision)
 	}
-	settled, err := etcdops.WaitCompacted(ctx, v.Client, v.Members, r.CompactWait)
-	return remediator.StepResult{Output: out + "\n" + settled}, err
+	return remediator.StepResult{Output: out + "\n" + settled}, nil
 }
 
 func (r *run) defragment(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
