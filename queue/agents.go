@@ -39,6 +39,9 @@ type Agents struct {
 	key *signer
 	// keys maps "<cluster>/<node>" to the agent's public key.
 	keys map[string]string
+	// grace is how long a signed reply may still come after "no responders" (see
+	// noResponderGrace); zero where nobody else can forge that status.
+	grace time.Duration
 }
 
 // Agents returns the queue's client of the node agents.
@@ -88,8 +91,10 @@ type agentReply struct {
 	Error   string                `json:"error,omitempty"`
 }
 
-// noResponderGrace is how long, after NATS said no agent listens, a signed reply may still
-// come before the agent counts as absent.
+// noResponderGrace is how long, on a NATS server remediator did not configure, after it said
+// no agent listens, a signed reply may still come before the agent counts as absent: a "no
+// responders" forged by whoever that server lets publish to the inbox must not hide an agent
+// that is there.
 const noResponderGrace = 2 * time.Second
 
 // requestMaxAge is how far from an agent's clock a request's time may be: past it (a replay,
@@ -153,7 +158,7 @@ func (a *Agents) Ask(ctx context.Context, cluster, node string, act remediator.N
 			if !noResponse {
 				noResponse = true
 				var cancel context.CancelFunc
-				waitCtx, cancel = context.WithTimeout(ctx, noResponderGrace)
+				waitCtx, cancel = context.WithTimeout(ctx, a.grace)
 				defer cancel()
 			}
 			continue

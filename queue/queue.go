@@ -255,7 +255,12 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, remediator.Errorf(remediator.EUNAVAILABLE, "queue: connect to NATS at %s: %s", remediator.RedactURL(url), remediator.RedactURL(err.Error()))
 	}
 	q.nc = nc
-	q.agents = &Agents{nc: nc, key: q.signer, keys: opts.Agents}
+	q.agents = &Agents{nc: nc, key: q.signer, keys: opts.Agents, grace: noResponderGrace}
+	if q.embedded != nil {
+		// Its users are the ones remediator made: agents answer only the requests they were
+		// sent, so nobody but this service can say "no responders" in the server's stead.
+		q.agents.grace = 0
+	}
 	q.js, err = jetstream.New(nc)
 	if err != nil {
 		q.Close()

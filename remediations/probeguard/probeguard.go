@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -119,11 +120,22 @@ func (g *guard) check(ctx context.Context, in remediator.StepInput) (remediator.
 		return remediator.StepResult{}, err
 	}
 	members := v.Members
+	// Every node at once: an inspection changes nothing, and nodes without an agent each
+	// take the no-responder grace to tell.
+	results := make([]remediator.NodeResult, len(members))
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Go(func() {
+			results[i], errs[i] = g.nodes.Do(ctx, in.Incident.Cluster, m.Name, remediator.NodeAction{
+				Kind: remediator.ActionInspect, Component: remediator.ComponentEtcd, Incident: in.Incident.ID})
+		})
+	}
+	wg.Wait()
 	var state probeState
 	var out []string
-	for _, m := range members {
-		res, err := g.nodes.Do(ctx, in.Incident.Cluster, m.Name, remediator.NodeAction{
-			Kind: remediator.ActionInspect, Component: remediator.ComponentEtcd, Incident: in.Incident.ID})
+	for i, m := range members {
+		res, err := results[i], errs[i]
 		switch {
 		case err != nil:
 			// Without an agent the guard can do no more than the plain recovery would.
