@@ -38,7 +38,7 @@ func TestAccept(t *testing.T) {
 			code: EREFUSED, state: StateAwaitingApproval, approvals: 1},
 		{name: "a second approval with the shared token", inc: waiting(Approval{By: "bob", Via: ViaSharedAPI}),
 			answer: Answer{Incident: "i1", By: "carol", Person: "carol", Via: ViaSharedAPI, Approve: true},
-			code: EREFUSED, state: StateAwaitingApproval, approvals: 1},
+			code:   EREFUSED, state: StateAwaitingApproval, approvals: 1},
 		{name: "first of two", inc: waiting(), answer: alice, state: StateAwaitingApproval, approvals: 1},
 		{name: "second of two grants", inc: waiting(Approval{By: "bob", Via: ViaAPI}), answer: alice,
 			state: StateRunning, approvals: 2, granted: true},

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/params"
