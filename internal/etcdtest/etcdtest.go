@@ -1,6 +1,7 @@
 // Package etcdtest runs real etcd clusters for tests and the demo: the official etcd server,
-// built from the tools/etcd module at its pinned version and cached between runs, started as
-// one process per member on free loopback ports.
+// built from the tools/etcd module at its pinned version and cached between runs (or, for
+// another Version, from tools/etcd-3.5, tools/etcd-3.6, or Debian's etcd 3.4), started as one
+// process per member on free loopback ports.
 package etcdtest
 
 import (
@@ -9,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,33 +25,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// Binary returns the etcd server binary: $REMEDIATOR_ETCD_BIN if set, or else one built from
-// tools/etcd into the user cache, keyed by that module's files and the Go version.
+// Binary returns the etcd server of DefaultVersion: $REMEDIATOR_ETCD_BIN if set, or else one
+// built from tools/etcd into the user cache, keyed by that module's files and the Go version.
 func Binary() (string, error) {
-	if bin := os.Getenv("REMEDIATOR_ETCD_BIN"); bin != "" {
-		return bin, nil
-	}
-	return build("etcd", ".")
+	return DefaultVersion.Binary()
 }
 
-// Etcdutl returns the etcdutl binary, for restoring a member from a db file:
+// Etcdutl returns DefaultVersion's etcdutl binary, for restoring a member from a db file:
 // $REMEDIATOR_ETCDUTL_BIN if set, or else one built from tools/etcd/etcdutl next to the etcd
 // binary, at the same version.
 func Etcdutl() (string, error) {
-	if bin := os.Getenv("REMEDIATOR_ETCDUTL_BIN"); bin != "" {
-		return bin, nil
-	}
-	return build("etcdutl", "./etcdutl")
-}
-
-// build builds a main package of tools/etcd: a change to either binary's source or to the
-// module's versions rebuilds both.
-func build(name, pkg string) (string, error) {
-	bin, err := testproc.Build("etcd", pkg, name, "main.go", filepath.Join("etcdutl", "main.go"))
-	if err != nil {
-		return "", fmt.Errorf("etcdtest: %w", err)
-	}
-	return bin, nil
+	r, err := DefaultVersion.Restorer()
+	return r.Path, err
 }
 
 // Options describe a cluster to start.
@@ -59,6 +47,8 @@ type Options struct {
 	QuotaBytes int64
 	// Dir holds the members' data dirs and logs.
 	Dir string
+	// Version is the etcd the members run (DefaultVersion if zero).
+	Version Version
 }
 
 // Member is one running member.
@@ -81,7 +71,7 @@ type Cluster struct {
 
 // Start starts a cluster and waits until every member answers with a leader.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	bin, err := Binary()
+	bin, err := opts.Version.Binary()
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +113,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		if opts.QuotaBytes > 0 {
 			m.args = append(m.args, "--quota-backend-bytes", fmt.Sprint(opts.QuotaBytes))
+		}
+		for _, k := range slices.Sorted(maps.Keys(opts.Version.flags())) {
+			m.args = append(m.args, "--"+k, opts.Version.flags()[k])
 		}
 		if err := m.Start(); err != nil {
 			c.Stop()
@@ -273,7 +266,7 @@ func (m *Member) Log() string {
 }
 
 // LogLines returns the times of the member's log lines whose message is msg, such as
-// "finished defragmenting directory".
+// "finished defragment" (which every version since 3.4 logs when a defragmentation RPC ends).
 func (m *Member) LogLines(msg string) ([]time.Time, error) {
 	f, err := os.Open(m.LogPath)
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,11 +24,11 @@ import (
 // probeScale turns a manifest's probe seconds into test time: a period of 10s becomes 1s.
 const probeScale = 10
 
-// Kubelet runs the etcd static pods of one node's manifests folder the way the kubelet does:
-// a manifest that appears is started, one that goes away is stopped, one that changes is
-// restarted, a process that dies is started again after a back-off, and an HTTP liveness probe
-// that keeps failing kills the process (seconds in the manifest are tenths of seconds here).
-// Dot-files are ignored, every other file is a pod.
+// Kubelet runs the etcd and kube-apiserver static pods of one node's manifests folder the way
+// the kubelet does: a manifest that appears is started, one that goes away is stopped, one that
+// changes is restarted, a process that dies is started again after a back-off, and an HTTP
+// liveness probe that keeps failing kills the process (seconds in the manifest are tenths of
+// seconds here). Dot-files are ignored, every other file is a pod.
 type Kubelet struct {
 	dir     string
 	bin     string
@@ -44,18 +46,18 @@ type pod struct {
 	restart int
 	// passed counts the liveness probes passed in a row by the running container.
 	passed int
+	// pid is the running container's process, 0 between runs; atomic, since the kubelet's
+	// lock is held while a pod is stopped.
+	pid atomic.Int64
 }
 
-// StartKubelet starts a kubelet over manifestsDir; every pod logs to logPath.
-func StartKubelet(manifestsDir, logPath string) (*Kubelet, error) {
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
-	}
+// StartKubelet starts a kubelet over manifestsDir that runs etcd's pods with the etcd server
+// bin (a Version's Binary); every pod logs to logPath.
+func StartKubelet(bin, manifestsDir, logPath string) *Kubelet {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &Kubelet{dir: manifestsDir, bin: bin, logPath: logPath, pods: map[string]*pod{}, stop: cancel, done: make(chan struct{})}
 	go k.loop(ctx)
-	return k, nil
+	return k
 }
 
 // Stop stops the kubelet and every pod it runs.
@@ -82,6 +84,16 @@ func (k *Kubelet) ProbesPassed(name string) int {
 	defer k.mu.Unlock()
 	if p, ok := k.pods[name]; ok {
 		return p.passed
+	}
+	return 0
+}
+
+// Pid is the process of the named manifest's running container, 0 if none runs.
+func (k *Kubelet) Pid(name string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if p, ok := k.pods[name]; ok {
+		return int(p.pid.Load())
 	}
 	return 0
 }
@@ -147,17 +159,27 @@ func (k *Kubelet) run(ctx context.Context, name string, p *pod) {
 		return
 	}
 	args := spec.Command()
-	if len(args) == 0 || args[0] != "etcd" {
-		return // only etcd runs here; other pods are the tests' to play
+	bin, probe := k.bin, livenessOf(p.data)
+	switch {
+	case len(args) > 0 && args[0] == "etcd":
+	case len(args) > 0 && args[0] == "kube-apiserver":
+		if bin, err = APIServerBinary(); err != nil {
+			k.logf("kubelet: %s: %v", name, err)
+			return
+		}
+		// It runs unprobed: its probes' /livez waits for etcd's check, up to
+		// --etcd-healthcheck-timeout in real seconds, which a probe in tenths would cut short.
+		probe = nil
+	default:
+		return // only etcd and kube-apiserver run here; other pods are the tests' to play
 	}
-	probe := livenessOf(p.data)
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		k.mu.Lock()
 		p.restart++
 		p.passed = 0
 		k.mu.Unlock()
-		k.runOnce(ctx, name, args[1:], probe, func(ok bool) {
+		k.runOnce(ctx, name, p, bin, args[1:], probe, func(ok bool) {
 			k.mu.Lock()
 			defer k.mu.Unlock()
 			if ok {
@@ -174,18 +196,21 @@ func (k *Kubelet) run(ctx context.Context, name string, p *pod) {
 	}
 }
 
-func (k *Kubelet) runOnce(ctx context.Context, name string, args []string, probe *liveness, probed func(ok bool)) {
+func (k *Kubelet) runOnce(ctx context.Context, name string, p *pod, bin string, args []string, probe *liveness, probed func(ok bool)) {
 	logf, err := os.OpenFile(k.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return
 	}
 	defer logf.Close()
-	cmd := exec.Command(k.bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		k.logf("kubelet: %s: %v", name, err)
 		return
 	}
+	p.pid.Store(int64(cmd.Process.Pid))
+	defer p.pid.Store(0)
+	k.logf("kubelet: %s: started process %d: %s", name, cmd.Process.Pid, strings.Join(args, " "))
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	probeFailed := probe.watch(ctx, exited, probed)
@@ -309,6 +334,9 @@ type StaticOptions struct {
 	// Flags are more flags for every member.
 	Flags map[string]string
 	Dir   string
+	// Version is the etcd the members run (DefaultVersion if zero); the manifests' image tag
+	// says which release it is, as kubeadm's does.
+	Version Version
 }
 
 // Node is one control-plane node of a static cluster: its folders, its member's URLs, and the
@@ -369,6 +397,14 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin, err := opts.Version.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := opts.Version.patch()
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := max(opts.Members, 1)
 	ports, err := testproc.FreePorts(3 * n)
 	if err != nil {
@@ -404,8 +440,8 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The etcd built here is 3.7, which no longer takes the --experimental- flags that
-		// kubeadm's etcd 3.5 manifests carry.
+		// etcd 3.7 no longer takes the --experimental- flags that kubeadm's etcd 3.5
+		// manifests carry; they go on every version, so that versions differ by their server.
 		for name := range pod.Flags() {
 			if strings.HasPrefix(name, "experimental-") {
 				pod.Remove(name)
@@ -431,6 +467,7 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 		if opts.QuotaBytes > 0 {
 			flags["quota-backend-bytes"] = fmt.Sprint(opts.QuotaBytes)
 		}
+		maps.Copy(flags, opts.Version.flags())
 		for k, v := range opts.Flags {
 			flags[k] = v
 		}
@@ -442,14 +479,13 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 		// The probes ask the metrics URL, which listens on this member's own port.
 		port := node.MetricsURL[strings.LastIndex(node.MetricsURL, ":")+1:]
 		data := strings.ReplaceAll(string(pod.Bytes()), "port: 2381", "port: "+port)
+		if image := pod.Image(); image != "" {
+			data = strings.Replace(data, "image: "+image, "image: "+withTag(image, release+"-0"), 1)
+		}
 		if err := os.WriteFile(node.Manifest(), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		k, err := StartKubelet(node.ManifestsDir, node.LogPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		node.Kubelet = k
+		node.Kubelet = StartKubelet(bin, node.ManifestsDir, node.LogPath)
 	}
 	t.Cleanup(func() {
 		for _, node := range c.Nodes {
@@ -465,4 +501,12 @@ func NewStatic(t testing.TB, opts StaticOptions) *StaticCluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// withTag is the image with its tag replaced, as kubeadm tags etcd's: registry.k8s.io/etcd:3.5.12-0.
+func withTag(image, tag string) string {
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		image = image[:i]
+	}
+	return image + ":" + tag
 }
