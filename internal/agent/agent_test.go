@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/agent"
 	"github.com/remediator/remediator/internal/etcdtest"
@@ -509,4 +511,62 @@ func TestRestoreSnapshotTakesOnlyTheIncidentsOwnBackup(t *testing.T) {
 			t.Errorf("restore from %s: %v, want forbidden", src, err)
 		}
 	}
+}
+
+// restore-snapshot rebuilds a member with its version's own tool, which the agent picks from
+// the manifest's image tag: etcdctl for etcd 3.4, etcdutl from 3.5 on. The agent has only the
+// right one, so a wrong choice fails; the member restored serves its keys again.
+func TestRestoreSnapshotWithTheVersionsTool(t *testing.T) {
+	etcdtest.EachVersion(t, func(t *testing.T, v etcdtest.Version) {
+		restorer, err := v.Restorer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: 1, Template: template("etcd.yaml"), Version: v})
+		n := c.Nodes[0]
+		cl, err := c.Cluster().Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		for i := range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := cl.Put(ctx, fmt.Sprintf("kept/%d", i), "x")
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := agent.Config{Node: n.Name, Cluster: "test", ManifestsDir: n.ManifestsDir, StoppedDir: n.StoppedDir, BackupDir: n.BackupDir}
+		cfg.Etcdutl, cfg.Etcdctl = filepath.Join(t.TempDir(), "absent"), filepath.Join(t.TempDir(), "absent")
+		if restorer.Tool == etcdtest.ToolEtcdctl {
+			cfg.Etcdctl = restorer.Path
+		} else {
+			cfg.Etcdutl = restorer.Path
+		}
+		a, err := agent.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		do(t, a, etcdAct(remediator.ActionStop))
+		copied := do(t, a, etcdAct(remediator.ActionCopyData))
+		do(t, a, etcdAct(remediator.ActionMoveData))
+		restore := etcdAct(remediator.ActionRestoreSnapshot)
+		restore.Backup = filepath.Join(copied.Backup, "member", "snap", "db")
+		res := do(t, a, restore)
+		if want := "with " + restorer.Tool + " snapshot restore --skip-hash-check (image registry.k8s.io/etcd:" + v.String() + "."; !strings.Contains(res.Output, want) || !res.HasData {
+			t.Errorf("restore-snapshot said %q (data %v), want %q", res.Output, res.HasData, want)
+		}
+		do(t, a, etcdAct(remediator.ActionStart))
+		if err := c.Cluster().WaitReady(context.Background(), 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		got, err := cl.Get(ctx, "kept/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil || got.Count != 3 {
+			t.Errorf("keys under kept/ after the restore: %v (%v), want 3", got, err)
+		}
+	})
 }

@@ -44,8 +44,11 @@ type Config struct {
 	// come from the components' flags (the metrics URL's /health, the secure port's /readyz).
 	EtcdHealthURL      string `yaml:"etcd_health_url"`
 	APIServerHealthURL string `yaml:"apiserver_health_url"`
-	// Etcdutl is the etcdutl binary, for restore-snapshot.
+	// Etcdutl is the etcdutl binary, for restore-snapshot of etcd 3.5 and later.
 	Etcdutl string `yaml:"etcdutl"`
+	// Etcdctl is the etcdctl binary, for restore-snapshot of etcd 3.4 and older, which have
+	// no etcdutl: the etcd whose manifest's image tag says 3.4 or older.
+	Etcdctl string `yaml:"etcdctl"`
 	// Service runs etcd under a service manager.
 	Service Service `yaml:"service"`
 	// ServiceKeys are the public nkeys of remediator serve (its nats.nkey_file): the agent's
@@ -75,6 +78,7 @@ func Defaults() Config {
 		APIServerManifest: "kube-apiserver.yaml",
 		BackupDir:         "/var/lib/remediator/backups",
 		Etcdutl:           "etcdutl",
+		Etcdctl:           "etcdctl",
 		Service:           Service{FlagsFormat: manifest.FormatEnv},
 	}
 }
@@ -90,6 +94,7 @@ func (c Config) withDefaults() Config {
 	c.APIServerManifest = cmp.Or(c.APIServerManifest, d.APIServerManifest)
 	c.BackupDir = cmp.Or(c.BackupDir, d.BackupDir)
 	c.Etcdutl = cmp.Or(c.Etcdutl, d.Etcdutl)
+	c.Etcdctl = cmp.Or(c.Etcdctl, d.Etcdctl)
 	c.Service.FlagsFormat = cmp.Or(c.Service.FlagsFormat, d.Service.FlagsFormat)
 	return c
 }

@@ -143,8 +143,9 @@ func (a *Agent) removeSnapFiles(ctx context.Context, _ remediator.NodeAction) (r
 	return res, err
 }
 
-// restoreSnapshot rebuilds etcd's data dir from a db file in the backup dir with etcdutl, as
-// the member's flags describe it (name, peer URLs, initial cluster).
+// restoreSnapshot rebuilds etcd's data dir from a db file in the backup dir, as the member's
+// flags describe it (name, peer URLs, initial cluster), with the tool of the member's version:
+// etcdutl, or etcdctl for etcd 3.4 and older.
 func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) (remediator.NodeResult, error) {
 	db := act.Backup
 	if !filepath.IsAbs(db) {
@@ -164,15 +165,20 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 	if empty, err := isEmpty(dir); err != nil || !empty {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: data dir %s is not empty: move it to the backup dir first", dir)
 	}
-	// etcdutl writes a new data dir itself, which must not exist, while the data dir stays
-	// where it is: it may be a mount point (the agent's own hostPath mount, in a pod). So
-	// etcdutl writes beside the backups, and what it wrote is copied in.
+	image, err := a.etcdImage()
+	if err != nil {
+		return remediator.NodeResult{}, err
+	}
+	tool := a.cfg.restorer(image)
+	// The tool writes a new data dir itself, which must not exist, while the data dir stays
+	// where it is: it may be a mount point (the agent's own hostPath mount, in a pod). So the
+	// tool writes beside the backups, and what it wrote is copied in.
 	staging := a.backupPath(act.Incident, "etcd-restore")
 	if err := os.MkdirAll(filepath.Dir(staging), 0o700); err != nil {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: backup dir: %w", err)
 	}
 	defer os.RemoveAll(staging)
-	argv := []string{a.cfg.Etcdutl, "snapshot", "restore", db, "--data-dir", staging, "--skip-hash-check"}
+	argv := []string{tool.bin, "snapshot", "restore", db, "--data-dir", staging, "--skip-hash-check"}
 	for _, name := range []string{"name", "initial-cluster", "initial-cluster-token", "initial-advertise-peer-urls"} {
 		v := flags[name]
 		if name == "name" || name == "initial-advertise-peer-urls" {
@@ -183,16 +189,16 @@ func (a *Agent) restoreSnapshot(ctx context.Context, act remediator.NodeAction) 
 			argv = append(argv, "--"+name, v)
 		}
 	}
-	out, err := run(ctx, argv)
+	out, err := run(ctx, argv, tool.env...)
 	if err != nil {
-		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: %w", err)
+		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot with %s (%s): %w", tool.name, tool.why, err)
 	}
 	if err := copyTree(staging, dir); err != nil {
 		return remediator.NodeResult{}, remediator.Errorf(remediator.EPRECONDITION, "restore-snapshot: copy the restored data into %s: %w", dir, err)
 	}
 	res, err := a.inspect(remediator.ComponentEtcd)
 	res.Changed, res.Backup = true, db
-	res.Output = fmt.Sprintf("restored %s into %s (etcdutl snapshot restore --skip-hash-check): %s", db, dir, lastLine(out))
+	res.Output = fmt.Sprintf("restored %s into %s with %s snapshot restore --skip-hash-check (%s): %s", db, dir, tool.name, tool.why, lastLine(out))
 	return res, err
 }
 

@@ -179,9 +179,13 @@ func (s *service) start(ctx context.Context, c remediator.Component) (string, er
 	return fmt.Sprintf("ran %s: %s", strings.Join(s.a.cfg.Service.Start, " "), out), nil
 }
 
-// run runs one of the agent's configured commands (never one from the queue).
-func run(ctx context.Context, argv []string) (string, error) {
+// run runs one of the agent's configured commands (never one from the queue), with env added
+// to the agent's environment.
+func run(ctx context.Context, argv []string, env ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// A start command may leave a daemon behind that holds our output open: stop reading it

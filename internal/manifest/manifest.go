@@ -126,6 +126,19 @@ func (p *Pod) Command() []string {
 	return out
 }
 
+// Image is the container's image, such as kubeadm's registry.k8s.io/etcd:3.5.12-0: its tag
+// says which version the container runs.
+func (p *Pod) Image() string {
+	c, err := p.container()
+	if err != nil {
+		return ""
+	}
+	if img := mapValue(c.node, "image"); img != nil && img.Kind == yaml.ScalarNode {
+		return img.Value
+	}
+	return ""
+}
+
 // Flags returns the container's flags by name.
 func (p *Pod) Flags() map[string]string {
 	return parseArgs(p.Command())

@@ -253,3 +253,17 @@ func TestAFlagsFileCannotRunWhatItIsGiven(t *testing.T) {
 		t.Fatal("a value ran a command when the file was sourced")
 	}
 }
+
+func TestImage(t *testing.T) {
+	_, p := readPod(t, "etcd.yaml")
+	if got := p.Image(); got != "registry.k8s.io/etcd:3.5.12-0" {
+		t.Errorf("image %q", got)
+	}
+	none, err := ParsePod([]byte("spec:\n  containers:\n  - command:\n    - etcd\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := none.Image(); got != "" {
+		t.Errorf("image of a container without one: %q", got)
+	}
+}
