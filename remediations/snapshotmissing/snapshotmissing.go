@@ -4,13 +4,16 @@
 // (member/snap/db), as after an unclean stop, often once it had hit its quota. The runbook:
 // stop the member, back up its data dir, raise --quota-backend-bytes if the quota was the
 // cause, remove the raft snapshot files (member/snap/*.snap) and start it; if it still fails
-// and it is the cluster's only member, rebuild it from its own backend with etcdutl snapshot
-// restore; then disarm NOSPACE, defragment, and prove that writes work.
+// and it is the cluster's only member, rebuild it from its own backend with snapshot restore
+// (etcdutl, or etcdctl on etcd 3.4, as the node's agent picks from the manifest's image tag);
+// then disarm NOSPACE, defragment, and prove that writes work.
 //
 // Removing the .snap files is what cures etcd before 3.7, which takes the raft snapshot from
 // the newest of them and, with none, replays its WAL from the start onto the backend (as long
 // as no WAL file was purged). etcd 3.7 rebuilds the snapshot from the WAL's own records and
-// reads no .snap file, so there only the restore cures the panic.
+// reads no .snap file, so there only the restore cures the panic. A member that hit its quota
+// comes back with its NOSPACE alarm, which etcd 3.4's health check reports as a bare
+// {"health":"false"}: its status names the alarm.
 // A member of a cluster of several is never restored from its own backend: that would make it
 // a cluster of its own; it is replaced (etcd-member-replace) instead.
 package snapshotmissing
@@ -124,7 +127,7 @@ func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 		{Name: StepStart, Risk: remediator.RiskHigh, Run: run.start,
 			Description: "start the member and wait for it to serve; it rejoins with the data it rebuilt. A member that still fails is left to the restore step"},
 		{Name: StepRestore, Risk: remediator.RiskDestructive, Run: run.restore,
-			Description: "only if the member still fails, and only for a one-member cluster: rebuild its data dir from the backed-up member/snap/db (etcdutl snapshot restore); writes the backend had not stored yet are lost. A member of a cluster of several is refused: replace it (" + replaceRemediation + ")"},
+			Description: "only if the member still fails, and only for a one-member cluster: rebuild its data dir from the backed-up member/snap/db (etcdutl snapshot restore, or etcdctl's on etcd 3.4); writes the backend had not stored yet are lost. A member of a cluster of several is refused: replace it (" + replaceRemediation + ")"},
 		{Name: StepDisarm, Risk: remediator.RiskLow, Run: run.disarm,
 			Description: fmt.Sprintf("disarm the member's NOSPACE alarm if its backend is below %.0f%% of its quota", fullRatio*100)},
 		{Name: StepDefragment, Risk: remediator.RiskHigh, Run: run.defragment,
@@ -374,26 +377,33 @@ func quotaOf(flags map[string]string) (int64, error) {
 }
 
 // answers says whether the member serves: etcd's status answers at its endpoint, with a leader.
-func (r *run) answers(ctx context.Context, in remediator.StepInput, f findings) (bool, string) {
+// If it does, alarms are the alarms its status reports ("memberID:... alarm:NOSPACE").
+func (r *run) answers(ctx context.Context, in remediator.StepInput, f findings) (ok bool, why string, alarms []string) {
 	cl, err := r.clients.Get(in.Incident.Cluster)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	st, err := cl.Status(ctx, f.Endpoint)
 	switch {
 	case err != nil:
-		return false, err.Error()
+		return false, err.Error(), nil
 	case st.Leader == 0:
-		return false, "it has no leader"
+		return false, "it has no leader", nil
 	}
-	return true, ""
+	for _, e := range st.Errors {
+		if strings.Contains(e, "alarm:") {
+			alarms = append(alarms, strings.TrimSpace(e))
+		}
+	}
+	return true, "", alarms
 }
 
 // up waits up to wait for the member to serve: its agent's health check passes, or fails only
-// on an alarm (which the disarm step is for), and etcd's status answers with a leader. When it
-// does not, it says what the member last showed.
+// on an alarm (which the disarm step is for), and etcd's status answers with a leader. etcd 3.4's
+// health check fails on an alarm without naming it ({"health":"false"}): there the alarm is
+// the one etcd's status reports. When the member does not serve, up says what it last showed.
 func (r *run) up(ctx context.Context, in remediator.StepInput, f findings, wait time.Duration) (bool, string, error) {
 	why, serves := "not checked", ""
 	err := poll.Looks(ctx, wait, time.Second, func(ctx context.Context) (bool, error) {
@@ -402,7 +412,7 @@ func (r *run) up(ctx context.Context, in remediator.StepInput, f findings, wait 
 		case err != nil && remediator.ErrorCode(err) != remediator.EUNAVAILABLE:
 			return false, poll.Stop(err)
 		case err == nil || strings.Contains(h.HealthOutput, "ALARM"):
-			ok, reason := r.answers(ctx, in, f)
+			ok, reason, _ := r.answers(ctx, in, f)
 			if ok {
 				serves = cmp.Or(h.HealthOutput, h.Output)
 				return true, nil
@@ -410,6 +420,10 @@ func (r *run) up(ctx context.Context, in remediator.StepInput, f findings, wait 
 			why = "its health check passes but etcd's status does not answer: " + reason
 		default:
 			why = "its health check fails: " + cmp.Or(h.HealthOutput, h.Output, err.Error())
+			if ok, _, alarms := r.answers(ctx, in, f); ok && len(alarms) > 0 {
+				serves = fmt.Sprintf("%s, and its status reports %s", cmp.Or(h.HealthOutput, h.Output), strings.Join(alarms, "; "))
+				return true, nil
+			}
 		}
 		return false, nil
 	})
@@ -430,7 +444,7 @@ func (r *run) stop(ctx context.Context, in remediator.StepInput) (remediator.Ste
 		return remediator.StepResult{}, err
 	}
 	// The member may have recovered on its own while the incident waited for approval.
-	if ok, _ := r.answers(ctx, in, f); ok {
+	if ok, _, _ := r.answers(ctx, in, f); ok {
 		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "member %s answers at %s again: not stopping it", f.Member, f.Endpoint)
 	}
 	res, err := r.ask(ctx, in, f.Member, remediator.ActionStop, r.StopTimeout, "")

@@ -23,7 +23,9 @@ import (
 	"github.com/remediator/remediator/internal/agent"
 	"github.com/remediator/remediator/internal/agenttest"
 	"github.com/remediator/remediator/internal/etcdtest"
+	"github.com/remediator/remediator/internal/polltest"
 	"github.com/remediator/remediator/internal/steptest"
+	"github.com/remediator/remediator/internal/testproc"
 	"github.com/remediator/remediator/queue"
 	"github.com/remediator/remediator/remediations/etcdops"
 	"github.com/remediator/remediator/remediations/nodeops"
@@ -51,23 +53,34 @@ type env struct {
 	r  *Remediation
 }
 
-// startEnv runs a cluster of etcd static pods that cut a raft snapshot every 20 entries, an
-// agent per node over real NATS with a real etcdutl, and the remediation.
-func startEnv(t *testing.T, members int, quota int64) *env {
+// startEnv runs a cluster of etcd static pods at version v that cut a raft snapshot every 20
+// entries, their manifests' image tag naming v's release, an agent per node over real NATS
+// with v's real restore tool (and none of the other kind, so that a wrong choice fails), and
+// the remediation.
+func startEnv(t *testing.T, v etcdtest.Version, members int, quota int64) *env {
 	t.Helper()
-	etcdutl, err := etcdtest.Etcdutl()
+	restorer, err := v.Restorer()
 	if err != nil {
 		t.Fatal(err)
+	}
+	absent := filepath.Join(t.TempDir(), "absent")
+	configure := func(cfg *agent.Config) {
+		cfg.Etcdutl, cfg.Etcdctl = absent, absent
+		if restorer.Tool == etcdtest.ToolEtcdctl {
+			cfg.Etcdctl = restorer.Path
+		} else {
+			cfg.Etcdutl = restorer.Path
+		}
 	}
 	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
-	c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: members, QuotaBytes: quota,
+	c := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: members, QuotaBytes: quota, Version: v,
 		Template: filepath.Join("..", "..", "testdata", "manifests", "etcd.yaml"),
 		Flags:    map[string]string{"snapshot-count": "20"}})
-	agents := agenttest.Start(t, q, "test", c, func(cfg *agent.Config) { cfg.Etcdutl = etcdutl })
+	agents := agenttest.Start(t, q, "test", c, configure)
 	cl, err := c.Cluster().Client()
 	if err != nil {
 		t.Fatal(err)
@@ -101,15 +114,14 @@ func (e *env) down(n *etcdtest.Node) {
 		e.t.Fatal(err)
 	}
 	u, _ := url.Parse(n.ClientURL)
-	for range 100 {
+	polltest.Until(e.t, 10*time.Second, "etcd of "+n.Name+" to stop answering once its manifest was moved out", func() (bool, string) {
 		conn, err := net.DialTimeout("tcp", u.Host, 200*time.Millisecond)
 		if err != nil {
-			return
+			return true, ""
 		}
 		conn.Close()
-		time.Sleep(100 * time.Millisecond)
-	}
-	e.t.Fatalf("etcd of %s still answers after its manifest was moved out", n.Name)
+		return false, "it answers on " + u.Host
+	})
 }
 
 func (e *env) up(n *etcdtest.Node) {
@@ -200,13 +212,10 @@ func (e *env) crash(n *etcdtest.Node, old string) {
 	e.down(n)
 	sparseCopy(e.t, old, backend(n))
 	e.up(n)
-	for range 100 {
-		if log := n.Log(); strings.Contains(log, panicMsg) && strings.Contains(log, panicCause) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	e.t.Fatalf("%s did not panic with %q", n.Name, panicMsg)
+	polltest.Until(e.t, 10*time.Second, n.Name+" to panic with "+panicMsg, func() (bool, string) {
+		log := n.Log()
+		return strings.Contains(log, panicMsg) && strings.Contains(log, panicCause), testproc.Tail(log, 3)
+	})
 }
 
 // tree reads every file under dir, by path relative to it.
@@ -256,11 +265,21 @@ func backups(t *testing.T, n *etcdtest.Node) []string {
 	return dirs
 }
 
+// snapFilesCure says whether removing its raft snapshot files alone cures etcd v of the panic:
+// every version before 3.7 then replays its WAL onto its old backend; 3.7 takes the snapshot
+// from the WAL's records, reads no .snap file, and panics as before.
+func snapFilesCure(v etcdtest.Version) bool { return v != etcdtest.Version37 }
+
 // The seed's single master: etcd filled its quota, restarted, and panics because its WAL's
-// snapshot is past its backend. Removing the raft snapshot files does not cure etcd 3.7 (it
-// takes the snapshot from the WAL), so the member is rebuilt from its own backend.
-func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
-	e := startEnv(t, 1, 4<<20)
+// snapshot is past its backend. Before 3.7 removing the raft snapshot files cures it, and it
+// comes back with every write and its NOSPACE alarm, which is disarmed; on 3.7 that does not
+// help, so the member is rebuilt from its own backend with etcdutl.
+func TestRecoversALoneMemberThatHitItsQuota(t *testing.T) {
+	etcdtest.EachVersion(t, func(t *testing.T, v etcdtest.Version) { loneMember(t, v) })
+}
+
+func loneMember(t *testing.T, v etcdtest.Version) {
+	e := startEnv(t, v, 1, 4<<20)
 	n := e.c.Nodes[0]
 	e.put("app", 10)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -269,6 +288,10 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := e.copyBackend(n)
+	// A delete past the copied backend (NOSPACE takes deletes): only the WAL holds it.
+	if _, err := e.cl.Delete(ctx, "app/9"); err != nil {
+		t.Fatal(err)
+	}
 	e.newSnapshot(n)
 	oldSnaps := snapFiles(t, n.DataDir)
 	e.crash(n, old)
@@ -299,9 +322,6 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	if !strings.Contains(res["preflight"].Output, "the quota was the cause; it goes to 8.0 MiB") {
 		t.Errorf("preflight said %q, want the quota found to be the cause", res["preflight"].Output)
 	}
-	if !strings.Contains(res["start"].Output, "still does not serve") || !strings.Contains(res["restore"].Output, "serves again") {
-		t.Errorf("start said %q, restore %q: want the restore to have been needed and to have worked", res["start"].Output, res["restore"].Output)
-	}
 	manifest, err := os.ReadFile(n.Manifest())
 	if err != nil || !strings.Contains(string(manifest), fmt.Sprintf("--quota-backend-bytes=%d", 8<<20)) {
 		t.Errorf("manifest (%v) does not run with the doubled quota:\n%s", err, manifest)
@@ -312,17 +332,43 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 		}
 	}
 	dirs := backups(t, n)
-	if len(dirs) != 2 {
-		t.Fatalf("backups %v, want the copy before the changes and the data dir moved aside by the restore", dirs)
+	if len(dirs) == 0 {
+		t.Fatal("no backup of the data dir")
 	}
 	if saved := tree(t, dirs[0]); !sameTree(saved, stopped) || len(snapFiles(t, dirs[0])) != len(oldSnaps) {
 		t.Errorf("the first backup (%d files) is not the data dir as the member had it (%d files, raft snapshots %v)", len(saved), len(stopped), oldSnaps)
 	}
-	if keys := e.get("app/"); len(keys) != 10 {
-		t.Errorf("keys under app/: %v, want the 10 written", keys)
-	}
 	if keys := e.get("fill/"); len(keys) != 4 {
 		t.Errorf("keys under fill/: %v, want the 4 the backend held", keys)
+	}
+	// The path the version took: the WAL replayed, with every write, or a restore that keeps
+	// only what the backend held.
+	app := e.get("app/")
+	if snapFilesCure(v) {
+		if !strings.Contains(res["start"].Output, "serves again") || !strings.Contains(res["restore"].Output, "not needed") {
+			t.Errorf("start said %q, restore %q: want etcd %s cured by the removal of its raft snapshot files, and no restore", res["start"].Output, res["restore"].Output, v)
+		}
+		if !strings.Contains(res["disarm"].Output, "disarmed NOSPACE of member "+n.Name) {
+			t.Errorf("disarm said %q, want the NOSPACE alarm the member came back with disarmed", res["disarm"].Output)
+		}
+		// etcd 3.4's health check says only {"health":"false"} under the alarm: its status
+		// names it.
+		if v == etcdtest.Version34 && !strings.Contains(res["start"].Output, "and its status reports memberID:") {
+			t.Errorf("start said %q, want the alarm taken from etcd 3.4's status", res["start"].Output)
+		}
+		if len(app) != 9 || slices.Contains(app, "app/9") || len(dirs) != 1 {
+			t.Errorf("keys under app/: %v, backups %v: want app/9's delete, which only the WAL held, replayed, and only the copy before the changes", app, dirs)
+		}
+	} else {
+		if !strings.Contains(res["start"].Output, "still does not serve") || !strings.Contains(res["restore"].Output, "serves again") {
+			t.Errorf("start said %q, restore %q: want the restore to have been needed and to have worked", res["start"].Output, res["restore"].Output)
+		}
+		if !strings.Contains(res["restore"].Output, "with etcdutl snapshot restore --skip-hash-check (image registry.k8s.io/etcd:"+v.String()+".") {
+			t.Errorf("restore said %q, want etcdutl chosen from the image tag", res["restore"].Output)
+		}
+		if len(app) != 10 || len(dirs) != 2 {
+			t.Errorf("keys under app/: %v, backups %v: want the 10 the backend held (app/9's delete, only in the WAL, lost), and the copy before the changes and the data dir moved aside by the restore", app, dirs)
+		}
 	}
 	if len(res["verify"].After) != 1 || len(res["verify"].After[0].Alarms) != 0 || res["verify"].After[0].Quota != 8<<20 {
 		t.Errorf("after: %+v, want the member without alarms, at its new quota", res["verify"].After)
@@ -335,12 +381,16 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	if again, err := rn.Step("backup"); err != nil || !strings.Contains(again.Output, "by an earlier attempt") {
 		t.Errorf("backup again: %q (%v)", again.Output, err)
 	}
-	if again, err := rn.Step("restore"); err != nil || !strings.Contains(again.Output, "serves again") || len(backups(t, n)) != 2 {
-		t.Errorf("restore again: %q (%v), backups %v: want it to start the restored member, not restore it again", again.Output, err, backups(t, n))
+	want := "serves again"
+	if snapFilesCure(v) {
+		want = "not needed: member " + n.Name + " serves since its start"
+	}
+	if again, err := rn.Step("restore"); err != nil || !strings.Contains(again.Output, want) || len(backups(t, n)) != len(dirs) {
+		t.Errorf("restore again: %q (%v), backups %v: want %q, and no restore again", again.Output, err, backups(t, n), want)
 	}
 
-	// etcdutl's restore leaves no alarm behind; one the member raises later, while its backend
-	// is well within the new quota, is disarmed.
+	// A restore leaves no alarm behind, nor does the disarm step; one the member raises later,
+	// while its backend is well within the new quota, is disarmed.
 	st, err := e.cl.Status(context.Background(), n.ClientURL)
 	if err != nil {
 		t.Fatal(err)
@@ -358,10 +408,16 @@ func TestRebuildsALoneMemberThatHitItsQuota(t *testing.T) {
 	}
 }
 
-// One member of three panics the same way. Restoring it from its own backend would split it
-// off; the restore step refuses, names the remediation that applies, and leaves it as it is.
-func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
-	e := startEnv(t, 3, 0)
+// One member of three panics the same way. Before 3.7 removing its raft snapshot files cures
+// it, and it rejoins with its data. On 3.7 it still panics; restoring it from its own backend
+// would split it off, so the restore step refuses, names the remediation that applies, and
+// leaves it as it is.
+func TestAMemberOfSeveralIsCuredOrLeftToBeReplaced(t *testing.T) {
+	etcdtest.EachVersion(t, func(t *testing.T, v etcdtest.Version) { memberOfSeveral(t, v) })
+}
+
+func memberOfSeveral(t *testing.T, v etcdtest.Version) {
+	e := startEnv(t, v, 3, 0)
 	n := e.c.Nodes[2]
 	e.put("app", 10)
 
@@ -379,6 +435,7 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 	}
 
 	old := e.copyBackend(n)
+	e.put("late", 5) // past the copied backend: only the member's WAL holds them
 	e.newSnapshot(n)
 	manifest, err := os.ReadFile(n.Manifest())
 	if err != nil {
@@ -388,10 +445,9 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 
 	rn := newRunner(t, e.r, map[string]string{"health_timeout": "3s"}, map[string]string{"alertname": "EtcdPanics", "node": n.Name})
 	res, failed, err := rn.All()
-	if failed != "restore" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "etcd-member-replace") {
-		t.Fatalf("step %q: %v; want the restore refused, pointing at etcd-member-replace", failed, err)
+	for _, p := range rn.Plan {
+		t.Logf("%s: %s", p.Name, res[p.Name].Output)
 	}
-	t.Log(err)
 	if !strings.Contains(res["raise-quota"].Output, "the quota stays") {
 		t.Errorf("raise-quota said %q, want the quota left alone", res["raise-quota"].Output)
 	}
@@ -402,6 +458,37 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("backups %v, want only the copy made before any change", dirs)
 	}
+	mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err2 := e.cl.MemberList(mctx)
+	if err2 != nil || len(list.Members) != 3 {
+		t.Fatalf("member list %v (%v), want the three members", list, err2)
+	}
+	if keys := e.get("app/"); len(keys) != 10 {
+		t.Errorf("keys under app/: %v, want the 10 written", keys)
+	}
+
+	if snapFilesCure(v) {
+		if err != nil {
+			t.Fatalf("step %s: %v; want etcd %s cured by the removal of its raft snapshot files", failed, err, v)
+		}
+		if !strings.Contains(res["start"].Output, "serves again") || !strings.Contains(res["restore"].Output, "not needed") {
+			t.Errorf("start said %q, restore %q: want the member serving again, and no restore", res["start"].Output, res["restore"].Output)
+		}
+		// verify read a probe back on every member: the cured one holds what the others do.
+		if after := res["verify"].After; len(after) != 3 || slices.ContainsFunc(after, func(s remediator.MemberStatus) bool { return s.Error != "" }) {
+			t.Errorf("after: %+v, want the three members healthy", after)
+		}
+		st, err := e.cl.Status(mctx, n.ClientURL)
+		if err != nil || len(st.Errors) != 0 {
+			t.Errorf("the cured member's status %v (%v)", st, err)
+		}
+		return
+	}
+	if failed != "restore" || remediator.ErrorCode(err) != remediator.EPRECONDITION || !strings.Contains(err.Error(), "etcd-member-replace") {
+		t.Fatalf("step %q: %v; want the restore refused, pointing at etcd-member-replace", failed, err)
+	}
+	t.Log(err)
 	// The member keeps failing to start as it did, with its WAL and backend where they were.
 	wal := filepath.Join("member", "wal")
 	if now, saved := tree(t, filepath.Join(n.DataDir, wal)), tree(t, filepath.Join(dirs[0], wal)); len(now) == 0 || !sameTree(now, saved) {
@@ -413,14 +500,8 @@ func TestRefusesToRebuildAMemberOfSeveral(t *testing.T) {
 	if restarts := n.Kubelet.Restarts("etcd.yaml"); restarts < 2 {
 		t.Errorf("the kubelet started the member %d times, want it left crash-looping", restarts)
 	}
-	mctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	list, err := e.cl.MemberList(mctx)
-	if err != nil || len(list.Members) != 3 {
-		t.Fatalf("member list %v (%v), want the three members", list, err)
-	}
-	if keys := e.get("app/"); len(keys) != 10 {
-		t.Errorf("keys under app/: %v, want the 10 written", keys)
+	if keys := e.get("late/"); len(keys) != 5 {
+		t.Errorf("keys under late/: %v, want the 5 the other members hold", keys)
 	}
 }
 
