@@ -254,15 +254,20 @@ func (r *run) plan(ctx context.Context, in remediator.StepInput, node string) (n
 }
 
 // knowsReadycheck says whether kube-apiserver has --etcd-readycheck-timeout (1.26 and later),
-// from its /readyz?verbose, which lists an etcd-readiness check where it has: an older one
-// does not start with a flag it does not know.
+// from its /readyz?verbose: an older one does not start with a flag it does not know.
 func (r *run) knowsReadycheck(ctx context.Context, in remediator.StepInput, node string, flags map[string]string) (bool, string) {
 	if _, ok := flags[readycheckFlag]; ok {
 		return true, ""
 	}
 	res, _ := r.ask(ctx, in, node, remediator.NodeAction{Kind: remediator.ActionHealth, Timeout: oneLook})
-	listed := strings.Contains(res.HealthOutput, "[+]") || strings.Contains(res.HealthOutput, "[-]")
-	if listed && !strings.Contains(res.HealthOutput, "etcd-readiness") {
+	return listsReadycheck(res.HealthOutput)
+}
+
+// listsReadycheck reads a /readyz?verbose answer: one that lists checks but no etcd-readiness
+// comes from a kube-apiserver older than 1.26. No list (no answer) is taken for a newer one.
+func listsReadycheck(readyz string) (bool, string) {
+	listed := strings.Contains(readyz, "[+]") || strings.Contains(readyz, "[-]")
+	if listed && !strings.Contains(readyz, "etcd-readiness") {
 		return false, fmt.Sprintf("its /readyz lists no etcd-readiness check, so it is older than 1.26 and would not start with --%s: left unset", readycheckFlag)
 	}
 	return true, ""
@@ -326,7 +331,7 @@ func (r *run) raise(ctx context.Context, in remediator.StepInput) (remediator.St
 		if err != nil {
 			return remediator.StepResult{Output: strings.Join(out, "\n")}, remediator.Errorf(remediator.ErrorCode(err), "raise the etcd check timeouts: %w", err)
 		}
-		line := fmt.Sprintf("%s: %s; the kubelet restarts kube-apiserver", np.Node, res.Output)
+		line := fmt.Sprintf("%s: %s%s", np.Node, res.Output, restarts(res, "; the kubelet restarts kube-apiserver"))
 		p.Raised = append(p.Raised, raised{Node: np.Node, Backup: res.Backup, Output: line})
 		if err := in.SaveProgress(ctx, p); err != nil {
 			return remediator.StepResult{Output: strings.Join(out, "\n")}, err
@@ -388,7 +393,7 @@ func (r *run) verify(ctx context.Context, in remediator.StepInput) (remediator.S
 		if err := in.SaveProgress(ctx, p); err != nil {
 			return remediator.StepResult{Output: strings.Join(out, "\n")}, err
 		}
-		out = append(out, fmt.Sprintf("%s: not ready; /readyz?verbose said:\n%s", np.Node, indent(res.HealthOutput)))
+		out = append(out, fmt.Sprintf("%s: not ready; /readyz?verbose said:\n%s", np.Node, indent(failures(res.HealthOutput))))
 		rolled, err := r.rollBack(ctx, in, np.Node, done.Raised)
 		out = append(out, rolled)
 		if err != nil {
@@ -462,16 +467,45 @@ func (r *run) rollBack(ctx context.Context, in remediator.StepInput, node string
 	if err != nil {
 		return "", remediator.Errorf(remediator.ErrorCode(err), "roll back kube-apiserver, which is not ready: %w", err)
 	}
-	return fmt.Sprintf("%s: %s; the kubelet restarts kube-apiserver with its old timeouts", node, res.Output), nil
+	return fmt.Sprintf("%s: %s%s", node, res.Output, restarts(res, "; the kubelet restarts kube-apiserver with its old timeouts")), nil
+}
+
+// restarts says what the kubelet does after an edit: restart kube-apiserver, or nothing when
+// the manifest was already as asked.
+func restarts(res remediator.NodeResult, says string) string {
+	if !res.Changed {
+		return "; kube-apiserver is not restarted"
+	}
+	return says
 }
 
 func (r *run) notReady(p nodePlan, res remediator.NodeResult) string {
-	said := strings.TrimSpace(res.HealthOutput)
+	said := failures(res.HealthOutput)
 	if said == "" {
 		said = "(nothing: " + res.Output + ")"
 	}
 	return fmt.Sprintf("kube-apiserver on %s was not ready for %s within %s of %s; its /readyz?verbose said:\n%s",
 		p.Node, r.StableFor, r.HealthTimeout, flagsText(p.Set), indent(said))
+}
+
+// failures is what a /readyz?verbose answer says is wrong: its lines but the passed checks,
+// which it counts. kube-apiserver 1.37 lists some forty checks, and one or two fail.
+func failures(readyz string) string {
+	var (
+		out    []string
+		passed int
+	)
+	for line := range strings.Lines(strings.TrimSpace(readyz)) {
+		if strings.HasPrefix(line, "[+]") {
+			passed++
+			continue
+		}
+		out = append(out, strings.TrimRight(line, "\n"))
+	}
+	if passed > 0 {
+		out = append(out, fmt.Sprintf("(and %d checks ok)", passed))
+	}
+	return strings.Join(out, "\n")
 }
 
 func tooSlow(p nodePlan) string {
