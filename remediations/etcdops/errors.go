@@ -22,7 +22,18 @@ func Classify(err error, format string, args ...any) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return remediator.Errorf(remediator.EUNAVAILABLE, format, args...)
 	}
-	switch status.Code(rpctypes.Error(err)) {
+	if errors.Is(rpctypes.Error(err), rpctypes.ErrNoSpace) {
+		// Out of space stays so until a recovery frees it: trying again changes nothing.
+		return remediator.Errorf(remediator.EPRECONDITION, format, args...)
+	}
+	// A known etcd error (no leader, leader changed, request timed out) converts to an
+	// EtcdError, which carries its gRPC code but is no gRPC status.
+	code := status.Code(err)
+	var known rpctypes.EtcdError
+	if errors.As(rpctypes.Error(err), &known) {
+		code = known.Code()
+	}
+	switch code {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled,
 		codes.Unauthenticated: // an expired auth token, which the client renews
 		return remediator.Errorf(remediator.EUNAVAILABLE, format, args...)
