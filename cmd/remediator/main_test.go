@@ -29,7 +29,7 @@ import (
 const quota = 8 << 20
 
 // testConfig is the defaults, on a free port and a fresh data dir, for the given cluster.
-func testConfig(t *testing.T, etcd *etcdtest.Cluster) config.Config {
+func testConfig(t testing.TB, etcd *etcdtest.Cluster) config.Config {
 	cfg := config.Defaults(func(string) string { return "" })
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
@@ -39,7 +39,7 @@ func testConfig(t *testing.T, etcd *etcdtest.Cluster) config.Config {
 }
 
 // startService runs the whole service in this process until the test ends.
-func startService(t *testing.T, cfg config.Config) *Main {
+func startService(t testing.TB, cfg config.Config) *Main {
 	t.Helper()
 	if err := errors.Join(cfg.Validate(), cfg.LoadSecrets()); err != nil {
 		t.Fatal(err)
@@ -90,7 +90,13 @@ func writePolicy(t *testing.T, mode string, params map[string]string) string {
 // really there: the alarm is armed and writes are refused.
 func nospaceCluster(t *testing.T) (*etcdtest.Cluster, *clientv3.Client) {
 	t.Helper()
-	etcd := etcdtest.New(t, etcdtest.Options{Members: 3, QuotaBytes: quota})
+	return nospaceClusterAt(t, etcdtest.DefaultVersion)
+}
+
+// nospaceClusterAt is nospaceCluster on the given etcd version.
+func nospaceClusterAt(t *testing.T, v etcdtest.Version) (*etcdtest.Cluster, *clientv3.Client) {
+	t.Helper()
+	etcd := etcdtest.New(t, etcdtest.Options{Members: 3, QuotaBytes: quota, Version: v})
 	cl, err := etcd.Client()
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +164,7 @@ func postEvent(t *testing.T, addr, file string) (int, map[string]any) {
 	return postBody(t, "http://"+addr+"/webhooks/kubernetes", body)
 }
 
-func postBody(t *testing.T, url string, body []byte) (int, map[string]any) {
+func postBody(t testing.TB, url string, body []byte) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
@@ -173,7 +179,7 @@ func postBody(t *testing.T, url string, body []byte) (int, map[string]any) {
 // readTokens holds the operator token of each service a test started, by its address.
 var readTokens sync.Map
 
-func getJSON(t *testing.T, url string, v any) {
+func getJSON(t testing.TB, url string, v any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -196,14 +202,14 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-func incidents(t *testing.T, addr string) []remediator.Incident {
+func incidents(t testing.TB, addr string) []remediator.Incident {
 	var list struct{ Incidents []remediator.Incident }
 	getJSON(t, "http://"+addr+"/api/v1/incidents", &list)
 	return list.Incidents
 }
 
 // waitIncident polls the API until the only incident satisfies done.
-func waitIncident(t *testing.T, addr string, timeout time.Duration, done func(remediator.Incident) bool) remediator.Incident {
+func waitIncident(t testing.TB, addr string, timeout time.Duration, done func(remediator.Incident) bool) remediator.Incident {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last []remediator.Incident
@@ -240,7 +246,7 @@ func defragTimes(t *testing.T, etcd *etcdtest.Cluster) map[string][]time.Time {
 	t.Helper()
 	out := map[string][]time.Time{}
 	for _, m := range etcd.Members {
-		ts, err := m.LogLines("finished defragmenting directory")
+		ts, err := m.LogLines("finished defragment")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,13 @@ var testParams = map[string]string{"min_reclaim_bytes": fmt.Sprint(1 << 20)}
 
 func startCluster(t *testing.T, members int) (*etcdtest.Cluster, *clientv3.Client, *Remediation) {
 	t.Helper()
-	etcd := etcdtest.New(t, etcdtest.Options{Members: members})
+	return startClusterAt(t, members, etcdtest.DefaultVersion)
+}
+
+// startClusterAt is startCluster on the given etcd version.
+func startClusterAt(t *testing.T, members int, v etcdtest.Version) (*etcdtest.Cluster, *clientv3.Client, *Remediation) {
+	t.Helper()
+	etcd := etcdtest.New(t, etcdtest.Options{Members: members, Version: v})
 	cl, err := etcd.Client()
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +157,7 @@ func defragTimes(t *testing.T, etcd *etcdtest.Cluster) map[string][]time.Time {
 	t.Helper()
 	times := map[string][]time.Time{}
 	for _, m := range etcd.Members {
-		ts, err := m.LogLines("finished defragmenting directory")
+		ts, err := m.LogLines("finished defragment")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +167,11 @@ func defragTimes(t *testing.T, etcd *etcdtest.Cluster) map[string][]time.Time {
 }
 
 func TestDefragmentsTheFragmentedMembersLeaderLast(t *testing.T) {
-	etcd, cl, r := startCluster(t, 3)
+	etcdtest.EachVersion(t, testDefragmentsTheFragmentedMembersLeaderLast)
+}
+
+func testDefragmentsTheFragmentedMembersLeaderLast(t *testing.T, v etcdtest.Version) {
+	etcd, cl, r := startClusterAt(t, 3, v)
 	fragment(t, etcd, cl)
 	lead(t, etcd, cl, "m1")
 	rn := newRunner(t, r, testParams)
@@ -195,8 +205,9 @@ func TestDefragmentsTheFragmentedMembersLeaderLast(t *testing.T) {
 	}
 
 	done := done(t, rn)
-	if len(done) != 3 || done[2].Name != "m1" || !done[2].Leader || done[0].Leader || done[1].Leader {
-		t.Fatalf("defragmented %+v, want the two followers and then the leader, m1", done)
+	// move_leader (the default): m1 hands leadership over, and is defragmented as a follower.
+	if len(done) != 3 || done[2].Name != "m1" || done[2].MovedTo == "" || done[2].Leader || done[0].MovedTo != "" || done[1].MovedTo != "" {
+		t.Fatalf("defragmented %+v, want the two followers and then the leader, m1, after it handed leadership over", done)
 	}
 	times := defragTimes(t, etcd)
 	leader := "m1"
@@ -263,7 +274,7 @@ func TestDefragmentResumesFromItsProgress(t *testing.T) {
 			t.Errorf("member %s was defragmented %d times, want %d", name, len(ts), want)
 		}
 	}
-	if done := done(t, rn); len(done) != 3 || done[0].ID != follower.ID || !done[2].Leader {
+	if done := done(t, rn); len(done) != 3 || done[0].ID != follower.ID || done[2].MovedTo == "" {
 		t.Errorf("progress %+v, want the earlier member first and the leader last", done)
 	}
 	if !strings.Contains(res.Output, follower.Name+" ("+follower.ID+", follower): ") || !strings.Contains(res.Output, "by an earlier attempt") {
@@ -369,7 +380,7 @@ func TestPlan(t *testing.T) {
 		{"negative bytes", map[string]string{"min_reclaim_bytes": "-1"},
 			`params.min_reclaim_bytes: "-1" must be a positive number of bytes`},
 		{"unknown", map[string]string{"ratio": "0.5"},
-			"params.ratio: unknown parameter (known: [defrag_timeout health_timeout min_fragmentation_ratio min_reclaim_bytes pause_between_members])"},
+			"params.ratio: unknown parameter (known: [defrag_timeout health_timeout min_fragmentation_ratio min_reclaim_bytes move_leader pause_between_members])"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -39,7 +39,13 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
-	etcd := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: 3, Template: filepath.Join("..", "..", "testdata", "manifests", "etcd.yaml")})
+	return startAt(t, etcdtest.DefaultVersion)
+}
+
+// startAt is start on the given etcd version.
+func startAt(t *testing.T, v etcdtest.Version) *env {
+	t.Helper()
+	etcd := etcdtest.NewStatic(t, etcdtest.StaticOptions{Members: 3, Template: filepath.Join("..", "..", "testdata", "manifests", "etcd.yaml"), Version: v})
 	q, err := queue.Open(context.Background(), queue.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +259,11 @@ func (e *env) assertWhole(t *testing.T, keys ...string) {
 // while the others still have it as a member. The member is replaced by a new one, under a
 // new ID, that holds the data.
 func TestReplaceAWipedMember(t *testing.T) {
-	e := start(t)
+	etcdtest.EachVersion(t, testReplaceAWipedMember)
+}
+
+func testReplaceAWipedMember(t *testing.T, v etcdtest.Version) {
+	e := startAt(t, v)
 	keys := []string{"app/1", "app/2", "app/3"}
 	put(t, e.cl, keys...)
 	before := members(t, e.etcd.Nodes[0].ClientURL)

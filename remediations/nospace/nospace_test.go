@@ -180,7 +180,7 @@ func TestAClusterFarBelowItsQuotaIsLeftAlone(t *testing.T) {
 		t.Errorf("db sizes went from %v to %v, want them untouched", before, after)
 	}
 	for _, m := range etcd.Members {
-		if ts, err := m.LogLines("finished defragmenting directory"); err != nil || len(ts) > 0 {
+		if ts, err := m.LogLines("finished defragment"); err != nil || len(ts) > 0 {
 			t.Errorf("%s was defragmented %d times (%v)", m.Name, len(ts), err)
 		}
 	}
