@@ -116,6 +116,21 @@ func nospaceClusterAt(t *testing.T, v etcdtest.Version) (*etcdtest.Cluster, *cli
 	return etcd, cl
 }
 
+// assertHealed checks what a NOSPACE recovery must leave: the incident succeeded, no alarm is
+// armed and a write succeeds.
+func assertHealed(t *testing.T, inc remediator.Incident, cl *clientv3.Client) {
+	t.Helper()
+	if inc.State != remediator.StateSucceeded {
+		t.Fatalf("incident %s: %s (%s), want succeeded", inc.ID, inc.State, inc.Reason)
+	}
+	if a := alarmList(t, cl); a != "" {
+		t.Errorf("alarms after the remediation: %s, want none", a)
+	}
+	if err := probeWrite(cl); err != nil {
+		t.Errorf("a write after the remediation: %v", err)
+	}
+}
+
 func alarmList(t *testing.T, cl *clientv3.Client) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -300,15 +315,7 @@ func TestNOSPACEIsHealedEndToEnd(t *testing.T) {
 	}
 	inc := waitIncident(t, m.Addr, 2*time.Minute, terminal)
 
-	if inc.State != remediator.StateSucceeded {
-		t.Fatalf("incident %s: %s (%s), want succeeded", inc.ID, inc.State, inc.Reason)
-	}
-	if a := alarmList(t, cl); a != "" {
-		t.Errorf("alarms after the remediation: %s, want none", a)
-	}
-	if err := probeWrite(cl); err != nil {
-		t.Errorf("a write after the remediation: %v", err)
-	}
+	assertHealed(t, inc, cl)
 	assertDefraggedOnceLeaderLast(t, etcd, leaderOf(t, inc.Before))
 	if len(inc.Evidence) != 4 || inc.Remediation != "etcd-liveness-probe-guard" || inc.Policy != "etcd-nospace" {
 		t.Errorf("incident evidence %d alerts, remediation %q, policy %q; want the 3 alerts and the probe failure", len(inc.Evidence), inc.Remediation, inc.Policy)

@@ -78,11 +78,7 @@ func BenchmarkRecovery(b *testing.B) {
 			return err
 		})
 		for b.Loop() {
-			runbook := measure(b, f.thaw(b), runbookNOSPACE(b, f.etcd))
-			var inc remediator.Incident
-			ours := measure(b, f.thaw(b), remediate(b, f.etcd, "etcdDatabaseQuotaLowSpace", "", nil, &inc))
-			reportRecovery(b, "remediator", runbook, ours, false)
-			logSteps(b, inc)
+			benchNOSPACE(b, f)
 		}
 	})
 	live := benchMiB(b) << 20
@@ -90,11 +86,7 @@ func BenchmarkRecovery(b *testing.B) {
 		s := sized{Live: live, History: 2 * live, Quota: 3 * live}
 		f := filled(b, s.Quota, func(ctx context.Context, cl *clientv3.Client) error { return fillSized(ctx, cl, s) })
 		for b.Loop() {
-			runbook := measure(b, f.thaw(b), runbookNOSPACE(b, f.etcd))
-			var inc remediator.Incident
-			ours := measure(b, f.thaw(b), remediate(b, f.etcd, "etcdDatabaseQuotaLowSpace", "", nil, &inc))
-			reportRecovery(b, "remediator", runbook, ours, false)
-			logSteps(b, inc)
+			benchNOSPACE(b, f)
 		}
 	})
 	b.Run("fragmented-production", func(b *testing.B) {
@@ -121,6 +113,15 @@ func BenchmarkRecovery(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchNOSPACE runs the seed runbook and serve on the defaults from the same NOSPACE bytes.
+func benchNOSPACE(b *testing.B, f *frozen) {
+	runbook := measure(b, f.thaw(b), runbookNOSPACE(b, f.etcd))
+	var inc remediator.Incident
+	ours := measure(b, f.thaw(b), remediate(b, f.etcd, "etcdDatabaseQuotaLowSpace", "", nil, &inc))
+	reportRecovery(b, "remediator", runbook, ours, false)
+	logSteps(b, inc)
 }
 
 // logSteps logs how long each step of the incident took, and the waits between them.

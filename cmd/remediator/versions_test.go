@@ -24,15 +24,7 @@ func TestTheDefaultNOSPACEPolicyHealsEveryEtcdVersion(t *testing.T) {
 			t.Fatalf("POST firing: %d %v", code, body)
 		}
 		inc := waitIncident(t, m.Addr, 2*time.Minute, terminal)
-		if inc.State != remediator.StateSucceeded {
-			t.Fatalf("incident %s: %s (%s), want succeeded", inc.ID, inc.State, inc.Reason)
-		}
-		if a := alarmList(t, cl); a != "" {
-			t.Errorf("alarms after the remediation: %s, want none", a)
-		}
-		if err := probeWrite(cl); err != nil {
-			t.Errorf("a write after the remediation: %v", err)
-		}
+		assertHealed(t, inc, cl)
 		if len(inc.Before) != 3 || len(inc.After) != 3 {
 			t.Fatalf("figures of %d members before and %d after, want 3 and 3", len(inc.Before), len(inc.After))
 		}
@@ -75,15 +67,7 @@ func TestNOSPACEAtProductionSize(t *testing.T) {
 		t.Fatalf("POST firing: %d %v", code, body)
 	}
 	inc := waitIncident(t, m.Addr, 5*time.Minute, terminal)
-	if inc.State != remediator.StateSucceeded {
-		t.Fatalf("incident %s: %s (%s), want succeeded", inc.ID, inc.State, inc.Reason)
-	}
-	if a := alarmList(t, cl); a != "" {
-		t.Errorf("alarms after the remediation: %s, want none", a)
-	}
-	if err := probeWrite(cl); err != nil {
-		t.Errorf("a write after the remediation: %v", err)
-	}
+	assertHealed(t, inc, cl)
 	for i, after := range inc.After {
 		before := inc.Before[i]
 		if after.DBSize >= before.DBSize || after.DBSize < s.Live {

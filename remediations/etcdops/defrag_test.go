@@ -7,26 +7,35 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/etcdtest"
 )
 
-// TestDefragmentHandsLeadershipOver defragments a 3-member cluster with and without
-// move_leader: with it, the leader hands leadership to a follower first and is defragmented
-// as a follower; without it, the leader is defragmented last, still leading.
-func TestDefragmentHandsLeadershipOver(t *testing.T) {
+// threeMembers starts a 3-member cluster for the test, and lists its members.
+func threeMembers(ctx context.Context, t *testing.T) (*clientv3.Client, []Member) {
+	t.Helper()
 	etcd := etcdtest.New(t, etcdtest.Options{Members: 3})
 	cl, err := etcd.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	members, _, err := Members(ctx, cl, cl.Endpoints())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cl, members
+}
+
+// TestDefragmentHandsLeadershipOver defragments a 3-member cluster with and without
+// move_leader: with it, the leader hands leadership to a follower first and is defragmented
+// as a follower; without it, the leader is defragmented last, still leading.
+func TestDefragmentHandsLeadershipOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, members := threeMembers(ctx, t)
 	leader := func() string {
 		t.Helper()
 		statuses, err := Status(ctx, cl, members, nil)

@@ -7,26 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/remediator/remediator/internal/etcdtest"
 )
 
 // TestCompactAndWaitWaitsForEveryMember compacts a history on 3 members and checks that,
 // when it returns, every member has finished: its count of compactions went up. Without
 // metrics it waits on the space in use instead.
 func TestCompactAndWaitWaitsForEveryMember(t *testing.T) {
-	etcd := etcdtest.New(t, etcdtest.Options{Members: 3})
-	cl, err := etcd.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	members, _, err := Members(ctx, cl, cl.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, members := threeMembers(ctx, t)
 	v := View{Client: cl, Members: members, Metrics: http.DefaultClient}
 	history := func() int64 {
 		t.Helper()
