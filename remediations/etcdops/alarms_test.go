@@ -10,7 +10,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/remediator/remediator"
-	"github.com/remediator/remediator/internal/etcdtest"
 )
 
 // armedIDs lists the members with a NOSPACE alarm.
@@ -32,16 +31,7 @@ func armedIDs(t *testing.T, cl *clientv3.Client) []uint64 {
 
 func TestDisarmNOSPACE(t *testing.T) {
 	ctx := context.Background()
-	etcd := etcdtest.New(t, etcdtest.Options{Members: 3})
-	cl, err := etcd.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	members, _, err := Members(ctx, cl, cl.Endpoints())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, members := threeMembers(ctx, t)
 	// etcd raises NOSPACE itself only on a full backend: raise it by hand on every member, and
 	// on an ID that is no longer a member.
 	raw := pb.NewMaintenanceClient(cl.ActiveConnection())
