@@ -127,9 +127,12 @@ func TestAnAgentMayOnlyTakeItsOwnRequestsAndAnswerThem(t *testing.T) {
 	other, _ := AgentSubject("prod", "cp-2")
 
 	// Whatever it publishes on remediator's subjects, JetStream's API or the buckets is
-	// refused and stored nowhere.
+	// refused and stored nowhere; and it cannot answer a request it was not sent, not even
+	// with the server's "no responders", which the service takes on this server at once
+	// (Agents.grace).
 	before := streamMessages(t, l.q, streamWork)
-	for _, subject := range []string{SubjectAnswer, SubjectRun, SubjectAlerts, other, "$JS.API.STREAM.LIST", "$KV." + bucketIncidents + ".x"} {
+	for _, subject := range []string{SubjectAnswer, SubjectRun, SubjectAlerts, other, "$JS.API.STREAM.LIST", "$KV." + bucketIncidents + ".x",
+		l.q.nc.NewRespInbox(), "_INBOX.forged"} {
 		if err := nc.Publish(subject, []byte(`{"incident":"x","approve":true,"via":"slack","by":"U1"}`)); err != nil {
 			t.Fatal(err)
 		}
