@@ -70,10 +70,17 @@ func startService(t testing.TB, cfg config.Config) *Main {
 // with the given mode and parameters.
 func writePolicy(t *testing.T, mode string, params map[string]string) string {
 	t.Helper()
-	dir := t.TempDir()
+	return onePolicy(t, `text.contains("database space exceeded") || labels.alertname == "etcdDatabaseQuotaLowSpace"`,
+		"etcd-nospace-recovery", mode, params)
+}
+
+// onePolicy writes a policies_dir whose one policy sends the alerts match picks to the
+// remediation, in the mode, with the parameters.
+func onePolicy(tb testing.TB, match, remediation, mode string, params map[string]string) string {
+	tb.Helper()
+	dir := tb.TempDir()
 	var p strings.Builder
-	fmt.Fprintf(&p, "policies:\n  - name: test-nospace\n    match: text.contains(\"database space exceeded\") || labels.alertname == \"etcdDatabaseQuotaLowSpace\"\n")
-	fmt.Fprintf(&p, "    remediation: etcd-nospace-recovery\n    mode: %s\n    params:\n", mode)
+	fmt.Fprintf(&p, "policies:\n  - name: test\n    match: %s\n    remediation: %s\n    mode: %s\n    params:\n", match, remediation, mode)
 	for k, v := range params {
 		fmt.Fprintf(&p, "      %s: %q\n", k, v)
 	}
@@ -81,7 +88,7 @@ func writePolicy(t *testing.T, mode string, params map[string]string) string {
 		p.WriteString("      {}\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "test.yaml"), []byte(p.String()), 0o644); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return dir
 }

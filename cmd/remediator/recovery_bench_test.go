@@ -30,7 +30,7 @@ func benchMiB(b *testing.B) int64 {
 
 // filled starts a 3-member cluster and fills it with fill; the cluster is then frozen, so
 // that every contender starts from the same bytes.
-func filled(b *testing.B, quota int64, fill func(context.Context, *clientv3.Client) error) *frozen {
+func filled(b *testing.B, quota int64, fill func(context.Context, *clientv3.Client) error) *etcdtest.Frozen {
 	b.Helper()
 	etcd := etcdtest.New(b, etcdtest.Options{Members: 3, QuotaBytes: quota})
 	cl, err := etcd.Client()
@@ -45,7 +45,7 @@ func filled(b *testing.B, quota int64, fill func(context.Context, *clientv3.Clie
 		b.Fatal(err)
 	}
 	b.Logf("filled in %s", time.Since(start).Round(time.Millisecond))
-	return freeze(b, etcd)
+	return etcd.Freeze(b)
 }
 
 // reportRecovery logs both runs' figures and reports remediator's as ratios of the runbook's.
@@ -83,16 +83,16 @@ func BenchmarkRecovery(b *testing.B) {
 	})
 	live := benchMiB(b) << 20
 	b.Run("nospace-production", func(b *testing.B) {
-		s := sized{Live: live, History: 2 * live, Quota: 3 * live}
-		f := filled(b, s.Quota, func(ctx context.Context, cl *clientv3.Client) error { return fillSized(ctx, cl, s) })
+		s := etcdtest.Sized{Live: live, History: 2 * live, Quota: 3 * live}
+		f := filled(b, s.Quota, func(ctx context.Context, cl *clientv3.Client) error { return etcdtest.FillSized(ctx, cl, s) })
 		for b.Loop() {
 			benchNOSPACE(b, f)
 		}
 	})
 	b.Run("fragmented-production", func(b *testing.B) {
-		s := sized{Live: live, History: 2 * live, Quota: 8 * live}
+		s := etcdtest.Sized{Live: live, History: 2 * live, Quota: 8 * live}
 		f := filled(b, s.Quota, func(ctx context.Context, cl *clientv3.Client) error {
-			if err := fillSized(ctx, cl, s); err != nil {
+			if err := etcdtest.FillSized(ctx, cl, s); err != nil {
 				return err
 			}
 			// The history is free pages once compacted: fragmented, far from the quota.
@@ -104,10 +104,10 @@ func BenchmarkRecovery(b *testing.B) {
 			return err
 		})
 		for b.Loop() {
-			runbook := measure(b, f.thaw(b), runbookDefrag(b, f.etcd))
+			runbook := measure(b, f.Thaw(b), runbookDefrag(b, f.Cluster))
 			for _, move := range []string{"false", "true"} {
 				var inc remediator.Incident
-				ours := measure(b, f.thaw(b), remediate(b, f.etcd, "etcdDatabaseHighFragmentationRatio", "etcd-defrag-fragmented", map[string]string{"move_leader": move}, &inc))
+				ours := measure(b, f.Thaw(b), remediate(b, f.Cluster, "etcdDatabaseHighFragmentationRatio", "etcd-defrag-fragmented", map[string]string{"move_leader": move}, &inc))
 				reportRecovery(b, "move_leader="+move, runbook, ours, true)
 				logSteps(b, inc)
 			}
@@ -116,10 +116,10 @@ func BenchmarkRecovery(b *testing.B) {
 }
 
 // benchNOSPACE runs the seed runbook and serve on the defaults from the same NOSPACE bytes.
-func benchNOSPACE(b *testing.B, f *frozen) {
-	runbook := measure(b, f.thaw(b), runbookNOSPACE(b, f.etcd))
+func benchNOSPACE(b *testing.B, f *etcdtest.Frozen) {
+	runbook := measure(b, f.Thaw(b), runbookNOSPACE(b, f.Cluster))
 	var inc remediator.Incident
-	ours := measure(b, f.thaw(b), remediate(b, f.etcd, "etcdDatabaseQuotaLowSpace", "", nil, &inc))
+	ours := measure(b, f.Thaw(b), remediate(b, f.Cluster, "etcdDatabaseQuotaLowSpace", "", nil, &inc))
 	reportRecovery(b, "remediator", runbook, ours, false)
 	logSteps(b, inc)
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -29,108 +28,6 @@ import (
 // This file measures remediator's recoveries against the seed runbooks' etcdctl commands on
 // the same data, as a client of the cluster sees them: when its writes succeed again, and how
 // long they stall.
-
-// sized is a cluster filled to production sizes: live keys, and history over them that a
-// compaction frees.
-type sized struct {
-	// Live is the bytes of live data; History the bytes of overwritten values on top.
-	Live, History int64
-	// Quota is --quota-backend-bytes: with Live+History above it, the cluster ends in NOSPACE.
-	Quota int64
-}
-
-// valueSize is the size of one value: large enough to fill hundreds of MiB quickly.
-const valueSize = 256 << 10
-
-// fillSized writes s.Live bytes of live keys, then overwrites them until s.History more bytes
-// are written or etcd refuses with NOSPACE; the values are the same on every run, so two
-// clusters filled alike hold the same data.
-func fillSized(ctx context.Context, cl *clientv3.Client, s sized) error {
-	keys := max(int(s.Live/valueSize), 1)
-	writes := keys + int(s.History/valueSize)
-	value := strings.Repeat("v", valueSize)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan int)
-	go func() {
-		defer close(next)
-		for i := range writes {
-			select {
-			case next <- i:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	errs := make([]error, 4)
-	var wg sync.WaitGroup
-	for w := range errs {
-		wg.Go(func() {
-			for i := range next {
-				pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-				_, err := cl.Put(pctx, fmt.Sprintf("live/%06d", i%keys), value)
-				pcancel()
-				if errors.Is(rpctypes.Error(err), rpctypes.ErrNoSpace) {
-					cancel() // full: the others stop too
-					return
-				}
-				if err != nil && ctx.Err() == nil {
-					errs[w] = fmt.Errorf("fill: write %d: %w", i, err)
-					cancel()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// frozen is a filled cluster, stopped, whose data dirs are kept so that every contender
-// starts from the same bytes.
-type frozen struct {
-	etcd     *etcdtest.Cluster
-	pristine string
-}
-
-// freeze stops the cluster and copies its data dirs aside.
-func freeze(tb testing.TB, etcd *etcdtest.Cluster) *frozen {
-	tb.Helper()
-	etcd.Stop()
-	f := &frozen{etcd: etcd, pristine: tb.TempDir()}
-	for _, m := range etcd.Members {
-		copyDir(tb, m.DataDir, filepath.Join(f.pristine, m.Name))
-	}
-	return f
-}
-
-// thaw puts the pristine data dirs back and starts the members on their old ports.
-func (f *frozen) thaw(tb testing.TB) *etcdtest.Cluster {
-	tb.Helper()
-	f.etcd.Stop()
-	for _, m := range f.etcd.Members {
-		if err := os.RemoveAll(m.DataDir); err != nil {
-			tb.Fatal(err)
-		}
-		copyDir(tb, filepath.Join(f.pristine, m.Name), m.DataDir)
-		if err := m.Start(); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := f.etcd.WaitReady(ctx, time.Minute); err != nil {
-		tb.Fatal(err)
-	}
-	return f.etcd
-}
-
-func copyDir(tb testing.TB, from, to string) {
-	tb.Helper()
-	if out, err := exec.Command("cp", "-a", "--reflink=auto", from, to).CombinedOutput(); err != nil {
-		tb.Fatalf("cp %s %s: %v: %s", from, to, err, out)
-	}
-}
 
 // writer is a client that writes one key as fast as etcd acknowledges it, each write with a
 // 1 s timeout, failing over to the next member after a timeout, as a client with a 1 s
@@ -406,7 +303,7 @@ func remediate(tb testing.TB, etcd *etcdtest.Cluster, alertname, remediation str
 	return func() func() time.Time {
 		cfg := testConfig(tb, etcd)
 		if remediation != "" {
-			cfg.PoliciesDir = onePolicy(tb, alertname, remediation, params)
+			cfg.PoliciesDir = onePolicy(tb, fmt.Sprintf("labels.alertname == %q", alertname), remediation, "auto", params)
 		}
 		m := startService(tb, cfg)
 		return func() time.Time {
@@ -420,24 +317,6 @@ func remediate(tb testing.TB, etcd *etcdtest.Cluster, alertname, remediation str
 			return inc.Steps[len(inc.Steps)-1].FinishedAt
 		}
 	}
-}
-
-// onePolicy is a policies_dir whose one policy sends the alert to the remediation.
-func onePolicy(tb testing.TB, alertname, remediation string, params map[string]string) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	var p strings.Builder
-	fmt.Fprintf(&p, "policies:\n  - name: bench\n    match: labels.alertname == %q\n    remediation: %s\n    mode: auto\n    params:\n", alertname, remediation)
-	for k, v := range params {
-		fmt.Fprintf(&p, "      %s: %q\n", k, v)
-	}
-	if len(params) == 0 {
-		p.WriteString("      {}\n")
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(p.String()), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return dir
 }
 
 // alertPayload is Alertmanager's notification of one firing alert of the etcd mixin.

@@ -47,7 +47,7 @@ func TestTheDefaultNOSPACEPolicyHealsEveryEtcdVersion(t *testing.T) {
 // under as much history: defragmentation takes seconds there, and the live data must all
 // still be there after.
 func TestNOSPACEAtProductionSize(t *testing.T) {
-	s := sized{Live: 200 << 20, History: 200 << 20, Quota: 360 << 20}
+	s := etcdtest.Sized{Live: 200 << 20, History: 200 << 20, Quota: 360 << 20}
 	etcd := etcdtest.New(t, etcdtest.Options{Members: 3, QuotaBytes: s.Quota})
 	cl, err := etcd.Client()
 	if err != nil {
@@ -56,7 +56,7 @@ func TestNOSPACEAtProductionSize(t *testing.T) {
 	t.Cleanup(func() { cl.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := fillSized(ctx, cl, s); err != nil {
+	if err := etcdtest.FillSized(ctx, cl, s); err != nil {
 		t.Fatal(err)
 	}
 	if a := alarmList(t, cl); !strings.Contains(a, "NOSPACE") {
@@ -76,7 +76,7 @@ func TestNOSPACEAtProductionSize(t *testing.T) {
 		}
 	}
 	live, err := cl.Get(ctx, "live/", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if want := s.Live / valueSize; err != nil || live.Count != want {
+	if want := s.Live / etcdtest.ValueSize; err != nil || live.Count != want {
 		t.Errorf("%v live keys (%v), want all %d", live, err, want)
 	}
 	t.Logf("defragment: %s", step(t, inc, "defragment").Output)
