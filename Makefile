@@ -55,7 +55,7 @@ lint-deploy:
 
 ## test: every test, against real etcd and NATS JetStream
 test: $(ETCD) $(NATS_SERVER) $(KUBE_APISERVER) vet lint-deploy
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 ## bench: webhook ingest against raw JetStream publishes, signed publishes against unsigned ones,
 ## synced writes against an interval, and the cost of an alert, a page of incidents and an

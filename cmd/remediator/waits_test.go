@@ -68,9 +68,12 @@ func TestTenThousandWaitingIncidentsDoNotDelayAnApproval(t *testing.T) {
 			}
 		}
 	}
+	// A bound on waiting, not a speed figure (make bench measures speed): under -race, beside
+	// the packages go test runs at the same time (a real kube-apiserver among them), this has
+	// taken over five minutes on 2 cores.
 	started := time.Now()
 	for n := 0; n < clusters; n = waiting() {
-		if time.Since(started) > 5*time.Minute {
+		if time.Since(started) > 10*time.Minute {
 			t.Fatalf("%d of %d incidents await approval after %s", n, clusters, time.Since(started))
 		}
 		time.Sleep(2 * time.Second)
