@@ -56,6 +56,10 @@ type Step struct {
 	Always      bool      `json:"always,omitempty"`
 	State       StepState `json:"state"`
 	Attempts    int       `json:"attempts"`
+	// MaxAttempts is how many attempts the step has, and RetryAt when the next one starts
+	// after an attempt that failed in a way that may pass.
+	MaxAttempts int       `json:"max_attempts,omitempty"`
+	RetryAt     time.Time `json:"retry_at,omitzero"`
 	StartedAt   time.Time `json:"started_at,omitzero"`
 	FinishedAt  time.Time `json:"finished_at,omitzero"`
 	Output      string    `json:"output,omitempty"`
@@ -149,11 +153,19 @@ type Incident struct {
 	Policy      string            `json:"policy"`
 	Mode        Mode              `json:"mode"`
 	Params      map[string]string `json:"params,omitempty"`
+	// Title says what the remediation does, for people ("NOSPACE recovery with liveness
+	// probes guarded"), as the catalogue named it when the incident opened; empty in
+	// incidents stored before there were titles.
+	Title string `json:"title,omitempty"`
 	// Gates are the policy's rules the incident runs under.
 	Gates Gates `json:"gates"`
 	State State `json:"state"`
 	// Reason says why the incident is in its state, when that is not obvious from it.
 	Reason string `json:"reason,omitempty"`
+	// Cancel is an operator's request to stop the run, once made.
+	Cancel *Cancel `json:"cancel,omitempty"`
+	// Attempt counts the runs of the incident: 2 after the first retry (0 or 1 before).
+	Attempt int `json:"attempt,omitempty"`
 	// Approval is the incident's request for approval, once one was made.
 	Approval *ApprovalRequest `json:"approval,omitempty"`
 	// Chat is the chat message that tracks the incident, once one was posted.

@@ -23,6 +23,8 @@ const (
 	// OutcomeRetry: the attempt failed in a way that may pass, and the step has attempts left.
 	OutcomeRetry  Outcome = "retry"
 	OutcomeFailed Outcome = "failed"
+	// OutcomeCancelled: the attempt was cut short because an operator cancelled the run.
+	OutcomeCancelled Outcome = "cancelled"
 )
 
 // Attempt runs the step once, turning a panic into an EINTERNAL error so that it is recorded
@@ -46,6 +48,7 @@ func (inc *Incident) StartStep(i int, now time.Time) {
 	s := &inc.Steps[i]
 	s.State = StepRunning
 	s.Attempts++
+	s.RetryAt = time.Time{}
 	if s.StartedAt.IsZero() {
 		s.StartedAt = now
 	}
@@ -79,6 +82,7 @@ func ClassifyStep(err error, interrupted bool, attempts, maxAttempts int) Outcom
 func (inc *Incident) EndStep(i int, o Outcome, res StepResult, err error, maxAttempts int, now time.Time) {
 	s := &inc.Steps[i]
 	s.Output = res.Output
+	s.MaxAttempts = maxAttempts
 	inc.AddFindings(res)
 	switch o {
 	case OutcomeSucceeded:
@@ -90,6 +94,11 @@ func (inc *Incident) EndStep(i int, o Outcome, res StepResult, err error, maxAtt
 	case OutcomeRetry:
 		s.Error = fmt.Sprintf("attempt %d: %v", s.Attempts, err)
 		inc.Record(now, EventStepRetry, s.Name, "attempt %d failed and will be retried: %v", s.Attempts, err)
+	case OutcomeCancelled:
+		s.State, s.Error, s.FinishedAt = StepSkipped, "", now
+		s.Output = strings.TrimSpace(s.Output + "\n" + err.Error())
+		inc.Record(now, EventStepSkipped, s.Name, "attempt %d %v", s.Attempts, err)
+		inc.CancelSteps()
 	case OutcomeNothingToDo:
 		// The step did its job: it proved there is no problem to act on.
 		var nothing *NothingToDo

@@ -218,10 +218,7 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, c Consumer, msg je
 		q.deadLetter(ctx, log, c, msg, d, err)
 		ackErr = msg.TermWithReason(truncate(err.Error(), 1024))
 	case remediator.Retriable(err):
-		// The first retry waits the shortest, even on a redelivery: a message taken over
-		// from a worker that died comes with an attempt already counted, and its first error
-		// is often the NATS election that followed the death, over in a second or two.
-		delay := q.opts.Backoff[min(max(d.Attempt-1, 1), len(q.opts.Backoff))-1]
+		delay := q.RetryDelay(d.Attempt)
 		log.Debug("the message comes back after the backoff", "retry_in", delay, "err", err)
 		ackErr = msg.NakWithDelay(delay)
 	default:
@@ -231,6 +228,14 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, c Consumer, msg je
 	if ackErr != nil {
 		log.Warn("acknowledging the message failed; it will be redelivered", "err", ackErr)
 	}
+}
+
+// RetryDelay is how long a message (or a step) that failed in a way that may pass waits after
+// its attempt-th try. The first retry waits the shortest, even on a redelivery: a message taken
+// over from a worker that died comes with an attempt already counted, and its first error is
+// often the NATS election that followed the death, over in a second or two.
+func (q *Queue) RetryDelay(attempt int) time.Duration {
+	return q.opts.Backoff[min(max(attempt-1, 1), len(q.opts.Backoff))-1]
 }
 
 // keepAlive tells the server the message is still being worked on, at a third of the ack

@@ -43,6 +43,7 @@ var DefaultLimits = map[string]Limit{
 	"signals":   {32 << 20, SignalsKept},
 	"meta":      {1 << 20, 0}, // signed_since must outlive every message
 	"dead":      {16 << 20, 30 * 24 * time.Hour},
+	"pauses":    {1 << 20, 0}, // a pause lasts until it is resumed
 }
 
 // DefaultMaxStore is the embedded server's file store: the streams' limits above fit in it,

@@ -57,6 +57,7 @@ const (
 	bucketRuns      = "remediator_runs"
 	bucketFences    = "remediator_fences"
 	bucketDead      = "remediator_dead"
+	bucketPauses    = "remediator_pauses"
 	streamWaits     = "REMEDIATOR_WAITS"
 	streamIndex     = "REMEDIATOR_INDEX"
 	subjectWaits    = "remediator.wait"
@@ -168,6 +169,8 @@ type Queue struct {
 	Locks *Locks
 	// Guarded holds the last values of the guarded etcd keys.
 	Guarded *Guarded
+	// Pauses are the clusters operators paused.
+	Pauses *Pauses
 	seen    jetstream.KeyValue
 	dead    jetstream.KeyValue
 	limits  map[string]Limit
@@ -355,6 +358,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		{"runs", jetstream.KeyValueConfig{Bucket: bucketRuns, Description: "The recent runs of each cluster and remediation, for cooldowns and attempt counts."}},
 		{"fences", jetstream.KeyValueConfig{Bucket: bucketFences, Description: "The step each cluster's lock holder runs and its deadline: no other holder starts before it."}},
 		{"dead", jetstream.KeyValueConfig{Bucket: bucketDead, Description: "Messages given up after their deliveries, for the humans to look at."}},
+		{"pauses", jetstream.KeyValueConfig{Bucket: bucketPauses, Description: "The clusters an operator paused: no step starts on them until resumed."}},
 	}
 	kvs := map[string]jetstream.KeyValue{}
 	for _, b := range buckets {
@@ -380,6 +384,7 @@ func (q *Queue) setup(ctx context.Context) error {
 	q.seen = kvs["seen"]
 	q.dead = kvs["dead"]
 	q.Guarded = &Guarded{kv: kvs["guarded"], maxPayload: q.nc.MaxPayload}
+	q.Pauses = &Pauses{kv: kvs["pauses"]}
 	return q.markSigning(ctx, kvs["meta"])
 }
 

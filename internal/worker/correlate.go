@@ -382,24 +382,19 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Arrival) error
 }
 
 // requestRun enqueues the incident for the executor, once.
-func (w *Worker) requestRun(ctx context.Context, id string) error {
+func (w *Worker) requestRun(ctx context.Context, id string) error { return w.requestRunFor(ctx, id, "") }
+
+// requestRunFor enqueues the incident for the executor once for each why: a run after a
+// cancel or a retry is another request than the first.
+func (w *Worker) requestRunFor(ctx context.Context, id, why string) error {
 	data, err := json.Marshal(runRequest{Incident: id})
 	if err != nil {
 		return err
 	}
-	_, err = w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+id)
-	return err
-}
-
-// Close closes a finished incident by hand, for an operator, and tells the humans.
-func (w *Worker) Close(ctx context.Context, id, by, reason string) (*remediator.Incident, error) {
-	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		return inc.CloseBy(w.Now(), by, reason)
-	})
-	if err != nil {
-		return nil, err
+	key := "run-" + id
+	if why != "" {
+		key += "-" + why
 	}
-	w.Log.Info("incident closed by hand", "incident", id, "by", by, "reason", reason)
-	w.notify(ctx, inc, nil)
-	return inc, nil
+	_, err = w.Publisher.Publish(ctx, w.RunSubject, data, key)
+	return err
 }

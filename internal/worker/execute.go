@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/remediator/remediator"
@@ -34,7 +35,7 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	switch {
 	case inc.State.Terminal():
 		return nil
-	case inc.State == remediator.StateAwaitingApproval:
+	case inc.State == remediator.StateAwaitingApproval && inc.Cancel == nil:
 		// Its expiry may not have been scheduled, if this worker stopped in between.
 		return w.scheduleExpiry(ctx, inc)
 	}
@@ -42,13 +43,18 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	if err != nil {
 		return w.fail(ctx, log, inc.ID, err)
 	}
-	if inc.State == remediator.StatePending {
+	if inc.State == remediator.StatePending && inc.Cancel == nil {
 		if inc, err = w.admit(ctx, log, inc, plan); err != nil || inc.State != remediator.StatePending {
 			return err
 		}
 	}
 	if err := samePlan(inc.Steps, plan); err != nil {
 		return w.fail(ctx, log, inc.ID, err)
+	}
+	// A paused cluster's incidents wait without its lock, which other clusters' do not need
+	// but an operator resuming it would find held.
+	if held, err := w.heldByPause(ctx, log, inc); held || err != nil {
+		return err
 	}
 
 	// Each run holds the lock under its own name: a second delivery of the same incident
@@ -70,10 +76,15 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	lock := w.holdLock(ctx, log, inc.Cluster, holder)
 	defer lock.release(ctx)
 	// What the incident is now, under the lock: another run may have moved it on.
-	if inc, err = w.Store.Get(ctx, inc.ID); err != nil || inc.State.Terminal() || inc.State == remediator.StateAwaitingApproval {
+	if inc, err = w.Store.Get(ctx, inc.ID); err != nil || inc.State.Terminal() || (inc.State == remediator.StateAwaitingApproval && inc.Cancel == nil) {
 		return err
 	}
-	if inc.State == remediator.StatePending {
+	switch {
+	case inc.Cancel != nil && inc.State != remediator.StateRunning:
+		if inc, err = w.setState(ctx, log, inc.ID, remediator.StateRunning, inc.Cancel.Why()+"; running the clean-up steps"); err != nil {
+			return err
+		}
+	case inc.State == remediator.StatePending:
 		if inc, err = w.setState(ctx, log, inc.ID, remediator.StateRunning, ""); err != nil {
 			return err
 		}
@@ -86,10 +97,15 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		}
 		// After a failure, or a step that found nothing to do, only clean-up steps are left,
 		// and they do not wait for gates: the cluster must not stay as the run left it.
-		if failed == nil && !hasFailed(inc) && nothingToDo(inc) == "" {
+		if failed == nil && !hasFailed(inc) && nothingToDo(inc) == "" && inc.Cancel == nil {
 			if stop, err := w.holdBack(ctx, log, inc, step); stop || err != nil {
 				return err
 			}
+		}
+		// A pause holds back every step, clean-up too: the operator wants the cluster left
+		// alone, and the clean-up runs on resume.
+		if held, err := w.heldByPause(ctx, log, inc); held || err != nil {
+			return err
 		}
 		if err := lock.check(); err != nil {
 			return w.lostLock(ctx, log, inc.ID, step.Name, err)
@@ -117,6 +133,10 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	}
 	if inc.State.Terminal() {
 		return failed
+	}
+	if inc.Cancel != nil && !hasFailed(inc) {
+		_, err := w.setState(ctx, log, inc.ID, remediator.StateCancelled, inc.Cancel.Why())
+		return err
 	}
 	if why := nothingToDo(inc); why != "" && !hasFailed(inc) {
 		_, err := w.setState(ctx, log, inc.ID, remediator.StateSkipped, why)
@@ -385,12 +405,18 @@ func samePlan(steps []remediator.Step, plan []remediator.PlannedStep) error {
 
 // runStep runs step i and records how it went.
 func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, id string, i int, step remediator.PlannedStep) (*remediator.Incident, error) {
+	start := false
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
-		inc.StartStep(i, w.Now())
+		if inc.Cancel != nil {
+			inc.CancelSteps()
+		}
+		if start = inc.Steps[i].Runnable() && !inc.State.Terminal(); start {
+			inc.StartStep(i, w.Now())
+		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err != nil || !start {
+		return inc, err
 	}
 	in := remediator.StepInput{
 		Incident: *inc,
@@ -414,6 +440,8 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 	defer cancelStep()
 	stop := lock.onLoss(cancelStep)
 	defer stop()
+	cut := w.cutOnCancel(stepCtx, id, step, cancelStep)
+	defer cut.stop()
 	in.Fence = func(ctx context.Context, op string, until time.Time) (func(), error) {
 		if err := lock.fence(ctx, step.Name+": "+op, until); err != nil {
 			return nil, err
@@ -439,25 +467,91 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 	took := w.Now().Sub(started)
 
 	o := remediator.ClassifyStep(stepErr, ctx.Err() != nil, inc.Steps[i].Attempts, w.StepAttempts)
+	if c := cut.cancelled(); c != nil && stepErr != nil && ctx.Err() == nil {
+		o, stepErr = remediator.OutcomeCancelled, fmt.Errorf("cut short: %s", c.Why())
+	}
+	var retryIn time.Duration
+	if o == remediator.OutcomeRetry && w.RetryDelay != nil {
+		retryIn = w.RetryDelay(inc.Steps[i].Attempts)
+	}
 	w.steps.WithLabelValues(inc.Remediation, step.Name, string(o)).Observe(took.Seconds())
 	rctx, cancel := recordCtx(ctx)
 	defer cancel()
 	inc, err = w.Store.Update(rctx, id, func(inc *remediator.Incident) error {
 		inc.EndStep(i, o, res, stepErr, w.StepAttempts, w.Now())
+		if retryIn > 0 {
+			inc.Steps[i].RetryAt = w.Now().Add(retryIn)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if retryIn > 0 {
+		// The run comes back when the step's next attempt is due, as recorded.
+		log.Warn("step failed; will retry", "took", took, "err", stepErr, "retry_at", inc.Steps[i].RetryAt)
+		return inc, remediator.RetryLater(retryIn, "step %s: attempt %d of %d failed (%v); the next starts at %s",
+			step.Name, inc.Steps[i].Attempts, w.StepAttempts, stepErr, inc.Steps[i].RetryAt.UTC().Format(time.RFC3339))
 	}
 	l, args := stepLogs[o], []any{"took", took}
 	if stepErr != nil {
 		args = append(args, "err", stepErr)
 	}
 	log.Log(ctx, l.level, l.msg, args...)
-	if o == remediator.OutcomeNothingToDo {
+	if o == remediator.OutcomeNothingToDo || o == remediator.OutcomeCancelled {
 		return inc, nil
 	}
 	return inc, stepErr
+}
+
+// cutter cuts a step short when its incident is cancelled, where that is safe: a read-only
+// or low-risk step (a check, a wait, a verification) leaves nothing half done. A higher-risk
+// step finishes, and the run stops after it.
+type cutter struct {
+	done chan struct{}
+	// seen is the cancel that cut the step, once seen.
+	seen atomic.Pointer[remediator.Cancel]
+}
+
+func (w *Worker) cutOnCancel(ctx context.Context, id string, step remediator.PlannedStep, cut func()) *cutter {
+	c := &cutter{done: make(chan struct{})}
+	if step.Risk != remediator.RiskReadOnly && step.Risk != remediator.RiskLow {
+		return c
+	}
+	go func() {
+		t := time.NewTicker(w.CancelPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				inc, err := w.Store.Get(ctx, id)
+				if err == nil && inc.Cancel != nil {
+					c.seen.Store(inc.Cancel)
+					cut()
+					return
+				}
+			}
+		}
+	}()
+	return c
+}
+
+func (c *cutter) stop() {
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+}
+
+// cancelled is the cancel that cut the step short, or nil.
+func (c *cutter) cancelled() *remediator.Cancel {
+	c.stop()
+	return c.seen.Load()
 }
 
 // stepLogs says how each outcome of a step attempt is logged.
@@ -470,6 +564,7 @@ var stepLogs = map[remediator.Outcome]struct {
 	remediator.OutcomeInterrupted: {slog.LevelWarn, "step interrupted; it runs again from its saved progress"},
 	remediator.OutcomeRetry:       {slog.LevelWarn, "step failed; will retry"},
 	remediator.OutcomeFailed:      {slog.LevelError, "step failed; the incident failed"},
+	remediator.OutcomeCancelled:   {slog.LevelWarn, "step cut short: the incident was cancelled"},
 }
 
 // nothingToDo is why the incident's run stopped short without a failure: a step found nothing

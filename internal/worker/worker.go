@@ -98,6 +98,17 @@ type Config struct {
 	// People maps chat user IDs to the operators they are (api.operators_file's slack_id),
 	// so that a person's click in chat and their answer over the API count as one.
 	People map[string]string
+	// Pauses are the clusters operators paused (nil: none can be); a run held back by one
+	// looks again every PauseRecheck (DefaultPauseRecheck if zero).
+	Pauses       PauseStore
+	PauseRecheck time.Duration
+	// RetryDelay is how long a step whose attempt failed in a way that may pass waits for its
+	// next (by the attempts it had), recorded in the step; nil leaves the delay to the
+	// queue's backoff, unrecorded.
+	RetryDelay func(attempts int) time.Duration
+	// CancelPoll is how often a read-only or low-risk step looks for a cancel, to be cut
+	// short (DefaultCancelPoll if zero).
+	CancelPoll time.Duration
 	// DryRun runs nothing anywhere: every incident is planned and skipped.
 	DryRun bool
 	// StepAttempts is how many times a step that fails in a way that may pass is tried before
@@ -110,6 +121,9 @@ type Config struct {
 
 // DefaultStepAttempts, with the queue's backoff, keeps trying a step for about half an hour.
 const DefaultStepAttempts = 9
+
+// DefaultCancelPoll is how often a step that may be cut short looks for a cancel.
+const DefaultCancelPoll = time.Second
 
 // Worker correlates alerts and runs remediations.
 type Worker struct {
@@ -131,6 +145,12 @@ func New(cfg Config) *Worker {
 	}
 	if cfg.StepAttempts == 0 {
 		cfg.StepAttempts = DefaultStepAttempts
+	}
+	if cfg.PauseRecheck == 0 {
+		cfg.PauseRecheck = DefaultPauseRecheck
+	}
+	if cfg.CancelPoll == 0 {
+		cfg.CancelPoll = DefaultCancelPoll
 	}
 	w := &Worker{
 		Config: cfg,

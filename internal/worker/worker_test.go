@@ -109,7 +109,7 @@ func newFixtureWith(t *testing.T, policyFile string, steps ...remediator.Planned
 	}
 	w := New(Config{Store: q.Incidents, Publisher: q, Locks: q.Locks, RunSubject: queue.SubjectRun,
 		ExpireSubject: queue.SubjectExpire, NotifySubject: queue.SubjectNotify, Policies: pols,
-		Remediations: rem, Registry: prometheus.NewRegistry()})
+		Remediations: rem, Pauses: q.Pauses, Registry: prometheus.NewRegistry()})
 	return &fixture{w: w, q: q, rem: rem}
 }
 
