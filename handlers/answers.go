@@ -25,11 +25,6 @@ type Answerer interface {
 	Answer(ctx context.Context, a remediator.Answer) (*remediator.Incident, error)
 }
 
-// Closer closes a finished incident by hand.
-type Closer interface {
-	Close(ctx context.Context, id, by, reason string) (*remediator.Incident, error)
-}
-
 // maxInteractionBytes is the largest Slack interaction payload accepted. A button click is a
 // few KiB; the body is read before its signature can be checked, so anyone may send one, and
 // the limit is what an unauthenticated sender can make us read and hash.
@@ -133,7 +128,7 @@ func (a *api) operator(c echo.Context, named string) (by, via string, err error)
 	by = strings.TrimSpace(named)
 	switch {
 	case by == "":
-		return "", "", remediator.Errorf(remediator.EINVALID, "approver: must name who answers")
+		return "", "", remediator.Errorf(remediator.EINVALID, "the shared operator token does not say who you are: name yourself with --as NAME (the API body's approver)")
 	case remediator.LooksLikeSlackID(by):
 		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %q is a Slack user ID, which the shared token cannot vouch for: answer in Slack, or with an operator token of your own", by)
 	}
@@ -162,31 +157,6 @@ func (a *api) tokenOf(got string) (operator string, shared bool) {
 	return "", a.OperatorToken != "" && sameSecret(got, a.OperatorToken)
 }
 
-// closeBody is the body of a close over the API.
-type closeBody struct {
-	Approver string `json:"approver"`
-	Reason   string `json:"reason"`
-}
-
-// closeIncident closes a finished incident by hand, for an operator: its alerts will never
-// resolve (silenced, or sent without send_resolved) and the humans have dealt with it.
-func (a *api) closeIncident(c echo.Context) error {
-	var body closeBody
-	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
-	if err := dec.Decode(&body); err != nil {
-		return remediator.Errorf(remediator.EINVALID, "body must be {\"approver\": \"name\", \"reason\": \"...\"}: %v", err)
-	}
-	by, _, err := a.operator(c, body.Approver)
-	if err != nil {
-		return err
-	}
-	inc, err := a.Closes.Close(c.Request().Context(), c.Param("id"), by, body.Reason)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, inc)
-}
-
 // answer takes an approval or rejection from an operator, over the API. An operator token of
 // one's own names the approver; the shared token lets the caller name one, and the worker
 // counts at most one approval given that way. Either way the approver must be one the
@@ -194,9 +164,8 @@ func (a *api) closeIncident(c echo.Context) error {
 func (a *api) answer(approve bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var body answerBody
-		dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 64<<10))
-		if err := dec.Decode(&body); err != nil {
-			return remediator.Errorf(remediator.EINVALID, "body must be {\"approver\": \"name\", \"comment\": \"...\"}: %v", err)
+		if err := decodeBody(c, &body, `{"approver": "name", "comment": "..."}`); err != nil {
+			return err
 		}
 		by, via, err := a.operator(c, body.Approver)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,6 +123,84 @@ func (r *recordingAnswerer) Close(_ context.Context, id, by, reason string) (*re
 	return &remediator.Incident{ID: id, State: remediator.StateSucceeded}, r.err
 }
 
+func (r *recordingAnswerer) Cancel(_ context.Context, id, by, reason string) (*remediator.Incident, error) {
+	r.controls = append(r.controls, "cancel "+id+" by "+by+": "+reason)
+	return &remediator.Incident{ID: id, State: remediator.StateRunning}, r.err
+}
+
+func (r *recordingAnswerer) Retry(_ context.Context, id, by string) (*remediator.Incident, error) {
+	r.controls = append(r.controls, "retry "+id+" by "+by)
+	return &remediator.Incident{ID: id, State: remediator.StatePending, Attempt: 2}, r.err
+}
+
+func (r *recordingAnswerer) Pause(_ context.Context, cluster, by, reason string) (remediator.Pause, error) {
+	r.controls = append(r.controls, "pause "+cluster+" by "+by+": "+reason)
+	return remediator.Pause{Cluster: cluster, By: by, Reason: reason}, r.err
+}
+
+func (r *recordingAnswerer) Resume(_ context.Context, cluster, by string) error {
+	r.controls = append(r.controls, "resume "+cluster+" by "+by)
+	return r.err
+}
+
+func (r *recordingAnswerer) Paused(context.Context) ([]remediator.Pause, error) { return nil, r.err }
+
+// TestOperatorControlsOverTheAPI checks the doors of cancel, retry, pause and resume: only an
+// operator token opens them, the shared one only with a name, and a cluster must be one
+// configured. What each does is the worker's, tested there and end to end.
+func TestOperatorControlsOverTheAPI(t *testing.T) {
+	f := newFixture(t, "")
+	post := func(path, token, body string) (int, string) {
+		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		return f.do(t, r)
+	}
+	for _, tc := range []struct {
+		name, path, token, body string
+		wantStatus              int
+		wantControl, wantError  string
+	}{
+		{"cancel with an own token", "/api/v1/incidents/i1/cancel", "carols-own-token", `{"reason":"wrong cluster"}`, 200, "cancel i1 by carol: wrong cluster", ""},
+		{"cancel with the shared token and a name", "/api/v1/incidents/i1/cancel", operatorToken, `{"approver":"dave","reason":"x"}`, 200, "cancel i1 by dave: x", ""},
+		{"cancel with the shared token and no name", "/api/v1/incidents/i1/cancel", operatorToken, `{"reason":"x"}`, 400, "",
+			`the shared operator token does not say who you are: name yourself with --as NAME (the API body's approver)`},
+		{"cancel without a token", "/api/v1/incidents/i1/cancel", "", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
+		{"cancel with the webhook token", "/api/v1/incidents/i1/cancel", "webhook-token", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
+		{"retry", "/api/v1/incidents/i1/retry", "carols-own-token", `{}`, 200, "retry i1 by carol", ""},
+		{"retry without a body", "/api/v1/incidents/i1/retry", "carols-own-token", ``, 400, "", `body must be JSON like {"approver": "name", "reason": "..."}`},
+		{"pause", "/api/v1/clusters/prod/pause", "carols-own-token", `{"reason":"etcd upgrade"}`, 200, "pause prod by carol: etcd upgrade", ""},
+		{"pause every cluster", "/api/v1/clusters/*/pause", "carols-own-token", `{"reason":"freeze"}`, 200, "pause * by carol: freeze", ""},
+		{"pause an unknown cluster", "/api/v1/clusters/qa/pause", "carols-own-token", `{"reason":"x"}`, 404, "", `cluster "qa" is not configured (clusters: prod, staging; * for all)`},
+		{"pause without a token", "/api/v1/clusters/prod/pause", "", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
+		{"resume", "/api/v1/clusters/prod/resume", "carols-own-token", `{}`, 200, "resume prod by carol", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.answers.controls = nil
+			status, body := post(tc.path, tc.token, tc.body)
+			if status != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", status, tc.wantStatus, body)
+			}
+			var got []string
+			if tc.wantControl != "" {
+				got = []string{tc.wantControl}
+			}
+			if !slices.Equal(f.answers.controls, got) {
+				t.Errorf("the worker was asked %q, want %q", f.answers.controls, got)
+			}
+			var e errorBody
+			_ = json.Unmarshal([]byte(body), &e)
+			if tc.wantError != "" && e.Error != tc.wantError {
+				t.Errorf("error %q, want %q", e.Error, tc.wantError)
+			}
+		})
+	}
+	if _, body := f.get(t, "/api/v1/clusters", ""); !strings.Contains(body, "operator token") {
+		t.Errorf("the clusters were read without a token: %s", body)
+	}
+}
+
 func TestClosingByHandOverTheAPI(t *testing.T) {
 	f := newFixture(t, "")
 	for _, tc := range []struct {
@@ -165,7 +244,7 @@ func TestApprovalsOverTheAPI(t *testing.T) {
 	}{
 		{"no token", "/api/v1/incidents/i1/approve", "", `{"approver":"alice"}`, nil, 401, "missing or wrong operator token", ""},
 		{"the webhook token is not an operator token", "/api/v1/incidents/i1/approve", token, `{"approver":"alice"}`, nil, 401, "operator token", ""},
-		{"shared token without a name", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "approver: must name who answers", ""},
+		{"shared token without a name", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "the shared operator token does not say who you are: name yourself with --as NAME (the API body's approver)", ""},
 		{"not JSON", "/api/v1/incidents/i1/approve", operatorToken, `approver=alice`, nil, 400, "body must be", ""},
 		{"an operator's token is theirs only", "/api/v1/incidents/i1/approve", "carols-own-token", `{"approver":"alice"}`, nil, 403, "this token is carol's, not alice's", ""},
 		{"the shared token cannot pass for a Slack user", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"U01ALICE"}`, nil, 403, "is a Slack user ID, which the shared token cannot vouch for", ""},

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -65,9 +66,13 @@ type Config struct {
 	Operators     map[string]string
 	// MetricsToken, when set, is the token GET /metrics needs.
 	MetricsToken string
-	// Answers records approvals and rejections; Closes closes incidents by hand.
-	Answers Answerer
-	Closes  Closer
+	// Answers records approvals and rejections; Controls are the operators' other hands on
+	// the runs (close, cancel, retry, pause, resume).
+	Answers  Answerer
+	Controls Controls
+	// Reachability says, per cluster, whether its etcd answered when last asked, for /readyz
+	// and the clusters API; nil if nothing checks.
+	Reachability func(ctx context.Context) []Reachability
 	// SlackSigningSecret, when set, turns on the Slack interactions endpoint, whose answers
 	// go to AnswersSubject.
 	SlackSigningSecret string
@@ -119,6 +124,11 @@ func New(cfg Config) *echo.Echo {
 	e.POST("/api/v1/incidents/:id/approve", a.answer(true))
 	e.POST("/api/v1/incidents/:id/reject", a.answer(false))
 	e.POST("/api/v1/incidents/:id/close", a.closeIncident)
+	e.POST("/api/v1/incidents/:id/cancel", a.cancelIncident)
+	e.POST("/api/v1/incidents/:id/retry", a.retryIncident)
+	e.GET("/api/v1/clusters", a.listClusters, a.readers)
+	e.POST("/api/v1/clusters/:name/pause", a.pauseCluster)
+	e.POST("/api/v1/clusters/:name/resume", a.resumeCluster)
 	if cfg.SlackSigningSecret != "" {
 		e.POST("/slack/interactions", a.slackInteraction)
 	}
@@ -274,11 +284,34 @@ func sameSecret(got, want string) bool {
 	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
+// Reachability is whether a cluster's etcd answered when last asked.
+type Reachability struct {
+	Cluster   string    `json:"cluster"`
+	Reachable bool      `json:"reachable"`
+	Endpoint  string    `json:"endpoint,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// ready is ready when the queue is: webhooks can be taken even while a cluster's etcd is down
+// (that is when they matter). It tells the truth about each cluster all the same.
 func (a *api) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := a.Ready(ctx); err != nil {
 		return remediator.Errorf(remediator.EUNAVAILABLE, "not ready: %v", err)
 	}
-	return c.String(http.StatusOK, "ready\n")
+	var b strings.Builder
+	b.WriteString("ready\n")
+	if a.Reachability != nil {
+		for _, r := range a.Reachability(ctx) {
+			ago := a.Now().Sub(r.CheckedAt).Round(time.Second)
+			if r.Reachable {
+				fmt.Fprintf(&b, "cluster %s: etcd reachable at %s (checked %s ago)\n", r.Cluster, r.Endpoint, ago)
+				continue
+			}
+			fmt.Fprintf(&b, "cluster %s: etcd unreachable: %s (checked %s ago); webhooks are still taken, and its remediations retry\n", r.Cluster, r.Error, ago)
+		}
+	}
+	return c.String(http.StatusOK, b.String())
 }

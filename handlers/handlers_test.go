@@ -47,9 +47,10 @@ type fixture struct {
 // authentication and mapping the worker's verdict to HTTP; the rules are the worker's, tested
 // there and end to end.
 type recordingAnswerer struct {
-	got    []remediator.Answer
-	closed []string
-	err    error
+	got      []remediator.Answer
+	closed   []string
+	controls []string
+	err      error
 }
 
 func (r *recordingAnswerer) Answer(_ context.Context, a remediator.Answer) (*remediator.Incident, error) {
@@ -90,7 +91,7 @@ func newFixtureWith(t testing.TB, bearer string, configure func(*Config)) *fixtu
 		OperatorToken:      operatorToken,
 		Operators:          map[string]string{"carol": "carols-own-token"},
 		Answers:            f.answers,
-		Closes:             f.answers,
+		Controls:           f.answers,
 		SlackSigningSecret: signingSecret,
 		AnswersSubject:     queue.SubjectAnswer,
 		Replays:            q,
@@ -172,10 +173,10 @@ func TestAlertmanagerWebhookRefusesBadInput(t *testing.T) {
 		{"no token", good, "", 401, "missing bearer token"},
 		{"wrong token", good, "Bearer nope", 401, "wrong bearer token"},
 		{"oversized", oversized, "Bearer " + token, 413, "over the 1048576 byte limit"},
-		{"malformed JSON", good[:len(good)/2], "Bearer " + token, 400, "malformed JSON: the body ends early"},
-		{"not JSON", []byte("alertname=etcdDatabaseQuotaLowSpace"), "Bearer " + token, 400, "malformed JSON: invalid character 'a' at start of value at byte 0"},
-		{"duplicate key", []byte(`{"version":"4","version":"3","alerts":[]}`), "Bearer " + token, 400, "malformed JSON: duplicate object member name at /version (byte 15)"},
-		{"wrong field type", []byte(`{"version":"4","alerts":"many"}`), "Bearer " + token, 400, "malformed JSON: field /alerts must be an array, not string (byte 24)"},
+		{"malformed JSON", good[:len(good)/2], "Bearer " + token, 400, "malformed JSON: the payload ends early, cut short"},
+		{"not JSON", []byte("alertname=etcdDatabaseQuotaLowSpace"), "Bearer " + token, 400, "line 1, column 1: malformed JSON: invalid character 'a' at start of value"},
+		{"duplicate key", []byte(`{"version":"4","version":"3","alerts":[]}`), "Bearer " + token, 400, "line 1, column 16: malformed JSON: field version appears twice"},
+		{"wrong field type", []byte(`{"version":"4","alerts":"many"}`), "Bearer " + token, 400, "line 1, column 25: field alerts must be an array, not a string"},
 		{"data after the object", append(append([]byte{}, good...), []byte(`{"again":1}`)...), "Bearer " + token, 400, "malformed JSON: invalid character '{' after top-level value"},
 		{"wrong version", edit(func(m map[string]any) { m["version"] = "3" }), "Bearer " + token, 400, `version \"3\" is not supported`},
 		{"no version", edit(func(m map[string]any) { delete(m, "version") }), "Bearer " + token, 400, `version \"\" is not supported`},

@@ -5,9 +5,11 @@
 package etcdops
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +87,46 @@ func (c *Clients) Get(cluster string) (*clientv3.Client, error) {
 	}
 	c.clients[cluster] = cl
 	return cl, nil
+}
+
+// Probe says whether the cluster's etcd answers: the first endpoint whose member gives its
+// status, or an error naming what each endpoint said. It dials a client of its own and closes
+// it, so that a cluster only looked at holds no connection open.
+func (c *Clients) Probe(ctx context.Context, cluster string) (endpoint string, err error) {
+	c.mu.Lock()
+	cfg, ok := c.configs[cluster]
+	c.mu.Unlock()
+	if !ok {
+		return "", remediator.Errorf(remediator.ENOTFOUND, "cluster %q is not configured", cluster)
+	}
+	tlsConfig, err := cfg.tls()
+	if err != nil {
+		return "", err
+	}
+	cl, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 2 * time.Second, TLS: tlsConfig, Logger: zap.NewNop()})
+	if err != nil {
+		return "", remediator.Errorf(remediator.EUNAVAILABLE, "etcd client: %w", err)
+	}
+	defer cl.Close()
+	var failures []string
+	for _, ep := range cfg.Endpoints {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := cl.Status(sctx, ep)
+		cancel()
+		if err == nil {
+			return ep, nil
+		}
+		failures = append(failures, fmt.Sprintf("%s: %v", ep, describe(err)))
+	}
+	return "", remediator.Errorf(remediator.EUNAVAILABLE, "%s", strings.Join(failures, "; "))
+}
+
+// describe says what a failed call met, in an operator's words where it can.
+func describe(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "no answer within 2s (down, or not reachable from here)"
+	}
+	return err.Error()
 }
 
 // Close closes every client made.
