@@ -171,13 +171,15 @@ type Queue struct {
 	Guarded *Guarded
 	// Pauses are the clusters operators paused.
 	Pauses *Pauses
-	seen    jetstream.KeyValue
-	dead    jetstream.KeyValue
-	limits  map[string]Limit
+	seen   jetstream.KeyValue
+	dead   jetstream.KeyValue
+	limits map[string]Limit
 	// deadLetters counts the messages given up, by consumer.
 	deadLetters *prometheus.CounterVec
-	signer      *signer
-	agents      *Agents
+	// finished counts the incidents that ended here, by state.
+	finished *prometheus.CounterVec
+	signer   *signer
+	agents   *Agents
 	// signedSince is when this queue's streams first held signed messages: an unsigned one
 	// stored before is from the version that signed nothing.
 	signedSince time.Time
@@ -222,7 +224,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	q := &Queue{opts: opts, signer: s, deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "remediator_dead_letters_total",
 		Help: "Messages given up after their deliveries (recorded in the remediator_dead bucket), by consumer.",
-	}, []string{"consumer"})}
+	}, []string{"consumer"}), finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "remediator_incidents_finished_total",
+		Help: "Incidents that ended, by how (succeeded, failed, rejected, skipped, cancelled); remediator_incidents counts the open ones.",
+	}, []string{"state"})}
 	natsOpts := []nats.Option{nats.Name("remediator"), nats.MaxReconnects(-1)}
 	url := opts.URL
 	if url == "" {
@@ -379,7 +384,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		return unavailable("stream %s", streamIndex, err)
 	}
 	q.Incidents = &Store{incidents: kvs["incidents"], open: kvs["open"], alerts: kvs["alerts"], signals: kvs["signals"],
-		evidence: kvs["evidence"], archive: kvs["archive"], runs: kvs["runs"], index: index, publish: q.Publish, maxPayload: q.nc.MaxPayload}
+		evidence: kvs["evidence"], archive: kvs["archive"], runs: kvs["runs"], index: index, publish: q.Publish, maxPayload: q.nc.MaxPayload, finished: q.finished}
 	q.Locks = &Locks{kv: kvs["locks"], fences: kvs["fences"], ttl: q.opts.AckWait}
 	q.seen = kvs["seen"]
 	q.dead = kvs["dead"]
@@ -465,7 +470,9 @@ func (q *Queue) Publish(ctx context.Context, subject string, data []byte, msgID 
 }
 
 // Collectors are the queue's metrics, for a registry.
-func (q *Queue) Collectors() []prometheus.Collector { return []prometheus.Collector{q.deadLetters} }
+func (q *Queue) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{q.deadLetters, q.finished}
+}
 
 // FirstSeen records key and says whether this is the first time it is seen within ten
 // minutes; every replica sees the same answer.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/remediator/remediator"
 )
@@ -35,6 +36,8 @@ type Store struct {
 	publish func(ctx context.Context, subject string, data []byte, msgID string) (bool, error)
 	// maxPayload is the largest incident document the server takes.
 	maxPayload func() int64
+	// finished counts the incidents whose update ended them, by state.
+	finished *prometheus.CounterVec
 }
 
 // SignalsKept is how long a signal that answers no policy by itself is kept to join an
@@ -190,6 +193,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*remediator.Incid
 		if rev == 0 {
 			return nil, remediator.Errorf(remediator.EREFUSED, "incident %s is archived (closed and past the retention): it is read-only", id)
 		}
+		wasOver := inc.State.Terminal()
 		if err := fn(inc); err != nil {
 			return nil, err
 		}
@@ -212,6 +216,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*remediator.Incid
 			return nil, unavailable("update incident %s", id, err)
 		}
 		if inc.State.Terminal() {
+			if !wasOver && s.finished != nil {
+				s.finished.WithLabelValues(string(inc.State)).Inc()
+			}
 			if err := s.recordRun(ctx, inc); err != nil {
 				return inc, err
 			}

@@ -169,7 +169,7 @@ func New(cfg Config) *Worker {
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
 		}, []string{"remediation", "step", "outcome"}),
 	}
-	cfg.Registry.MustRegister(w.alerts, w.admissions, w.steps, &stateCollector{store: cfg.Store, log: cfg.Log})
+	cfg.Registry.MustRegister(w.alerts, w.admissions, w.steps, &stateCollector{store: cfg.Store, pauses: cfg.Pauses, log: cfg.Log})
 	return w
 }
 
@@ -199,13 +199,17 @@ func recordCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // approval, running), read from the store's open claims at scrape time: every replica
 // reports the same figures, and a scrape costs what is open, not what is stored.
 type stateCollector struct {
-	store Store
-	log   *slog.Logger
+	store  Store
+	pauses PauseStore
+	log    *slog.Logger
 }
 
-var incidentsDesc = prometheus.NewDesc("remediator_incidents", "Open incidents by state.", []string{"state"}, nil)
+var (
+	incidentsDesc = prometheus.NewDesc("remediator_incidents", "Open incidents by state (pending, awaiting_approval, running); remediator_incidents_finished_total counts those that ended.", []string{"state"}, nil)
+	pausedDesc    = prometheus.NewDesc("remediator_cluster_paused", "1 for each cluster an operator paused (cluster=\"*\": every cluster); no step starts on it until resumed.", []string{"cluster"}, nil)
+)
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- incidentsDesc }
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- incidentsDesc; ch <- pausedDesc }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -215,6 +219,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		c.log.Warn("incidents metric: cannot list incidents", "err", err)
 		ch <- prometheus.NewInvalidMetric(incidentsDesc, err)
 		return
+	}
+	if c.pauses != nil {
+		pauses, err := c.pauses.List(ctx)
+		if err != nil {
+			c.log.Warn("paused metric: cannot list the pauses", "err", err)
+			ch <- prometheus.NewInvalidMetric(pausedDesc, err)
+		}
+		for _, p := range pauses {
+			ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, 1, p.Cluster)
+		}
 	}
 	counts := map[remediator.State]int{}
 	for _, inc := range all {
