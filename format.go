@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -54,3 +55,39 @@ func RedactURL(s string) string {
 
 // urlScheme is where a URL starts: its scheme and "://".
 var urlScheme = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://`)
+
+// HumanDuration is a length of time as a person reads it, to the precision that matters at
+// its size: 809ms, 1.8s, 4m12s, 2h5m, 13d9h; a zero last unit is left out (14m, 3d).
+func HumanDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + HumanDuration(-d)
+	}
+	const day = 24 * time.Hour
+	// Each size is rounded first, so that 59.96s is 1m, not 60.0s.
+	switch {
+	case d == 0:
+		return "0s"
+	case d < time.Millisecond:
+		return "<1ms"
+	case d.Round(time.Millisecond) < time.Second:
+		return fmt.Sprintf("%dms", d.Round(time.Millisecond).Milliseconds())
+	case d.Round(100*time.Millisecond) < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Round(100*time.Millisecond).Seconds())
+	case d.Round(time.Second) < time.Hour:
+		d = d.Round(time.Second)
+		return units(int64(d/time.Minute), "m", int64(d%time.Minute/time.Second), "s")
+	case d.Round(time.Minute) < day:
+		d = d.Round(time.Minute)
+		return units(int64(d/time.Hour), "h", int64(d%time.Hour/time.Minute), "m")
+	}
+	d = d.Round(time.Hour)
+	return units(int64(d/day), "d", int64(d%day/time.Hour), "h")
+}
+
+// units writes a count of a unit and of the next smaller one, leaving out a zero second.
+func units(n int64, unit string, rest int64, restUnit string) string {
+	if rest == 0 {
+		return fmt.Sprintf("%d%s", n, unit)
+	}
+	return fmt.Sprintf("%d%s%d%s", n, unit, rest, restUnit)
+}

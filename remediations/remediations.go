@@ -41,22 +41,38 @@ type Deps struct {
 
 // Catalog finds remediations by name.
 type Catalog struct {
-	byName map[string]planner
+	byName map[string]entry
+}
+
+// entry is a remediation and its title: what it does, in a few words for people, naming what
+// it wraps where it wraps another, since its name names only the wrapper.
+type entry struct {
+	planner
+	title string
 }
 
 // New returns the catalog of every remediation.
 func New(d Deps) *Catalog {
 	recovery := nospace.New(d.Etcd, d.BackupDir)
-	return &Catalog{byName: map[string]planner{
-		nospace.Name:                 recovery,
-		probeguard.Name:              probeguard.New(d.Etcd, d.Nodes, recovery),
-		keyguard.Name:                keyguard.New(d.Etcd, d.Guarded),
-		defrag.Name:                  defrag.New(d.Etcd),
-		apiserver.Name:               apiserver.New(d.Etcd, d.Nodes),
-		snapshotmissing.Name:         snapshotmissing.New(d.Etcd, d.Nodes),
-		membership.ReplaceName:       membership.NewReplace(d.Etcd, d.Nodes, d.BackupDir),
-		membership.QuorumRestoreName: membership.NewQuorumRestore(d.Etcd, d.Nodes, d.BackupDir),
+	return &Catalog{byName: map[string]entry{
+		nospace.Name:                 {recovery, "NOSPACE recovery"},
+		probeguard.Name:              {probeguard.New(d.Etcd, d.Nodes, recovery), "NOSPACE recovery with liveness probes guarded"},
+		keyguard.Name:                {keyguard.New(d.Etcd, d.Guarded), "Guarded key restore"},
+		defrag.Name:                  {defrag.New(d.Etcd), "Defragmentation of fragmented members"},
+		apiserver.Name:               {apiserver.New(d.Etcd, d.Nodes), "Longer kube-apiserver etcd check timeouts"},
+		snapshotmissing.Name:         {snapshotmissing.New(d.Etcd, d.Nodes), "Recovery of a member missing its raft snapshot"},
+		membership.ReplaceName:       {membership.NewReplace(d.Etcd, d.Nodes, d.BackupDir), "Member replacement"},
+		membership.QuorumRestoreName: {membership.NewQuorumRestore(d.Etcd, d.Nodes, d.BackupDir), "Quorum restore"},
 	}}
+}
+
+// Title is what the named remediation does, in a few words for people; the name itself for a
+// remediation the catalog does not know.
+func (c *Catalog) Title(name string) string {
+	if e, ok := c.byName[name]; ok {
+		return e.title
+	}
+	return name
 }
 
 // names lists the remediations, sorted.
@@ -85,6 +101,7 @@ func (c *Catalog) Validate(name string, params map[string]string) error {
 // every parameter at its default, and its parameters.
 type Description struct {
 	Name   string
+	Title  string
 	Steps  []remediator.PlannedStep
 	Params []params.Field
 }
@@ -98,7 +115,7 @@ func (c *Catalog) Describe() ([]Description, error) {
 		if err != nil {
 			return nil, fmt.Errorf("remediation %s does not plan on its defaults: %w", name, err)
 		}
-		out = append(out, Description{Name: name, Steps: steps, Params: p.Params()})
+		out = append(out, Description{Name: name, Title: p.title, Steps: steps, Params: p.Params()})
 	}
 	return out, nil
 }

@@ -24,6 +24,9 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"seconds":   seconds,
 	"window":    window,
 	"asked":     asked,
+	"recovery":  recovery,
+	"early":     early,
+	"instance":  instance,
 	"alertText": alertText,
 	"trim":      strings.TrimSpace,
 	"inc":       func(i int) int { return i + 1 },
@@ -34,7 +37,12 @@ var pageTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 func HTML(r Report) ([]byte, error) {
 	v := htmlView{Report: r, Columns: memberColumns, Sizes: sizes(r.Members), Gantt: gantt(r.Steps)}
 	for _, m := range r.Members {
-		v.Rows = append(v.Rows, memberRow(m))
+		row := memberRow(m, mixed(r.Members))
+		cells := make([]memberCell, len(row))
+		for i, f := range row {
+			cells[i] = memberCell{figure: f, Label: memberColumns[i]}
+		}
+		v.Rows = append(v.Rows, cells)
 	}
 	if len(r.Members) > 0 {
 		v.MembersNote = membersNote(r.Members)
@@ -50,12 +58,19 @@ func HTML(r Report) ([]byte, error) {
 type htmlView struct {
 	Report
 	Columns     []string
-	Rows        [][]string
+	Rows        [][]memberCell
 	MembersNote string
 	// Sizes is nil when no member figures were taken.
 	Sizes *sizeChart
 	// Gantt is nil when the remediation had no steps.
 	Gantt *stepChart
+}
+
+// memberCell is a figure of the members table with its column's heading, which labels it
+// where a narrow screen shows each member as a card.
+type memberCell struct {
+	figure
+	Label string
 }
 
 // barsWidth is the length of the longest bar, in SVG user units. The template lays the
@@ -187,7 +202,7 @@ func gantt(steps []Step) *stepChart {
 	const top, row = 28, 24
 	c := &stepChart{Height: top + len(steps)*row, Start: stamp(first)}
 	if !first.IsZero() {
-		c.Span = span.String()
+		c.Span = duration(span)
 	}
 	for i, s := range steps {
 		r := stepRow{Step: s, Y: float64(top + i*row)}

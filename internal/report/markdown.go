@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Markdown renders the report as Markdown.
@@ -10,7 +11,7 @@ func Markdown(r Report) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 
-	p("# Incident %s: %s on %s\n\n", r.Incident, r.Remediation, r.Cluster)
+	p("# Incident %s on %s: %s\n\n", r.Incident, r.Cluster, r.Title)
 	p("%s\n\n", r.Summary)
 	p("**Root cause.** %s\n\n", r.RootCause)
 	p("| | |\n|---|---|\n")
@@ -18,8 +19,9 @@ func Markdown(r Report) string {
 	if r.Reason != "" {
 		p("| Reason | %s |\n", cell(r.Reason))
 	}
+	p("| Remediation | %s |\n", r.Remediation)
 	p("| Policy | %s (mode %s) |\n", r.Policy, r.Mode)
-	p("| First signal | %s |\n", stamp(r.FirstSignal))
+	p("| First signal | %s |\n", flagged(r.FirstSignal, r.OpenedAt))
 	p("| Webhook received | %s |\n", stamp(r.ReceivedAt))
 	p("| Incident opened | %s |\n", stamp(r.OpenedAt))
 	p("| Recovered | %s |\n", stamp(r.RecoveredAt))
@@ -28,14 +30,18 @@ func Markdown(r Report) string {
 	p("| Closed | %s |\n", stamp(r.ClosedAt))
 	p("| Impact window | %s |\n", window(r.Impact))
 	if r.TimeToRecovery > 0 {
-		p("| Webhook to verified recovery | %s |\n", seconds(r.TimeToRecovery))
+		p("| Webhook to verified recovery | %s |\n", recovery(r))
 	}
 
 	if len(r.Members) > 0 {
 		p("\n## Members before and after\n\n")
 		p("| %s |\n|%s\n", strings.Join(memberColumns, " | "), strings.Repeat("---|", len(memberColumns)))
 		for _, m := range r.Members {
-			p("| %s |\n", strings.Join(memberRow(m), " | "))
+			var cells []string
+			for _, f := range memberRow(m, mixed(r.Members)) {
+				cells = append(cells, cell(f.String()))
+			}
+			p("| %s |\n", strings.Join(cells, " | "))
 		}
 		p("\n%s\n", membersNote(r.Members))
 	}
@@ -73,9 +79,10 @@ func Markdown(r Report) string {
 	list(&b, r.FollowUps, "None that the remediation could name.")
 
 	p("\n## Evidence\n\n")
-	p("| Alert | Status | Source | Fingerprint | Started | Received | Summary |\n|---|---|---|---|---|---|---|\n")
+	p("| Alert | Instance | Status | Source | Fingerprint | Started | Received | Summary |\n|---|---|---|---|---|---|---|---|\n")
 	for _, a := range r.Evidence {
-		p("| %s | %s | %s | %s | %s | %s | %s |\n", a.Name(), a.Status, a.Source, a.Fingerprint, stamp(a.StartsAt), stamp(a.ReceivedAt), cell(alertText(a)))
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name(), cell(instance(a)), a.Status, a.Source, a.Fingerprint,
+			flagged(a.StartsAt, r.OpenedAt), flagged(a.ReceivedAt, r.OpenedAt), cell(alertText(a)))
 	}
 
 	p("\n## Timeline\n\n| Time | Event | Step | |\n|---|---|---|---|\n")
@@ -83,6 +90,15 @@ func Markdown(r Report) string {
 		p("| %s | %s | %s | %s |\n", stamp(e.At), e.Kind, e.Step, cell(e.Message))
 	}
 	return b.String()
+}
+
+// flagged is a timestamp of the evidence, with a warning in bold where it is more than a day
+// before the incident opened.
+func flagged(t, opened time.Time) string {
+	if e := early(t, opened); e != "" {
+		return stamp(t) + " **(" + e + ")**"
+	}
+	return stamp(t)
 }
 
 // list writes items as a bullet list, or none when there are none.

@@ -15,8 +15,11 @@ import (
 
 // Report is the post-incident report, as its JSON format carries it.
 type Report struct {
-	Incident    string           `json:"incident"`
-	Cluster     string           `json:"cluster"`
+	Incident string `json:"incident"`
+	Cluster  string `json:"cluster"`
+	// Title says what was done, for people: the remediation's title when the incident was
+	// opened, or its name for an incident stored before incidents had titles.
+	Title       string           `json:"title"`
 	Remediation string           `json:"remediation"`
 	Policy      string           `json:"policy"`
 	Mode        remediator.Mode  `json:"mode"`
@@ -38,8 +41,11 @@ type Report struct {
 	// Impact is the window the cluster was hurt in: from the first signal to the recovery
 	// (or the alerts' resolution); its end is zero while it lasts.
 	Impact Window `json:"impact"`
-	// TimeToRecovery is from the first webhook to the verified recovery, in seconds.
+	// TimeToRecovery is from the first webhook to the verified recovery, in seconds, less
+	// ApprovalWait: the time from the request for approval to its grant, which measures the
+	// humans rather than the remediation. The two add up to the time that passed.
 	TimeToRecovery float64                     `json:"time_to_recovery_seconds,omitempty"`
+	ApprovalWait   float64                     `json:"approval_wait_seconds,omitempty"`
 	Approval       *remediator.ApprovalRequest `json:"approval,omitempty"`
 	Members        []Member                    `json:"members,omitempty"`
 	Steps          []Step                      `json:"steps"`
@@ -124,6 +130,7 @@ func Build(inc *remediator.Incident) Report {
 	r := Report{
 		Incident:    inc.ID,
 		Cluster:     inc.Cluster,
+		Title:       cmp.Or(inc.Title, inc.Remediation),
 		Remediation: inc.Remediation,
 		Policy:      inc.Policy,
 		Mode:        inc.Mode,
@@ -157,8 +164,9 @@ func Build(inc *remediator.Incident) Report {
 		}
 	}
 	if d := inc.TimeToRecovery(); d > 0 {
-		r.TimeToRecovery = d.Seconds()
 		r.RecoveredAt = inc.Steps[len(inc.Steps)-1].FinishedAt
+		wait := approvalWait(inc, r.ReceivedAt, r.RecoveredAt)
+		r.TimeToRecovery, r.ApprovalWait = (d - wait).Seconds(), wait.Seconds()
 	}
 	// The timeline starts with the problem, as its source saw it start, and ends with the
 	// recovery and the alerts resolving; evidence remembered from before the incident opened
@@ -186,8 +194,48 @@ func Build(inc *remediator.Incident) Report {
 	r.Members = members(inc.Before, inc.After)
 	r.RootCause = rootCause(inc)
 	r.NotDone = notDone(inc)
-	r.Summary = summary(inc, r.Members)
+	r.Summary = summary(inc, r)
 	return r
+}
+
+// approvalWait is how long, between from and to, the incident waited for a human: from its
+// request for approval to the approval that granted it. The request says both; a timeline
+// event stands in for what it lacks.
+func approvalWait(inc *remediator.Incident, from, to time.Time) time.Duration {
+	var asked, answered time.Time
+	if a := inc.Approval; a != nil {
+		asked = a.RequestedAt
+		answered, _ = granted(a)
+	}
+	fromTimeline := answered.IsZero()
+	for _, e := range inc.Timeline {
+		switch {
+		case e.Kind == remediator.EventApprovalRequested && asked.IsZero():
+			asked = e.At
+		case e.Kind == remediator.EventApproved && fromTimeline && e.At.After(answered):
+			answered = e.At // the last approval is the one that granted the request
+		}
+	}
+	if asked.IsZero() || answered.IsZero() {
+		return 0
+	}
+	// Only the wait inside the window counts.
+	asked, answered = later(asked, from), earlier(answered, to)
+	return max(answered.Sub(asked), 0)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // rootCause is what the steps found, or what the evidence says when they found nothing.
@@ -263,26 +311,32 @@ func members(before, after []remediator.MemberStatus) []Member {
 	for _, s := range before {
 		add(s, func(m *Member, s *remediator.MemberStatus) { m.Before = s })
 	}
+	// A failed run may have measured some members after and not others: each keeps what
+	// was measured, and the report says which were not.
 	for _, s := range after {
 		add(s, func(m *Member, s *remediator.MemberStatus) { m.After = s })
 	}
 	return out
 }
 
-func summary(inc *remediator.Incident, ms []Member) string {
+func summary(inc *remediator.Incident, r Report) string {
 	var b strings.Builder
 	var names []string
 	for _, a := range inc.Evidence {
-		if a.Status == remediator.AlertFiring && !slices.Contains(names, a.Name()) {
+		// A signal around the incident is not what the remediation answers.
+		if a.Status == remediator.AlertFiring && !a.Context && !slices.Contains(names, a.Name()) {
 			names = append(names, a.Name())
 		}
 	}
-	fmt.Fprintf(&b, "%s on cluster %s, answering %s, ", inc.Remediation, inc.Cluster, strings.Join(names, ", "))
+	fmt.Fprintf(&b, "%s on cluster %s, answering %s, ", r.Title, inc.Cluster, strings.Join(names, ", "))
 	switch inc.State {
 	case remediator.StateSucceeded:
 		fmt.Fprintf(&b, "succeeded")
-		if d := inc.TimeToRecovery(); d > 0 {
-			fmt.Fprintf(&b, " %s after the first webhook", d.Round(time.Millisecond))
+		if r.TimeToRecovery > 0 {
+			fmt.Fprintf(&b, " %s after the first webhook", seconds(r.TimeToRecovery))
+			if r.ApprovalWait > 0 {
+				fmt.Fprintf(&b, ", plus %s waiting for approval", seconds(r.ApprovalWait))
+			}
 		}
 		b.WriteString(".")
 	case remediator.StateFailed:
@@ -294,22 +348,42 @@ func summary(inc *remediator.Incident, ms []Member) string {
 		}
 		b.WriteString(".")
 	}
+	b.WriteString(figures(inc, r.Members))
+	return b.String()
+}
+
+// figures sums up the members' databases and alarms before and after, over the members
+// measured both times, and names those that were not measured after.
+func figures(inc *remediator.Incident, ms []Member) string {
 	var before, after int64
 	var alarmsBefore, alarmsAfter int
-	complete := len(ms) > 0
+	var both []string
 	for _, m := range ms {
-		if m.Before == nil || m.After == nil {
-			complete = false
+		b, a := measured(m.Before), measured(m.After)
+		if a == nil || b == nil {
 			continue
 		}
-		before += m.Before.DBSize
-		after += m.After.DBSize
-		alarmsBefore += len(m.Before.Alarms)
-		alarmsAfter += len(m.After.Alarms)
+		both = append(both, m.Name)
+		before += b.DBSize
+		after += a.DBSize
+		alarmsBefore += len(b.Alarms)
+		alarmsAfter += len(a.Alarms)
 	}
-	if complete {
-		fmt.Fprintf(&b, " The members' databases went from %s to %s in all; alarms from %d to %d.",
-			remediator.HumanBytes(before), remediator.HumanBytes(after), alarmsBefore, alarmsAfter)
+	sums := fmt.Sprintf("went from %s to %s in all; alarms from %d to %d.",
+		remediator.HumanBytes(before), remediator.HumanBytes(after), alarmsBefore, alarmsAfter)
+	switch {
+	case len(ms) == 0:
+		return ""
+	case len(both) == len(ms):
+		return " The members' databases " + sums
+	case len(both) > 0:
+		s := fmt.Sprintf(" Of the members measured before and after (%s), the databases %s", strings.Join(both, ", "), sums)
+		if missing := notAfter(ms); missing != "" {
+			s += " " + missing + "."
+		}
+		return s
+	case inc.State.Terminal() && !slices.ContainsFunc(ms, func(m Member) bool { return measured(m.After) != nil }):
+		return " No member was measured after."
 	}
-	return b.String()
+	return ""
 }

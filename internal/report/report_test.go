@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -54,26 +55,39 @@ func recovered() *remediator.Incident {
 	return inc
 }
 
-// closed is the recovered incident once its alert resolved, with what the steps found.
+// closed is the recovered incident once its alert resolved, with what the steps found, a
+// title, and a probe failure around it whose event began days before.
 func closed() *remediator.Incident {
 	inc := recovered()
+	inc.Title = "NOSPACE recovery"
 	inc.AddFindings(remediator.StepResult{
 		RootCause: "the keyspace outgrew the 8.0 MiB quota: revision history was never compacted",
 		FollowUps: []string{"turn on auto-compaction (--auto-compaction-mode=periodic --auto-compaction-retention=1h)"},
 	})
 	inc.Before[0].FsyncP99, inc.After[0].FsyncP99 = 0.0042, 0.0038
+	inc.AddEvidence([]remediator.Alert{{
+		Source: "kubernetes", Fingerprint: "5e0c2a9b7d41f3c8", Status: remediator.AlertFiring, Cluster: "prod", Context: true,
+		Labels: map[string]string{"alertname": "EtcdPodUnhealthy", "cluster": "prod", "namespace": "kube-system", "kind": "Pod",
+			"name": "etcd-m2", "reason": "Unhealthy", "type": "Warning", "component": "etcd", "node": "m2"},
+		Annotations: map[string]string{"message": "Liveness probe failed: HTTP probe failed with statuscode: 503", "count": "4120"},
+		StartsAt:    inc.CreatedAt.Add(-3*24*time.Hour - 5*time.Hour), ReceivedAt: inc.CreatedAt.Add(-40 * time.Second),
+	}})
 	a := inc.Evidence[0]
 	a.Status, a.EndsAt, a.ReceivedAt = remediator.AlertResolved, inc.FinishedAt.Add(20*time.Second), inc.FinishedAt.Add(30*time.Second)
 	inc.AddEvidence([]remediator.Alert{a})
 	return inc
 }
 
+// failed stopped at defragment: m2 did not answer, so only m1 was measured after.
 func failed() *remediator.Incident {
 	inc := recovered()
 	inc.Steps[3].State, inc.Steps[3].Error = remediator.StepFailed, "not defragmenting m1 (8e) while a member is unhealthy: member m2 (2b) at https://m2:2379: context deadline exceeded"
+	inc.Steps[3].Output = "m2 (2b, follower): 9.0 MiB -> 824.0 KiB in 12ms"
 	inc.Steps[4].State, inc.Steps[4].Output, inc.Steps[4].Attempts = remediator.StepSkipped, "not run: step defragment failed", 0
 	inc.Steps[5].State, inc.Steps[5].Output, inc.Steps[5].Attempts = remediator.StepSkipped, "not run: step defragment failed", 0
-	inc.After = nil
+	m1 := inc.Before[0]
+	m1.RaftIndex = 71
+	inc.After = []remediator.MemberStatus{m1, {ID: "2b", Name: "m2", Endpoint: "https://m2:2379", Error: "context deadline exceeded"}}
 	inc.SetState(remediator.StateFailed, "step defragment failed: "+inc.Steps[3].Error, inc.FinishedAt)
 	return inc
 }
@@ -93,6 +107,7 @@ func TestReportsMatchTheGoldenFiles(t *testing.T) {
 		{"failed.html", failed(), "html"},
 		{"approved.md", approved(), "md"},
 		{"approved.html", approved(), "html"},
+		{"approved.json", approved(), "json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, got, err := Renderer{}.Render(tc.inc, tc.format)
@@ -116,13 +131,32 @@ func TestReportsMatchTheGoldenFiles(t *testing.T) {
 	}
 }
 
+// approved waited 3m for its second approval before step compact, then recovered.
 func approved() *remediator.Incident {
 	inc := recovered()
 	at := inc.Steps[1].FinishedAt
+	const wait = 3 * time.Minute
+	// What came after the gate came once the second approval did.
+	for i := range inc.Steps[2:] {
+		s := &inc.Steps[2+i]
+		s.StartedAt, s.FinishedAt = s.StartedAt.Add(wait), s.FinishedAt.Add(wait)
+	}
+	for i, e := range inc.Timeline {
+		if e.At.After(at) {
+			inc.Timeline[i].At = e.At.Add(wait)
+		}
+	}
+	inc.FinishedAt, inc.UpdatedAt = inc.FinishedAt.Add(wait), inc.UpdatedAt.Add(wait)
 	inc.Approval = &remediator.ApprovalRequest{Gate: "compact", Reason: "step compact is destructive risk", Required: 2,
 		RequestedAt: at, ExpiresAt: at.Add(30 * time.Minute), Granted: true, Approvals: []remediator.Approval{
 			{By: "U01ALICE", Via: "slack", At: at.Add(2 * time.Minute)},
-			{By: "bob", Via: "api", At: at.Add(3 * time.Minute), Comment: "history | not data"},
+			{By: "bob", Via: "api", At: at.Add(wait), Comment: "history | not data"},
 		}}
+	inc.Record(at, remediator.EventState, "", "state awaiting_approval: step compact is destructive risk")
+	inc.Record(at, remediator.EventApprovalRequested, "compact", "waiting before compact for 2 approval(s) from any operator, until 2026-11-21T10:30:00Z: step compact is destructive risk")
+	inc.Record(at.Add(2*time.Minute), remediator.EventApproved, "compact", "approved by U01ALICE via slack (1 of 2)")
+	inc.Record(at.Add(wait), remediator.EventApproved, "compact", "approved by bob via api (2 of 2): history | not data")
+	inc.Record(at.Add(wait), remediator.EventState, "", "state running")
+	slices.SortStableFunc(inc.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
 	return inc
 }

@@ -145,4 +145,3 @@ func (w *Worker) heldByPause(ctx context.Context, log *slog.Logger, inc *remedia
 	}
 	return true, remediator.RetryLater(w.PauseRecheck, "%s", p.Why())
 }
-

@@ -296,7 +296,9 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 		if err != nil {
 			return err
 		}
-		if err := w.Store.Create(ctx, remediator.NewIncident(id, g.cluster, g.decision, now)); err != nil {
+		inc := remediator.NewIncident(id, g.cluster, g.decision, now)
+		inc.Title = w.Remediations.Title(g.decision.Remediation)
+		if err := w.Store.Create(ctx, inc); err != nil {
 			return err // a conflict means another worker adopted it: retry and join it
 		}
 		arrivals := slices.Clone(g.alerts)
@@ -382,7 +384,9 @@ func (w *Worker) resolve(ctx context.Context, alerts []remediator.Arrival) error
 }
 
 // requestRun enqueues the incident for the executor, once.
-func (w *Worker) requestRun(ctx context.Context, id string) error { return w.requestRunFor(ctx, id, "") }
+func (w *Worker) requestRun(ctx context.Context, id string) error {
+	return w.requestRunFor(ctx, id, "")
+}
 
 // requestRunFor enqueues the incident for the executor once for each why: a run after a
 // cancel or a retry is another request than the first.

@@ -53,6 +53,8 @@ type Matcher interface {
 // Planner turns a remediation's name and parameters into its steps.
 type Planner interface {
 	Plan(name string, params map[string]string) ([]remediator.PlannedStep, error)
+	// Title says what a remediation does, for people: a wrapper's title names what it wraps.
+	Title(name string) string
 }
 
 // Locker holds one lock per cluster, refreshed by its holder and expiring by itself.

@@ -44,6 +44,8 @@ func (r *testRemediation) Plan(name string, params map[string]string) ([]remedia
 	return out, nil
 }
 
+func (r *testRemediation) Title(name string) string { return "the test's " + name }
+
 func (r *testRemediation) Validate(name string, params map[string]string) error {
 	_, err := r.Plan(name, params)
 	return err
