@@ -20,8 +20,13 @@ export REMEDIATOR_KUBE_APISERVER_BIN := $(CURDIR)/$(KUBE_APISERVER)
 
 build: $(BIN)/remediator $(ETCD)
 
+# The build stamps what `remediator version` and remediator_build_info say.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 $(BIN)/remediator: FORCE
-	$(GO) build -o $@ ./cmd/remediator
+	$(GO) build -ldflags '$(LDFLAGS)' -o $@ ./cmd/remediator
 
 $(ETCD): tools/etcd/go.mod tools/etcd/go.sum tools/etcd/main.go
 	cd tools/etcd && $(GO) build -o $(CURDIR)/$(ETCD) .

@@ -27,7 +27,7 @@ func natsKeyCmd() *cobra.Command {
 file is never replaced) and prints its public key: give the file to serve as nats.nkey_file,
 and the public key to every agent as agent.service_keys. With --public, prints the public key
 of --config's nats.nkey_file (or nats.creds_file).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case public:
@@ -66,7 +66,7 @@ take the requests of its own subject, remediator.agent.<cluster>.<node>, and ans
 --format conf writes nats-server configuration to include; --format helm writes values for the
 official NATS Helm chart (config.merge). Run it again after ` + "`remediator agent credentials`" + ` adds
 an agent, and reload NATS.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, pub, err := loadServe(configPath)
 			if err != nil {
@@ -115,7 +115,7 @@ func agentCredentialsCmd() *cobra.Command {
 and enters its public key in the nats.agents_file of serve's --config, as <cluster>/<node>. The
 embedded NATS server lets the agent in with it after serve restarts; for an external NATS,
 run ` + "`remediator nats server-config`" + ` again. The agent takes the seed as its nats.nkey_file.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(configPath, os.Getenv)
 			if err != nil {

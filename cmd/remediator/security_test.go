@@ -420,7 +420,7 @@ func TestServeOverHTTPSAndTheCLI(t *testing.T) {
 	if _, err := run(t, "report", inc.ID, "--server", server, "--token-file", tokenFile); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("report without the CA: %v, want a certificate error", err)
 	}
-	if _, err := run(t, "report", inc.ID, "--server", server, "--ca-file", ca.File); err == nil || !strings.Contains(err.Error(), "401") {
+	if _, err := run(t, "report", inc.ID, "--server", server, "--ca-file", ca.File); exitCode(err) != exitRefused || !strings.Contains(err.Error(), "reading incidents needs an operator token") {
 		t.Errorf("report without a token: %v, want 401", err)
 	}
 	md, err := run(t, "report", inc.ID, "--server", server, "--ca-file", ca.File, "--token-file", tokenFile)

@@ -132,6 +132,7 @@ func (m *Main) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.queue.Collectors()...)
+	reg.MustRegister(buildInfo())
 	w := worker.New(worker.Config{
 		Store:         m.queue.Incidents,
 		Publisher:     m.queue,
@@ -144,10 +145,15 @@ func (m *Main) Run(ctx context.Context) error {
 		Groups:        groups,
 		Members:       members,
 		People:        people,
+		Pauses:        m.queue.Pauses,
+		RetryDelay:    m.queue.RetryDelay,
 		DryRun:        cfg.DryRun,
 		Registry:      reg,
 		Log:           m.Log,
 	})
+	// What serve can reach of each cluster, told at start and on /readyz.
+	clusterReach := newReach(m.etcd, cfg.ClusterNames(), m.Log)
+	go clusterReach.check(ctx)
 	trusted := make([]handlers.KubeObject, len(cfg.Kubernetes.TrustedObjects))
 	for i, o := range cfg.Kubernetes.TrustedObjects {
 		trusted[i] = handlers.KubeObject{Namespace: o.Namespace, Kind: o.Kind, NamePrefix: o.NamePrefix}
@@ -165,7 +171,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Operators:          tokens,
 		MetricsToken:       cfg.API.MetricsToken,
 		Answers:            w,
-		Closes:             w,
+		Controls:           w,
+		Reachability:       clusterReach.Reachability,
 		SlackSigningSecret: cfg.Slack.SigningSecret,
 		AnswersSubject:     queue.SubjectAnswer,
 		Replays:            m.queue,
