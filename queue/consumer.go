@@ -170,7 +170,7 @@ func (q *Queue) handleBatch(ctx context.Context, grace time.Duration, log *slog.
 	case err == nil:
 		for _, m := range good {
 			if err := m.Ack(); err != nil {
-				log.Warn("acknowledging the message failed; it will be redelivered", "err", err)
+				log.Warn("cannot tell the queue the work is done; it will be handed out again, and the incident's record keeps it from running twice", "err", err)
 			}
 		}
 	case interrupted:
@@ -226,7 +226,7 @@ func (q *Queue) handle(ctx context.Context, log *slog.Logger, c Consumer, msg je
 		ackErr = msg.TermWithReason(truncate(err.Error(), 1024))
 	}
 	if ackErr != nil {
-		log.Warn("acknowledging the message failed; it will be redelivered", "err", ackErr)
+		log.Warn("cannot tell the queue the work is done; it will be handed out again, and the incident's record keeps it from running twice", "err", ackErr)
 	}
 }
 
@@ -254,12 +254,12 @@ func (q *Queue) keepAlive(msg jetstream.Msg, log *slog.Logger, lost func()) (sto
 				return
 			case <-t.C:
 				if err := msg.InProgress(); err != nil {
-					log.Warn("cannot extend the ack deadline", "err", err)
+					log.Warn("cannot tell the queue the work goes on; if this lasts, another worker may take it over", "err", err)
 				} else {
 					heard = time.Now()
 				}
 				if time.Since(heard) >= q.opts.AckWait {
-					log.Error("the ack deadline passed without an extension; stopping the handler, as the message may be redelivered")
+					log.Error("the queue has not heard from this worker for too long and may hand the work to another: stopping it here, so that it does not run twice")
 					lost()
 					return
 				}
