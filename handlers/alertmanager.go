@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,8 +11,10 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -125,7 +128,7 @@ func (a *api) enqueue(c echo.Context, batch remediator.Batch) (duplicate bool, e
 func DecodeAlertmanager(body []byte, clusters []string, now time.Time) (remediator.Batch, []string, error) {
 	var m amMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: %s", jsonError(err))
+		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID, "%s", jsonError(body, err, ""))
 	}
 	if m.Version != amVersion {
 		return remediator.Batch{}, nil, remediator.Errorf(remediator.EINVALID,
@@ -187,7 +190,8 @@ func resolveCluster(field, name string, named bool, clusters []string) (string, 
 	case named && slices.Contains(clusters, name):
 		return name, nil
 	case named:
-		return "", fmt.Errorf("unknown cluster %q (configured: %s)", name, strings.Join(clusters, ", "))
+		return "", fmt.Errorf("unknown cluster %q (configured: %s); to take it, add it as clusters[].name, with its etcd.endpoints, to the file given to --config",
+			name, strings.Join(clusters, ", "))
 	case len(clusters) == 1:
 		return clusters[0], nil
 	}
@@ -221,42 +225,120 @@ func labelsFingerprint(labels map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// jsonError says what is wrong with the body, and where.
-func jsonError(err error) string {
+// jsonError says what is wrong with the payload and where, by line and column, in the
+// payload's terms (its fields, kinds of JSON value), not Go's. items names the elements of a
+// payload that may be an array ("events"), to name their fields.
+func jsonError(body []byte, err error, items string) string {
 	var syntax *jsontext.SyntacticError
 	var semantic *json.SemanticError
 	switch {
+	case len(bytes.TrimSpace(body)) == 0:
+		return "the payload is empty: it must be JSON"
 	case errors.As(err, &syntax):
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Sprintf("the body ends early (byte %d)", syntax.ByteOffset)
+		where := jsonPosition(body, syntax.ByteOffset)
+		switch {
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return where + ": malformed JSON: the payload ends early, cut short"
+		case errors.Is(syntax.Err, jsontext.ErrDuplicateName):
+			return fmt.Sprintf("%s: malformed JSON: field %s appears twice", where, jsonField(syntax.JSONPointer, items))
+		case syntax.JSONPointer != "":
+			return fmt.Sprintf("%s: malformed JSON in field %s: %v", where, jsonField(syntax.JSONPointer, items), syntax.Err)
 		}
-		if syntax.JSONPointer != "" {
-			return fmt.Sprintf("%v at %s (byte %d)", syntax.Err, syntax.JSONPointer, syntax.ByteOffset)
+		return fmt.Sprintf("%s: malformed JSON: %v", where, syntax.Err)
+	case errors.As(err, &semantic):
+		where := jsonPosition(body, semantic.ByteOffset)
+		kind, want := jsonWant(semantic.GoType)
+		got := jsonKind(semantic.JSONKind)
+		if semantic.JSONPointer == "" {
+			if items != "" {
+				want += ", or an array of them"
+			}
+			return fmt.Sprintf("%s: the payload must be %s, not %s", where, want, got)
 		}
-		return fmt.Sprintf("%v at byte %d", syntax.Err, syntax.ByteOffset)
-	case errors.As(err, &semantic) && semantic.JSONPointer != "":
-		return fmt.Sprintf("field %s must be %s, not %s (byte %d)", semantic.JSONPointer, jsonKind(semantic.GoType), semantic.JSONKind, semantic.ByteOffset)
+		field := jsonField(semantic.JSONPointer, items)
+		if kind == semantic.JSONKind {
+			// The right kind of value, but not one the field takes: say which it is.
+			value, _ := jsontext.NewDecoder(bytes.NewReader(body[min(semantic.ByteOffset, int64(len(body))):])).ReadValue()
+			return fmt.Sprintf("%s: field %s: %s is not %s", where, field, value, want)
+		}
+		return fmt.Sprintf("%s: field %s must be %s, not %s", where, field, want, got)
 	}
-	return err.Error()
+	return fmt.Sprintf("malformed JSON: %v", err)
 }
 
-// jsonKind names what JSON value a Go type decodes from.
-func jsonKind(t reflect.Type) string {
-	if t == nil {
-		return "another value"
+// jsonPosition is where byte offset off of body is, as an editor counts: line and column from 1.
+func jsonPosition(body []byte, off int64) string {
+	before := body[:min(max(off, 0), int64(len(body)))]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("line %d, column %d", line, col)
+}
+
+// jsonField names the field at a JSON pointer as the payload spells it: alerts[0].labels.
+func jsonField(p jsontext.Pointer, items string) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		_, err := strconv.Atoi(tok)
+		switch {
+		case err == nil && b.Len() == 0 && items != "":
+			fmt.Fprintf(&b, "%s[%s]", items, tok)
+		case err == nil:
+			fmt.Fprintf(&b, "[%s]", tok)
+		case identRE.MatchString(tok):
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(tok)
+		default:
+			fmt.Fprintf(&b, "[%q]", tok)
+		}
+	}
+	return b.String()
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// jsonWant names the JSON value a Go type decodes from, and its kind (0 for true or false,
+// two kinds).
+func jsonWant(t reflect.Type) (jsontext.Kind, string) {
+	switch {
+	case t == nil:
+		return 0, "another value"
+	case t == reflect.TypeFor[time.Time]():
+		return '"', "an RFC 3339 time such as 2026-11-21T09:58:11Z"
 	}
 	switch t.Kind() {
 	case reflect.Slice, reflect.Array:
-		return "an array"
+		return '[', "an array"
 	case reflect.Map, reflect.Struct:
-		if t == reflect.TypeFor[time.Time]() {
-			return "an RFC 3339 time"
-		}
-		return "an object"
+		return '{', "an object"
 	case reflect.String:
-		return "a string"
+		return '"', "a string"
 	case reflect.Bool:
-		return "true or false"
+		return 0, "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return '0', "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return '0', "a whole number, 0 or more"
 	}
-	return "a number"
+	return '0', "a number"
+}
+
+// jsonKind names a kind of JSON value.
+func jsonKind(k jsontext.Kind) string {
+	switch k {
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return k.String()
+	case '"':
+		return "a string"
+	case '0':
+		return "a number"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	}
+	return "another value"
 }

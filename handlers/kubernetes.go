@@ -111,7 +111,7 @@ func (a *api) receiveKubernetes(c echo.Context) (accepted, error) {
 	if len(batch.Alerts) == 0 {
 		return accepted{Status: "ignored", Ignored: ignored, Rejected: rejected}, nil
 	}
-	context := untrusted(&batch, a.TrustedObjects)
+	context := MarkUntrusted(&batch, a.TrustedObjects)
 	dup, err := a.enqueue(c, batch)
 	if err != nil {
 		return accepted{}, err
@@ -123,12 +123,12 @@ func (a *api) receiveKubernetes(c echo.Context) (accepted, error) {
 // object of the kind there when empty).
 type KubeObject struct{ Namespace, Kind, NamePrefix string }
 
-// untrusted marks the signals of objects that are neither the control plane's own pods in
+// MarkUntrusted marks the signals of objects that are neither the control plane's own pods in
 // kube-system nor objects the configuration trusts as context: evidence for the incidents
 // open on their cluster, never the start of one. Whoever may create pods in a namespace can
 // write any message into their events, the seeds' error strings included. It returns how many
 // it marked.
-func untrusted(batch *remediator.Batch, trusted []KubeObject) int {
+func MarkUntrusted(batch *remediator.Batch, trusted []KubeObject) int {
 	n := 0
 	for i := range batch.Alerts {
 		a := &batch.Alerts[i]
@@ -160,7 +160,7 @@ func DecodeKubernetes(body []byte, clusters []string, now time.Time) (remediator
 		events = []kubeEvent{e}
 	}
 	if err != nil {
-		return remediator.Batch{}, 0, nil, remediator.Errorf(remediator.EINVALID, "malformed JSON: %s", jsonError(err))
+		return remediator.Batch{}, 0, nil, remediator.Errorf(remediator.EINVALID, "%s", jsonError(body, err, "events"))
 	}
 	if len(events) == 0 {
 		return remediator.Batch{}, 0, nil, remediator.Errorf(remediator.EINVALID, "the payload holds no events")

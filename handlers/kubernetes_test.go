@@ -138,11 +138,11 @@ func TestKubernetesWebhookRefusesBadInput(t *testing.T) {
 		{"no token", good, "", 401, "missing bearer token"},
 		{"wrong token", good, "Bearer nope", 401, "wrong bearer token"},
 		{"oversized", event(t, "etcd-backoff.json", func(m map[string]any) { m["message"] = strings.Repeat("x", DefaultMaxBodyBytes) }), "Bearer " + token, 413, "over the 1048576 byte limit"},
-		{"malformed JSON", good[:len(good)/2], "Bearer " + token, 400, "malformed JSON: the body ends early"},
+		{"malformed JSON", good[:len(good)/2], "Bearer " + token, 400, "malformed JSON: the payload ends early, cut short"},
 		{"not an event", []byte(`{"kind":"Pod","metadata":{"name":"etcd-cp1","namespace":"kube-system"}}`), "Bearer " + token, 400, `events[0] (kube-system/etcd-cp1): kind \"Pod\" is not Event`},
 		{"no involved object", event(t, "etcd-backoff.json", func(m map[string]any) { delete(m, "involvedObject") }), "Bearer " + token, 400, "involvedObject must name the object's kind and name"},
 		{"no reason", event(t, "etcd-backoff.json", func(m map[string]any) { m["reason"] = "" }), "Bearer " + token, 400, "reason must not be empty"},
-		{"wrong field type", event(t, "etcd-backoff.json", func(m map[string]any) { m["count"] = "three" }), "Bearer " + token, 400, "malformed JSON: field /count must be a number, not string"},
+		{"wrong field type", event(t, "etcd-backoff.json", func(m map[string]any) { m["count"] = "three" }), "Bearer " + token, 400, "field count must be a whole number, not a string"},
 		{"empty array", []byte(`[]`), "Bearer " + token, 400, "holds no events"},
 		{"unknown cluster", event(t, "etcd-backoff.json", func(m map[string]any) { m["clusterName"] = "moon" }), "Bearer " + token, 400, `unknown cluster \"moon\" (configured: prod, staging)`},
 		{"no cluster name with two clusters", event(t, "etcd-backoff.json", func(m map[string]any) { delete(m, "clusterName") }), "Bearer " + token, 400, "no clusterName, and 2 clusters are configured"},
@@ -230,7 +230,7 @@ func TestTenantEventsAreOnlyContext(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := batch
 			b.Alerts = slices.Clone(batch.Alerts)
-			n := untrusted(&b, tc.trusted)
+			n := MarkUntrusted(&b, tc.trusted)
 			var got []bool
 			for _, a := range b.Alerts {
 				got = append(got, a.Context)

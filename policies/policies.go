@@ -6,8 +6,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"cel.dev/cel-go/cel"
 
 	"github.com/remediator/remediator"
-	"github.com/remediator/remediator/internal/yamlstrict"
 )
 
 //go:embed default.yaml
@@ -27,11 +24,7 @@ type Catalog interface {
 	Validate(remediation string, params map[string]string) error
 }
 
-// file is the format of one policy file.
-type file struct {
-	Policies []policy `yaml:"policies"`
-}
-
+// policy is the format of one policy in a file's policies list.
 type policy struct {
 	Name           string            `yaml:"name"`
 	Description    string            `yaml:"description"`
@@ -77,6 +70,8 @@ type Policy struct {
 	Match    string
 	Decision remediator.Decision
 	program  cel.Program
+	// line is the line of the policy's name in Source, to point at it from a duplicate.
+	line int
 }
 
 // Set is an ordered list of policies; the first that matches decides.
@@ -86,52 +81,12 @@ type Set struct {
 
 // Default returns the built-in policies.
 func Default(cat Catalog) (*Set, error) {
-	ps, err := parse("default.yaml (built in)", defaultPolicies, cat)
-	if err != nil {
+	ps, errs := parse("default.yaml (built in)", defaultPolicies, cat)
+	ps, derrs := unique(ps, map[string]Policy{})
+	if err := errors.Join(append(errs, derrs...)...); err != nil {
 		return nil, err
 	}
 	return &Set{policies: ps}, nil
-}
-
-// LoadDir loads every *.yaml and *.yml file in dir, in name order. Every invalid policy is
-// reported, each with its file, its name and the reason.
-func LoadDir(dir string, cat Catalog) (*Set, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("policies: %w", err)
-	}
-	var (
-		set  Set
-		errs []error
-	)
-	for _, e := range entries {
-		ext := filepath.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("policies: %w", err))
-			continue
-		}
-		ps, err := parse(path, data, cat)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		set.policies = append(set.policies, ps...)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if len(set.policies) == 0 {
-		return nil, fmt.Errorf("policies: %s holds no policies (*.yaml or *.yml)", dir)
-	}
-	if err := set.checkNames(); err != nil {
-		return nil, err
-	}
-	return &set, nil
 }
 
 var env = func() *cel.Env {
@@ -148,75 +103,79 @@ var env = func() *cel.Env {
 	return e
 }()
 
-func parse(source string, data []byte, cat Catalog) ([]Policy, error) {
-	var f file
-	if err := yamlstrict.Decode(data, &f); err != nil {
-		return nil, fmt.Errorf("policies %s: %w", source, err)
+// compile checks a decoded policy, every key of it, and builds it; each problem names its key.
+func (p policy) compile(cat Catalog) (Policy, []problem) {
+	var probs []problem
+	bad := func(key, format string, args ...any) {
+		probs = append(probs, problem{key: key, msg: key + ": " + fmt.Sprintf(format, args...)})
 	}
-	var (
-		ps   []Policy
-		errs []error
-	)
-	for i, p := range f.Policies {
-		name := p.Name
-		if name == "" {
-			name = fmt.Sprintf("#%d", i+1)
-		}
-		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("policies %s: policy %q: %s", source, name, fmt.Sprintf(format, args...)))
-		}
-		if p.Name == "" {
-			bad("name: must not be empty")
-		}
-		if strings.TrimSpace(p.Match) == "" {
-			bad("match: must not be empty")
-			continue
-		}
-		ast, iss := env.Compile(p.Match)
-		if iss.Err() != nil {
-			bad("match: %v", iss.Err())
-			continue
-		}
-		if ast.OutputType() != cel.BoolType {
-			bad("match: must be a bool expression, not %s", ast.OutputType())
-			continue
-		}
-		prg, err := env.Program(ast, cel.CostLimit(100000))
-		if err != nil {
-			bad("match: %v", err)
-			continue
-		}
-		mode := remediator.Mode(p.Mode)
-		if !slices.Contains(remediator.Modes, mode) {
-			bad("mode: %q must be one of %v", p.Mode, remediator.Modes)
-			continue
-		}
-		if mode != remediator.ModeDeny && mode != remediator.ModeContext {
-			if err := cat.Validate(p.Remediation, p.Params); err != nil {
-				bad("%v", err)
-				continue
+	if p.Name == "" {
+		bad("name", "must not be empty")
+	}
+	prg, mprobs := matchProgram(p.Match)
+	probs = append(probs, mprobs...)
+	mode := remediator.Mode(p.Mode)
+	if !slices.Contains(remediator.Modes, mode) {
+		bad("mode", "%q must be one of %v", p.Mode, remediator.Modes)
+	}
+	if mode != remediator.ModeDeny && mode != remediator.ModeContext {
+		if err := cat.Validate(p.Remediation, p.Params); err != nil {
+			// Each bad parameter on its own line, at its key.
+			for _, e := range joined(err) {
+				key, _, _ := strings.Cut(e.Error(), ":")
+				if !strings.HasPrefix(key, "params.") {
+					key = "remediation"
+				}
+				probs = append(probs, problem{key: key, msg: e.Error()})
 			}
 		}
-		gates, gerrs := p.gates(mode)
-		for _, err := range gerrs {
-			bad("%v", err)
-		}
-		if len(gerrs) > 0 {
-			continue
-		}
-		ps = append(ps, Policy{
-			Name:        p.Name,
-			Description: strings.TrimSpace(p.Description),
-			Source:      source,
-			Match:       strings.TrimSpace(p.Match),
-			Decision:    remediator.Decision{Policy: p.Name, Remediation: p.Remediation, Mode: mode, Params: p.Params, Gates: gates},
-			program:     prg,
-		})
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	gates, gprobs := p.gates(mode)
+	probs = append(probs, gprobs...)
+	return Policy{
+		Name:        p.Name,
+		Description: strings.TrimSpace(p.Description),
+		Match:       strings.TrimSpace(p.Match),
+		Decision:    remediator.Decision{Policy: p.Name, Remediation: p.Remediation, Mode: mode, Params: p.Params, Gates: gates},
+		program:     prg,
+	}, probs
+}
+
+// matchProgram compiles a match expression; a CEL error keeps its place in the expression.
+func matchProgram(expr string) (cel.Program, []problem) {
+	if strings.TrimSpace(expr) == "" {
+		return nil, []problem{{key: "match", msg: "match: must not be empty"}}
 	}
-	return ps, nil
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		var probs []problem
+		for _, e := range iss.Errors() {
+			pr := problem{key: "match", msg: "match: " + e.Message}
+			if e.Location != nil && e.Location.Line() >= 1 {
+				pr.at = &[2]int{e.Location.Line(), e.Location.Column()}
+			}
+			probs = append(probs, pr)
+		}
+		return nil, probs
+	}
+	if ast.OutputType() != cel.BoolType {
+		return nil, []problem{{key: "match", msg: fmt.Sprintf("match: must be a bool expression, not %s", ast.OutputType())}}
+	}
+	prg, err := env.Program(ast, cel.CostLimit(100000))
+	if err != nil {
+		return nil, []problem{{key: "match", msg: fmt.Sprintf("match: %v", err)}}
+	}
+	return prg, nil
+}
+
+// joined returns the errors err joins, under any wrapping, or err alone.
+func joined(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
 }
 
 // Defaults of the gates.
@@ -225,20 +184,22 @@ const (
 	defaultAttemptsWindow  = 24 * time.Hour
 )
 
-// gates checks and converts the policy's gates; every error names its key.
-func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
+// gates checks and converts the policy's gates; every problem names its key.
+func (p policy) gates(mode remediator.Mode) (remediator.Gates, []problem) {
 	var (
-		g    remediator.Gates
-		errs []error
+		g     remediator.Gates
+		probs []problem
 	)
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	bad := func(key, format string, args ...any) {
+		probs = append(probs, problem{key: key, msg: key + ": " + fmt.Sprintf(format, args...)})
+	}
 	duration := func(key, v string, def time.Duration) remediator.Duration {
 		if v == "" {
 			return remediator.Duration(def)
 		}
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			bad("%s: %q is not a duration such as 30m", key, v)
+			bad(key, "%q is not a duration such as 30m", v)
 			return remediator.Duration(def)
 		}
 		return remediator.Duration(d)
@@ -248,36 +209,36 @@ func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
 			Timeout: duration("approval.timeout", a.Timeout, defaultApprovalTimeout), FromRisk: remediator.Risk(a.FromRisk)}
 		switch {
 		case len(a.Users) == 0 && len(a.Groups) == 0:
-			bad("approval: needs users or groups who may approve")
+			bad("approval", "needs users or groups who may approve")
 		case a.Required < 0:
-			bad("approval.required: must be at least 1")
+			bad("approval.required", "must be at least 1")
 		case len(a.Groups) == 0 && rule.Required > len(a.Users) && !slices.Contains(a.Users, remediator.AnyApprover):
-			bad("approval.required: %d approvers needed but only %d users may approve", rule.Required, len(a.Users))
+			bad("approval.required", "%d approvers needed but only %d users may approve", rule.Required, len(a.Users))
 		}
 		if rule.Timeout <= 0 {
-			bad("approval.timeout: must be more than 0")
+			bad("approval.timeout", "must be more than 0")
 		}
 		if a.FromRisk == "" && mode == remediator.ModeApprove {
 			rule.FromRisk = remediator.RiskReadOnly
 		}
 		if rule.FromRisk != "" && !slices.Contains(remediator.Risks, rule.FromRisk) {
-			bad("approval.from_risk: %q must be one of %v", a.FromRisk, remediator.Risks)
+			bad("approval.from_risk", "%q must be one of %v", a.FromRisk, remediator.Risks)
 		}
 		g.Approval = rule
 	} else if mode == remediator.ModeApprove {
-		bad("approval: mode approve needs an approval block saying who may approve")
+		bad("approval", "mode approve needs an approval block saying who may approve")
 	}
 	g.Cooldown = duration("cooldown", p.Cooldown, 0)
 	switch {
 	case p.MaxAttempts < 0:
-		bad("max_attempts: must not be negative")
+		bad("max_attempts", "must not be negative")
 	case p.MaxAttempts > remediator.RunsKept:
-		bad("max_attempts: at most %d, the runs remembered per cluster and remediation, not %d", remediator.RunsKept, p.MaxAttempts)
+		bad("max_attempts", "at most %d, the runs remembered per cluster and remediation, not %d", remediator.RunsKept, p.MaxAttempts)
 	}
 	g.MaxAttempts = p.MaxAttempts
 	g.AttemptsWindow = duration("attempts_window", p.AttemptsWindow, defaultAttemptsWindow)
 	if p.AttemptsWindow != "" && g.AttemptsWindow <= 0 {
-		bad("attempts_window: must be more than 0")
+		bad("attempts_window", "must be more than 0")
 	}
 	if m := p.Maintenance; m != nil {
 		mt := &remediator.Maintenance{Outside: m.Outside}
@@ -287,37 +248,26 @@ func (p policy) gates(mode remediator.Mode) (remediator.Gates, []error) {
 		case remediator.OutsideWait:
 		case remediator.OutsideApprove:
 			if p.Approval == nil {
-				bad("maintenance.outside: approve needs an approval block saying who may approve")
+				bad("maintenance.outside", "approve needs an approval block saying who may approve")
 			}
 		default:
-			bad("maintenance.outside: %q must be wait or approve", m.Outside)
+			bad("maintenance.outside", "%q must be wait or approve", m.Outside)
 		}
 		if len(m.Windows) == 0 {
-			bad("maintenance.windows: must not be empty")
+			bad("maintenance.windows", "must not be empty")
 		}
 		for i, w := range m.Windows {
 			key := fmt.Sprintf("maintenance.windows[%d]", i)
 			win := remediator.Window{Cron: w.Cron, Days: w.Days, Start: w.Start, End: w.End, TimeZone: w.TimeZone,
 				Duration: duration(key+".duration", w.Duration, 0)}
 			if err := win.Validate(); err != nil {
-				bad("%s: %v", key, err)
+				bad(key, "%v", err)
 			}
 			mt.Windows = append(mt.Windows, win)
 		}
 		g.Maintenance = mt
 	}
-	return g, errs
-}
-
-func (s *Set) checkNames() error {
-	seen := map[string]string{}
-	for _, p := range s.policies {
-		if first, ok := seen[p.Name]; ok {
-			return fmt.Errorf("policies %s: policy %q: name is already used in %s", p.Source, p.Name, first)
-		}
-		seen[p.Name] = p.Source
-	}
-	return nil
+	return g, probs
 }
 
 // Policies returns the policies in the order they are tried.

@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,25 +15,107 @@ import (
 
 var catalog = remediations.New(remediations.Deps{})
 
-func TestInvalidPoliciesFailWithFilePolicyAndReason(t *testing.T) {
+// Each file is checked through: every problem is reported at its line, not only the first.
+func TestInvalidPoliciesFailWithFileLineAndReason(t *testing.T) {
 	files, _ := filepath.Glob("testdata/invalid/*.yaml")
 	for _, path := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".yaml"), func(t *testing.T) {
-			data, _ := os.ReadFile(path)
-			_, err := parse(path, data, catalog)
-			if want := errfile.Want(t, path); err == nil || err.Error() != want {
+			ps, errs := Check(catalog, path)
+			if err, want := errors.Join(errs...), errfile.Want(t, path); err == nil || err.Error() != want {
+				t.Errorf("error:\n%v\nwant:\n%s", err, want)
+			}
+			for _, err := range errs {
+				if e, ok := err.(*Error); !ok || e.File != path || e.Line == 0 {
+					t.Errorf("%v: not an *Error at a line of %s", err, path)
+				}
+			}
+			if strings.HasSuffix(path, "every-key.yaml") && (len(ps) != 1 || ps[0].Name != "fine") {
+				t.Errorf("valid policies %v, want the first one named fine", ps)
+			}
+		})
+	}
+}
+
+// serve loads a folder and refuses it whole, with the problems of every file, in file order.
+func TestLoadDirRefusesEveryProblemOfEveryFile(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*.yaml")
+	var want []string
+	for _, path := range files {
+		want = append(want, errfile.Want(t, path))
+	}
+	set, err := LoadDir("testdata/invalid", catalog)
+	if set != nil || err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Errorf("set %v, error:\n%v\nwant:\n%s", set, err, strings.Join(want, "\n"))
+	}
+}
+
+func TestLoadDirRefusesADuplicateName(t *testing.T) {
+	_, err := LoadDir("testdata/duplicate", catalog)
+	want := `testdata/duplicate/b.yaml:2: policy "nospace": name is already used in testdata/duplicate/a.yaml:2`
+	if err == nil || err.Error() != want {
+		t.Errorf("error: %v\nwant: %s", err, want)
+	}
+}
+
+func TestLoadTakesFilesAndFolders(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rest.yml"), []byte(`policies:
+  - name: everything-else
+    match: status == "firing"
+    remediation: etcd-nospace-recovery
+    mode: deny
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := Load(catalog, "testdata/duplicate/a.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range set.Policies() {
+		got = append(got, p.Source+": "+p.Name)
+	}
+	if want := "testdata/duplicate/a.yaml: nospace, " + filepath.Join(dir, "rest.yml") + ": everything-else"; strings.Join(got, ", ") != want {
+		t.Errorf("policies %q, want %q", strings.Join(got, ", "), want)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		paths []string
+		want  string
+	}{
+		{"missing file", []string{"testdata/duplicate/a.yaml", "testdata/nothing.yaml"}, "testdata/nothing.yaml: no such file or directory"},
+		{"folder without policy files", []string{t.TempDir()}, "%s: holds no policy files (*.yaml or *.yml)"},
+		{"files without policies", []string{writeFile(t, "# nothing yet\n"), writeFile(t, "policies: []\n")}, "policies: no policies in %s, %s"},
+		{"problems of several arguments", []string{"testdata/invalid/bad-mode.yaml", "testdata/duplicate", "testdata/invalid/not-bool.yaml"},
+			`testdata/invalid/bad-mode.yaml:6: policy "nospace": mode: "yolo" must be one of [auto approve dry-run deny context]` + "\n" +
+				`testdata/duplicate/b.yaml:2: policy "nospace": name is already used in testdata/duplicate/a.yaml:2` + "\n" +
+				`testdata/invalid/not-bool.yaml:4: policy "name-only": match: must be a bool expression, not string`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.want
+			if strings.Contains(want, "%s") {
+				args := make([]any, len(tc.paths))
+				for i, p := range tc.paths {
+					args[i] = p
+				}
+				want = fmt.Sprintf(want, args...)
+			}
+			if _, err := Load(catalog, tc.paths...); err == nil || err.Error() != want {
 				t.Errorf("error:\n%v\nwant:\n%s", err, want)
 			}
 		})
 	}
 }
 
-func TestLoadDirRefusesADuplicateName(t *testing.T) {
-	_, err := LoadDir("testdata/duplicate", catalog)
-	want := `policies testdata/duplicate/b.yaml: policy "nospace": name is already used in testdata/duplicate/a.yaml`
-	if err == nil || err.Error() != want {
-		t.Errorf("error: %v\nwant: %s", err, want)
+// writeFile writes a policy file in a folder of its own and returns its path.
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	return path
 }
 
 func TestDefaultPoliciesMatchTheSeedsNOSPACESignals(t *testing.T) {

@@ -32,6 +32,16 @@ import (
 	"github.com/remediator/remediator/remediations/nodeops"
 )
 
+// trustedObjects are the objects beside the control plane's pods whose Kubernetes events may
+// open incidents.
+func trustedObjects(cfg config.Config) []handlers.KubeObject {
+	trusted := make([]handlers.KubeObject, len(cfg.Kubernetes.TrustedObjects))
+	for i, o := range cfg.Kubernetes.TrustedObjects {
+		trusted[i] = handlers.KubeObject{Namespace: o.Namespace, Kind: o.Kind, NamePrefix: o.NamePrefix}
+	}
+	return trusted
+}
+
 // shutdownGrace is how long running steps may take to finish when the service stops; after it
 // they are cancelled and their work goes back to the queue for the next worker.
 const shutdownGrace = 20 * time.Second
@@ -154,12 +164,8 @@ func (m *Main) Run(ctx context.Context) error {
 	// What serve can reach of each cluster, told at start and on /readyz.
 	clusterReach := newReach(m.etcd, cfg.ClusterNames(), m.Log)
 	go clusterReach.check(ctx)
-	trusted := make([]handlers.KubeObject, len(cfg.Kubernetes.TrustedObjects))
-	for i, o := range cfg.Kubernetes.TrustedObjects {
-		trusted[i] = handlers.KubeObject{Namespace: o.Namespace, Kind: o.Kind, NamePrefix: o.NamePrefix}
-	}
 	h := handlers.New(handlers.Config{
-		TrustedObjects:     trusted,
+		TrustedObjects:     trustedObjects(cfg),
 		Publisher:          m.queue,
 		AlertsSubject:      queue.SubjectAlerts,
 		Incidents:          m.queue.Incidents,
