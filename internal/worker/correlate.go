@@ -296,9 +296,9 @@ func (w *Worker) correlate(ctx context.Context, g *group) error {
 		if err != nil {
 			return err
 		}
-		inc := remediator.NewIncident(id, g.cluster, g.decision, now)
-		inc.Title = w.Remediations.Title(g.decision.Remediation)
-		if err := w.Store.Create(ctx, inc); err != nil {
+		opened := remediator.NewIncident(id, g.cluster, g.decision, now)
+		opened.Title = w.Remediations.Title(g.decision.Remediation)
+		if err := w.Store.Create(ctx, opened); err != nil {
 			return err // a conflict means another worker adopted it: retry and join it
 		}
 		arrivals := slices.Clone(g.alerts)
