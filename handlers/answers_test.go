@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -152,6 +153,7 @@ func TestOperatorControlsOverTheAPI(t *testing.T) {
 	f := newFixture(t, "")
 	post := func(path, token, body string) (int, string) {
 		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
 		if token != "" {
 			r.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -196,6 +198,24 @@ func TestOperatorControlsOverTheAPI(t *testing.T) {
 			}
 		})
 	}
+	// A browser holding an operator's password sends it along with another site's form: a
+	// form cannot send JSON, and a script of another site's page is told by its Origin.
+	for _, tc := range []struct{ name, contentType, origin string }{
+		{"a form", "application/x-www-form-urlencoded", ""},
+		{"JSON sent as text", "text/plain", ""},
+		{"JSON from another site's page", "application/json", "https://evil.example"},
+	} {
+		f.answers.controls = nil
+		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/incidents/i1/cancel", strings.NewReader(`{"reason":"csrf"}`))
+		r.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("carol:carols-own-token")))
+		r.Header.Set("Content-Type", tc.contentType)
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		if status, body := f.do(t, r); status/100 != 4 || len(f.answers.controls) != 0 {
+			t.Errorf("%s: %d %s, and the worker was asked %q; want refused, nothing asked", tc.name, status, body, f.answers.controls)
+		}
+	}
 	if _, body := f.get(t, "/api/v1/clusters", ""); !strings.Contains(body, "operator token") {
 		t.Errorf("the clusters were read without a token: %s", body)
 	}
@@ -215,6 +235,7 @@ func TestClosingByHandOverTheAPI(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f.answers.closed = nil
 			r, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/incidents/i1/close", strings.NewReader(tc.body))
+			r.Header.Set("Content-Type", "application/json")
 			if tc.token != "" {
 				r.Header.Set("Authorization", "Bearer "+tc.token)
 			}
@@ -229,6 +250,7 @@ func TestClosingByHandOverTheAPI(t *testing.T) {
 func TestApprovalsOverTheAPI(t *testing.T) {
 	post := func(f *fixture, path, token, body string) (int, string) {
 		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
 		if token != "" {
 			r.Header.Set("Authorization", "Bearer "+token)
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -34,8 +36,20 @@ type controlBody struct {
 // maxControlBytes bounds an operator request's body.
 const maxControlBytes = 64 << 10
 
-// decodeBody reads a small JSON body into v; shape is what it should look like, for the error.
+// decodeBody reads an operator request's small JSON body into v; shape is what it should look
+// like, for the error. A browser that holds an operator's basic-auth password sends it with any
+// request to this origin, a form posted by another site's page too: such a request is refused
+// for its origin, and a form cannot send JSON (only a script of this page can, or the CLI).
 func decodeBody(c echo.Context, v any, shape string) error {
+	r := c.Request()
+	if o := r.Header.Get("Origin"); o != "" {
+		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+			return remediator.Errorf(remediator.EFORBIDDEN, "a request from another site's page (Origin %s) is refused: operators act from remediator's own page or its CLI", o)
+		}
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return remediator.Errorf(remediator.EINVALID, "send the body as JSON like %s, with Content-Type: application/json", shape)
+	}
 	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, maxControlBytes))
 	err := dec.Decode(v)
 	var tooLarge *http.MaxBytesError
