@@ -316,3 +316,37 @@ func readyz(t *testing.T, addr string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestCancelStopsARunRetryingAgainstAnUnreachableEtcd is the 3 a.m. case: the cluster's etcd
+// does not answer, the step retries with a growing backoff for half an hour, and the operator
+// sees why (its attempt, its next try, its last error with the endpoints it failed on) and
+// stops it.
+func TestCancelStopsARunRetryingAgainstAnUnreachableEtcd(t *testing.T) {
+	etcd, _ := nospaceCluster(t)
+	cfg := testConfig(t, etcd)
+	dir := t.TempDir()
+	cfg.API.OperatorsFile = writeFile(t, filepath.Join(dir, "operators.yaml"), "alice: alices-token\n")
+	tokenFile := writeFile(t, filepath.Join(dir, "alice"), "alices-token\n")
+	m := startService(t, cfg)
+	as := []string{"--server", "http://" + m.Addr, "--token-file", tokenFile}
+	etcd.Stop()
+	if code, body := post(t, m.Addr, "nospace-firing.json"); code != 202 {
+		t.Fatalf("POST: %d %v", code, body)
+	}
+	inc := waitIncident(t, m.Addr, 2*time.Minute, func(inc remediator.Incident) bool {
+		return slices.ContainsFunc(inc.Steps, func(s remediator.Step) bool { return !s.RetryAt.IsZero() })
+	})
+	code, out, _ := cli(t, append([]string{"show", inc.ID}, as...)...)
+	for _, want := range []string{"running  attempt 1 of 9, next at ", ", last error: attempt 1: member list from " + strings.Join(etcd.Endpoints(), ", ") + ": no answer in time (etcd down, overloaded, or not reachable from here)\n"} {
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := cli(t, append([]string{"cancel", inc.ID, "--reason", "etcd is down for maintenance"}, as...)...); code != exitOK {
+		t.Fatalf("cancel: %d %s", code, errOut)
+	}
+	inc = waitIncident(t, m.Addr, time.Minute, terminal)
+	if inc.State != remediator.StateCancelled || inc.Reason != "cancelled by alice: etcd is down for maintenance" {
+		t.Errorf("after cancel: %s (%q); steps %+v", inc.State, inc.Reason, inc.Steps)
+	}
+}

@@ -461,7 +461,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 	if err := lock.check(); err != nil && stepErr != nil {
 		stepErr = remediator.Errorf(remediator.EUNAVAILABLE, "interrupted: this worker lost the cluster lock (%v): %w", err, stepErr)
 	}
-	if errors.Is(stepErr, context.DeadlineExceeded) && ctx.Err() == nil {
+	if errors.Is(stepErr, context.DeadlineExceeded) && ctx.Err() == nil && !time.Now().Before(deadline) {
 		stepErr = remediator.Errorf(remediator.EUNAVAILABLE, "step %s passed its deadline of %s: %w", step.Name, timeout, stepErr)
 	}
 	took := w.Now().Sub(started)

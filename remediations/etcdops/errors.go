@@ -17,6 +17,9 @@ func Classify(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = noAnswer{err}
+	}
 	args = append(args, err)
 	format += ": %w"
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -40,3 +43,13 @@ func Classify(err error, format string, args ...any) error {
 	}
 	return remediator.Errorf(remediator.EINTERNAL, format, args...)
 }
+
+// noAnswer is a call that ran out of time, said as an operator reads it: the member did not
+// answer; errors.Is still sees the deadline.
+type noAnswer struct{ err error }
+
+func (e noAnswer) Error() string {
+	return "no answer in time (etcd down, overloaded, or not reachable from here)"
+}
+
+func (e noAnswer) Unwrap() error { return e.err }

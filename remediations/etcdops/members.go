@@ -36,7 +36,7 @@ func Members(ctx context.Context, cl clientv3.Cluster, configured []string) ([]M
 	defer cancel()
 	resp, err := cl.MemberList(ctx)
 	if err != nil {
-		return nil, nil, Classify(err, "member list")
+		return nil, nil, Classify(err, "member list from %s", strings.Join(configured, ", "))
 	}
 	var (
 		members []Member
