@@ -417,7 +417,7 @@ func checkNATSOptions(o *server.Options, serveKey string, agents map[string]stri
 		bad("users with passwords or a token: remediator's users are nkeys, and no other client belongs in its NATS")
 	}
 	if !slices.ContainsFunc(o.Accounts, func(a *server.Account) bool { return a.Name == natsAccount }) {
-		bad("no account %s: regenerate accounts.values.yaml (remediator nats server-config --format helm)", natsAccount)
+		bad("no account %s: regenerate accounts.values.yaml (remediator nats server-config -o helm)", natsAccount)
 		return errs
 	}
 	users := map[string]*server.NkeyUser{}

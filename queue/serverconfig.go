@@ -69,5 +69,5 @@ func WriteServerConfig(w io.Writer, format, account, service string, agents map[
 		fmt.Fprintln(w, "# remediator's account, for the NATS Helm chart: helm upgrade ... -f this-file.")
 		return yaml.NewEncoder(w).Encode(map[string]any{"config": map[string]any{"merge": map[string]any{"accounts": accounts}}})
 	}
-	return fmt.Errorf("--format: %q is neither conf nor helm", format)
+	return fmt.Errorf("-o %q: neither conf nor helm", format)
 }

@@ -56,14 +56,14 @@ of --config's nats.nkey_file (or nats.creds_file).`,
 }
 
 func natsServerConfigCmd() *cobra.Command {
-	var configPath, format, account string
+	var configPath, format, legacyFormat, account string
 	cmd := &cobra.Command{
-		Use:   "server-config --config FILE [--format conf|helm]",
+		Use:   "server-config --config FILE [-o conf|helm]",
 		Short: "Print the NATS server accounts that let serve and its agents in, each with its permissions",
 		Long: `Prints, for an external NATS cluster, an account holding serve's user (every subject of
 the account, JetStream on) and one user per node agent of nats.agents_file, which may only
 take the requests of its own subject, remediator.agent.<cluster>.<node>, and answer each once.
---format conf writes nats-server configuration to include; --format helm writes values for the
+-o conf writes nats-server configuration to include; -o helm writes values for the
 official NATS Helm chart (config.merge). Run it again after ` + "`remediator agent credentials`" + ` adds
 an agent, and reload NATS.`,
 		Args: noArgs,
@@ -72,11 +72,16 @@ an agent, and reload NATS.`,
 			if err != nil {
 				return err
 			}
+			if legacyFormat != "" {
+				format = legacyFormat
+			}
 			return queue.WriteServerConfig(cmd.OutOrStdout(), format, account, pub, cfg.NATS.Agents)
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "serve's configuration (nats.nkey_file and nats.agents_file)")
-	cmd.Flags().StringVar(&format, "format", "conf", "conf (nats-server configuration) or helm (values for the NATS Helm chart)")
+	outputFlag(cmd, &format, "conf", "conf", "helm")
+	cmd.Flags().StringVar(&legacyFormat, "format", "", "the output format (use -o)")
+	_ = cmd.Flags().MarkDeprecated("format", "use -o conf|helm")
 	cmd.Flags().StringVar(&account, "account", "REMEDIATOR", "the NATS account remediator gets")
 	return cmd
 }
