@@ -38,7 +38,7 @@ func TestLintReportsEveryProblemOfEveryFileAndFolder(t *testing.T) {
 	wantErr := `../../policies/testdata/invalid/cel-block.yaml:7:12: policy "literal": match: undeclared reference to 'label' (did you mean 'labels'?)
 ../../policies/testdata/invalid/cel-block.yaml:13:22: policy "folded": match: undeclared reference to 'contans' (did you mean 'contains'?)
 ../../policies/testdata/invalid/every-key.yaml:11: policy "wrong-types": mode: "sometimes" must be one of [auto approve dry-run deny context]
-../../policies/testdata/invalid/every-key.yaml:12: policy "wrong-types": max_attempts: "lots" is not a valid int
+../../policies/testdata/invalid/every-key.yaml:12: policy "wrong-types": max_attempts: "lots" is not a whole number
 ../../policies/testdata/invalid/every-key.yaml:14: policy "wrong-types": approval.users: must be a list
 ../../policies/testdata/invalid/every-key.yaml:17: policy "wrong-types": cooldown: appears again (first at line 16)
 ../../policies/testdata/invalid/every-key.yaml:18: policy "#2": must be a mapping of keys to values, such as name: and match:

@@ -112,11 +112,27 @@ func leaf(n *yaml.Node, t reflect.Type, path string) error {
 	if err := n.Decode(reflect.New(t).Interface()); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return fail(n, path, "%q is not a valid %s", n.Value, t.Kind())
+			return fail(n, path, "%q is not %s", n.Value, kindWords(t))
 		}
 		return fail(n, path, "%v", err)
 	}
 	return nil
+}
+
+// kindWords says what a value of type t must be, in a configuration's words, not Go's.
+func kindWords(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "text"
+	}
+	return "a value of the right kind"
 }
 
 // yamlFields maps a struct's YAML keys to their types; fields tagged `yaml:"-"` are not keys.
