@@ -409,3 +409,16 @@ func FuzzDecodeAlertmanager(f *testing.F) {
 		}
 	})
 }
+
+// A filter the API cannot mean is refused, not answered with an empty list that reads as "no
+// incidents".
+func TestAnUnknownStateIsRefusedNotAnEmptyList(t *testing.T) {
+	f := newFixture(t, "")
+	status, body := f.get(t, "/api/v1/incidents?state=bogus", "Bearer "+operatorToken)
+	var e errorBody
+	_ = json.Unmarshal([]byte(body), &e)
+	want := `state "bogus": not a state (states: pending, awaiting_approval, running, succeeded, failed, rejected, skipped, cancelled)`
+	if status != http.StatusBadRequest || e.Error != want {
+		t.Errorf("GET ?state=bogus: %d %q, want 400 %q", status, e.Error, want)
+	}
+}

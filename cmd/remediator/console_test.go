@@ -129,9 +129,15 @@ func TestTheOperatorsConsole(t *testing.T) {
 	if a := alarms(); !strings.Contains(a, "NOSPACE") {
 		t.Errorf("alarms after the cancel: %q; the cancelled run must not have disarmed anything", a)
 	}
-	if code, _, errOut := cli(t, append([]string{"watch", inc.ID, "-o", "json"}, as...)...); code != exitFailed ||
-		errOut != "remediator: incident "+inc.ID+" ended cancelled: cancelled by alice: compacting during the backup window is wrong\n" {
-		t.Errorf("watch of a cancelled incident: %d %q", code, errOut)
+	for _, format := range []string{"json", "yaml"} {
+		code, out, errOut := cli(t, append([]string{"watch", inc.ID, "-o", format}, as...)...)
+		var got remediator.Incident
+		if err := unmarshalAs(format, out, &got); err != nil || got.ID != inc.ID || got.State != remediator.StateCancelled {
+			t.Errorf("watch -o %s of a cancelled incident wrote %v, %q", format, err, out)
+		}
+		if code != exitFailed || errOut != "remediator: incident "+inc.ID+" ended cancelled: cancelled by alice: compacting during the backup window is wrong\n" {
+			t.Errorf("watch -o %s of a cancelled incident: exit %d, %q", format, code, errOut)
+		}
 	}
 
 	// pause, then retry: the retry waits, and says why.
