@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,13 +18,12 @@ import (
 	"github.com/remediator/remediator/internal/slacktest"
 )
 
-// cli runs the command line as a shell would, and returns its exit code, standard output and
-// standard error.
+// cli runs the command line as a shell would, with nothing on standard input, and returns
+// its exit code, standard output and standard error.
 func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	code = runCLI(context.Background(), args, &out, &errOut)
-	return code, out.String(), errOut.String()
+	stdout, stderr, code = shell(t, "", args...)
+	return code, stdout, stderr
 }
 
 // consoleService runs the service on a NOSPACE cluster with one policy that runs the default
@@ -174,7 +172,7 @@ func TestTheOperatorsConsole(t *testing.T) {
 	watchDone := make(chan int, 1)
 	go func() {
 		var errOut bytes.Buffer
-		watchDone <- runCLI(context.Background(), append([]string{"watch", inc.ID, "--interval", "200ms"}, as...), &watched, &errOut)
+		watchDone <- runCLI(context.Background(), append([]string{"watch", inc.ID, "--interval", "200ms"}, as...), strings.NewReader(""), &watched, &errOut)
 	}()
 	if code, out, errOut := cli(t, append([]string{"approve", inc.ID}, as...)...); code != exitOK || out != "incident "+inc.ID+" is running\n" {
 		t.Fatalf("approve: %d %q %q", code, out, errOut)
@@ -313,15 +311,38 @@ func grepLines(body string, prefixes ...string) string {
 	return strings.Join(out, "\n")
 }
 
-func readyz(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := httpc.Get("http://" + addr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+func readyz(t *testing.T, addr string) string { return getText(t, "http://"+addr+"/readyz") }
+
+// A pause shows where the humans look: the incident's Slack message says its cluster is
+// paused, by whom and why, while it waits.
+func TestAPausedClustersIncidentSaysSoInSlack(t *testing.T) {
+	etcd, _ := nospaceCluster(t)
+	slack := slacktest.New(t, botToken)
+	cfg := testConfig(t, etcd)
+	withSlack(t, &cfg, slack, "auto", "      users: [alice]\n      from_risk: destructive")
+	dir := t.TempDir()
+	cfg.API.OperatorsFile = writeFile(t, filepath.Join(dir, "operators.yaml"), "alice: alices-token\n")
+	tokenFile := writeFile(t, filepath.Join(dir, "alice"), "alices-token\n")
+	m := startService(t, cfg)
+	as := []string{"--server", "http://" + m.Addr, "--token-file", tokenFile}
+	if code, _, errOut := cli(t, append([]string{"pause", "--all", "--reason", "change freeze until Monday"}, as...)...); code != exitOK {
+		t.Fatalf("pause: %d %s", code, errOut)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	if code, body := post(t, m.Addr, "nospace-firing.json"); code != 202 {
+		t.Fatalf("POST: %d %v", code, body)
+	}
+	polltest.Until(t, time.Minute, "the Slack message to say the cluster is paused", func() (bool, string) {
+		var shown []string
+		for _, c := range append(slack.Calls("chat.postMessage"), slack.Calls("chat.update")...) {
+			shown = append(shown, c.Form.Get("blocks"))
+		}
+		all := strings.Join(shown, "\n")
+		return strings.Contains(all, "paused: alice paused every cluster at ") && strings.Contains(all, ": change freeze until Monday; no step starts until `remediator resume`"), all
+	})
+	inc := waitIncident(t, m.Addr, time.Minute, func(remediator.Incident) bool { return true })
+	if inc.State != remediator.StatePending || slices.ContainsFunc(inc.Steps, func(s remediator.Step) bool { return s.Attempts > 0 }) {
+		t.Errorf("on a paused cluster the incident is %s with steps %+v; want pending, nothing run", inc.State, inc.Steps)
+	}
 }
 
 // TestCancelStopsARunRetryingAgainstAnUnreachableEtcd is the 3 a.m. case: the cluster's etcd
@@ -355,37 +376,5 @@ func TestCancelStopsARunRetryingAgainstAnUnreachableEtcd(t *testing.T) {
 	inc = waitIncident(t, m.Addr, time.Minute, terminal)
 	if inc.State != remediator.StateCancelled || inc.Reason != "cancelled by alice: etcd is down for maintenance" {
 		t.Errorf("after cancel: %s (%q); steps %+v", inc.State, inc.Reason, inc.Steps)
-	}
-}
-
-// A pause shows where the humans look: the incident's Slack message says its cluster is
-// paused, by whom and why, while it waits.
-func TestAPausedClustersIncidentSaysSoInSlack(t *testing.T) {
-	etcd, _ := nospaceCluster(t)
-	slack := slacktest.New(t, botToken)
-	cfg := testConfig(t, etcd)
-	withSlack(t, &cfg, slack, "auto", "      users: [alice]\n      from_risk: destructive")
-	dir := t.TempDir()
-	cfg.API.OperatorsFile = writeFile(t, filepath.Join(dir, "operators.yaml"), "alice: alices-token\n")
-	tokenFile := writeFile(t, filepath.Join(dir, "alice"), "alices-token\n")
-	m := startService(t, cfg)
-	as := []string{"--server", "http://" + m.Addr, "--token-file", tokenFile}
-	if code, _, errOut := cli(t, append([]string{"pause", "--all", "--reason", "change freeze until Monday"}, as...)...); code != exitOK {
-		t.Fatalf("pause: %d %s", code, errOut)
-	}
-	if code, body := post(t, m.Addr, "nospace-firing.json"); code != 202 {
-		t.Fatalf("POST: %d %v", code, body)
-	}
-	polltest.Until(t, time.Minute, "the Slack message to say the cluster is paused", func() (bool, string) {
-		var shown []string
-		for _, c := range append(slack.Calls("chat.postMessage"), slack.Calls("chat.update")...) {
-			shown = append(shown, c.Form.Get("blocks"))
-		}
-		all := strings.Join(shown, "\n")
-		return strings.Contains(all, "paused: alice paused every cluster at ") && strings.Contains(all, ": change freeze until Monday; no step starts until `remediator resume`"), all
-	})
-	inc := waitIncident(t, m.Addr, time.Minute, func(remediator.Incident) bool { return true })
-	if inc.State != remediator.StatePending || slices.ContainsFunc(inc.Steps, func(s remediator.Step) bool { return s.Attempts > 0 }) {
-		t.Errorf("on a paused cluster the incident is %s with steps %+v; want pending, nothing run", inc.State, inc.Steps)
 	}
 }

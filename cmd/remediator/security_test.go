@@ -322,9 +322,12 @@ func TestATenantsEventStartsNothing(t *testing.T) {
 	}
 }
 
-func metrics(t *testing.T, addr string) string {
+func metrics(t *testing.T, addr string) string { return getText(t, "http://"+addr+"/metrics") }
+
+// getText returns the body of a GET, whatever its status.
+func getText(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	resp, err := httpc.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
