@@ -128,7 +128,7 @@ func (a *api) operator(c echo.Context, named string) (by, via string, err error)
 	by = strings.TrimSpace(named)
 	switch {
 	case by == "":
-		return "", "", remediator.Errorf(remediator.EINVALID, "the shared operator token does not say who you are: name yourself with --as NAME (the API body's approver)")
+		return "", "", remediator.Errorf(remediator.EINVALID, "the shared operator token does not say who you are: name yourself: --as NAME on the command line, Your name on the incidents page, approver in the API body")
 	case remediator.LooksLikeSlackID(by):
 		return "", "", remediator.Errorf(remediator.EFORBIDDEN, "approver: %q is a Slack user ID, which the shared token cannot vouch for: answer in Slack, or with an operator token of your own", by)
 	}

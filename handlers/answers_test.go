@@ -167,7 +167,7 @@ func TestOperatorControlsOverTheAPI(t *testing.T) {
 		{"cancel with an own token", "/api/v1/incidents/i1/cancel", "carols-own-token", `{"reason":"wrong cluster"}`, 200, "cancel i1 by carol: wrong cluster", ""},
 		{"cancel with the shared token and a name", "/api/v1/incidents/i1/cancel", operatorToken, `{"approver":"dave","reason":"x"}`, 200, "cancel i1 by dave: x", ""},
 		{"cancel with the shared token and no name", "/api/v1/incidents/i1/cancel", operatorToken, `{"reason":"x"}`, 400, "",
-			`the shared operator token does not say who you are: name yourself with --as NAME (the API body's approver)`},
+			`the shared operator token does not say who you are: name yourself: --as NAME on the command line, Your name on the incidents page, approver in the API body`},
 		{"cancel without a token", "/api/v1/incidents/i1/cancel", "", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
 		{"cancel with the webhook token", "/api/v1/incidents/i1/cancel", "webhook-token", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
 		{"retry", "/api/v1/incidents/i1/retry", "carols-own-token", `{}`, 200, "retry i1 by carol", ""},
@@ -266,7 +266,7 @@ func TestApprovalsOverTheAPI(t *testing.T) {
 	}{
 		{"no token", "/api/v1/incidents/i1/approve", "", `{"approver":"alice"}`, nil, 401, "missing or wrong operator token", ""},
 		{"the webhook token is not an operator token", "/api/v1/incidents/i1/approve", token, `{"approver":"alice"}`, nil, 401, "operator token", ""},
-		{"shared token without a name", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "the shared operator token does not say who you are: name yourself with --as NAME (the API body's approver)", ""},
+		{"shared token without a name", "/api/v1/incidents/i1/approve", operatorToken, `{}`, nil, 400, "the shared operator token does not say who you are: name yourself: --as NAME on the command line, Your name on the incidents page, approver in the API body", ""},
 		{"not JSON", "/api/v1/incidents/i1/approve", operatorToken, `approver=alice`, nil, 400, "body must be", ""},
 		{"an operator's token is theirs only", "/api/v1/incidents/i1/approve", "carols-own-token", `{"approver":"alice"}`, nil, 403, "this token is carol's, not alice's", ""},
 		{"the shared token cannot pass for a Slack user", "/api/v1/incidents/i1/approve", operatorToken, `{"approver":"U01ALICE"}`, nil, 403, "is a Slack user ID, which the shared token cannot vouch for", ""},

@@ -168,14 +168,25 @@ type Clusters struct {
 }
 
 func (a *api) listClusters(c echo.Context) error {
-	pauses, err := a.Controls.Paused(c.Request().Context())
+	out, err := a.clusterStatus(c.Request().Context())
 	if err != nil {
 		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// clusterStatus tells of every configured cluster: its pause, if one is in force, and whether
+// its etcd answered when last asked; and of a pause of every cluster. A pause of a cluster no
+// longer configured is left out: nothing runs there.
+func (a *api) clusterStatus(ctx context.Context) (Clusters, error) {
+	pauses, err := a.Controls.Paused(ctx)
+	if err != nil {
+		return Clusters{}, err
 	}
 	var out Clusters
 	reach := map[string]Reachability{}
 	if a.Reachability != nil {
-		for _, r := range a.Reachability(c.Request().Context()) {
+		for _, r := range a.Reachability(ctx) {
 			reach[r.Cluster] = r
 		}
 	}
@@ -195,5 +206,5 @@ func (a *api) listClusters(c echo.Context) error {
 			out.Clusters[i].Paused = &p
 		}
 	}
-	return c.JSON(http.StatusOK, out)
+	return out, nil
 }

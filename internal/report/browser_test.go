@@ -1,26 +1,18 @@
 package report
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/png"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/internal/browsertest"
 )
 
 // viewports are the screens the page must read on without scrolling sideways: a laptop, and
@@ -39,7 +31,7 @@ var viewports = []struct {
 // for the screen it is read on. It saves a screenshot of each page at each width, in
 // $REMEDIATOR_SCREENSHOTS if set, so that a person can look at them.
 func TestHTMLReportRendersInChromium(t *testing.T) {
-	browser := startChromium(t)
+	browser := browsertest.Start(t)
 	for _, tc := range []struct {
 		name          string
 		inc           *remediator.Incident
@@ -96,7 +88,7 @@ func TestHTMLReportRendersInChromium(t *testing.T) {
 				}
 				t.Logf("page %vpx wide in a %vpx viewport; members table %+v; tables %+v", got.ScrollWidth, got.InnerWidth, got.Members, got.Tables)
 				fits(t, got, vp.width, tc.before+tc.after > 0)
-				if shot := screenshot(t, got.Screenshot, fmt.Sprintf("%s-%dpx.png", tc.name, vp.width)); shot.Dx() != int(vp.width) {
+				if shot := browsertest.Save(t, got.Screenshot, fmt.Sprintf("%s-%dpx.png", tc.name, vp.width)); shot.Dx() != int(vp.width) {
 					t.Errorf("the screenshot is %dpx wide, not the viewport's %dpx: the page is wider than the screen", shot.Dx(), vp.width)
 				}
 			})
@@ -158,62 +150,6 @@ type fakeT struct{ errors []string }
 
 func (f *fakeT) Errorf(format string, args ...any) {
 	f.errors = append(f.errors, fmt.Sprintf(format, args...))
-}
-
-// screenshot saves a PNG in $REMEDIATOR_SCREENSHOTS, or in the test's temporary directory,
-// and returns its bounds.
-func screenshot(t *testing.T, shot []byte, name string) image.Rectangle {
-	t.Helper()
-	dir := os.Getenv("REMEDIATOR_SCREENSHOTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.DecodeConfig(bytes.NewReader(shot))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", path, err)
-	}
-	t.Logf("screenshot %s: %dx%d", path, img.Width, img.Height)
-	return image.Rect(0, 0, img.Width, img.Height)
-}
-
-// startChromium starts a headless chromium for the test, stopped when the test ends. The test
-// fails on a CI machine without chromium, so that a missing package cannot pass for a
-// working page; elsewhere it skips.
-func startChromium(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		path, err = exec.LookPath("/usr/bin/chromium")
-	}
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("chromium is needed to test the HTML report: apt-get install chromium (%v)", err)
-		}
-		t.Skipf("no chromium (apt-get install chromium): %v", err)
-	}
-	// A browser that hangs fails the test instead of holding the run until go test's timeout.
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	t.Cleanup(cancel)
-	ctx, cancel = chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		// Tests run as root, and chromium's sandbox refuses root.
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-	)...)
-	t.Cleanup(cancel)
-	ctx, cancel = chromedp.NewContext(ctx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	return ctx
 }
 
 // rendered is what a test reads from a page once the browser has laid it out.
@@ -306,27 +242,7 @@ func open(t *testing.T, browser context.Context, page []byte, width, height int6
 	// chromedp enables the runtime and log domains as it attaches the tab; a listener given
 	// here sees their events from the start. It runs in the tab's read loop: no commands.
 	tab, cancel := chromedp.NewContext(browser, chromedp.WithListener(func(ev any) {
-		var p string
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
-				var args []string
-				for _, a := range ev.Args {
-					args = append(args, strings.Trim(string(a.Value), `"`)+a.Description)
-				}
-				p = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
-			}
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			p = "exception: " + d.Text
-			if d.Exception != nil {
-				p += " " + d.Exception.Description
-			}
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError {
-				p = fmt.Sprintf("log (%s): %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL)
-			}
-		}
+		p := browsertest.Problem(ev)
 		if p != "" {
 			mu.Lock()
 			problems = append(problems, p)
