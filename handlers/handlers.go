@@ -205,6 +205,22 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// CodeOfStatus is the error code of an HTTP status that came without remediator's error body
+// (from a proxy in front of it, say): statusOf read backwards, a gateway's failure as the
+// service being unreachable.
+func CodeOfStatus(status int) string {
+	if status == http.StatusBadGateway || status == http.StatusGatewayTimeout {
+		return remediator.EUNAVAILABLE
+	}
+	for _, code := range []string{remediator.EINVALID, remediator.EUNAUTHORIZED, remediator.EFORBIDDEN, remediator.ENOTFOUND,
+		remediator.EREFUSED, remediator.ETOOLARGE, remediator.EPRECONDITION, remediator.EUNAVAILABLE} {
+		if statusOf(remediator.Errorf(code, "")) == status {
+			return code
+		}
+	}
+	return remediator.EINTERNAL
+}
+
 // errorBody is every error response.
 type errorBody struct {
 	Error string `json:"error"`

@@ -422,3 +422,17 @@ func TestAnUnknownStateIsRefusedNotAnEmptyList(t *testing.T) {
 		t.Errorf("GET ?state=bogus: %d %q, want 400 %q", status, e.Error, want)
 	}
 }
+
+// A client that got a status without remediator's error body reads it back as the code the
+// service would have sent.
+func TestCodeOfStatusReadsStatusOfBackwards(t *testing.T) {
+	for _, code := range []string{remediator.EINVALID, remediator.EUNAUTHORIZED, remediator.EFORBIDDEN, remediator.ENOTFOUND,
+		remediator.EREFUSED, remediator.ETOOLARGE, remediator.EPRECONDITION, remediator.EUNAVAILABLE, remediator.EINTERNAL} {
+		if got := CodeOfStatus(statusOf(remediator.Errorf(code, "x"))); got != code {
+			t.Errorf("code %s: status %d reads back as %s", code, statusOf(remediator.Errorf(code, "x")), got)
+		}
+	}
+	if got := CodeOfStatus(http.StatusBadGateway); got != remediator.EUNAVAILABLE {
+		t.Errorf("502 reads as %s, want unavailable", got)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/remediator/remediator"
+	"github.com/remediator/remediator/handlers"
 	"github.com/remediator/remediator/internal/config"
 	"github.com/remediator/remediator/remediations"
 )
@@ -212,33 +213,14 @@ func (c *apiClient) do(cmd *cobra.Command, method, path string, body any) ([]byt
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error, Code string }
 		if json.Unmarshal(out, &e) != nil || e.Error == "" {
-			return nil, remediator.Errorf(codeOfStatus(resp.StatusCode), "%s answered %s, not as remediator would: is --server remediator's address?", c.base, resp.Status)
+			return nil, remediator.Errorf(handlers.CodeOfStatus(resp.StatusCode), "%s answered %s, not as remediator would: is --server remediator's address?", c.base, resp.Status)
 		}
 		if e.Code == "" || e.Code == "internal" {
-			e.Code = codeOfStatus(resp.StatusCode)
+			e.Code = handlers.CodeOfStatus(resp.StatusCode)
 		}
 		return nil, remediator.Errorf(e.Code, "%s", e.Error)
 	}
 	return out, nil
-}
-
-// codeOfStatus is the error code of an HTTP status that came without one.
-func codeOfStatus(status int) string {
-	switch status {
-	case http.StatusNotFound:
-		return remediator.ENOTFOUND
-	case http.StatusUnauthorized:
-		return remediator.EUNAUTHORIZED
-	case http.StatusForbidden:
-		return remediator.EFORBIDDEN
-	case http.StatusConflict:
-		return remediator.EREFUSED
-	case http.StatusBadRequest:
-		return remediator.EINVALID
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
-		return remediator.EUNAVAILABLE
-	}
-	return remediator.EINTERNAL
 }
 
 // reachError says why a request did not reach the service, in a person's words.
