@@ -40,6 +40,8 @@ func (inc *Incident) Accept(a Answer, denied error, now time.Time) (granted bool
 	switch {
 	case inc.State != StateAwaitingApproval || req == nil:
 		return refuse(EREFUSED, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
+	case inc.Cancel != nil:
+		return refuse(EREFUSED, "incident %s is being cancelled (%s): its clean-up runs, and it takes no answer", inc.ID, inc.Cancel.Why())
 	case denied != nil:
 		return refuse(EFORBIDDEN, "%v", denied)
 	case a.Approve && req.ApprovedBy(a.Person):

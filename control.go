@@ -55,16 +55,23 @@ func (inc *Incident) started() bool {
 	return slices.ContainsFunc(inc.Steps, func(s Step) bool { return s.Attempts > 0 })
 }
 
-// CancelSteps marks the steps a cancelled run will not run as skipped (a step whose attempt
-// failed and waits for its retry too) and returns the clean-up steps still to run.
-func (inc *Incident) CancelSteps() (cleanup []string) {
+// CutShort says whether a step of this risk may be stopped part way by a cancel: a check, a
+// wait or a verification leaves nothing half done; a higher-risk step (a member removed and
+// not yet added back) must finish what it started.
+func CutShort(r Risk) bool { return r == RiskReadOnly || r == RiskLow }
+
+// CancelSteps marks the steps a cancelled run will not run as skipped, a read-only or low-risk
+// step whose attempt was interrupted or waits for its retry too, and returns the steps still
+// to run: the clean-up steps, and a higher-risk step that started, which finishes from its
+// saved progress first.
+func (inc *Incident) CancelSteps() (left []string) {
 	why := inc.Cancel.Why()
 	for j := range inc.Steps {
 		s := &inc.Steps[j]
 		switch {
 		case !s.Runnable():
-		case s.Always:
-			cleanup = append(cleanup, s.Name)
+		case s.Always, s.State == StepRunning && !CutShort(s.Risk):
+			left = append(left, s.Name)
 		default:
 			if s.State == StepRunning {
 				s.Output = strings.TrimSpace(s.Output + "\nnot run again: " + why)
@@ -75,13 +82,15 @@ func (inc *Incident) CancelSteps() (cleanup []string) {
 			s.State = StepSkipped
 		}
 	}
-	return cleanup
+	return left
 }
 
 // Retry makes a failed or cancelled incident run again, as a new attempt, from its first step
-// that did not succeed: that step and those after it are pending again, the approval is asked
-// for again where the policy asks for one, and the gates apply as to a new run (the incident's
-// own earlier attempt does not count against its cooldown).
+// that did not succeed: that step and those after it are pending again, with no progress, the
+// approval is asked for again where the policy asks for one, and the gates apply as to a new
+// run (the incident's own earlier attempts count towards max_attempts, not its cooldown). When
+// a clean-up step ran, it undid what the steps before it set up (a liveness probe suspended for
+// the recovery is back on): the new attempt starts from the first step.
 func (inc *Incident) Retry(by string, at time.Time) error {
 	switch {
 	case inc.State != StateFailed && inc.State != StateCancelled:
@@ -95,10 +104,13 @@ func (inc *Incident) Retry(by string, at time.Time) error {
 	if first < 0 {
 		return Errorf(EREFUSED, "every step of incident %s succeeded: nothing to retry", inc.ID)
 	}
+	if slices.ContainsFunc(inc.Steps, func(s Step) bool { return s.Always && s.State == StepSucceeded }) {
+		first = 0
+	}
 	inc.Attempt = max(inc.Attempt, 1) + 1
 	for j := first; j < len(inc.Steps); j++ {
 		s := &inc.Steps[j]
-		s.State, s.Attempts, s.Error, s.Output, s.RetryAt = StepPending, 0, "", "", time.Time{}
+		s.State, s.Attempts, s.Error, s.Output, s.RetryAt, s.Progress = StepPending, 0, "", "", time.Time{}, nil
 		s.StartedAt, s.FinishedAt = time.Time{}, time.Time{}
 	}
 	inc.Cancel, inc.Approval, inc.FinishedAt = nil, nil, time.Time{}

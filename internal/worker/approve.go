@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,12 +32,15 @@ func (w *Worker) requestApproval(ctx context.Context, log *slog.Logger, id, gate
 	}
 	now := w.Now()
 	expires := now.Add(time.Duration(inc.Gates.Approval.Timeout))
-	if err := w.publishExpiry(ctx, id, gate, expires); err != nil {
+	if err := w.publishExpiry(ctx, inc, gate, expires); err != nil {
 		return nil, err
 	}
 	inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
 		if a := inc.Approval; a != nil && a.Gate == gate && inc.State == remediator.StateAwaitingApproval {
 			return nil
+		}
+		if inc.State.Terminal() || inc.Cancel != nil {
+			return nil // ended or being cancelled meanwhile: nobody is to be asked
 		}
 		rule := inc.Gates.Approval
 		inc.Approval = &remediator.ApprovalRequest{Gate: gate, Reason: reason, Required: rule.Required,
@@ -59,13 +63,22 @@ func (w *Worker) scheduleExpiry(ctx context.Context, inc *remediator.Incident) e
 	if inc.Approval == nil {
 		return nil
 	}
-	return w.publishExpiry(ctx, inc.ID, inc.Approval.Gate, inc.Approval.ExpiresAt)
+	return w.publishExpiry(ctx, inc, inc.Approval.Gate, inc.Approval.ExpiresAt)
 }
 
-func (w *Worker) publishExpiry(ctx context.Context, id, gate string, at time.Time) error {
-	data, _ := json.Marshal(expireRequest{Incident: id, Gate: gate, ExpiresAt: at})
-	_, err := w.Publisher.Publish(ctx, w.ExpireSubject, data, "expire-"+id+"-"+gate)
+func (w *Worker) publishExpiry(ctx context.Context, inc *remediator.Incident, gate string, at time.Time) error {
+	data, _ := json.Marshal(expireRequest{Incident: inc.ID, Gate: gate, ExpiresAt: at})
+	_, err := w.Publisher.Publish(ctx, w.ExpireSubject, data, "expire-"+inc.ID+"-"+gate+attemptKey(inc))
 	return err
+}
+
+// attemptKey tells the queue messages of a retried incident's attempt from its earlier ones',
+// which the queue would otherwise take for duplicates: "" for the first attempt.
+func attemptKey(inc *remediator.Incident) string {
+	if inc.Attempt <= 1 {
+		return ""
+	}
+	return "-a" + strconv.Itoa(inc.Attempt)
 }
 
 // Expire rejects an incident whose approval request is still open at its deadline; before
@@ -75,8 +88,10 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 	if err := json.Unmarshal(data, &req); err != nil || req.Incident == "" {
 		return remediator.Errorf(remediator.EINVALID, "expiry %q: not an incident reference", data)
 	}
+	// A request of an incident being cancelled does not expire: the cancel's run ends it, after
+	// the clean-up that an expiry would skip.
 	open := func(inc *remediator.Incident) bool {
-		return inc.State == remediator.StateAwaitingApproval && inc.Approval != nil && inc.Approval.Gate == req.Gate
+		return inc.State == remediator.StateAwaitingApproval && inc.Approval != nil && inc.Approval.Gate == req.Gate && inc.Cancel == nil
 	}
 	inc, err := w.Store.Get(ctx, req.Incident)
 	switch {
@@ -189,7 +204,7 @@ func (w *Worker) denial(ctx context.Context, inc *remediator.Incident, a remedia
 // requestApprovedRun enqueues the run an approval allowed, once.
 func (w *Worker) requestApprovedRun(ctx context.Context, inc *remediator.Incident) error {
 	data, _ := json.Marshal(runRequest{Incident: inc.ID})
-	_, err := w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+inc.ID+"-approved-"+inc.Approval.Gate)
+	_, err := w.Publisher.Publish(ctx, w.RunSubject, data, "run-"+inc.ID+"-approved-"+inc.Approval.Gate+attemptKey(inc))
 	return err
 }
 

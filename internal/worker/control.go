@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +57,7 @@ func (w *Worker) Cancel(ctx context.Context, id, by, reason string) (*remediator
 	if finish {
 		// A run waiting for approval, a window or a retry has no worker on it: this one
 		// finishes the cancel now.
-		if err := w.requestRunFor(ctx, id, "cancel"); err != nil {
+		if err := w.requestRunFor(ctx, id, "cancel"+attemptKey(inc)); err != nil {
 			return inc, err
 		}
 	}
@@ -67,27 +68,36 @@ func (w *Worker) Cancel(ctx context.Context, id, by, reason string) (*remediator
 // did not succeed, through the same gates as a new run. It needs the incident's cluster and
 // remediation free: an incident opened for the same problem since is the one to follow.
 func (w *Worker) Retry(ctx context.Context, id, by string) (*remediator.Incident, error) {
-	inc, err := w.Store.Get(ctx, id)
+	before, err := w.Store.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := inc.Retry(by, w.Now()); err != nil {
+	if before.State == remediator.StatePending && before.Attempt > 1 && !slices.ContainsFunc(before.Steps, func(s remediator.Step) bool { return s.Attempts > 0 && s.State != remediator.StepSucceeded }) {
+		// Retried already, and not started: its run request may have been lost with the
+		// queue; asking again is safe, as the queue takes it once.
+		return before, w.requestRunFor(ctx, id, "retry-"+strconv.Itoa(before.Attempt))
+	}
+	if err := (*before).Retry(by, w.Now()); err != nil {
 		return nil, err // refused before claiming anything
 	}
-	holder, err := w.Store.ClaimOpen(ctx, inc.Cluster, inc.Remediation, id)
+	holder, err := w.Store.ClaimOpen(ctx, before.Cluster, before.Remediation, id)
 	switch {
 	case err != nil:
 		return nil, err
 	case holder != id:
 		return nil, remediator.Errorf(remediator.EREFUSED, "incident %s is open for %s on cluster %s since: follow that one (remediator show %s)",
-			holder, inc.Remediation, inc.Cluster, holder)
+			holder, before.Remediation, before.Cluster, holder)
 	}
-	inc, err = w.Store.Update(ctx, id, func(inc *remediator.Incident) error { return inc.Retry(by, w.Now()) })
+	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error { return inc.Retry(by, w.Now()) })
 	if err != nil {
+		// The claim is this incident's; free it only if the incident is still over, so that a
+		// retry that won in between keeps it.
 		rctx, cancel := recordCtx(ctx)
 		defer cancel()
-		if rerr := w.Store.ReleaseOpen(rctx, inc.Cluster, inc.Remediation, id); rerr != nil {
-			w.Log.Warn("cannot free the open claim of an incident not retried", "incident", id, "err", rerr)
+		if now, gerr := w.Store.Get(rctx, id); gerr == nil && now.State.Terminal() {
+			if rerr := w.Store.ReleaseOpen(rctx, before.Cluster, before.Remediation, id); rerr != nil {
+				w.Log.Warn("cannot free the open claim of an incident not retried", "incident", id, "err", rerr)
+			}
 		}
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -425,4 +426,207 @@ func TestPauseOfEveryClusterHoldsARunBetweenSteps(t *testing.T) {
 		inc := f.only(t)
 		return err == nil && inc.State == remediator.StateSucceeded, string(inc.State)
 	})
+}
+
+// The clean-up step runs because of the cancel: the cancel never cuts it short, even when it
+// waits (restoring one member's probe, then waiting for it to answer, before the next).
+func TestCancelNeverCutsTheCleanupShort(t *testing.T) {
+	first, cleanup := newBlocking(), newBlocking()
+	f := newFixture(t,
+		remediator.PlannedStep{Name: "suspend", Risk: remediator.RiskHigh, Run: first.run},
+		remediator.PlannedStep{Name: "compact", Risk: remediator.RiskHigh, Run: ok("")},
+		remediator.PlannedStep{Name: "restore", Risk: remediator.RiskLow, Always: true, Run: cleanup.run},
+	)
+	f.w.CancelPoll = 10 * time.Millisecond
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	done := f.executeAsync(t, id)
+	waitStarted(t, first)
+	if _, err := f.w.Cancel(context.Background(), id, "carol", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	close(first.release)
+	waitStarted(t, cleanup)
+	time.Sleep(200 * time.Millisecond) // twenty cancel polls: it would have been cut by now
+	close(cleanup.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	inc := f.only(t)
+	if s := inc.Steps[2]; s.State != remediator.StepSucceeded || s.Output != "finished" || inc.State != remediator.StateCancelled {
+		t.Errorf("the clean-up step: %s %q, incident %s; want it finished, the incident cancelled", s.State, s.Output, inc.State)
+	}
+}
+
+// A higher-risk step that started (a member removed, not yet added back) and was interrupted
+// or waits for its retry is not abandoned by a cancel: it finishes from its saved progress,
+// and the run stops after it.
+func TestCancelLetsAHigherRiskStepThatStartedFinish(t *testing.T) {
+	f := newFixture(t,
+		remediator.PlannedStep{Name: "replace", Risk: remediator.RiskHigh, Run: func(ctx context.Context, in remediator.StepInput) (remediator.StepResult, error) {
+			if in.Progress == nil {
+				if err := in.SaveProgress(ctx, map[string]string{"removed": "m2"}); err != nil {
+					return remediator.StepResult{}, err
+				}
+				return remediator.StepResult{}, remediator.Errorf(remediator.EUNAVAILABLE, "no leader")
+			}
+			return remediator.StepResult{Output: "added back after " + string(in.Progress)}, nil
+		}},
+		remediator.PlannedStep{Name: "verify", Risk: remediator.RiskReadOnly, Run: ok("")},
+		remediator.PlannedStep{Name: "cleanup", Risk: remediator.RiskLow, Always: true, Run: ok("")},
+	)
+	f.w.RetryDelay = func(int) time.Duration { return time.Hour }
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	var later *remediator.Later
+	if err := f.execute(t, id); !errors.As(err, &later) {
+		t.Fatalf("the first attempt: %v, want it back later", err)
+	}
+	if _, err := f.w.Cancel(context.Background(), id, "carol", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	inc := f.only(t)
+	want := []string{"replace=succeeded", "verify=skipped", "cleanup=succeeded"}
+	if !slices.Equal(stepStates(inc), want) || inc.Steps[0].Output != `added back after {"removed":"m2"}` || inc.State != remediator.StateCancelled {
+		t.Errorf("incident %s, steps %v (%q); want cancelled, %v, the replace finished", inc.State, stepStates(inc), inc.Steps[0].Output, want)
+	}
+}
+
+// Once a cancel is asked for, the run takes no answer: the approval that would have let a
+// riskier step run, or the rejection that would have skipped the clean-up, count for nothing.
+func TestARunBeingCancelledTakesNoAnswer(t *testing.T) {
+	f := newFixtureWith(t, `policies:
+  - name: ask-before-compacting
+    match: labels.alertname == "TestAlert"
+    remediation: test-remediation
+    mode: auto
+    approval: {users: [bob], from_risk: destructive}
+`,
+		remediator.PlannedStep{Name: "suspend", Risk: remediator.RiskHigh, Run: ok("")},
+		remediator.PlannedStep{Name: "compact", Risk: remediator.RiskDestructive, Run: ok("")},
+		remediator.PlannedStep{Name: "restore", Risk: remediator.RiskLow, Always: true, Run: ok("")},
+	)
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	if inc := f.only(t); inc.State != remediator.StateAwaitingApproval {
+		t.Fatalf("incident %s, want awaiting approval before compact", inc.State)
+	}
+	if _, err := f.w.Cancel(context.Background(), id, "carol", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	for _, approve := range []bool{true, false} {
+		_, err := f.w.Answer(context.Background(), remediator.Answer{Incident: id, By: "bob", Via: remediator.ViaAPI, Approve: approve})
+		if remediator.ErrorCode(err) != remediator.EREFUSED || !strings.Contains(err.Error(), "is being cancelled (cancelled by carol: stop): its clean-up runs, and it takes no answer") {
+			t.Errorf("an answer (approve %v) during the cancel: %v", approve, err)
+		}
+	}
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	inc := f.only(t)
+	if want := []string{"suspend=succeeded", "compact=skipped", "restore=succeeded"}; inc.State != remediator.StateCancelled || !slices.Equal(stepStates(inc), want) || f.rem.ran("compact") != 0 {
+		t.Errorf("incident %s, steps %v; want cancelled, %v", inc.State, stepStates(inc), want)
+	}
+
+	// The clean-up undid what suspend set up: a retry starts again from suspend, not compact.
+	inc, err := f.w.Retry(context.Background(), id, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inc.Reason != "retry by carol: attempt 2, from step suspend" {
+		t.Errorf("the retry: %q, want it from the first step", inc.Reason)
+	}
+}
+
+// recordingPublisher notes what the worker enqueues, and whether the queue took it as new.
+type recordingPublisher struct {
+	Publisher
+	mu   sync.Mutex
+	sent map[string]bool // msgID: taken as a duplicate
+}
+
+func (p *recordingPublisher) Publish(ctx context.Context, subject string, data []byte, msgID string) (bool, error) {
+	dup, err := p.Publisher.Publish(ctx, subject, data, msgID)
+	p.mu.Lock()
+	p.sent[msgID] = dup
+	p.mu.Unlock()
+	return dup, err
+}
+
+// A retried incident's approval deadline and approved run are new messages, not taken by the
+// queue for the first attempt's: else the new request never expires and the approved run
+// never runs.
+func TestARetriedAttemptsMessagesAreNotTakenForTheFirstOnes(t *testing.T) {
+	broken := true
+	f := newFixtureWith(t, retryPolicies, remediator.PlannedStep{Name: "touch", Risk: remediator.RiskHigh, Run: func(context.Context, remediator.StepInput) (remediator.StepResult, error) {
+		if broken {
+			return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no")
+		}
+		return remediator.StepResult{}, nil
+	}})
+	pub := &recordingPublisher{Publisher: f.w.Publisher, sent: map[string]bool{}}
+	f.w.Publisher = pub
+	f.correlate(t, alert("a1", "prod", "firing", "mode", "approve"))
+	id := f.only(t).ID
+	approveAndRun := func() {
+		t.Helper()
+		if err := f.execute(t, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.w.Answer(context.Background(), remediator.Answer{Incident: id, By: "bob", Via: remediator.ViaAPI, Approve: true}); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.execute(t, id)
+	}
+	approveAndRun()
+	if inc := f.only(t); inc.State != remediator.StateFailed {
+		t.Fatalf("the first attempt: %s", inc.State)
+	}
+	broken = false
+	if _, err := f.w.Retry(context.Background(), id, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	approveAndRun()
+	if inc := f.only(t); inc.State != remediator.StateSucceeded {
+		t.Errorf("the retried attempt: %s (%q)", inc.State, inc.Reason)
+	}
+	for _, key := range []string{"expire-" + id + "-touch-a2", "run-" + id + "-approved-touch-a2", "run-" + id + "-retry-2"} {
+		if dup, ok := pub.sent[key]; !ok || dup {
+			t.Errorf("message %s: sent %v, duplicate %v; want sent once, as new (all sent: %v)", key, ok, dup, pub.sent)
+		}
+	}
+}
+
+// A retry is a run: the incident's own earlier attempts count towards max_attempts, so that
+// retrying cannot run a remediation more often than the policy allows without asking.
+func TestRetriesCountTowardsMaxAttempts(t *testing.T) {
+	f := newFixtureWith(t, `policies:
+  - name: once-an-hour
+    match: labels.alertname == "TestAlert"
+    remediation: test-remediation
+    mode: auto
+    max_attempts: 1
+    approval: {users: [bob], from_risk: destructive}
+`, remediator.PlannedStep{Name: "touch", Risk: remediator.RiskHigh, Run: func(context.Context, remediator.StepInput) (remediator.StepResult, error) {
+		return remediator.StepResult{}, remediator.Errorf(remediator.EPRECONDITION, "no")
+	}})
+	f.correlate(t, alert("a1", "prod", "firing"))
+	id := f.only(t).ID
+	_ = f.execute(t, id)
+	if _, err := f.w.Retry(context.Background(), id, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.execute(t, id); err != nil {
+		t.Fatal(err)
+	}
+	inc := f.only(t)
+	if inc.State != remediator.StateAwaitingApproval || !strings.HasPrefix(inc.Reason, "max_attempts: test-remediation ran 1 times on prod in the last ") || f.rem.ran("touch") != 1 {
+		t.Errorf("the retry: %s (%q), the step ran %d times; want it to wait for approval past max_attempts", inc.State, inc.Reason, f.rem.ran("touch"))
+	}
 }

@@ -250,6 +250,9 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.In
 // setState moves the incident to a state and tells the humans.
 func (w *Worker) setState(ctx context.Context, log *slog.Logger, id string, s remediator.State, reason string) (*remediator.Incident, error) {
 	inc, err := w.Store.Update(ctx, id, func(inc *remediator.Incident) error {
+		if inc.State.Terminal() {
+			return nil // ended meanwhile (a cancel before any step ran): it stays as it ended
+		}
 		inc.SetState(s, reason, w.Now())
 		return nil
 	})
@@ -506,7 +509,7 @@ func (w *Worker) runStep(ctx context.Context, log *slog.Logger, lock *heldLock, 
 
 // cutter cuts a step short when its incident is cancelled, where that is safe: a read-only
 // or low-risk step (a check, a wait, a verification) leaves nothing half done. A higher-risk
-// step finishes, and the run stops after it.
+// step finishes, and the run stops after it; a clean-up step always finishes.
 type cutter struct {
 	done chan struct{}
 	// seen is the cancel that cut the step, once seen.
@@ -515,7 +518,8 @@ type cutter struct {
 
 func (w *Worker) cutOnCancel(ctx context.Context, id string, step remediator.PlannedStep, cut func()) *cutter {
 	c := &cutter{done: make(chan struct{})}
-	if step.Risk != remediator.RiskReadOnly && step.Risk != remediator.RiskLow {
+	// A clean-up step runs because of the cancel, or after it: it must finish.
+	if step.Always || !remediator.CutShort(step.Risk) {
 		return c
 	}
 	go func() {
