@@ -36,7 +36,9 @@ const RunsKept = 100
 // remediation: whether and when its remediation changed something, and when it ended.
 type Run struct {
 	Incident string `json:"incident"`
-	State    State  `json:"state"`
+	// Attempt is the incident's run this was: 2 and on after a retry.
+	Attempt int   `json:"attempt,omitempty"`
+	State   State `json:"state"`
 	// Changed is when its first step that changes something started; zero if none did.
 	Changed    time.Time `json:"changed,omitzero"`
 	FinishedAt time.Time `json:"finished_at"`
@@ -44,7 +46,7 @@ type Run struct {
 
 // Run sums the incident up for the gates of the incidents after it.
 func (inc *Incident) Run() Run {
-	r := Run{Incident: inc.ID, State: inc.State, FinishedAt: inc.FinishedAt}
+	r := Run{Incident: inc.ID, Attempt: max(inc.Attempt, 1), State: inc.State, FinishedAt: inc.FinishedAt}
 	for _, s := range inc.Steps {
 		if s.Risk != RiskReadOnly && !s.StartedAt.IsZero() {
 			r.Changed = s.StartedAt

@@ -36,7 +36,8 @@ func (s *Store) runsOf(ctx context.Context, key string) ([]remediator.Run, uint6
 	return runs, e.Revision(), nil
 }
 
-// recordRun adds a finished incident to its cluster and remediation's runs, once.
+// recordRun adds a finished incident's run to its cluster and remediation's runs, once for
+// each of its attempts.
 func (s *Store) recordRun(ctx context.Context, inc *remediator.Incident) error {
 	key := openKey(inc.Cluster, inc.Remediation)
 	for range maxUpdateTries {
@@ -44,10 +45,11 @@ func (s *Store) recordRun(ctx context.Context, inc *remediator.Incident) error {
 		if err != nil {
 			return err
 		}
-		if slices.ContainsFunc(runs, func(r remediator.Run) bool { return r.Incident == inc.ID }) {
+		run := inc.Run()
+		if slices.ContainsFunc(runs, func(r remediator.Run) bool { return r.Incident == run.Incident && max(r.Attempt, 1) == run.Attempt }) {
 			return nil
 		}
-		runs = append(runs, inc.Run())
+		runs = append(runs, run)
 		if len(runs) > remediator.RunsKept {
 			runs = runs[len(runs)-remediator.RunsKept:]
 		}

@@ -55,8 +55,8 @@ func admit(inc *remediator.Incident, history []remediator.Run, now time.Time, dr
 	}
 	if g.MaxAttempts > 0 && history != nil {
 		window := time.Duration(g.AttemptsWindow)
-		if n := runsSince(inc, history, now.Add(-window)); n >= g.MaxAttempts {
-			return escalate(fmt.Sprintf("max_attempts: %s ran %d times on %s in the last %s, the most the policy allows",
+		if n := runsSince(history, now.Add(-window)); n >= g.MaxAttempts {
+			return escalate(fmt.Sprintf("max_attempts: %s ran %d times on %s in the last %s (retries included), the most the policy allows",
 				inc.Remediation, n, inc.Cluster, window))
 		}
 	}
@@ -113,11 +113,13 @@ func lastRun(inc *remediator.Incident, history []remediator.Run) *remediator.Run
 	return last
 }
 
-// runsSince counts the other incidents whose run started changing things after since.
-func runsSince(inc *remediator.Incident, history []remediator.Run, since time.Time) int {
+// runsSince counts the runs that started changing things after since: the other incidents',
+// and this one's own earlier attempts (a retry is a run too). The history holds finished runs
+// only, so this attempt is not among them.
+func runsSince(history []remediator.Run, since time.Time) int {
 	n := 0
 	for _, h := range history {
-		if h.Incident != inc.ID && h.Changed.After(since) {
+		if h.Changed.After(since) {
 			n++
 		}
 	}
