@@ -176,6 +176,7 @@ func TestOperatorControlsOverTheAPI(t *testing.T) {
 		{"pause every cluster", "/api/v1/clusters/*/pause", "carols-own-token", `{"reason":"freeze"}`, 200, "pause * by carol: freeze", ""},
 		{"pause an unknown cluster", "/api/v1/clusters/qa/pause", "carols-own-token", `{"reason":"x"}`, 404, "", `cluster "qa" is not configured (clusters: prod, staging; * for all)`},
 		{"pause without a token", "/api/v1/clusters/prod/pause", "", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
+		{"pause of an unknown cluster without a token names no cluster", "/api/v1/clusters/qa/pause", "", `{"reason":"x"}`, 401, "", "missing or wrong operator token"},
 		{"resume", "/api/v1/clusters/prod/resume", "carols-own-token", `{}`, 200, "resume prod by carol", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,10 +201,16 @@ func TestOperatorControlsOverTheAPI(t *testing.T) {
 	}
 	// A browser holding an operator's password sends it along with another site's form: a
 	// form cannot send JSON, and a script of another site's page is told by its Origin.
-	for _, tc := range []struct{ name, contentType, origin string }{
-		{"a form", "application/x-www-form-urlencoded", ""},
-		{"JSON sent as text", "text/plain", ""},
-		{"JSON from another site's page", "application/json", "https://evil.example"},
+	for _, tc := range []struct {
+		name, contentType, origin, site string
+		taken                           bool
+	}{
+		{"a form", "application/x-www-form-urlencoded", "", "", false},
+		{"JSON sent as text", "text/plain", "", "", false},
+		{"JSON from another site's page", "application/json", "https://evil.example", "", false},
+		{"JSON from another site's page, as a browser says it", "application/json", "https://evil.example", "cross-site", false},
+		{"the page behind a proxy that rewrites Host", "application/json", "https://remediator.example", "same-origin", true},
+		{"the CLI", "application/json", "", "", true},
 	} {
 		f.answers.controls = nil
 		r, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/incidents/i1/cancel", strings.NewReader(`{"reason":"csrf"}`))
@@ -212,8 +219,12 @@ func TestOperatorControlsOverTheAPI(t *testing.T) {
 		if tc.origin != "" {
 			r.Header.Set("Origin", tc.origin)
 		}
-		if status, body := f.do(t, r); status/100 != 4 || len(f.answers.controls) != 0 {
-			t.Errorf("%s: %d %s, and the worker was asked %q; want refused, nothing asked", tc.name, status, body, f.answers.controls)
+		if tc.site != "" {
+			r.Header.Set("Sec-Fetch-Site", tc.site)
+		}
+		status, body := f.do(t, r)
+		if taken := status == http.StatusOK && len(f.answers.controls) == 1; taken != tc.taken {
+			t.Errorf("%s: %d %s, and the worker was asked %q; want taken %v", tc.name, status, body, f.answers.controls, tc.taken)
 		}
 	}
 	if _, body := f.get(t, "/api/v1/clusters", ""); !strings.Contains(body, "operator token") {

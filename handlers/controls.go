@@ -42,7 +42,11 @@ const maxControlBytes = 64 << 10
 // for its origin, and a form cannot send JSON (only a script of this page can, or the CLI).
 func decodeBody(c echo.Context, v any, shape string) error {
 	r := c.Request()
-	if o := r.Header.Get("Origin"); o != "" {
+	// A browser says where a request comes from in Sec-Fetch-Site, whatever a proxy in front
+	// did to the Host; an older one only in Origin.
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return remediator.Errorf(remediator.EFORBIDDEN, "a request from another site's page (Sec-Fetch-Site: %s) is refused: operators act from remediator's own page or its CLI", site)
+	} else if o := r.Header.Get("Origin"); site == "" && o != "" {
 		if u, err := url.Parse(o); err != nil || u.Host != r.Host {
 			return remediator.Errorf(remediator.EFORBIDDEN, "a request from another site's page (Origin %s) is refused: operators act from remediator's own page or its CLI", o)
 		}
@@ -122,11 +126,12 @@ func (a *api) cluster(c echo.Context) (string, error) {
 }
 
 func (a *api) pauseCluster(c echo.Context) error {
-	cluster, err := a.cluster(c)
+	// Who asks comes first: the cluster's names are not for anyone.
+	body, by, err := a.control(c)
 	if err != nil {
 		return err
 	}
-	body, by, err := a.control(c)
+	cluster, err := a.cluster(c)
 	if err != nil {
 		return err
 	}
@@ -138,11 +143,11 @@ func (a *api) pauseCluster(c echo.Context) error {
 }
 
 func (a *api) resumeCluster(c echo.Context) error {
-	cluster, err := a.cluster(c)
+	_, by, err := a.control(c)
 	if err != nil {
 		return err
 	}
-	_, by, err := a.control(c)
+	cluster, err := a.cluster(c)
 	if err != nil {
 		return err
 	}

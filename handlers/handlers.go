@@ -310,7 +310,9 @@ type Reachability struct {
 }
 
 // ready is ready when the queue is: webhooks can be taken even while a cluster's etcd is down
-// (that is when they matter). It tells the truth about each cluster all the same.
+// (that is when they matter). It tells the truth about each cluster all the same, by name
+// only: anyone who reaches the port may ask, and the endpoints and errors are for operators
+// (GET /api/v1/clusters).
 func (a *api) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
@@ -323,10 +325,10 @@ func (a *api) ready(c echo.Context) error {
 		for _, r := range a.Reachability(ctx) {
 			ago := a.Now().Sub(r.CheckedAt).Round(time.Second)
 			if r.Reachable {
-				fmt.Fprintf(&b, "cluster %s: etcd reachable at %s (checked %s ago)\n", r.Cluster, r.Endpoint, ago)
+				fmt.Fprintf(&b, "cluster %s: etcd reachable (checked %s ago)\n", r.Cluster, ago)
 				continue
 			}
-			fmt.Fprintf(&b, "cluster %s: etcd unreachable: %s (checked %s ago); webhooks are still taken, and its remediations retry\n", r.Cluster, r.Error, ago)
+			fmt.Fprintf(&b, "cluster %s: etcd unreachable (checked %s ago; why: remediator clusters); webhooks are still taken, and its remediations retry\n", r.Cluster, ago)
 		}
 	}
 	return c.String(http.StatusOK, b.String())

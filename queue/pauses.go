@@ -88,6 +88,7 @@ func (p *Pauses) List(ctx context.Context) ([]remediator.Pause, error) {
 	if err != nil {
 		return nil, unavailable("list %s", bucketPauses, err)
 	}
+	defer func() { _ = keys.Stop() }()
 	out := []remediator.Pause{}
 	for k := range keys.Keys() {
 		e, err := p.kv.Get(ctx, k)

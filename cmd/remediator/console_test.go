@@ -144,7 +144,7 @@ func TestTheOperatorsConsole(t *testing.T) {
 		t.Errorf("pause: %d %q %q", code, out, errOut)
 	}
 	code, out, errOut = cli(t, append([]string{"retry", inc.ID}, as...)...)
-	if code != exitOK || out != "incident "+inc.ID+": retry by alice: attempt 2, from step compact (remediator watch "+inc.ID+")\n" {
+	if code != exitOK || out != "incident "+inc.ID+": retry by alice: attempt 2, from step check-probes (remediator watch "+inc.ID+")\n" {
 		t.Errorf("retry: %d %q %q", code, out, errOut)
 	}
 	inc = waitIncident(t, m.Addr, time.Minute, func(inc remediator.Incident) bool { return strings.HasPrefix(inc.Reason, "paused: ") })
@@ -288,7 +288,7 @@ func TestTheConsolesExitCodesAndMessages(t *testing.T) {
 	// /readyz tells the truth about the cluster.
 	polltest.Until(t, 30*time.Second, "/readyz to tell the cluster reachable", func() (bool, string) {
 		body := readyz(t, m.Addr)
-		return strings.Contains(body, "cluster default: etcd reachable at "), body
+		return strings.Contains(body, "cluster default: etcd reachable (checked "), body
 	})
 }
 
