@@ -358,10 +358,11 @@ func cancelCmd() *cobra.Command {
 		Use:   "cancel INCIDENT --reason TEXT [--as NAME]",
 		Short: "Stop an incident's run before its next step; its clean-up steps still run",
 		Long: `Stops the run over the operator API (POST /api/v1/incidents/{id}/cancel). The step running
-finishes, unless it is read-only or low risk (a check, a wait): then it is cut short. The
-steps after it do not run; its clean-up steps (restoring a suspended liveness probe, say)
-still do. The incident ends cancelled, with who and why. A run that changed nothing yet
-(waiting for approval or a window) ends cancelled at once.`,
+finishes, unless it is read-only or low risk (a check, a wait): then it is cut short. A
+higher-risk step that started and waits for its retry finishes too. The steps after it do
+not run; its clean-up steps (restoring a suspended liveness probe, say) still do, and are
+never cut. The incident takes no more answers and ends cancelled, with who and why. A run
+that changed nothing yet (waiting for approval or a window) ends cancelled at once.`,
 		Args: exactArgs(1, "INCIDENT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(reason) == "" {
@@ -394,9 +395,10 @@ func retryCmd() *cobra.Command {
 		Use:   "retry INCIDENT [--as NAME]",
 		Short: "Run a failed or cancelled incident again, from its first step that did not succeed",
 		Long: `Runs the incident again over the operator API (POST /api/v1/incidents/{id}/retry), as a new
-attempt, from its first step that did not succeed. The gates apply as to a new run: approval
-where the policy asks for it, maintenance windows, dry-run; its own first attempt does not
-count against its cooldown.`,
+attempt, from its first step that did not succeed; from its first step when a clean-up step
+ran, as that undid what the steps before it set up. The gates apply as to a new run:
+approval where the policy asks for it, maintenance windows, dry-run, max_attempts (its own
+earlier attempts count); its own earlier attempts do not count against its cooldown.`,
 		Args: exactArgs(1, "INCIDENT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inc, err := cf.operatorPost(cmd, "/api/v1/incidents/"+url.PathEscape(args[0])+"/retry", map[string]string{"approver": as})
