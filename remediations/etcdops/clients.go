@@ -103,30 +103,22 @@ func (c *Clients) Probe(ctx context.Context, cluster string) (endpoint string, e
 	if err != nil {
 		return "", err
 	}
-	cl, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 2 * time.Second, TLS: tlsConfig, Logger: zap.NewNop()})
+	cl, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: callTimeout, TLS: tlsConfig, Logger: zap.NewNop()})
 	if err != nil {
 		return "", remediator.Errorf(remediator.EUNAVAILABLE, "etcd client: %w", err)
 	}
 	defer cl.Close()
 	var failures []string
 	for _, ep := range cfg.Endpoints {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, callTimeout)
 		_, err := cl.Status(sctx, ep)
 		cancel()
 		if err == nil {
 			return ep, nil
 		}
-		failures = append(failures, fmt.Sprintf("%s: %v", ep, describe(err)))
+		failures = append(failures, Classify(err, "%s", ep).Error())
 	}
 	return "", remediator.Errorf(remediator.EUNAVAILABLE, "%s", strings.Join(failures, "; "))
-}
-
-// describe says what a failed call met, in an operator's words where it can.
-func describe(err error) string {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "no answer within 2s (down, or not reachable from here)"
-	}
-	return err.Error()
 }
 
 // Close closes every client made.
