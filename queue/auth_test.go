@@ -132,7 +132,7 @@ func TestAnAgentMayOnlyTakeItsOwnRequestsAndAnswerThem(t *testing.T) {
 	// (Agents.grace).
 	before := streamMessages(t, l.q, streamWork)
 	for _, subject := range []string{SubjectAnswer, SubjectRun, SubjectAlerts, other, "$JS.API.STREAM.LIST", "$KV." + bucketIncidents + ".x",
-		l.q.nc.NewRespInbox(), "_INBOX.forged"} {
+		"$KV." + bucketPauses + "._all", l.q.nc.NewRespInbox(), "_INBOX.forged"} {
 		if err := nc.Publish(subject, []byte(`{"incident":"x","approve":true,"via":"slack","by":"U1"}`)); err != nil {
 			t.Fatal(err)
 		}
