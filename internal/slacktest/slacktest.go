@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -58,7 +59,8 @@ func (c Call) Blocks() []map[string]any {
 }
 
 // Server is a fake Slack Web API: chat.postMessage, chat.update, chat.postEphemeral,
-// usergroups.users.list, auth.test and users.info.
+// usergroups.users.list, auth.test, users.info, views.publish and, for Socket Mode,
+// apps.connections.open (see EnableSocket).
 type Server struct {
 	srv        *httptest.Server
 	token      string
@@ -70,13 +72,18 @@ type Server struct {
 	down       int
 	ts         int
 	gone       bool
+	sock       *socket
 }
 
 // New starts a server that accepts the bot token and stops when the test ends.
 func New(t testing.TB, token string) *Server {
-	s := &Server{token: token, groups: map[string][]string{}, users: map[string]User{}}
+	s := &Server{token: token, groups: map[string][]string{}, users: map[string]User{}, sock: newSocket()}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.srv.Close)
+	// The WebSockets first: httptest's Close does not wait for hijacked connections.
+	t.Cleanup(func() {
+		s.sock.close()
+		s.srv.Close()
+	})
 	return s
 }
 
@@ -136,6 +143,16 @@ func (s *Server) Calls(method string) []Call {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
 	_ = r.ParseForm()
+	jsonForm(r)
+	// Socket Mode has its own token and its own outage (SocketDown), so Down leaves it alone.
+	switch {
+	case r.URL.Path == linkPath:
+		s.serveSocket(w, r)
+		return
+	case method == "apps.connections.open":
+		s.openSocket(w, r)
+		return
+	}
 	s.mu.Lock()
 	if s.down > 0 {
 		s.down--
@@ -174,6 +191,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": true, "channel": r.Form.Get("channel"), "ts": r.Form.Get("ts"), "text": r.Form.Get("text")})
 	case "chat.postEphemeral":
 		writeJSON(w, map[string]any{"ok": true, "message_ts": ts})
+	case "views.publish":
+		var view map[string]any
+		if err := json.Unmarshal([]byte(r.Form.Get("view")), &view); err != nil || r.Form.Get("user_id") == "" {
+			writeJSON(w, map[string]any{"ok": false, "error": "invalid_arguments"})
+			return
+		}
+		maps.Copy(view, map[string]any{"id": "V0HOME" + strings.TrimPrefix(ts, "1763700000."), "team_id": Team, "app_id": App, "bot_id": "B0BOT", "hash": ts})
+		writeJSON(w, map[string]any{"ok": true, "view": view})
 	case "usergroups.users.list":
 		if members == nil {
 			writeJSON(w, map[string]any{"ok": false, "error": "no_such_subteam"})
@@ -219,6 +244,29 @@ func (u User) json(id, enterprise string) map[string]any {
 	return out
 }
 
+// jsonForm adds the top-level fields of a JSON body (views.publish, apps.connections.open) to
+// r.Form, strings as they are and anything else as JSON, so a Call reads the same whichever
+// way slack-go encoded it.
+func jsonForm(r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		return
+	}
+	var fields map[string]json.RawMessage
+	if json.NewDecoder(r.Body).Decode(&fields) != nil {
+		return
+	}
+	if r.Form == nil {
+		r.Form = url.Values{}
+	}
+	for k, raw := range fields {
+		var str string
+		if json.Unmarshal(raw, &str) != nil {
+			str = string(raw)
+		}
+		r.Form.Set(k, str)
+	}
+}
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
@@ -230,11 +278,17 @@ var clicks atomic.Int64
 // ButtonClick is the body Slack posts when a user clicks a button of a message: a form whose
 // payload field holds the block_actions interaction. No two clicks have the same body.
 func ButtonClick(userID, userName, actionID, value string) []byte {
+	return []byte(url.Values{"payload": {string(BlockActions(userID, userName, actionID, value))}}.Encode())
+}
+
+// BlockActions is the block_actions interaction of a button click, as Slack posts it (inside
+// ButtonClick) or sends it over Socket Mode (Send(Interactive, ...)).
+func BlockActions(userID, userName, actionID, value string) json.RawMessage {
 	n := clicks.Add(1)
 	payload, _ := json.Marshal(map[string]any{
 		"type":         "block_actions",
 		"user":         map[string]any{"id": userID, "username": userName, "name": userName, "team_id": Team},
-		"api_app_id":   "A0REMEDIATOR",
+		"api_app_id":   App,
 		"container":    map[string]any{"type": "message", "message_ts": "1763700000.000001", "channel_id": Channel},
 		"channel":      map[string]any{"id": Channel, "name": "etcd-incidents"},
 		"response_url": "https://hooks.slack.com/actions/T0TEAM/1/abc",
@@ -244,7 +298,7 @@ func ButtonClick(userID, userName, actionID, value string) []byte {
 			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": fmt.Sprintf("1763700001.%06d", n),
 		}},
 	})
-	return []byte(url.Values{"payload": {string(payload)}}.Encode())
+	return payload
 }
 
 // Sign returns the X-Slack-Signature of a body sent at ts: v0= and the hex HMAC-SHA256, keyed
