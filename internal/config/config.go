@@ -112,8 +112,14 @@ const DefaultSlackAPIURL = "https://slack.com/api/"
 
 // Slack configures the Slack app that reports incidents and takes approvals.
 type Slack struct {
-	BotTokenFile      string `yaml:"bot_token_file"`
+	BotTokenFile string `yaml:"bot_token_file"`
+	// SigningSecretFile turns on the HTTP endpoints Slack calls (/slack/interactions,
+	// /slack/commands, /slack/events), which need a public URL.
 	SigningSecretFile string `yaml:"signing_secret_file"`
+	// AppTokenFile holds an app-level token (xapp-...) with connections:write: it turns on
+	// Socket Mode, where remediator opens the connection to Slack itself, outbound only, and
+	// takes the clicks, commands and App Home events from it.
+	AppTokenFile string `yaml:"app_token_file"`
 	// Channel is the channel ID (or name) incidents are reported in.
 	Channel string `yaml:"channel"`
 	// APIURL is Slack's Web API (tests point it at a local server).
@@ -121,11 +127,12 @@ type Slack struct {
 	// BotToken and SigningSecret are read from their files by LoadSecrets.
 	BotToken      string `yaml:"-"`
 	SigningSecret string `yaml:"-"`
+	AppToken      string `yaml:"-"`
 }
 
 // Enabled says whether Slack is configured.
 func (s Slack) Enabled() bool {
-	return s.BotTokenFile != "" || s.SigningSecretFile != "" || s.Channel != ""
+	return s.BotTokenFile != "" || s.SigningSecretFile != "" || s.AppTokenFile != "" || s.Channel != ""
 }
 
 // NATS says where the queue is, and who this process is on it.
@@ -329,6 +336,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.API.OperatorsFile)
 	abs(&c.Slack.BotTokenFile)
 	abs(&c.Slack.SigningSecretFile)
+	abs(&c.Slack.AppTokenFile)
 	abs(&c.Agent.ManifestsDir)
 	abs(&c.Agent.StoppedDir)
 	abs(&c.Agent.BackupDir)

@@ -77,11 +77,15 @@ func (a *API) loadSecrets() error {
 	return p.err()
 }
 
-// loadSecrets reads the Slack app's bot token and signing secret.
+// loadSecrets reads the Slack app's bot token, signing secret and app-level token.
 func (s *Slack) loadSecrets() error {
 	var p problems
 	p.secret("slack.bot_token_file", s.BotTokenFile, &s.BotToken)
 	p.secret("slack.signing_secret_file", s.SigningSecretFile, &s.SigningSecret)
+	p.secret("slack.app_token_file", s.AppTokenFile, &s.AppToken)
+	if s.AppToken != "" && !strings.HasPrefix(s.AppToken, "xapp-") {
+		p.add("slack.app_token_file", "%s holds no app-level token (xapp-...): Socket Mode needs one, made under Basic Information, App-Level Tokens, with connections:write", s.AppTokenFile)
+	}
 	return p.err()
 }
 

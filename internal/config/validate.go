@@ -251,10 +251,11 @@ func (s Slack) validate() error {
 		return nil
 	}
 	var p problems
-	for _, f := range []struct{ key, path string }{{"slack.bot_token_file", s.BotTokenFile}, {"slack.signing_secret_file", s.SigningSecretFile}} {
-		if f.path == "" {
-			p.add(f.key, "must be set when Slack is configured")
-		}
+	if s.BotTokenFile == "" {
+		p.add("slack.bot_token_file", "must be set when Slack is configured")
+	}
+	if s.SigningSecretFile == "" && s.AppTokenFile == "" {
+		p.add("slack.signing_secret_file", "must be set when Slack is configured, unless slack.app_token_file turns on Socket Mode: Slack's answers reach remediator one way or the other")
 	}
 	if s.Channel == "" {
 		p.add("slack.channel", "must be set when Slack is configured")
