@@ -14,7 +14,11 @@ import (
 	"github.com/remediator/remediator/internal/yamlstrict"
 )
 
-const slackManifest = "slack/app-manifest.yaml"
+// The app manifests: over HTTP, and in Socket Mode.
+const (
+	slackManifest       = "slack/app-manifest.yaml"
+	slackSocketManifest = "slack/app-manifest.socket.yaml"
+)
 
 // slackScopes are the bot scopes of the slack.Client methods notify/slack calls ("" for a
 // method that needs none). A method missing here fails the test: find its scope in Slack's API
@@ -26,7 +30,11 @@ var slackScopes = map[string]string{
 	"GetUserGroupMembersContext": "usergroups:read", // usergroups.users.list
 	"GetUserInfoContext":         "users:read",      // users.info
 	"AuthTestContext":            "",                // auth.test
+	"PublishViewContext":         "",                // views.publish (the Home tab)
 }
+
+// slackCommandScope is the scope a slash command needs.
+const slackCommandScope = "commands"
 
 // slackAppManifest is the part of Slack's app manifest format this app uses.
 type slackAppManifest struct {
@@ -36,10 +44,22 @@ type slackAppManifest struct {
 		BackgroundColor string `yaml:"background_color"`
 	} `yaml:"display_information"`
 	Features struct {
+		AppHome struct {
+			HomeTabEnabled             bool `yaml:"home_tab_enabled"`
+			MessagesTabEnabled         bool `yaml:"messages_tab_enabled"`
+			MessagesTabReadOnlyEnabled bool `yaml:"messages_tab_read_only_enabled"`
+		} `yaml:"app_home"`
 		BotUser struct {
 			DisplayName  string `yaml:"display_name"`
 			AlwaysOnline bool   `yaml:"always_online"`
 		} `yaml:"bot_user"`
+		SlashCommands []struct {
+			Command      string `yaml:"command"`
+			URL          string `yaml:"url"`
+			Description  string `yaml:"description"`
+			UsageHint    string `yaml:"usage_hint"`
+			ShouldEscape bool   `yaml:"should_escape"`
+		} `yaml:"slash_commands"`
 	} `yaml:"features"`
 	OAuthConfig struct {
 		Scopes struct {
@@ -47,6 +67,10 @@ type slackAppManifest struct {
 		} `yaml:"scopes"`
 	} `yaml:"oauth_config"`
 	Settings struct {
+		EventSubscriptions struct {
+			RequestURL string   `yaml:"request_url"`
+			BotEvents  []string `yaml:"bot_events"`
+		} `yaml:"event_subscriptions"`
 		Interactivity struct {
 			IsEnabled  bool   `yaml:"is_enabled"`
 			RequestURL string `yaml:"request_url"`
@@ -91,17 +115,10 @@ func slackMethods(t *testing.T) []string {
 	return methods
 }
 
-// TestSlackAppManifest checks the app manifest: exactly the scopes the code needs, and
-// interactivity pointed at remediator's /slack/interactions on its external URL.
+// TestSlackAppManifest checks the app manifests: exactly the scopes the code needs, the
+// /remediator command, the Home tab's event, and interactivity, pointed at remediator's
+// endpoints on its external URL over HTTP, and over the socket in Socket Mode.
 func TestSlackAppManifest(t *testing.T) {
-	data, err := os.ReadFile(slackManifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m slackAppManifest
-	if err := yamlstrict.Decode(data, &m); err != nil {
-		t.Fatalf("%s: %v", slackManifest, err)
-	}
 	var need []string
 	methods := slackMethods(t)
 	if len(methods) == 0 {
@@ -117,23 +134,54 @@ func TestSlackAppManifest(t *testing.T) {
 			need = append(need, scope)
 		}
 	}
+	need = append(need, slackCommandScope)
 	slices.Sort(need)
-	have := slices.Sorted(slices.Values(m.OAuthConfig.Scopes.Bot))
-	if !slices.Equal(have, need) {
-		t.Errorf("bot scopes %v, want %v: exactly what %v need", have, need, methods)
-	}
-	i := m.Settings.Interactivity
-	if !i.IsEnabled {
-		t.Errorf("interactivity is off: the Approve and Reject buttons would do nothing")
-	}
-	u, err := url.Parse(i.RequestURL)
-	if err != nil || u.Scheme != "https" || u.Path != "/slack/interactions" {
-		t.Errorf("interactivity request_url %q: want https://<remediator>/slack/interactions", i.RequestURL)
-	}
-	if ext := build(t).serve.ExternalURL; err == nil && !strings.HasPrefix(i.RequestURL, strings.TrimSuffix(ext, "/")+"/") {
-		t.Errorf("interactivity request_url %q is not under serve's external_url %q", i.RequestURL, ext)
-	}
-	if m.Settings.SocketModeEnabled {
-		t.Errorf("socket mode is on: remediator takes interactions over HTTP")
+	ext := strings.TrimSuffix(build(t).serve.ExternalURL, "/")
+	for _, tc := range []struct {
+		path   string
+		socket bool
+	}{{slackManifest, false}, {slackSocketManifest, true}} {
+		t.Run(tc.path, func(t *testing.T) {
+			data, err := os.ReadFile(tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m slackAppManifest
+			if err := yamlstrict.Decode(data, &m); err != nil {
+				t.Fatalf("%s: %v", tc.path, err)
+			}
+			have := slices.Sorted(slices.Values(m.OAuthConfig.Scopes.Bot))
+			if !slices.Equal(have, need) {
+				t.Errorf("bot scopes %v, want %v: exactly what %v and the slash command need", have, need, methods)
+			}
+			if m.Settings.SocketModeEnabled != tc.socket {
+				t.Errorf("socket_mode_enabled: %v, want %v", m.Settings.SocketModeEnabled, tc.socket)
+			}
+			if !m.Features.AppHome.HomeTabEnabled || !slices.Equal(m.Settings.EventSubscriptions.BotEvents, []string{"app_home_opened"}) {
+				t.Errorf("the Home tab: enabled %v, bot events %v; want it on, with app_home_opened only", m.Features.AppHome.HomeTabEnabled, m.Settings.EventSubscriptions.BotEvents)
+			}
+			if c := m.Features.SlashCommands; len(c) != 1 || c[0].Command != "/remediator" {
+				t.Errorf("slash commands %+v, want /remediator", c)
+			}
+			if !m.Settings.Interactivity.IsEnabled {
+				t.Errorf("interactivity is off: the Approve and Reject buttons would do nothing")
+			}
+			endpoints := map[string]string{"/slack/interactions": m.Settings.Interactivity.RequestURL, "/slack/events": m.Settings.EventSubscriptions.RequestURL}
+			if len(m.Features.SlashCommands) == 1 {
+				endpoints["/slack/commands"] = m.Features.SlashCommands[0].URL
+			}
+			for path, got := range endpoints {
+				u, err := url.Parse(got)
+				switch {
+				case tc.socket && got != "":
+					t.Errorf("%s in Socket Mode has the URL %q: Slack sends it over the socket, and remediator serves no Slack endpoint", path, got)
+				case tc.socket:
+				case err != nil || u.Scheme != "https" || u.Path != path:
+					t.Errorf("URL %q: want https://<remediator>%s", got, path)
+				case !strings.HasPrefix(got, ext+"/"):
+					t.Errorf("URL %q is not under serve's external_url %q", got, ext)
+				}
+			}
+		})
 	}
 }
