@@ -22,13 +22,45 @@ func (r *ApprovalRule) Approvers() string {
 	return strings.Join(parts, " or ")
 }
 
+// AskApproval opens the incident's request for approval before step gate, under the policy's
+// rule, and the incident waits for it. A request granted earlier in the run is kept in
+// PastApprovals, so that who approved what stays on record; the steps bound how many there
+// are, as each gate asks once per attempt.
+func (inc *Incident) AskApproval(gate, reason string, now, expires time.Time) {
+	if prev := inc.Approval; prev != nil && prev.Granted {
+		inc.PastApprovals = append(inc.PastApprovals, *prev)
+		if n := len(inc.PastApprovals) - max(len(inc.Steps), 1); n > 0 {
+			inc.PastApprovals = slices.Delete(inc.PastApprovals, 0, n)
+		}
+	}
+	rule := inc.Gates.Approval
+	inc.Approval = &ApprovalRequest{Gate: gate, Reason: reason, Required: rule.Required, RequestedAt: now, ExpiresAt: expires}
+	inc.SetState(StateAwaitingApproval, reason, now)
+	inc.Record(now, EventApprovalRequested, gate, "waiting before %s for %d approval(s) from %s, until %s: %s",
+		gate, rule.Required, rule.Approvers(), expires.UTC().Format(time.RFC3339), reason)
+}
+
+// Requests returns the incident's approval requests of this attempt, oldest first: those
+// granted before, then the current one.
+func (inc *Incident) Requests() []*ApprovalRequest {
+	var out []*ApprovalRequest
+	for i := range inc.PastApprovals {
+		out = append(out, &inc.PastApprovals[i])
+	}
+	if inc.Approval != nil {
+		out = append(out, inc.Approval)
+	}
+	return out
+}
+
 // Accept records a human's answer to the incident's open approval request. denied is why the
 // answerer may not answer (nil if they may), as the caller found from the rule and from chat.
 // It refuses, recording the refusal in the timeline, an answer to an incident that is not
 // waiting (EREFUSED), one from someone denied (EFORBIDDEN), a second approval by the same
 // person, and a second approval given with the shared operator token (EREFUSED), which cannot
-// tell one person from another. A rejection ends the incident rejected; the approval that
-// makes enough distinct approvers grants the request, and the run goes on.
+// tell one person from another. Each request counts its own approvers: who approved an
+// earlier gate may approve this one too. A rejection ends the incident rejected; the approval
+// that makes enough distinct approvers grants the request, and the run goes on.
 func (inc *Incident) Accept(a Answer, denied error, now time.Time) (granted bool, refusal error) {
 	verb := map[bool]string{true: "approval", false: "rejection"}[a.Approve]
 	refuse := func(code, format string, args ...any) (bool, error) {
@@ -55,8 +87,7 @@ func (inc *Incident) Accept(a Answer, denied error, now time.Time) (granted bool
 			reason += ": " + a.Comment
 		}
 		inc.Record(now, EventRejected, req.Gate, "%s via %s", reason, a.Via)
-		inc.SkipPending(reason)
-		inc.SetState(StateRejected, reason, now)
+		inc.Stop(a.Who(), reason, StateRejected, now)
 		return false, nil
 	}
 	approval := Approval{By: a.Person, Via: a.Via, At: now, Comment: a.Comment}

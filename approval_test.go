@@ -65,3 +65,40 @@ func TestAccept(t *testing.T) {
 		})
 	}
 }
+
+// A new request keeps the one granted before it on record, and only as many as there are
+// steps: each gate asks once per attempt.
+func TestAskApprovalKeepsWhatWasGranted(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	inc := &Incident{ID: "i1", State: StateRunning, Gates: Gates{Approval: &ApprovalRule{Users: []string{"alice"}, Required: 1}},
+		Steps: []Step{{Name: "stop"}, {Name: "wipe"}}}
+	inc.AskApproval("stop", "stop is high risk", t0, t0.Add(time.Hour))
+	if inc.State != StateAwaitingApproval || inc.Approval.Gate != "stop" || len(inc.PastApprovals) != 0 {
+		t.Fatalf("first request: %s before %q, %d past", inc.State, inc.Approval.Gate, len(inc.PastApprovals))
+	}
+	alice := Answer{Incident: "i1", By: "alice", Person: "alice", Via: ViaAPI, Approve: true}
+	if granted, err := inc.Accept(alice, nil, t0.Add(time.Minute)); !granted || err != nil {
+		t.Fatalf("alice at stop: granted %v, %v", granted, err)
+	}
+	inc.AskApproval("wipe", "wipe asks again", t0.Add(2*time.Minute), t0.Add(time.Hour))
+	if len(inc.PastApprovals) != 1 || inc.PastApprovals[0].Gate != "stop" || inc.PastApprovals[0].Approvals[0].By != "alice" || inc.Approval.Gate != "wipe" || len(inc.Approval.Approvals) != 0 {
+		t.Fatalf("second request %+v, past %+v; want wipe's empty, stop's kept", inc.Approval, inc.PastApprovals)
+	}
+	if granted, err := inc.Accept(alice, nil, t0.Add(3*time.Minute)); !granted || err != nil {
+		t.Fatalf("alice at wipe, having approved stop: granted %v, %v", granted, err)
+	}
+	// An unanswered request is replaced, not kept; the record holds no more than the steps.
+	for _, gate := range []string{"a", "b", "c"} {
+		inc.AskApproval(gate, "", t0.Add(4*time.Minute), t0.Add(time.Hour))
+		if gate == "a" {
+			inc.Approval.Granted = true
+		}
+	}
+	var gates []string
+	for _, r := range inc.Requests() {
+		gates = append(gates, r.Gate)
+	}
+	if strings.Join(gates, ",") != "wipe,a,c" {
+		t.Errorf("requests %v, want the last two granted (the steps bound them) and the open one", gates)
+	}
+}

@@ -9,15 +9,48 @@ import (
 
 // An operator's hands on a run: cancel it, retry it, or pause every run on a cluster.
 
-// Cancel is an operator's request to stop an incident's run.
+// Cancel is an operator's request to stop an incident's run, or a stop that a rejection or an
+// expired approval made of a run with clean-up left to do (Ends says which).
 type Cancel struct {
 	By     string    `json:"by"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// Ends is the state the run ends in once its clean-up ran: cancelled if empty.
+	Ends State `json:"ends,omitempty"`
 }
 
-// Why says who cancelled and why, as the incident's reason and the skipped steps say it.
-func (c *Cancel) Why() string { return fmt.Sprintf("cancelled by %s: %s", c.By, c.Reason) }
+// Why says who cancelled and why, as the incident's reason and the skipped steps say it; a
+// rejection's reason says it itself.
+func (c *Cancel) Why() string {
+	if c.Ends != "" {
+		return c.Reason
+	}
+	return fmt.Sprintf("cancelled by %s: %s", c.By, c.Reason)
+}
+
+// End is the state the stopped run ends in.
+func (c *Cancel) End() State {
+	if c.Ends != "" {
+		return c.Ends
+	}
+	return StateCancelled
+}
+
+// Stop ends the run before its next step, in state end, for why (a rejection, an expired
+// approval). A run that changed something and has clean-up steps left does not end here:
+// the clean-up still runs, as after a cancel, and the incident ends in state end after it.
+// Stop says whether a worker has to run that clean-up.
+func (inc *Incident) Stop(by, why string, end State, now time.Time) (cleanup bool) {
+	pending := slices.ContainsFunc(inc.Steps, func(s Step) bool { return s.Always && s.State == StepPending })
+	if !inc.started() || !pending {
+		inc.SkipPending(why)
+		inc.SetState(end, why, now)
+		return false
+	}
+	inc.Cancel = &Cancel{By: by, Reason: why + "; the clean-up steps still run", At: now, Ends: end}
+	inc.Record(now, EventCancelRequested, "", "%s; the run stops here, and its clean-up steps still run", why)
+	return true
+}
 
 // Event kinds of an operator's hands on a run.
 const (
@@ -87,7 +120,7 @@ func (inc *Incident) CancelSteps() (left []string) {
 
 // Retry makes a failed or cancelled incident run again, as a new attempt, from its first step
 // that did not succeed: that step and those after it are pending again, with no progress, the
-// approval is asked for again where the policy asks for one, and the gates apply as to a new
+// approvals are asked for again where the policy asks for them, and the gates apply as to a new
 // run (the incident's own earlier attempts count towards max_attempts, not its cooldown). When
 // a clean-up step ran, it undid what the steps before it set up (a liveness probe suspended for
 // the recovery is back on): the new attempt starts from the first step.
@@ -113,7 +146,7 @@ func (inc *Incident) Retry(by string, at time.Time) error {
 		s.State, s.Attempts, s.Error, s.Output, s.RetryAt, s.Progress = StepPending, 0, "", "", time.Time{}, nil
 		s.StartedAt, s.FinishedAt = time.Time{}, time.Time{}
 	}
-	inc.Cancel, inc.Approval, inc.FinishedAt = nil, nil, time.Time{}
+	inc.Cancel, inc.Approval, inc.PastApprovals, inc.FinishedAt = nil, nil, nil, time.Time{}
 	inc.Record(at, EventRetry, inc.Steps[first].Name, "retry by %s: attempt %d runs from step %s", by, inc.Attempt, inc.Steps[first].Name)
 	inc.SetState(StatePending, fmt.Sprintf("retry by %s: attempt %d, from step %s", by, inc.Attempt, inc.Steps[first].Name), at)
 	return nil

@@ -47,7 +47,7 @@ type Gates struct {
 const AnyApprover = "*"
 
 // ApprovalRule says who may approve, how many must, for how long the request stays open, and
-// from which step risk on approval is needed.
+// from which step risk on approval is needed, and from which on each step needs its own.
 type ApprovalRule struct {
 	// Users are Slack user IDs or operator names that may approve; AnyApprover lets
 	// everyone who can answer (an operator token, or a signed Slack click) approve.
@@ -58,8 +58,18 @@ type ApprovalRule struct {
 	Required int `json:"required"`
 	// Timeout is how long a request stays open before the incident is rejected as expired.
 	Timeout Duration `json:"timeout"`
-	// FromRisk gates the first step whose risk is at least this.
+	// FromRisk gates the first step whose risk is at least this; its approval covers the
+	// steps after it.
 	FromRisk Risk `json:"from_risk"`
+	// PerStepFrom, when set (at or above FromRisk), gates every step whose risk is at least
+	// this with a fresh approval of its own: an approval given for an earlier, lesser step
+	// does not stand for one that cannot be undone.
+	PerStepFrom Risk `json:"per_step_from,omitempty"`
+}
+
+// PerStep says whether a step of risk r waits for an approval of its own under the rule.
+func (r *ApprovalRule) PerStep(risk Risk) bool {
+	return r != nil && r.PerStepFrom != "" && risk.AtLeast(r.PerStepFrom)
 }
 
 // What a remediation does outside its maintenance windows.
@@ -100,7 +110,8 @@ type ApprovalRequest struct {
 	RequestedAt time.Time  `json:"requested_at"`
 	ExpiresAt   time.Time  `json:"expires_at"`
 	Approvals   []Approval `json:"approvals,omitempty"`
-	// Granted is set once enough distinct approvers approved; it covers the rest of the run.
+	// Granted is set once enough distinct approvers approved; it covers the rest of the run,
+	// but the steps the rule's PerStepFrom gates one by one.
 	Granted bool `json:"granted"`
 }
 
@@ -203,9 +214,11 @@ func (m ChatMember) FullMember() bool { return !m.Guest && !m.External && !m.Bot
 
 // Notice asks the notifier to bring the humans up to date on an incident: the incident's
 // message and thread are synced with its state, and Ephemeral, if set, is shown to one user.
+// A notice with Home instead asks for that chat user's App Home to be drawn afresh.
 type Notice struct {
-	Incident  string     `json:"incident"`
+	Incident  string     `json:"incident,omitempty"`
 	Ephemeral *Ephemeral `json:"ephemeral,omitempty"`
+	Home      string     `json:"home,omitempty"`
 }
 
 // Ephemeral is a message only one user sees, such as why their click was refused.

@@ -67,6 +67,9 @@ type Step struct {
 	// Progress is what an interrupted attempt had finished, so that the next attempt resumes
 	// instead of repeating it.
 	Progress json.RawMessage `json:"progress,omitempty"`
+	// Undo says how a human undoes the step, as its plan says, for whoever is asked to
+	// approve it.
+	Undo string `json:"undo,omitempty"`
 }
 
 // Duration is how long the step ran, or zero if it has not finished.
@@ -166,8 +169,10 @@ type Incident struct {
 	Cancel *Cancel `json:"cancel,omitempty"`
 	// Attempt counts the runs of the incident: 2 after the first retry (0 or 1 before).
 	Attempt int `json:"attempt,omitempty"`
-	// Approval is the incident's request for approval, once one was made.
-	Approval *ApprovalRequest `json:"approval,omitempty"`
+	// Approval is the incident's request for approval, once one was made; PastApprovals are
+	// the requests this attempt granted before it, oldest first, one per gate at most.
+	Approval      *ApprovalRequest  `json:"approval,omitempty"`
+	PastApprovals []ApprovalRequest `json:"past_approvals,omitempty"`
 	// Chat is the chat message that tracks the incident, once one was posted.
 	Chat *ChatMessage `json:"chat,omitempty"`
 	// Evidence is the first and the latest EvidenceKept observations that joined, in detail;

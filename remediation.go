@@ -27,6 +27,9 @@ type PlannedStep struct {
 	Name        string
 	Description string
 	Risk        Risk
+	// Undo says, in a line, how a human undoes the step or that nothing can ("irreversible:
+	// ..."), for whoever is asked to approve it; every high or destructive step says it.
+	Undo string
 	// Always marks a clean-up step, such as turning a suspended probe back on: it runs even
 	// after an earlier step failed, and the incident still fails.
 	Always bool

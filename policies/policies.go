@@ -40,11 +40,12 @@ type policy struct {
 }
 
 type approval struct {
-	Users    []string `yaml:"users"`
-	Groups   []string `yaml:"groups"`
-	Required int      `yaml:"required"`
-	Timeout  string   `yaml:"timeout"`
-	FromRisk string   `yaml:"from_risk"`
+	Users       []string `yaml:"users"`
+	Groups      []string `yaml:"groups"`
+	Required    int      `yaml:"required"`
+	Timeout     string   `yaml:"timeout"`
+	FromRisk    string   `yaml:"from_risk"`
+	PerStepFrom string   `yaml:"per_step_from"`
 }
 
 type maintenance struct {
@@ -223,6 +224,17 @@ func (p policy) gates(mode remediator.Mode) (remediator.Gates, []problem) {
 		}
 		if rule.FromRisk != "" && !slices.Contains(remediator.Risks, rule.FromRisk) {
 			bad("approval.from_risk", "%q must be one of %v", a.FromRisk, remediator.Risks)
+		}
+		if a.PerStepFrom != "" {
+			rule.PerStepFrom = remediator.Risk(a.PerStepFrom)
+			switch {
+			case !slices.Contains(remediator.Risks, rule.PerStepFrom):
+				bad("approval.per_step_from", "%q must be one of %v", a.PerStepFrom, remediator.Risks)
+			case rule.FromRisk == "":
+				bad("approval.per_step_from", "needs from_risk: a step gets an approval of its own only where steps wait for approval at all")
+			case slices.Contains(remediator.Risks, rule.FromRisk) && !rule.PerStepFrom.AtLeast(rule.FromRisk):
+				bad("approval.per_step_from", "%q is below from_risk %q: it must be at or above it, as only the steps from_risk gates wait", a.PerStepFrom, rule.FromRisk)
+			}
 		}
 		g.Approval = rule
 	} else if mode == remediator.ModeApprove {

@@ -264,3 +264,61 @@ func TestDefaultPoliciesTellKubernetesSignals(t *testing.T) {
 		})
 	}
 }
+
+// per_step_from reads as a risk at or above from_risk; anything else is refused at its key.
+func TestPerStepFrom(t *testing.T) {
+	policy := func(approval string) string {
+		return "policies:\n  - name: p\n    match: \"true\"\n    remediation: etcd-nospace-recovery\n    mode: auto\n    approval:\n      users: [U01ALICE]\n" + approval
+	}
+	for _, tc := range []struct {
+		name, approval string
+		want           remediator.Risk
+		err            string
+	}{
+		{"unset", "      from_risk: high\n", "", ""},
+		{"destructive", "      from_risk: high\n      per_step_from: destructive\n", remediator.RiskDestructive, ""},
+		{"at from_risk", "      from_risk: high\n      per_step_from: high\n", remediator.RiskHigh, ""},
+		{"not a risk", "      from_risk: high\n      per_step_from: scary\n",
+			"", `:9: policy "p": approval.per_step_from: "scary" must be one of [read-only low high destructive]`},
+		{"below from_risk", "      from_risk: destructive\n      per_step_from: high\n",
+			"", `:9: policy "p": approval.per_step_from: "high" is below from_risk "destructive": it must be at or above it, as only the steps from_risk gates wait`},
+		{"without from_risk", "      per_step_from: destructive\n",
+			"", `:8: policy "p": approval.per_step_from: needs from_risk: a step gets an approval of its own only where steps wait for approval at all`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, policy(tc.approval))
+			set, err := Load(catalog, path)
+			if tc.err != "" {
+				if want := path + tc.err; err == nil || err.Error() != want {
+					t.Errorf("error:\n%v\nwant:\n%s", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := set.Policies()[0].Decision.Gates.Approval.PerStepFrom; got != tc.want {
+				t.Errorf("per_step_from %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// The built-in policies ask again before each destructive step that comes after a high one.
+func TestDefaultPoliciesAskAgainBeforeEachDestructiveStep(t *testing.T) {
+	set, err := Default(catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perStep := map[string]remediator.Risk{}
+	for _, p := range set.Policies() {
+		if a := p.Decision.Gates.Approval; a != nil && a.PerStepFrom != "" {
+			perStep[p.Decision.Remediation] = a.PerStepFrom
+		}
+	}
+	want := map[string]remediator.Risk{"etcd-snapshot-missing-recovery": remediator.RiskDestructive,
+		"etcd-quorum-restore": remediator.RiskDestructive, "etcd-member-replace": remediator.RiskDestructive}
+	if fmt.Sprint(perStep) != fmt.Sprint(want) {
+		t.Errorf("per_step_from by remediation %v, want %v", perStep, want)
+	}
+}

@@ -46,13 +46,15 @@ func Markdown(r Report) string {
 		p("\n%s\n", membersNote(r.Members))
 	}
 
-	if a := r.Approval; a != nil {
-		p("\n## Approval\n\n")
-		p("%s\n", asked(a))
-		if len(a.Approvals) > 0 {
-			p("\n| Approved by | Via | At | Comment |\n|---|---|---|---|\n")
-			for _, x := range a.Approvals {
-				p("| %s | %s | %s | %s |\n", x.By, x.Via, stamp(x.At), cell(x.Comment))
+	if reqs := r.Requests(); len(reqs) > 0 {
+		p("\n## Approval\n")
+		for _, a := range reqs {
+			p("\n%s\n", asked(a))
+			if len(a.Approvals) > 0 {
+				p("\n| Approved by | Via | At | Comment |\n|---|---|---|---|\n")
+				for _, x := range a.Approvals {
+					p("| %s | %s | %s | %s |\n", x.By, x.Via, stamp(x.At), cell(x.Comment))
+				}
 			}
 		}
 		p("\nRefusals, rejections and expiry are in the timeline.\n")

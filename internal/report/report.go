@@ -42,13 +42,16 @@ type Report struct {
 	// (or the alerts' resolution); its end is zero while it lasts.
 	Impact Window `json:"impact"`
 	// TimeToRecovery is from the first webhook to the verified recovery, in seconds, less
-	// ApprovalWait: the time from the request for approval to its grant, which measures the
+	// ApprovalWait: the time from each request for approval to its grant, which measures the
 	// humans rather than the remediation. The two add up to the time that passed.
-	TimeToRecovery float64                     `json:"time_to_recovery_seconds,omitempty"`
-	ApprovalWait   float64                     `json:"approval_wait_seconds,omitempty"`
-	Approval       *remediator.ApprovalRequest `json:"approval,omitempty"`
-	Members        []Member                    `json:"members,omitempty"`
-	Steps          []Step                      `json:"steps"`
+	TimeToRecovery float64 `json:"time_to_recovery_seconds,omitempty"`
+	ApprovalWait   float64 `json:"approval_wait_seconds,omitempty"`
+	// Approval is the last request for approval; PastApprovals those granted before it, at
+	// earlier gates, oldest first.
+	Approval      *remediator.ApprovalRequest  `json:"approval,omitempty"`
+	PastApprovals []remediator.ApprovalRequest `json:"past_approvals,omitempty"`
+	Members       []Member                     `json:"members,omitempty"`
+	Steps         []Step                       `json:"steps"`
 	// NotDone lists what the remediation did not do, and why.
 	NotDone []string `json:"not_done,omitempty"`
 	// FollowUps are what is left to humans.
@@ -128,23 +131,24 @@ func (Renderer) Render(inc *remediator.Incident, format string) (string, []byte,
 // Build gathers the report of an incident.
 func Build(inc *remediator.Incident) Report {
 	r := Report{
-		Incident:    inc.ID,
-		Cluster:     inc.Cluster,
-		Title:       cmp.Or(inc.Title, inc.Remediation),
-		Remediation: inc.Remediation,
-		Policy:      inc.Policy,
-		Mode:        inc.Mode,
-		State:       inc.State,
-		Reason:      inc.Reason,
-		ReceivedAt:  inc.ReceivedAt(),
-		OpenedAt:    inc.CreatedAt,
-		FinishedAt:  inc.FinishedAt,
-		ClosedAt:    inc.ClosedAt,
-		Evidence:    inc.Evidence,
-		Timeline:    slices.Clone(inc.Timeline),
-		Approval:    inc.Approval,
-		Steps:       make([]Step, len(inc.Steps)),
-		FollowUps:   inc.FollowUps,
+		Incident:      inc.ID,
+		Cluster:       inc.Cluster,
+		Title:         cmp.Or(inc.Title, inc.Remediation),
+		Remediation:   inc.Remediation,
+		Policy:        inc.Policy,
+		Mode:          inc.Mode,
+		State:         inc.State,
+		Reason:        inc.Reason,
+		ReceivedAt:    inc.ReceivedAt(),
+		OpenedAt:      inc.CreatedAt,
+		FinishedAt:    inc.FinishedAt,
+		ClosedAt:      inc.ClosedAt,
+		Evidence:      inc.Evidence,
+		Timeline:      slices.Clone(inc.Timeline),
+		Approval:      inc.Approval,
+		PastApprovals: inc.PastApprovals,
+		Steps:         make([]Step, len(inc.Steps)),
+		FollowUps:     inc.FollowUps,
 	}
 	resolved := inc.AlertsResolved()
 	for _, a := range inc.Evidence {
@@ -198,30 +202,51 @@ func Build(inc *remediator.Incident) Report {
 	return r
 }
 
-// approvalWait is how long, between from and to, the incident waited for a human: from its
-// request for approval to the approval that granted it. The request says both; a timeline
-// event stands in for what it lacks.
-func approvalWait(inc *remediator.Incident, from, to time.Time) time.Duration {
-	var asked, answered time.Time
-	if a := inc.Approval; a != nil {
-		asked = a.RequestedAt
-		answered, _ = granted(a)
+// Requests returns the report's approval requests, oldest first.
+func (r Report) Requests() []*remediator.ApprovalRequest {
+	var out []*remediator.ApprovalRequest
+	for i := range r.PastApprovals {
+		out = append(out, &r.PastApprovals[i])
 	}
-	fromTimeline := answered.IsZero()
-	for _, e := range inc.Timeline {
-		switch {
-		case e.Kind == remediator.EventApprovalRequested && asked.IsZero():
-			asked = e.At
-		case e.Kind == remediator.EventApproved && fromTimeline && e.At.After(answered):
-			answered = e.At // the last approval is the one that granted the request
+	if r.Approval != nil {
+		out = append(out, r.Approval)
+	}
+	return out
+}
+
+// approvalWait is how long, between from and to, the incident waited for humans: from each
+// request for approval to the approval that granted it, summed over its gates. The requests
+// say both; where one lacks its grant, the timeline's events stand in, gate by gate.
+func approvalWait(inc *remediator.Incident, from, to time.Time) time.Duration {
+	type wait struct{ asked, answered time.Time }
+	var waits []wait
+	fromRequests := true
+	for _, a := range inc.Requests() {
+		answered, ok := granted(a)
+		fromRequests = fromRequests && ok
+		waits = append(waits, wait{a.RequestedAt, answered})
+	}
+	if !fromRequests || len(waits) == 0 {
+		waits = nil
+		for _, e := range inc.Timeline {
+			switch {
+			case e.Kind == remediator.EventApprovalRequested:
+				waits = append(waits, wait{asked: e.At})
+			case e.Kind == remediator.EventApproved && len(waits) > 0:
+				waits[len(waits)-1].answered = e.At // the last approval is the one that granted the request
+			}
 		}
 	}
-	if asked.IsZero() || answered.IsZero() {
-		return 0
+	var total time.Duration
+	for _, w := range waits {
+		if w.asked.IsZero() || w.answered.IsZero() {
+			continue
+		}
+		// Only the wait inside the window counts.
+		asked, answered := later(w.asked, from), earlier(w.answered, to)
+		total += max(answered.Sub(asked), 0)
 	}
-	// Only the wait inside the window counts.
-	asked, answered = later(asked, from), earlier(answered, to)
-	return max(answered.Sub(asked), 0)
+	return total
 }
 
 func later(a, b time.Time) time.Time {

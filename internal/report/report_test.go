@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +160,73 @@ func approved() *remediator.Incident {
 	inc.Record(at.Add(wait), remediator.EventState, "", "state running")
 	slices.SortStableFunc(inc.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
 	return inc
+}
+
+// approvedTwice is approved with a second gate, before defragment, under per_step_from: the
+// first request granted is past, and carol and dave approved the second 2m after it was asked.
+func approvedTwice() *remediator.Incident {
+	inc := approved()
+	at := inc.Steps[2].FinishedAt
+	const wait = 2 * time.Minute
+	for i := range inc.Steps[3:] {
+		s := &inc.Steps[3+i]
+		s.StartedAt, s.FinishedAt = s.StartedAt.Add(wait), s.FinishedAt.Add(wait)
+	}
+	for i, e := range inc.Timeline {
+		if e.At.After(at) {
+			inc.Timeline[i].At = e.At.Add(wait)
+		}
+	}
+	inc.FinishedAt, inc.UpdatedAt = inc.FinishedAt.Add(wait), inc.UpdatedAt.Add(wait)
+	inc.PastApprovals = []remediator.ApprovalRequest{*inc.Approval}
+	inc.Approval = &remediator.ApprovalRequest{Gate: "defragment", Reason: "step defragment asks for a fresh approval", Required: 2,
+		RequestedAt: at, ExpiresAt: at.Add(30 * time.Minute), Granted: true, Approvals: []remediator.Approval{
+			{By: "carol", Via: "api", At: at.Add(time.Minute)},
+			{By: "dave", Via: "api", At: at.Add(wait)},
+		}}
+	inc.Record(at, remediator.EventApprovalRequested, "defragment", "waiting before defragment for 2 approval(s) from any operator")
+	inc.Record(at.Add(time.Minute), remediator.EventApproved, "defragment", "approved by carol via api (1 of 2)")
+	inc.Record(at.Add(wait), remediator.EventApproved, "defragment", "approved by dave via api (2 of 2)")
+	slices.SortStableFunc(inc.Timeline, func(a, b remediator.Event) int { return a.At.Compare(b.At) })
+	return inc
+}
+
+// A run approved gate by gate reports every request, who approved each, and the time spent
+// waiting on all of them.
+func TestEveryApprovalIsReported(t *testing.T) {
+	r := Build(approvedTwice())
+	if got, want := time.Duration(r.ApprovalWait*float64(time.Second)), 5*time.Minute; got != want {
+		t.Errorf("approval wait %v, want %v: the 3m before compact and the 2m before defragment", got, want)
+	}
+	md := Markdown(r)
+	for _, want := range []string{
+		"before step compact, until",
+		"| U01ALICE | slack |",
+		"| bob | api |",
+		"before step defragment, until",
+		"| carol | api |",
+		"| dave | api |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the Markdown report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Index(md, "before step compact") > strings.Index(md, "before step defragment") {
+		t.Errorf("the requests are not in the order they were asked:\n%s", md)
+	}
+	page, err := HTML(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="approvals-table"`, `id="approvals-table-2"`, "<td data-label=\"Approved by\">dave</td>"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the HTML report lacks %s", want)
+		}
+	}
+	// Stored without the requests' approvals, the timeline still tells both waits.
+	inc := approvedTwice()
+	inc.Approval.Approvals, inc.Approval.Granted = nil, false
+	if got := Build(inc).ApprovalWait; got != r.ApprovalWait {
+		t.Errorf("approval wait from the timeline %vs, want %vs", got, r.ApprovalWait)
+	}
 }

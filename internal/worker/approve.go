@@ -24,7 +24,8 @@ type expireRequest struct {
 
 // requestApproval stops the run before gate until enough approvers answer. The expiry is
 // scheduled first, so that no request is ever left open without one; a request already open
-// at this gate is kept, with the approvals it has.
+// at this gate is kept, with the approvals it has, and one granted at an earlier gate goes to
+// the incident's past approvals (Incident.AskApproval).
 func (w *Worker) requestApproval(ctx context.Context, log *slog.Logger, id, gate, reason string) (*remediator.Incident, error) {
 	inc, err := w.Store.Get(ctx, id)
 	if err != nil {
@@ -42,12 +43,7 @@ func (w *Worker) requestApproval(ctx context.Context, log *slog.Logger, id, gate
 		if inc.State.Terminal() || inc.Cancel != nil {
 			return nil // ended or being cancelled meanwhile: nobody is to be asked
 		}
-		rule := inc.Gates.Approval
-		inc.Approval = &remediator.ApprovalRequest{Gate: gate, Reason: reason, Required: rule.Required,
-			RequestedAt: now, ExpiresAt: expires}
-		inc.SetState(remediator.StateAwaitingApproval, reason, now)
-		inc.Record(now, remediator.EventApprovalRequested, gate, "waiting before %s for %d approval(s) from %s, until %s: %s",
-			gate, rule.Required, rule.Approvers(), inc.Approval.ExpiresAt.UTC().Format(time.RFC3339), reason)
+		inc.AskApproval(gate, reason, now, expires)
 		return nil
 	})
 	if err != nil {
@@ -99,8 +95,9 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 		return err
 	case !open(inc):
 		// Answered, over, or not recorded yet (the deadline is scheduled first): look again
-		// at the deadline, by when it must be recorded if it ever will be.
-		answered := inc.Approval != nil && inc.Approval.Gate == req.Gate && inc.Approval.Granted
+		// at the deadline, by when it must be recorded if it ever will be. A gate granted
+		// before the request open now was answered.
+		answered := slices.ContainsFunc(inc.Requests(), func(a *remediator.ApprovalRequest) bool { return a.Gate == req.Gate && a.Granted })
 		if wait := req.ExpiresAt.Sub(w.Now()); wait > 0 && !inc.State.Terminal() && !answered {
 			return remediator.RetryLater(wait, "approval of incident %s before %s not recorded yet", inc.ID, req.Gate)
 		}
@@ -118,8 +115,7 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 		reason := fmt.Sprintf("expired: no approval within %s (%d of %d given)",
 			time.Duration(inc.Gates.Approval.Timeout), len(inc.Approval.Approvals), inc.Approval.Required)
 		inc.Record(now, remediator.EventExpired, inc.Approval.Gate, "%s", reason)
-		inc.SkipPending(reason)
-		inc.SetState(remediator.StateRejected, reason, now)
+		inc.Stop("", reason, remediator.StateRejected, now)
 		return nil
 	})
 	if err != nil || !expired {
@@ -127,7 +123,17 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 	}
 	w.Log.With("incident", inc.ID, "cluster", inc.Cluster, "remediation", inc.Remediation).Info("approval expired", "reason", inc.Reason)
 	w.notify(ctx, inc, nil)
-	return nil
+	return w.cleanUpAfterStop(ctx, inc)
+}
+
+// cleanUpAfterStop runs the clean-up steps of a run that a rejection or an expiry stopped
+// after it changed something (Incident.Stop): the run that waited for the answer ended, so
+// this enqueues one.
+func (w *Worker) cleanUpAfterStop(ctx context.Context, inc *remediator.Incident) error {
+	if inc.Cancel == nil || inc.Cancel.Ends == "" || inc.State.Terminal() {
+		return nil
+	}
+	return w.requestRunFor(ctx, inc.ID, "stopped"+attemptKey(inc))
 }
 
 // Answer records a human's approval or rejection: it finds whether the answerer may answer
@@ -173,6 +179,11 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 		log.Info("answer recorded", "state", inc.State)
 	}
 	w.notify(ctx, inc, ephemeral)
+	if refusal == nil && !a.Approve {
+		if err := w.cleanUpAfterStop(ctx, inc); err != nil {
+			return inc, err
+		}
+	}
 	if granted {
 		if err := w.requestApprovedRun(ctx, inc); err != nil {
 			return inc, err

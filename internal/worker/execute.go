@@ -19,9 +19,10 @@ import (
 // Execute runs (or resumes) the remediation of the incident named by a run message. A new
 // incident passes its gates first (dry-run, cooldown, max_attempts, maintenance windows) and
 // runs only with its cluster's lock; a step at or above the policy's approval risk waits for
-// approval. Steps that succeeded are not run again; a step that was interrupted runs again
-// from the progress it saved. A step error that may pass is recorded and returned for the
-// queue to retry, until the step has had its attempts; any other failure ends the incident.
+// approval, and one at or above its per_step_from for an approval of its own. Steps that
+// succeeded are not run again; a step that was interrupted runs again from the progress it
+// saved. A step error that may pass is recorded and returned for the queue to retry, until
+// the step has had its attempts; any other failure ends the incident.
 func (w *Worker) Execute(ctx context.Context, data []byte) error {
 	var req runRequest
 	if err := json.Unmarshal(data, &req); err != nil || req.Incident == "" {
@@ -135,7 +136,7 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		return failed
 	}
 	if inc.Cancel != nil && !hasFailed(inc) {
-		_, err := w.setState(ctx, log, inc.ID, remediator.StateCancelled, inc.Cancel.Why())
+		_, err := w.setState(ctx, log, inc.ID, inc.Cancel.End(), inc.Cancel.Why())
 		return err
 	}
 	if why := nothingToDo(inc); why != "" && !hasFailed(inc) {
@@ -236,7 +237,7 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, inc *remediator.In
 		if inc.State == remediator.StatePending && len(inc.Steps) == 0 {
 			inc.Steps = make([]remediator.Step, len(plan))
 			for i, p := range plan {
-				inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, Always: p.Always, State: remediator.StepPending}
+				inc.Steps[i] = remediator.Step{Name: p.Name, Description: p.Description, Risk: p.Risk, Always: p.Always, Undo: p.Undo, State: remediator.StepPending}
 			}
 		}
 		return nil

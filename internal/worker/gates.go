@@ -77,7 +77,7 @@ func admit(inc *remediator.Incident, history []remediator.Run, now time.Time, dr
 // beforeStep applies the gates that hold before every step and not only at the start: a step
 // that changes something does not run with dry_run turned on meanwhile, outside the
 // maintenance windows of a policy that waits for them, or, at or above the approval risk,
-// without approval.
+// without approval (one of its own, at or above per_step_from).
 func beforeStep(inc *remediator.Incident, step remediator.PlannedStep, now time.Time, dryRun bool) admission {
 	changes := step.Risk != remediator.RiskReadOnly
 	if changes && dryRun {
@@ -90,6 +90,10 @@ func beforeStep(inc *remediator.Incident, step remediator.PlannedStep, now time.
 	}
 	if needsApproval(inc, step) {
 		rule := inc.Gates.Approval
+		if rule.PerStep(step.Risk) {
+			return admission{verdict: admitApprove, reason: fmt.Sprintf("step %s is %s risk, and policy %q asks for a fresh approval of each step from %s risk on: an earlier approval does not cover it",
+				step.Name, step.Risk, inc.Policy, rule.PerStepFrom)}
+		}
 		return admission{verdict: admitApprove, reason: fmt.Sprintf("step %s is %s risk, and policy %q asks for approval from %s risk on",
 			step.Name, step.Risk, inc.Policy, rule.FromRisk)}
 	}
@@ -127,11 +131,21 @@ func runsSince(history []remediator.Run, since time.Time) int {
 }
 
 // needsApproval says whether the step may run only once a human approved: its risk is at or
-// above the policy's approval gate, and no approval was granted for this run yet.
+// above the policy's approval gate, and no approval was granted for this run yet or, for a
+// step at or above per_step_from, none was granted for this very step.
 func needsApproval(inc *remediator.Incident, step remediator.PlannedStep) bool {
 	rule := inc.Gates.Approval
-	granted := inc.Approval != nil && inc.Approval.Granted
-	return rule != nil && rule.FromRisk != "" && step.Risk.AtLeast(rule.FromRisk) && !granted
+	if rule == nil || rule.FromRisk == "" || !step.Risk.AtLeast(rule.FromRisk) {
+		return false
+	}
+	a := inc.Approval
+	switch {
+	case a == nil || !a.Granted:
+		return true
+	case rule.PerStep(step.Risk):
+		return a.Gate != step.Name
+	}
+	return false
 }
 
 // Simulation is what would happen to an incident opened now, touching nothing.
@@ -173,14 +187,24 @@ func Simulate(d remediator.Decision, cluster string, plan []remediator.PlannedSt
 	if len(notes) > 0 {
 		sim.Start += " (not checked here, as they depend on earlier incidents: " + strings.Join(notes, "; ") + ")"
 	}
-	gated := a.verdict == admitApprove
+	// The run is walked as the worker would, each approval granted as soon as asked.
+	if a.verdict == admitApprove && len(plan) > 0 {
+		inc.Approval = &remediator.ApprovalRequest{Gate: plan[0].Name, Granted: true}
+	}
 	for _, p := range plan {
 		s := SimulatedStep{Name: p.Name, Description: p.Description, Risk: p.Risk}
-		if !gated && needsApproval(inc, p) {
+		if needsApproval(inc, p) {
 			rule := d.Gates.Approval
 			s.Gate = fmt.Sprintf("waits for %d approval(s) from %s (risk %s is at least %s); the approval covers the steps after it",
 				rule.Required, rule.Approvers(), p.Risk, rule.FromRisk)
-			gated = true
+			switch {
+			case rule.PerStep(p.Risk):
+				s.Gate = fmt.Sprintf("waits for a fresh approval, %d from %s (risk %s is at least per_step_from %s), whatever was approved before; the approval covers only this step of those at %s risk or above",
+					rule.Required, rule.Approvers(), p.Risk, rule.PerStepFrom, rule.PerStepFrom)
+			case rule.PerStepFrom != "":
+				s.Gate += fmt.Sprintf(" but those at %s risk or above, which ask again", rule.PerStepFrom)
+			}
+			inc.Approval = &remediator.ApprovalRequest{Gate: p.Name, Granted: true}
 		}
 		sim.Steps = append(sim.Steps, s)
 	}

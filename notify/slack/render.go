@@ -1,7 +1,9 @@
 package slack
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,14 +76,13 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 	}
 	blocks = append(blocks, slack.NewSectionBlock(text(truncate(plan(inc), maxSection)), nil, nil))
 	if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval {
-		rule := inc.Gates.Approval
-		ask := fmt.Sprintf(":raised_hand: *Approval needed before %s*: %d of %d given. Approvers: %s. Expires %s.",
-			escape(a.Gate), len(a.Approvals), a.Required, who(rule), a.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
-		blocks = append(blocks, slack.NewSectionBlock(text(truncate(ask, maxSection)), nil, nil),
+		blocks = append(blocks, slack.NewSectionBlock(text(truncate(ask(inc, a), maxSection)), nil, nil),
 			slack.NewActionBlock("approval",
 				slack.NewButtonBlockElement(ActionApprove, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary),
 				slack.NewButtonBlockElement(ActionReject, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Reject", false, false)).WithStyle(slack.StyleDanger),
 			))
+	} else if answered := approvals(inc); answered != "" {
+		blocks = append(blocks, slack.NewSectionBlock(text(truncate(answered, maxSection)), nil, nil))
 	}
 	if inc.State.Terminal() {
 		status := "its alerts still fire"
@@ -93,14 +94,143 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 	return blocks
 }
 
+// maxDetail bounds each part of the approval request that comes from a plan, a policy or an
+// alert, so that one long part does not push the others out of the section.
+const maxDetail = 600
+
+// ask is the approval request and what is at stake, for whoever approves: what the step
+// changes and how to undo it, what it acts on, who approved so far and at the earlier gates,
+// and how far this approval reaches.
+func ask(inc *remediator.Incident, a *remediator.ApprovalRequest) string {
+	rule := inc.Gates.Approval
+	var step remediator.Step
+	for _, s := range inc.Steps {
+		if s.Name == a.Gate {
+			step = s
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, ":raised_hand: *Approval needed before %s*", escape(a.Gate))
+	if step.Risk != "" {
+		fmt.Fprintf(&b, " (%s risk)", escape(string(step.Risk)))
+	}
+	fmt.Fprintf(&b, ": %d of %d given. Approvers: %s. Expires %s.", len(a.Approvals), a.Required, who(rule), a.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "\n*Approved so far*: %s", approvers(a.Approvals, "nobody yet"))
+	for _, past := range inc.PastApprovals {
+		fmt.Fprintf(&b, "\n*Approved before %s*: %s", escape(past.Gate), approvers(past.Approvals, "nobody"))
+	}
+	if step.Description != "" {
+		fmt.Fprintf(&b, "\n*It changes*: %s", truncate(escape(step.Description), maxDetail))
+	}
+	undo := cmp.Or(step.Undo, "the remediation does not say")
+	if step.Undo == "" && step.Risk == remediator.RiskReadOnly {
+		undo = "nothing: the step changes nothing"
+	}
+	fmt.Fprintf(&b, "\n*To undo*: %s", truncate(escape(undo), maxDetail))
+	if on := targets(inc); on != "" {
+		fmt.Fprintf(&b, "\n*Acts on*: %s", truncate(on, maxDetail))
+	}
+	switch {
+	case rule == nil:
+	case rule.PerStep(step.Risk):
+		fmt.Fprintf(&b, "\nThis approval covers only this step of those at %s risk or above: each of them asks again.", escape(string(rule.PerStepFrom)))
+	case rule.PerStepFrom != "":
+		fmt.Fprintf(&b, "\nThis approval covers the steps after it, but those at %s risk or above, which ask again.", escape(string(rule.PerStepFrom)))
+	default:
+		b.WriteString("\nThis approval covers the rest of the run.")
+	}
+	return b.String()
+}
+
+// approvals says who approved each gate of the run, once none waits: "" if none was asked.
+func approvals(inc *remediator.Incident) string {
+	reqs := inc.Requests()
+	if len(reqs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("*Approvals*")
+	for _, a := range reqs {
+		fmt.Fprintf(&b, "\n• before %s: ", escape(a.Gate))
+		if a.Granted {
+			b.WriteString("approved by " + approvers(a.Approvals, "nobody"))
+		} else {
+			fmt.Fprintf(&b, "not granted, %d of %d given (%s)", len(a.Approvals), a.Required, approvers(a.Approvals, "none"))
+		}
+	}
+	return b.String()
+}
+
+// approvers names the people who approved, with how and when: a Slack user as a mention,
+// which Slack shows by name, as their ID came signed by Slack; anyone else as the name they
+// answered under, escaped.
+func approvers(as []remediator.Approval, none string) string {
+	if len(as) == 0 {
+		return none
+	}
+	var names []string
+	for _, x := range as {
+		name := escape(x.By)
+		if x.Via == remediator.ViaSlack && remediator.LooksLikeSlackID(x.ChatID) {
+			if x.By == x.ChatID {
+				name = "<@" + x.ChatID + ">"
+			} else {
+				name += " (<@" + x.ChatID + ">)"
+			}
+		}
+		names = append(names, fmt.Sprintf("%s via %s at %s", name, escape(x.Via), x.At.UTC().Format("15:04 UTC")))
+	}
+	return strings.Join(names, ", ")
+}
+
+// targetLabels are the alert labels that name what the remediation acts on, as the
+// remediations read them when their parameters name nothing.
+var targetLabels = []string{"member", "instance", "pod", "node"}
+
+// targets names what the run acts on, as far as the incident knows it: the members, nodes or
+// keys the policy's parameters name, else those its firing alerts name. The remediation
+// confirms them in its first steps; this is what a human can check before approving.
+func targets(inc *remediator.Incident) string {
+	var parts []string
+	for _, k := range []string{"member", "survivor", "node", "key"} {
+		if v := inc.Params[k]; v != "" {
+			parts = append(parts, fmt.Sprintf("%s %s (the policy's params.%s)", k, escape(v), k))
+		}
+	}
+	if len(parts) > 0 {
+		return strings.Join(parts, "; ")
+	}
+	var named []string
+	for _, a := range inc.Evidence {
+		if a.Context || a.Status != remediator.AlertFiring {
+			continue
+		}
+		for _, k := range targetLabels {
+			if v := a.Labels[k]; v != "" && !slices.Contains(named, k+" "+v) {
+				named = append(named, k+" "+v)
+			}
+		}
+		if a.Labels["kind"] != "" && a.Labels["name"] != "" && !slices.Contains(named, a.Labels["kind"]+" "+a.Labels["name"]) {
+			named = append(named, a.Labels["kind"]+" "+a.Labels["name"])
+		}
+	}
+	if len(named) == 0 {
+		return ""
+	}
+	return escape(strings.Join(named, ", ")) + " (as the alerts name them)"
+}
+
 // who names the approvers of a rule, as mentions where they are Slack IDs. It is markup on
 // purpose, built from the policy, which is trusted configuration: it is not escaped.
 func who(rule *remediator.ApprovalRule) string {
 	var parts []string
 	for _, u := range rule.Users {
-		if strings.HasPrefix(u, "U") || strings.HasPrefix(u, "W") {
+		switch {
+		case u == remediator.AnyApprover:
+			parts = append(parts, "any operator") // "*" would be mrkdwn's bold
+		case strings.HasPrefix(u, "U") || strings.HasPrefix(u, "W"):
 			parts = append(parts, "<@"+u+">")
-		} else {
+		default:
 			parts = append(parts, u)
 		}
 	}
@@ -138,16 +268,32 @@ func figures(inc *remediator.Incident) string {
 		after[s.ID] = s
 	}
 	var b strings.Builder
-	b.WriteString("*Members* (db size, quota, alarms)")
+	b.WriteString("*Members* (db size, quota, alarms, WAL fsync p99 where measured)")
 	for _, s := range inc.Before {
-		line := fmt.Sprintf("\n• %s%s: %s, %s, %s", escape(s.Name), map[bool]string{true: " (leader)"}[s.Leader],
-			remediator.HumanBytes(s.DBSize), s.QuotaText(), escape(alarmText(s.Alarms)))
+		line := fmt.Sprintf("\n• %s%s: %s, %s, %s%s", escape(s.Name), map[bool]string{true: " (leader)"}[s.Leader],
+			remediator.HumanBytes(s.DBSize), quotaText(s), escape(alarmText(s.Alarms)), fsyncText(s))
 		if a, ok := after[s.ID]; ok {
-			line += fmt.Sprintf(" → %s, %s", remediator.HumanBytes(a.DBSize), escape(alarmText(a.Alarms)))
+			line += fmt.Sprintf(" → %s, %s%s", remediator.HumanBytes(a.DBSize), escape(alarmText(a.Alarms)), fsyncText(a))
 		}
 		b.WriteString(line)
 	}
 	return b.String()
+}
+
+// quotaText is the member's quota and how full its db is: "8.0 MiB quota (112% full)".
+func quotaText(s remediator.MemberStatus) string {
+	if s.Quota <= 0 {
+		return s.QuotaText()
+	}
+	return fmt.Sprintf("%s (%.0f%% full)", s.QuotaText(), float64(s.DBSize)*100/float64(s.Quota))
+}
+
+// fsyncText is the member's WAL fsync p99, where a step measured it.
+func fsyncText(s remediator.MemberStatus) string {
+	if s.FsyncP99 <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", fsync p99 %.1f ms", s.FsyncP99*1000)
 }
 
 func alarmText(alarms []string) string {

@@ -107,7 +107,7 @@ func TestTheMessageFollowsTheIncident(t *testing.T) {
 		t.Errorf("buttons %v, want Approve and Reject for the incident", got)
 	}
 	for _, want := range []string{"etcd-nospace-recovery on prod: awaiting approval", "etcdDatabaseQuotaLowSpace (firing) ×1",
-		"compact — destructive risk — :raised_hand: waits for approval", "0 of 2 given", "<@U01ALICE>", "<!subteam^S0SRE>", "9.0 MiB, 8.0 MiB quota, NOSPACE"} {
+		"compact — destructive risk — :raised_hand: waits for approval", "0 of 2 given", "<@U01ALICE>", "<!subteam^S0SRE>", "9.0 MiB, 8.0 MiB quota (112% full), NOSPACE"} {
 		if !strings.Contains(blockText(first), want) {
 			t.Errorf("message lacks %q: %s", want, blockText(first))
 		}

@@ -107,7 +107,8 @@ func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 		{Name: StepInspect, Risk: remediator.RiskReadOnly, Run: run.inspect,
 			Description: fmt.Sprintf("read kube-apiserver's etcd check timeouts on each node (2s when unset) and plan to double them, up to %s; refuse where they already are at it", s.MaxTimeout)},
 		{Name: StepRaise, Risk: remediator.RiskHigh, Run: run.raise,
-			Description: "set the doubled --etcd-healthcheck-timeout and --etcd-readycheck-timeout in kube-apiserver.yaml after a backup, one node at a time: the kubelet restarts kube-apiserver there, and it must be ready again before the next node's is touched"},
+			Description: "set the doubled --etcd-healthcheck-timeout and --etcd-readycheck-timeout in kube-apiserver.yaml after a backup, one node at a time: the kubelet restarts kube-apiserver there, and it must be ready again before the next node's is touched",
+			Undo:        "step verify rolls back a kube-apiserver that is not ready; by hand, put back each node's kube-apiserver.yaml from the backup the step kept (kube-apiserver restarts once more)"},
 		{Name: StepVerify, Risk: remediator.RiskLow, Run: run.verify,
 			Description: fmt.Sprintf("every raised kube-apiserver is ready within %s and stays ready for %s; one that is not is rolled back to its manifest as found, which restarts it once more", s.HealthTimeout, s.StableFor)},
 	}, nil

@@ -64,7 +64,8 @@ func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 			Description: fmt.Sprintf("status of every member; stop if one is unreachable or CORRUPT, and find nothing to do unless one is at least %.0f%% fragmented with %s to give back",
 				s.MinRatio*100, remediator.HumanBytes(int64(s.MinReclaim)))},
 		{Name: StepDefragment, Risk: remediator.RiskHigh, Run: run.defragment,
-			Description: "defragment the fragmented members one at a time, followers first and the leader last, each healthy before the next"},
+			Description: "defragment the fragmented members one at a time, followers first and the leader last, each healthy before the next",
+			Undo:        "nothing to undo: defragmentation changes no key, it only blocks each member while it runs"},
 		{Name: StepVerify, Risk: remediator.RiskReadOnly, Run: run.verify,
 			Description: "every member is healthy and none is fragmented any more"},
 	}, nil

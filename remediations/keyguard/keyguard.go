@@ -140,7 +140,8 @@ func (r *Remediation) steps(s Params) ([]remediator.PlannedStep, error) {
 		// is changed and there is nothing to back up; the saved value itself stays in
 		// JetStream. High all the same: the application acts on the value at once.
 		{Name: StepRestore, Risk: remediator.RiskHigh, Run: run.restore,
-			Description: "write the value shown by preflight back, in a transaction that writes only while the key is still absent: a value someone else wrote meanwhile is left as it is"},
+			Description: "write the value shown by preflight back, in a transaction that writes only while the key is still absent: a value someone else wrote meanwhile is left as it is",
+			Undo:        "delete the key again (etcdctl del KEY); what the application did with the value meanwhile is not undone"},
 		{Name: StepVerify, Risk: remediator.RiskReadOnly, Run: run.verify,
 			Description: "the key reads back with exactly the saved value, and every member has applied the write"},
 	}, nil

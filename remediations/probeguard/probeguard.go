@@ -90,7 +90,8 @@ func (r *Remediation) Plan(p map[string]string) ([]remediator.PlannedStep, error
 			Description: "ask each member's node agent for etcd's liveness probe: one that asks /health without exclude=NOSPACE kills etcd while NOSPACE is armed"},
 		// Editing a static pod manifest restarts the pod: each member restarts once.
 		{Name: StepSuspendProbes, Risk: remediator.RiskHigh, Run: g.suspend,
-			Description: "comment out those probes in etcd.yaml (backup kept), one member at a time, each answering again before the next; modern probes are left alone"},
+			Description: "comment out those probes in etcd.yaml (backup kept), one member at a time, each answering again before the next; modern probes are left alone",
+			Undo:        "step restore-probes turns them back on, also after a failure; by hand, put back each node's etcd.yaml from the backup the step kept (the pod restarts once more)"},
 	}
 	plan = append(plan, steps...)
 	return append(plan, remediator.PlannedStep{Name: StepRestoreProbes, Risk: remediator.RiskLow, Always: true, Run: g.restore,
