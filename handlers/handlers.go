@@ -73,10 +73,24 @@ type Config struct {
 	// Reachability says, per cluster, whether its etcd answered when last asked, for /readyz
 	// and the clusters API; nil if nothing checks.
 	Reachability func(ctx context.Context) []Reachability
-	// SlackSigningSecret, when set, turns on the Slack interactions endpoint, whose answers
-	// go to AnswersSubject.
+	// SlackSigningSecret, when set, turns on Slack's HTTP endpoints (interactions, the
+	// /remediator command, events); answers given in Slack, over HTTP or Socket Mode, go to
+	// AnswersSubject, and App Home requests to NotifySubject.
 	SlackSigningSecret string
 	AnswersSubject     string
+	NotifySubject      string
+	// ChatMembers tells the workspace's full members, whom /remediator answers, from guests;
+	// People maps Slack user IDs to operators, whom it answers too. Without ChatMembers,
+	// /remediator answers only People.
+	ChatMembers ChatMembers
+	People      map[string]string
+	// Explainer answers /remediator simulate; nil turns it off.
+	Explainer Explainer
+	// BaseURL is where humans reach remediator, for links in Slack.
+	BaseURL string
+	// HealthOnly serves /healthz, /readyz and /metrics alone: a worker's port, which takes no
+	// webhook, answer or read.
+	HealthOnly bool
 	// Replays remembers Slack requests, against replays.
 	Replays      Replays
 	MaxBodyBytes int64
@@ -90,8 +104,14 @@ type api struct {
 	webhooks *prometheus.CounterVec
 }
 
-// New returns the HTTP handler with every route.
-func New(cfg Config) *echo.Echo {
+// Intake is remediator's intake: the HTTP handler with every route, and Slack's Socket Mode.
+type Intake struct {
+	*echo.Echo
+	api *api
+}
+
+// New returns the intake.
+func New(cfg Config) *Intake {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -115,6 +135,17 @@ func New(cfg Config) *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = a.handleError
 
+	if !cfg.HealthOnly {
+		a.routes(e)
+	}
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", a.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})), a.scrapers)
+	return &Intake{Echo: e, api: a}
+}
+
+// routes are the intake's: the webhooks, the incidents API and page, Slack.
+func (a *api) routes(e *echo.Echo) {
 	e.GET("/", a.index, a.readers)
 	e.POST("/webhooks/alertmanager", a.alertmanager)
 	e.POST("/webhooks/kubernetes", a.kubernetes)
@@ -129,13 +160,11 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/api/v1/clusters", a.listClusters, a.readers)
 	e.POST("/api/v1/clusters/:name/pause", a.pauseCluster)
 	e.POST("/api/v1/clusters/:name/resume", a.resumeCluster)
-	if cfg.SlackSigningSecret != "" {
+	if a.SlackSigningSecret != "" {
 		e.POST("/slack/interactions", a.slackInteraction)
+		e.POST("/slack/commands", a.slackCommand)
+		e.POST("/slack/events", a.slackEvents)
 	}
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/readyz", a.ready)
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})), a.scrapers)
-	return e
 }
 
 // readers lets through reads by operators, when the operator API is on: an incident tells

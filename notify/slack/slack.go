@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
 
 	"github.com/remediator/remediator"
 )
@@ -41,6 +42,10 @@ type Config struct {
 	// BaseURL is where humans reach remediator, for report links.
 	BaseURL   string
 	Incidents Incidents
+	// Open lists the incidents not over yet, and MayAnswer says whether a user may answer an
+	// incident's approval request: the App Home shows both. Without Open, no App Home.
+	Open      func(ctx context.Context) ([]*remediator.Incident, error)
+	MayAnswer func(ctx context.Context, inc *remediator.Incident, userID string) bool
 	Log       *slog.Logger
 }
 
@@ -59,12 +64,23 @@ func New(cfg Config) *Notifier {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	return &Notifier{cfg: cfg, api: cfg.client()}
+}
+
+// client is a Slack Web API client with the bot token, and the options given.
+func (cfg Config) client(opts ...slack.Option) *slack.Client {
 	url := cfg.APIURL
 	if !strings.HasSuffix(url, "/") {
 		url += "/"
 	}
-	api := slack.New(cfg.Token, slack.OptionAPIURL(url), slack.OptionHTTPClient(&http.Client{Timeout: 10 * time.Second}))
-	return &Notifier{cfg: cfg, api: api}
+	opts = append([]slack.Option{slack.OptionAPIURL(url), slack.OptionHTTPClient(&http.Client{Timeout: 10 * time.Second})}, opts...)
+	return slack.New(cfg.Token, opts...)
+}
+
+// SocketMode returns a Socket Mode client of the same app, which opens its connection with
+// the app-level token (xapp-...).
+func (n *Notifier) SocketMode(appToken string) *socketmode.Client {
+	return socketmode.New(n.cfg.client(slack.OptionAppLevelToken(appToken)))
 }
 
 // Handle brings the incident of one notice up to date in Slack: it posts or updates the
@@ -72,8 +88,11 @@ func New(cfg Config) *Notifier {
 // notice carries one. It is safe to run again on the same notice.
 func (n *Notifier) Handle(ctx context.Context, data []byte) error {
 	var notice remediator.Notice
-	if err := json.Unmarshal(data, &notice); err != nil || notice.Incident == "" {
+	if err := json.Unmarshal(data, &notice); err != nil || (notice.Incident == "" && notice.Home == "") {
 		return remediator.Errorf(remediator.EINVALID, "notice %q: not an incident reference", data)
+	}
+	if notice.Home != "" {
+		return n.publishHome(ctx, notice.Home)
 	}
 	inc, err := n.cfg.Incidents.Get(ctx, notice.Incident)
 	if err != nil {
