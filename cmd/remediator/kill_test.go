@@ -31,13 +31,15 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-func startProcess(t *testing.T, bin, configPath, logPath string) *process {
+// startProcess starts `bin serve --config configPath` logging to logPath, with the extra
+// flags given, and waits until it serves.
+func startProcess(t *testing.T, bin, configPath, logPath string, extra ...string) *process {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: exec.Command(bin, "serve", "--config", configPath, "--log-format", "json"), log: logPath}
+	p := &process{cmd: exec.Command(bin, append([]string{"serve", "--config", configPath, "--log-format", "json"}, extra...)...), log: logPath}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -137,13 +137,19 @@ func rootCmd() *cobra.Command {
 }
 
 func serveCmd(newLogger func() (*slog.Logger, error)) *cobra.Command {
-	var configPath string
+	var configPath, role string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the service: webhooks in, remediations out",
 		Long: `Run the service. With no --config it listens on 127.0.0.1:9095, keeps its data in ./data,
 runs an embedded NATS server with JetStream there, and acts on the etcd at $ETCDCTL_ENDPOINTS
-(or 127.0.0.1:2379).`,
+(or 127.0.0.1:2379).
+
+--role splits the service across processes that share one NATS (nats.url): intake is the HTTP
+surface (webhooks, Slack, the API and pages) and holds no consumer; worker holds the consumers
+and serves /healthz, /readyz and /metrics alone. Run one or more of each; workers may scale to
+zero while the queue is empty, and one that gets SIGTERM hands its running step back to the
+queue within 20s, for another worker to resume. all (the default) is both in one process.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger()
@@ -155,6 +161,7 @@ runs an embedded NATS server with JetStream there, and acts on the etcd at $ETCD
 			if err != nil {
 				return err
 			}
+			m.Role = role
 			if err := m.Run(cmd.Context()); err != nil {
 				return err
 			}
@@ -164,6 +171,7 @@ runs an embedded NATS server with JetStream there, and acts on the etcd at $ETCD
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML); defaults apply without it")
+	cmd.Flags().StringVar(&role, "role", RoleAll, "what this process does: all, intake (HTTP only) or worker (consumers only); intake and worker need nats.url")
 	return cmd
 }
 

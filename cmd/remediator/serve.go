@@ -11,7 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nkeys"
@@ -46,18 +49,38 @@ func trustedObjects(cfg config.Config) []handlers.KubeObject {
 // they are cancelled and their work goes back to the queue for the next worker.
 const shutdownGrace = 20 * time.Second
 
+// What one serve process does (serve --role).
+const (
+	// RoleAll is everything in one process: the intake and the workers (the default, and the
+	// only role the embedded NATS allows).
+	RoleAll = "all"
+	// RoleIntake is the HTTP surface alone: webhooks, Slack (HTTP and Socket Mode), the API
+	// and the pages. It holds no consumer: it enqueues, and workers elsewhere act.
+	RoleIntake = "intake"
+	// RoleWorker holds the consumers (correlation, runs, approvals' deadlines, notifications,
+	// guarded keys, a one-node agent); its port serves /healthz, /readyz and /metrics alone.
+	RoleWorker = "worker"
+)
+
+// Roles lists the roles serve takes.
+var Roles = []string{RoleAll, RoleIntake, RoleWorker}
+
 // Main is the whole service, wired from its configuration.
 type Main struct {
 	Config config.Config
-	Log    *slog.Logger
+	// Role is what this process does (RoleAll if empty).
+	Role string
+	Log  *slog.Logger
 	// Addr is the HTTP address, known once Run has returned.
 	Addr string
 
-	queue   *queue.Queue
-	etcd    *etcdops.Clients
-	server  *http.Server
-	cancel  context.CancelFunc
-	workers sync.WaitGroup
+	queue  *queue.Queue
+	etcd   *etcdops.Clients
+	server *http.Server
+	cancel context.CancelFunc
+	// draining is set once Close begins: runs hand their next step back to the queue.
+	draining atomic.Bool
+	workers  sync.WaitGroup
 }
 
 // NewMain loads the configuration (defaults only when path is empty).
@@ -72,6 +95,18 @@ func NewMain(path string, getenv func(string) string, log *slog.Logger) (*Main, 
 // Run starts the service and returns once it is serving; Close stops it.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
+	role := m.Role
+	if role == "" {
+		role = RoleAll
+	}
+	switch {
+	case !slices.Contains(Roles, role):
+		return remediator.Errorf(remediator.EINVALID, "serve: --role %q: must be one of %s", role, strings.Join(Roles, ", "))
+	case role != RoleAll && cfg.NATS.URL == "":
+		return remediator.Errorf(remediator.EINVALID, "serve: --role %s needs nats.url: the embedded NATS lives in this process, so no %s elsewhere could share its queue; run --role all, or give every process the same NATS",
+			role, map[string]string{RoleIntake: "worker", RoleWorker: "intake"}[role])
+	}
+	intake, working := role != RoleWorker, role != RoleIntake
 	if !cfg.SecretsLoaded() {
 		// A token file named but not read is an empty token: its door would stand open.
 		return fmt.Errorf("serve: the configuration's secret files were not read (config.Load reads them): not serving with doors that an empty token leaves open")
@@ -121,6 +156,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	var (
+		w             *worker.Worker
 		notifier      *slacknotify.Notifier
 		groups        worker.GroupResolver
 		members       worker.MemberResolver
@@ -128,7 +164,11 @@ func (m *Main) Run(ctx context.Context) error {
 	)
 	if cfg.Slack.Enabled() {
 		notifier = slacknotify.New(slacknotify.Config{Token: cfg.Slack.BotToken, Channel: cfg.Slack.Channel,
-			APIURL: cfg.Slack.APIURL, BaseURL: cfg.BaseURL(), Incidents: m.queue.Incidents, Log: m.Log})
+			APIURL: cfg.Slack.APIURL, BaseURL: cfg.BaseURL(), Incidents: m.queue.Incidents, Log: m.Log,
+			Open: m.queue.Incidents.Open,
+			MayAnswer: func(ctx context.Context, inc *remediator.Incident, userID string) bool {
+				return w.MayAnswer(ctx, inc, userID)
+			}})
 		groups, members, notifySubject = notifier, notifier, queue.SubjectNotify
 	}
 	tokens, people := map[string]string{}, map[string]string{}
@@ -143,7 +183,7 @@ func (m *Main) Run(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(m.queue.Collectors()...)
 	reg.MustRegister(buildInfo())
-	w := worker.New(worker.Config{
+	w = worker.New(worker.Config{
 		Store:         m.queue.Incidents,
 		Publisher:     m.queue,
 		Locks:         m.queue.Locks,
@@ -157,13 +197,18 @@ func (m *Main) Run(ctx context.Context) error {
 		People:        people,
 		Pauses:        m.queue.Pauses,
 		RetryDelay:    m.queue.RetryDelay,
+		Draining:      m.draining.Load,
 		DryRun:        cfg.DryRun,
 		Registry:      reg,
 		Log:           m.Log,
 	})
 	// What serve can reach of each cluster, told at start and on /readyz.
-	clusterReach := newReach(m.etcd, cfg.ClusterNames(), m.Log)
-	go clusterReach.check(ctx)
+	var reachability func(context.Context) []handlers.Reachability
+	if intake {
+		clusterReach := newReach(m.etcd, cfg.ClusterNames(), m.Log)
+		go clusterReach.check(ctx)
+		reachability = clusterReach.Reachability
+	}
 	h := handlers.New(handlers.Config{
 		TrustedObjects:     trustedObjects(cfg),
 		Publisher:          m.queue,
@@ -178,9 +223,15 @@ func (m *Main) Run(ctx context.Context) error {
 		MetricsToken:       cfg.API.MetricsToken,
 		Answers:            w,
 		Controls:           w,
-		Reachability:       clusterReach.Reachability,
+		Reachability:       reachability,
 		SlackSigningSecret: cfg.Slack.SigningSecret,
 		AnswersSubject:     queue.SubjectAnswer,
+		NotifySubject:      notifySubject,
+		ChatMembers:        members,
+		People:             people,
+		Explainer:          w,
+		BaseURL:            cfg.BaseURL(),
+		HealthOnly:         !intake,
 		Replays:            m.queue,
 		Registry:           reg,
 		Log:                m.Log,
@@ -215,6 +266,43 @@ func (m *Main) Run(ctx context.Context) error {
 
 	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
+	if working {
+		if err := m.work(workCtx, cfg, w, notifier); err != nil {
+			m.Close()
+			return err
+		}
+	}
+	if intake && notifier != nil && cfg.Slack.AppToken != "" {
+		// Socket Mode: remediator opens the connection to Slack, which needs no way in.
+		m.workers.Add(1)
+		go func() {
+			defer m.workers.Done()
+			h.RunSocket(workCtx, notifier.SocketMode(cfg.Slack.AppToken))
+		}()
+	}
+
+	switch {
+	case cfg.NATS.AgentsFile != "" && len(cfg.NATS.Agents) == 0:
+		m.Log.Warn("nats.agents_file names no agent yet: no node agent can answer (remediator agent credentials adds them)", "agents_file", cfg.NATS.AgentsFile)
+	case cfg.NATS.URL != "" && cfg.NATS.AgentsFile == "":
+		m.Log.Warn("no nats.agents_file: no node agent's reply is trusted, so node-local steps fail")
+	}
+	if cfg.NATS.URL != "" && cfg.NATS.IdentityFile() == "" {
+		m.Log.Warn("no nats.nkey_file: this replica signs with a key of its own (data_dir/service.nk), which other replicas do not trust: give every replica the same nats.nkey_file")
+	}
+	nats := remediator.RedactURL(cfg.NATS.URL)
+	if nats == "" {
+		nats = "embedded"
+	}
+	m.Log.Info("remediator serving", "role", role, "addr", m.Addr, "nats", nats, "service_key", m.queue.PublicKey(), "data_dir", cfg.DataDir,
+		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()), "slack", cfg.Slack.Enabled(), "dry_run", cfg.DryRun)
+	return nil
+}
+
+// work starts the worker's part of serve until workCtx ends: the consumers (correlation,
+// runs, answers, deadlines, notifications), the waits, the archive, the guarded keys and a
+// one-node agent.
+func (m *Main) work(workCtx context.Context, cfg config.Config, w *worker.Worker, notifier *slacknotify.Notifier) error {
 	consume := func(c queue.Consumer, workers int, h, forged queue.Handler) {
 		m.workers.Add(1)
 		go func() {
@@ -250,7 +338,7 @@ func (m *Main) Run(ctx context.Context) error {
 		defer m.workers.Done()
 		m.archive(workCtx, time.Duration(cfg.Retention))
 	}()
-	consume(queue.Executor, 8, func(ctx context.Context, d queue.Delivery) error {
+	consume(queue.Executor, executorSlots(len(cfg.Clusters)), func(ctx context.Context, d queue.Delivery) error {
 		switch d.Subject {
 		case queue.SubjectRun:
 			return w.Execute(ctx, d.Data)
@@ -269,7 +357,6 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, c := range cfg.Clusters {
 		if len(c.GuardedKeys) > 0 {
 			if err := m.guard(workCtx, c.Name, c.GuardedKeys); err != nil {
-				m.Close()
 				return err
 			}
 		}
@@ -278,7 +365,6 @@ func (m *Main) Run(ctx context.Context) error {
 		// A one-node setup: this process is also the node's agent.
 		acfg, err := agentConfig(cfg, "", m.Log)
 		if err != nil {
-			m.Close()
 			return err
 		}
 		acfg.ServiceKeys = nil // it obeys this process's own key
@@ -294,24 +380,13 @@ func (m *Main) Run(ctx context.Context) error {
 		// One at a time: a message and its thread are updated in order.
 		consume(queue.Notifier, 1, func(ctx context.Context, d queue.Delivery) error { return notifier.Handle(ctx, d.Data) }, nil)
 	}
-
-	switch {
-	case cfg.NATS.AgentsFile != "" && len(cfg.NATS.Agents) == 0:
-		m.Log.Warn("nats.agents_file names no agent yet: no node agent can answer (remediator agent credentials adds them)", "agents_file", cfg.NATS.AgentsFile)
-	case cfg.NATS.URL != "" && cfg.NATS.AgentsFile == "":
-		m.Log.Warn("no nats.agents_file: no node agent's reply is trusted, so node-local steps fail")
-	}
-	if cfg.NATS.URL != "" && cfg.NATS.IdentityFile() == "" {
-		m.Log.Warn("no nats.nkey_file: this replica signs with a key of its own (data_dir/service.nk), which other replicas do not trust: give every replica the same nats.nkey_file")
-	}
-	nats := remediator.RedactURL(cfg.NATS.URL)
-	if nats == "" {
-		nats = "embedded"
-	}
-	m.Log.Info("remediator serving", "addr", m.Addr, "nats", nats, "service_key", m.queue.PublicKey(), "data_dir", cfg.DataDir,
-		"clusters", cfg.ClusterNames(), "policies", len(pols.Policies()), "slack", cfg.Slack.Enabled(), "dry_run", cfg.DryRun)
 	return nil
 }
+
+// executorSlots is how many runs, answers and deadlines a worker handles at once: a run
+// holds its slot while its steps wait on etcd, and each cluster runs one remediation at a
+// time, so every cluster gets one, plus as many again for answers and deadlines.
+func executorSlots(clusters int) int { return max(8, 2*clusters) }
 
 // correlatorBatch is how many enqueued webhooks the correlator takes at once.
 const correlatorBatch = 128
@@ -405,9 +480,10 @@ func loadPolicies(dir string, catalog *remediations.Catalog) (*policies.Set, err
 	return policies.LoadDir(dir, catalog)
 }
 
-// Close stops taking requests, lets running steps finish (up to a grace period), and closes
-// the connections.
+// Close stops taking requests, lets running steps finish (up to a grace period) and hands
+// the rest of their runs back to the queue, for another worker, and closes the connections.
 func (m *Main) Close() error {
+	m.draining.Store(true)
 	var errs []error
 	if m.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

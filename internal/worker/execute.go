@@ -111,6 +111,10 @@ func (w *Worker) Execute(ctx context.Context, data []byte) error {
 		if err := lock.check(); err != nil {
 			return w.lostLock(ctx, log, inc.ID, step.Name, err)
 		}
+		if w.Draining != nil && w.Draining() {
+			log.Info("shutting down: handing the run back to the queue before its next step", "step", step.Name)
+			return remediator.RetryLater(time.Second, "this worker is shutting down: step %s is left to another worker", step.Name)
+		}
 		var stepErr error
 		inc, stepErr = w.runStep(ctx, log.With("step", step.Name), lock, inc.ID, i, step)
 		if inc != nil {

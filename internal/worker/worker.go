@@ -111,6 +111,9 @@ type Config struct {
 	// CancelPoll is how often a read-only or low-risk step looks for a cancel, to be cut
 	// short (DefaultCancelPoll if zero).
 	CancelPoll time.Duration
+	// Draining says that this worker is shutting down (SIGTERM, a scale-in): a run finishes
+	// the step it is in and hands the rest back to the queue, for another worker; nil never.
+	Draining func() bool
 	// DryRun runs nothing anywhere: every incident is planned and skipped.
 	DryRun bool
 	// StepAttempts is how many times a step that fails in a way that may pass is tried before
