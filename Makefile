@@ -66,12 +66,14 @@ test: $(ETCD) $(NATS_SERVER) $(KUBE_APISERVER) vet lint-deploy
 ## synced writes against an interval, and the cost of an alert, a page of incidents and an
 ## admission at 1k against 100k stored, and remediator's NOSPACE and fragmentation recoveries
 ## against the seed runbook's etcdctl commands on the same data (16 MiB, and 280 MiB live per
-## member: REMEDIATOR_BENCH_LIVE_MIB), each pair in the same run
+## member: REMEDIATOR_BENCH_LIVE_MIB), and a fleet of 100 clusters (ten incidents at once
+## against one, idle CPU and memory against one cluster), each pair in the same run
 bench: $(ETCD) $(NATS_SERVER)
 	$(GO) test -run '^$$' -bench Ingest -benchtime 5000x -count 3 ./handlers/
 	$(GO) test -run '^$$' -bench 'SignedPublish|SyncedPublish' -benchtime 5000x -count 3 ./queue/
 	$(GO) test -run '^$$' -bench 'Evidence|History' -benchtime 200x ./queue/
 	$(GO) test -run '^$$' -bench Recovery -benchtime 1x -timeout 60m ./cmd/remediator/
+	$(GO) test -run '^$$' -bench Fleet -benchtime 1x ./cmd/remediator/
 
 ## fuzz: fuzz the Alertmanager webhook decoder for a while
 fuzz:

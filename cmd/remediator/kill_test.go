@@ -22,7 +22,7 @@ type process struct {
 	addr string
 }
 
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "remediator")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -33,7 +33,7 @@ func buildBinary(t *testing.T) string {
 
 // startProcess starts `bin serve --config configPath` logging to logPath, with the extra
 // flags given, and waits until it serves.
-func startProcess(t *testing.T, bin, configPath, logPath string, extra ...string) *process {
+func startProcess(t testing.TB, bin, configPath, logPath string, extra ...string) *process {
 	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
