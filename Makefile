@@ -12,11 +12,15 @@ KUBE_APISERVER := $(BIN)/kube-apiserver
 # pinned tools/kube-apiserver module (k8s.io/kubernetes; minutes on a few cores). Its `go vet`
 # is not in vet: cold, it takes as long as the build.
 export REMEDIATOR_KUBE_APISERVER_BIN := $(CURDIR)/$(KUBE_APISERVER)
+IMAGE := $(BIN)/remediator-image.tar
+# make image builds this OCI archive with buildah, offline (apt-get install buildah); the
+# image test reads it, and skips without it unless CI is set.
+export REMEDIATOR_IMAGE := $(CURDIR)/$(IMAGE)
 # Tests that run on every etcd version clusters run start 3.4 (Debian's etcd-server and
 # etcd-client), 3.5 and 3.6 (built once from tools/etcd-3.5 and tools/etcd-3.6 into the user
 # cache) and 3.7; `REMEDIATOR_ETCD_VERSIONS=3.7 make test` (or 3.4,3.7) runs only those.
 
-.PHONY: build run demo test bench fuzz vet lint-deploy clean
+.PHONY: build run demo test bench fuzz vet lint-deploy image clean
 
 build: $(BIN)/remediator $(ETCD)
 
@@ -36,6 +40,20 @@ $(NATS_SERVER): tools/nats-server/go.mod tools/nats-server/go.sum tools/nats-ser
 
 $(KUBE_APISERVER): tools/kube-apiserver/go.mod tools/kube-apiserver/go.sum tools/kube-apiserver/main.go
 	cd tools/kube-apiserver && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(KUBE_APISERVER) .
+
+# The image's binaries: static (CGO_ENABLED=0), without the build's paths, stamped as
+# $(BIN)/remediator is; etcdutl for the agent's snapshot restores.
+$(BIN)/image/remediator: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/remediator
+
+$(BIN)/image/etcdutl: tools/etcd/go.mod tools/etcd/go.sum tools/etcd/etcdutl/main.go
+	cd tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$@ ./etcdutl
+
+## image: the OCI image archive bin/remediator-image.tar (FROM scratch: remediator and
+## etcdutl, user 65532), built with buildah, offline; the Dockerfile builds the same with docker
+image: $(BIN)/image/remediator $(BIN)/image/etcdutl
+	image/build.sh $(IMAGE) $(BIN)/image/remediator $(BIN)/image/etcdutl '$(VERSION)' '$(COMMIT)' \
+	  "$$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 ## run: serve on the defaults (127.0.0.1:9095, ./data, embedded NATS, etcd at $ETCDCTL_ENDPOINTS)
 run: $(BIN)/remediator
@@ -59,7 +77,7 @@ lint-deploy:
 	$(GO) test -count=1 ./deploy/
 
 ## test: every test, against real etcd and NATS JetStream
-test: $(ETCD) $(NATS_SERVER) $(KUBE_APISERVER) vet lint-deploy
+test: $(ETCD) $(NATS_SERVER) $(KUBE_APISERVER) vet image lint-deploy
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 ## bench: webhook ingest against raw JetStream publishes, signed publishes against unsigned ones,
