@@ -12,6 +12,15 @@ KUBE_APISERVER := $(BIN)/kube-apiserver
 # pinned tools/kube-apiserver module (k8s.io/kubernetes; minutes on a few cores). Its `go vet`
 # is not in vet: cold, it takes as long as the build.
 export REMEDIATOR_KUBE_APISERVER_BIN := $(CURDIR)/$(KUBE_APISERVER)
+HELM := $(BIN)/helm
+# make lint-deploy lints and renders deploy/helm/remediator with this helm, built once from the
+# pinned tools/helm module (helm.sh/helm/v4; about 2 minutes cold on 2 cores).
+export REMEDIATOR_HELM_BIN := $(CURDIR)/$(HELM)
+KEDA_CHECK := $(BIN)/keda-check
+# make lint-deploy checks the chart's ScaledObject with KEDA's own types and nats-jetstream
+# scaler, built once from the pinned tools/keda module (github.com/kedacore/keda/v2; about 6
+# minutes cold on 2 cores).
+export REMEDIATOR_KEDA_CHECK_BIN := $(CURDIR)/$(KEDA_CHECK)
 IMAGE := $(BIN)/remediator-image.tar
 # make image builds this OCI archive with buildah, offline (apt-get install buildah); the
 # image test reads it, and skips without it unless CI is set.
@@ -40,6 +49,12 @@ $(NATS_SERVER): tools/nats-server/go.mod tools/nats-server/go.sum tools/nats-ser
 
 $(KUBE_APISERVER): tools/kube-apiserver/go.mod tools/kube-apiserver/go.sum tools/kube-apiserver/main.go
 	cd tools/kube-apiserver && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(KUBE_APISERVER) .
+
+$(HELM): tools/helm/go.mod tools/helm/go.sum tools/helm/main.go
+	cd tools/helm && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(HELM) .
+
+$(KEDA_CHECK): tools/keda/go.mod tools/keda/go.sum tools/keda/main.go
+	cd tools/keda && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(KEDA_CHECK) .
 
 # The image's binaries: static (CGO_ENABLED=0), without the build's paths, stamped as
 # $(BIN)/remediator is; etcdutl for the agent's snapshot restores.
@@ -70,10 +85,11 @@ vet:
 	cd tools/etcd-3.6 && $(GO) vet ./...
 	cd tools/nats-server && $(GO) vet ./...
 
-## lint-deploy: validate deploy/ offline: kustomize build decoded strictly into the API types,
-## remediator's configs loaded as the pods see them, promtool and amtool (apt-get install
-## prometheus prometheus-alertmanager), Loki rules, the Slack manifest
-lint-deploy:
+## lint-deploy: validate deploy/ offline: kustomize build and the Helm chart's renders decoded
+## strictly into the API types, remediator's configs loaded as the pods see them, the chart's
+## ScaledObject through KEDA's own code, promtool and amtool (apt-get install prometheus
+## prometheus-alertmanager), Loki rules, the Slack manifest
+lint-deploy: $(HELM) $(KEDA_CHECK)
 	$(GO) test -count=1 ./deploy/
 
 ## test: every test, against real etcd and NATS JetStream

@@ -58,6 +58,14 @@ var schemas = map[string]func() any{
 	"networking.k8s.io/v1/NetworkPolicy":              func() any { return new(networkingv1.NetworkPolicy) },
 }
 
+// checkedByTool are the kinds whose types live in modules remediator does not import (they
+// would bring their whole dependency trees into its go.mod): each is decoded loosely here, into
+// what the lint's own checks read, and strictly, with its project's own code, by a tool of
+// tools/ (checkScaledObjects runs bin/keda-check).
+var checkedByTool = map[string]func(data []byte) (any, error){
+	"keda.sh/v1alpha1/ScaledObject": decodeScaledObject,
+}
+
 // clusterScoped are the kinds above that live outside namespaces.
 var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "PriorityClass": true}
 
@@ -79,13 +87,19 @@ type deployment struct {
 	exporter *exporterConfig
 }
 
-// lint builds the kustomization in dir and checks every resulting object and the
-// configurations they carry. Every problem is reported, each naming its object.
+// lint builds the kustomization in dir and lints what it makes (lintObjects).
 func lint(dir string) (*deployment, error) {
 	resources, err := kustomize(dir)
 	if err != nil {
 		return nil, err
 	}
+	return lintObjects(resources)
+}
+
+// lintObjects decodes every object of a build, kustomize's or Helm's (one YAML document each),
+// and checks them and the configurations they carry. Every problem is reported, each naming
+// its object.
+func lintObjects(resources [][]byte) (*deployment, error) {
 	d := &deployment{}
 	var errs []error
 	for _, data := range resources {
@@ -106,6 +120,8 @@ func lint(dir string) (*deployment, error) {
 	errs = append(errs, d.checkAgentIdentities()...)
 	errs = append(errs, d.checkNetworkPolicies()...)
 	errs = append(errs, d.checkMetricsScrape()...)
+	errs = append(errs, d.checkScaledObjects()...)
+	errs = append(errs, d.checkPolicies()...)
 	return d, errors.Join(errs...)
 }
 
@@ -140,6 +156,14 @@ func decode(data []byte) (object, error) {
 		return object{}, fmt.Errorf("not a Kubernetes object: %w", err)
 	}
 	o := object{apiVersion: meta.APIVersion, kind: meta.Kind, namespace: meta.Metadata.Namespace, name: meta.Metadata.Name}
+	if decodeLoosely, ok := checkedByTool[meta.APIVersion+"/"+meta.Kind]; ok {
+		v, err := decodeLoosely(data)
+		if err != nil {
+			return o, fmt.Errorf("%v: %w", o, err)
+		}
+		o.value = v
+		return o, nil
+	}
 	newValue, ok := schemas[meta.APIVersion+"/"+meta.Kind]
 	if !ok {
 		return o, fmt.Errorf("%v: unknown kind %s %s: give it a type in deploy/kubernetes_test.go (schemas) to apply it", o, meta.APIVersion, meta.Kind)
