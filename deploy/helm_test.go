@@ -223,6 +223,8 @@ var chartCases = []struct {
 	{"role all", []string{"--set", "serve.role=all"}, map[string]int{"Deployment": 5, "Service": 1}},
 	{"secrets created from values", setSecretFiles(), map[string]int{"Secret": 4 + 3}},
 	{"policies from files", []string{"--set-file", `policies.default\.yaml=../policies/default.yaml`}, map[string]int{"ConfigMap": 5}},
+	{"Slack in Socket Mode", append(setSecretFiles(), "--set", "serve.slackSocketMode=true", "--set-file", "secrets.serve.slackAppToken=testdata/slack-app-token"),
+		map[string]int{"Secret": 4 + 3}},
 }
 
 // TestHelmLint runs helm lint --strict on the chart with each values file it ships.
@@ -262,6 +264,13 @@ func TestHelmChart(t *testing.T) {
 				if o, err := decode(doc); err == nil {
 					kinds[o.kind]++
 				}
+			}
+			// Slack reaches serve one way: Socket Mode, with the app-level token and no signing
+			// secret, or HTTP, signed.
+			socket := slices.Contains(tc.flags, "serve.slackSocketMode=true")
+			if sl := d.serve.Slack; (sl.AppTokenFile != "") != socket || (sl.SigningSecretFile != "") == socket {
+				t.Errorf("slack.app_token_file %q, slack.signing_secret_file %q; want only the %s one",
+					sl.AppTokenFile, sl.SigningSecretFile, map[bool]string{true: "app token", false: "signing secret"}[socket])
 			}
 			for k, n := range tc.kinds {
 				if kinds[k] != n {

@@ -148,9 +148,13 @@ templates/serve.yaml mounts the ConfigMaps and Secrets.
 {{- $_ := set $c "api" $api -}}
 {{- if hasKey $c "slack" -}}
 {{- $slack := default dict $c.slack -}}
-{{- include "remediator.owned" (dict "section" $slack "at" "slack." "keys" (dict "bot_token_file" "secrets.serve (slack-bot-token)" "signing_secret_file" "secrets.serve (slack-signing-secret)")) -}}
+{{- include "remediator.owned" (dict "section" $slack "at" "slack." "keys" (dict "bot_token_file" "secrets.serve (slack-bot-token)" "signing_secret_file" "secrets.serve (slack-signing-secret)" "app_token_file" "serve.slackSocketMode and secrets.serve (slack-app-token)")) -}}
 {{- $_ := set $slack "bot_token_file" (printf "%s/slack-bot-token" $p.secrets) -}}
+{{- if $v.serve.slackSocketMode -}}
+{{- $_ := set $slack "app_token_file" (printf "%s/slack-app-token" $p.secrets) -}}
+{{- else -}}
 {{- $_ := set $slack "signing_secret_file" (printf "%s/slack-signing-secret" $p.secrets) -}}
+{{- end -}}
 {{- $_ := set $c "slack" $slack -}}
 {{- end -}}
 {{- if $v.etcd.tls.enabled -}}
