@@ -20,6 +20,7 @@ KEDA_CHECK := $(BIN)/keda-check
 # make lint-deploy checks the chart's ScaledObject with KEDA's own types and nats-jetstream
 # scaler, built once from the pinned tools/keda module (github.com/kedacore/keda/v2; about 6
 # minutes cold on 2 cores).
+# Like kube-apiserver, neither tool module is in vet: cold, vetting them costs their build.
 export REMEDIATOR_KEDA_CHECK_BIN := $(CURDIR)/$(KEDA_CHECK)
 IMAGE := $(BIN)/remediator-image.tar
 # make image builds this OCI archive with buildah, offline (apt-get install buildah); the

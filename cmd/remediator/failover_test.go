@@ -20,6 +20,7 @@ import (
 
 	"github.com/remediator/remediator"
 	"github.com/remediator/remediator/internal/config"
+	"github.com/remediator/remediator/internal/etcdtest"
 	"github.com/remediator/remediator/internal/natstest"
 	"github.com/remediator/remediator/queue"
 )
@@ -39,46 +40,14 @@ func TestFailoverAReplicaAndANATSNodeKilledMidRemediation(t *testing.T) {
 	etcd, cl := nospaceCluster(t)
 	dir := t.TempDir()
 
-	// One seed for both replicas: each trusts only what this key signed.
-	seed := filepath.Join(dir, "serve.nk")
-	kp, err := config.WriteSeed(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accounts bytes.Buffer
-	if err := queue.WriteServerConfig(&accounts, "conf", "REMEDIATOR", pub, nil); err != nil {
-		t.Fatal(err)
-	}
-	nc := natstest.Start(t, natstest.Options{Accounts: accounts.String()})
+	nc, seed := natsForReplicas(t, dir)
 
 	const pause = 3 * time.Second
 	policies := writePolicy(t, "auto", map[string]string{"pause_between_members": pause.String()})
 	names := []string{"a", "b"}
 	replicas := map[string]*process{}
 	for _, name := range names {
-		path := writeFile(t, filepath.Join(dir, name+".yaml"), fmt.Sprintf(`listen: 127.0.0.1:0
-data_dir: %s
-nats:
-  url: %s
-  nkey_file: %s
-  insecure: true
-  replicas: 3
-  # natstest gives each node 1GB of file store; the default limits reserve more than that.
-  limits:
-    events: {max_bytes: 64MiB}
-    incidents: {max_bytes: 64MiB}
-    evidence: {max_bytes: 64MiB}
-    archive: {max_bytes: 64MiB}
-policies_dir: %s
-clusters:
-  - name: default
-    etcd:
-      endpoints: [%s]
-`, filepath.Join(dir, "data-"+name), nc.URL(), seed, policies, strings.Join(etcd.Endpoints(), ", ")))
+		path := replicaConfig(t, dir, name, nc, seed, policies, etcd)
 		replicas[name] = startProcess(t, bin, path, filepath.Join(dir, name+".log"))
 	}
 	t.Logf("cluster, NATS and both replicas up in %s", time.Since(began).Round(time.Millisecond))
@@ -206,6 +175,51 @@ clusters:
 	}
 	t.Logf("attempts: %s", strings.Join(attempts, ", "))
 	t.Logf("wall time: %s", time.Since(began).Round(time.Millisecond))
+}
+
+// natsForReplicas starts a 3-node NATS cluster for serve processes that share it, and the one
+// seed they all sign with: each trusts only what this key signed.
+func natsForReplicas(t *testing.T, dir string) (*natstest.Cluster, string) {
+	t.Helper()
+	seed := filepath.Join(dir, "serve.nk")
+	kp, err := config.WriteSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accounts bytes.Buffer
+	if err := queue.WriteServerConfig(&accounts, "conf", "REMEDIATOR", pub, nil); err != nil {
+		t.Fatal(err)
+	}
+	return natstest.Start(t, natstest.Options{Accounts: accounts.String()}), seed
+}
+
+// replicaConfig writes the configuration of serve process name, one of several on the NATS
+// cluster nc, for the etcd cluster, and returns its path.
+func replicaConfig(t *testing.T, dir, name string, nc *natstest.Cluster, seed, policies string, etcd *etcdtest.Cluster) string {
+	t.Helper()
+	return writeFile(t, filepath.Join(dir, name+".yaml"), fmt.Sprintf(`listen: 127.0.0.1:0
+data_dir: %s
+nats:
+  url: %s
+  nkey_file: %s
+  insecure: true
+  replicas: 3
+  # natstest gives each node 1GB of file store; the default limits reserve more than that.
+  limits:
+    events: {max_bytes: 64MiB}
+    incidents: {max_bytes: 64MiB}
+    evidence: {max_bytes: 64MiB}
+    archive: {max_bytes: 64MiB}
+policies_dir: %s
+clusters:
+  - name: default
+    etcd:
+      endpoints: [%s]
+`, filepath.Join(dir, "data-"+name), nc.URL(), seed, policies, strings.Join(etcd.Endpoints(), ", ")))
 }
 
 // debugLogging wraps bin so that serve logs at debug level (waits for the lock, parked

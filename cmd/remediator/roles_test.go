@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -12,9 +10,6 @@ import (
 	"time"
 
 	"github.com/remediator/remediator"
-	"github.com/remediator/remediator/internal/config"
-	"github.com/remediator/remediator/internal/natstest"
-	"github.com/remediator/remediator/queue"
 )
 
 // TestIntakeAndWorkersShareOneNATS runs serve as the chart deploys it: an intake process
@@ -26,41 +21,13 @@ func TestIntakeAndWorkersShareOneNATS(t *testing.T) {
 	bin := buildBinary(t)
 	etcd, cl := nospaceCluster(t)
 	dir := t.TempDir()
-	seed := filepath.Join(dir, "serve.nk")
-	kp, err := config.WriteSeed(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	var accounts bytes.Buffer
-	if err := queue.WriteServerConfig(&accounts, "conf", "REMEDIATOR", pub, nil); err != nil {
-		t.Fatal(err)
-	}
-	nc := natstest.Start(t, natstest.Options{Accounts: accounts.String()})
+	nc, seed := natsForReplicas(t, dir)
 	// A pause between members keeps the defragment step running long enough to be signalled.
 	const pause = 3 * time.Second
 	policies := writePolicy(t, "auto", map[string]string{"pause_between_members": pause.String()})
 	start := func(name, role string) *process {
 		t.Helper()
-		path := writeFile(t, filepath.Join(dir, name+".yaml"), fmt.Sprintf(`listen: 127.0.0.1:0
-data_dir: %s
-nats:
-  url: %s
-  nkey_file: %s
-  insecure: true
-  replicas: 3
-  # natstest gives each node 1GB of file store; the default limits reserve more than that.
-  limits:
-    events: {max_bytes: 64MiB}
-    incidents: {max_bytes: 64MiB}
-    evidence: {max_bytes: 64MiB}
-    archive: {max_bytes: 64MiB}
-policies_dir: %s
-clusters:
-  - name: default
-    etcd:
-      endpoints: [%s]
-`, filepath.Join(dir, "data-"+name), nc.URL(), seed, policies, strings.Join(etcd.Endpoints(), ", ")))
+		path := replicaConfig(t, dir, name, nc, seed, policies, etcd)
 		return startProcess(t, bin, path, filepath.Join(dir, name+".log"), "--role", role)
 	}
 	status := func(method, addr, path string) int {

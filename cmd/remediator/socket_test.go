@@ -29,6 +29,19 @@ func withSocketMode(t *testing.T, cfg *config.Config, slack *slacktest.Server, a
 	cfg.Slack.SigningSecretFile, cfg.Slack.AppTokenFile = "", path
 }
 
+// waitEphemeral waits until Slack was asked to show user a message only they see, saying want.
+func waitEphemeral(t *testing.T, slack *slacktest.Server, user, want string) {
+	t.Helper()
+	waitFor(t, "a message to "+user+" saying "+want, func() bool {
+		for _, e := range slack.Calls("chat.postEphemeral") {
+			if e.Form.Get("user") == user && strings.Contains(e.Form.Get("text"), want) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // ephemeralText returns what /remediator answered, from the socket's acknowledgement.
 func ephemeralText(t *testing.T, ack json.RawMessage) string {
 	t.Helper()
@@ -83,14 +96,7 @@ func TestSocketModeApprovesNOSPACEWithoutAPublicURL(t *testing.T) {
 	if _, err := slack.Send(slacktest.Interactive, slacktest.BlockActions("U09MALLORY", "mallory", "approve", inc.ID)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the refusal told to mallory", func() bool {
-		for _, e := range slack.Calls("chat.postEphemeral") {
-			if e.Form.Get("user") == "U09MALLORY" && strings.Contains(e.Form.Get("text"), "may not answer") {
-				return true
-			}
-		}
-		return false
-	})
+	waitEphemeral(t, slack, "U09MALLORY", "may not answer")
 	if got := incidents(t, m.Addr)[0]; got.State != remediator.StateAwaitingApproval || len(got.Approval.Approvals) != 0 {
 		t.Fatalf("after a non-approver's click: %s with %d approvals, want still waiting with none", got.State, len(got.Approval.Approvals))
 	}
@@ -189,14 +195,7 @@ func TestSlashCommandsOverTheSocket(t *testing.T) {
 	if text := command("U09MALLORY", "approve "+inc.ID); !strings.Contains(text, "being recorded") {
 		t.Errorf("approve by mallory: %q", text)
 	}
-	waitFor(t, "the refusal told to mallory", func() bool {
-		for _, e := range slack.Calls("chat.postEphemeral") {
-			if e.Form.Get("user") == "U09MALLORY" && strings.Contains(e.Form.Get("text"), "may not answer") {
-				return true
-			}
-		}
-		return false
-	})
+	waitEphemeral(t, slack, "U09MALLORY", "may not answer")
 	if text := command("U01ALICE", "reject "+inc.ID+" not during the release"); !strings.Contains(text, "Your rejection of "+inc.ID) {
 		t.Errorf("reject by alice: %q", text)
 	}
