@@ -58,16 +58,23 @@ $(KEDA_CHECK): tools/keda/go.mod tools/keda/go.sum tools/keda/main.go
 	cd tools/keda && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/$(KEDA_CHECK) .
 
 # The image's binaries: static (CGO_ENABLED=0), without the build's paths, stamped as
-# $(BIN)/remediator is; etcdutl for the agent's snapshot restores.
+# $(BIN)/remediator is; etcdutl for the agent's snapshot restores. go build rewrites its
+# output even when nothing changed, so remediator is replaced only when it differs, and the
+# image is not rebuilt for an unchanged binary.
 $(BIN)/image/remediator: FORCE
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/remediator
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@.new ./cmd/remediator
+	if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(BIN)/image/etcdutl: tools/etcd/go.mod tools/etcd/go.sum tools/etcd/etcdutl/main.go
 	cd tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$@ ./etcdutl
 
 ## image: the OCI image archive bin/remediator-image.tar (FROM scratch: remediator and
 ## etcdutl, user 65532), built with buildah, offline; the Dockerfile builds the same with docker
-image: $(BIN)/image/remediator $(BIN)/image/etcdutl
+image: $(IMAGE)
+
+# Rebuilt only when a binary, the script or the certificates change: the version and commit
+# the labels carry are stamped into remediator too, and the commit time goes with the commit.
+$(IMAGE): $(BIN)/image/remediator $(BIN)/image/etcdutl image/build.sh /etc/ssl/certs/ca-certificates.crt
 	image/build.sh $(IMAGE) $(BIN)/image/remediator $(BIN)/image/etcdutl '$(VERSION)' '$(COMMIT)' \
 	  "$$(git log -1 --format=%cI 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)"
 

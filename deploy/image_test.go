@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // ociIndex, ociManifest and ociConfig are the parts of an OCI image layout this test reads.
@@ -28,7 +29,8 @@ type (
 		} `json:"layers"`
 	}
 	ociConfig struct {
-		Config struct {
+		Created string `json:"created"`
+		Config  struct {
 			User       string            `json:"User"`
 			Entrypoint []string          `json:"Entrypoint"`
 			Cmd        []string          `json:"Cmd"`
@@ -155,15 +157,39 @@ func TestImage(t *testing.T) {
 	if c.User != "65532:65532" || !slices.Equal(c.Entrypoint, []string{"/usr/local/bin/remediator"}) || !slices.Equal(c.Cmd, []string{"serve"}) {
 		t.Errorf("user %q, entrypoint %q, cmd %q; want 65532:65532, /usr/local/bin/remediator, serve", c.User, c.Entrypoint, c.Cmd)
 	}
-	version, commit := c.Labels["org.opencontainers.image.version"], c.Labels["org.opencontainers.image.revision"]
-	if !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(commit) || version == "" || version == "unknown" {
-		t.Errorf("labels version %q, revision %q: want them stamped from git", version, commit)
+	if c.WorkingDir != "/" {
+		t.Errorf("working dir %q, want /", c.WorkingDir)
 	}
-	for _, key := range []string{"title", "description", "source", "created"} {
-		if c.Labels["org.opencontainers.image."+key] == "" {
-			t.Errorf("no label org.opencontainers.image.%s", key)
+	version, commit := c.Labels["org.opencontainers.image.version"], c.Labels["org.opencontainers.image.revision"]
+	created := c.Labels["org.opencontainers.image.created"]
+	// The labels say which source the image is; an image built from another commit than the
+	// checkout's is a stale one, and fails here rather than passing for this commit.
+	// Whether the tree was dirty changes while others edit it, so "-dirty" is left out.
+	if want := git(t, "rev-parse", "HEAD"); commit != want {
+		t.Errorf("label revision %q, the checkout is at %s: make image rebuilds the image", commit, want)
+	}
+	if want := git(t, "describe", "--tags", "--always"); strings.TrimSuffix(version, "-dirty") != want {
+		t.Errorf("label version %q, git describe says %q: make image rebuilds the image", version, want)
+	}
+	if want := git(t, "log", "-1", "--format=%cI"); created != want {
+		t.Errorf("label created %q, want the commit's time %s", created, want)
+	}
+	// The config's own time is the commit's too, so that the same commit builds the same image.
+	if got, err := time.Parse(time.RFC3339, cfg.Created); err != nil || !sameTime(got, created) {
+		t.Errorf("config created %q (%v), want the commit's time %s", cfg.Created, err, created)
+	}
+	for key, want := range map[string]string{
+		"title":  "remediator",
+		"source": "https://github.com/remediator/remediator",
+	} {
+		if got := c.Labels["org.opencontainers.image."+key]; got != want {
+			t.Errorf("label org.opencontainers.image.%s %q, want %q", key, got, want)
 		}
 	}
+	if c.Labels["org.opencontainers.image.description"] == "" {
+		t.Error("no label org.opencontainers.image.description")
+	}
+	t.Run("Dockerfile", func(t *testing.T) { dockerfileMatches(t, cfg) })
 
 	dir := t.TempDir()
 	files := layerFiles(t, blobs, m, dir)
@@ -176,6 +202,12 @@ func TestImage(t *testing.T) {
 		if _, ok := files[f]; !ok {
 			t.Errorf("no %s in the image", f)
 		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "etc/passwd")); !strings.Contains(string(b), "\nnonroot:x:65532:65532:") {
+		t.Errorf("/etc/passwd does not name user 65532 nonroot:\n%s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "etc/ssl/certs/ca-certificates.crt")); !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
+		t.Error("/etc/ssl/certs/ca-certificates.crt holds no certificate: Slack's HTTPS would fail")
 	}
 	for _, sh := range []string{"/bin/sh", "/bin/bash", "/usr/bin/sh"} {
 		if _, ok := files[sh]; ok {
@@ -201,15 +233,33 @@ func TestImage(t *testing.T) {
 	}
 }
 
-// TestDockerfileBuildsTheSameImage: the Dockerfile, for those who build with docker, gives
-// the image the user, entrypoint, command and labels that make image gives it.
-func TestDockerfileBuildsTheSameImage(t *testing.T) {
+// git runs git in the checkout and returns its output, trimmed; the labels are checked
+// against it.
+func git(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("git", args...).Output()
+	if err != nil {
+		t.Fatalf("git %s: %v: the image's labels are checked against the checkout", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// sameTime reports whether t is the instant an RFC 3339 string (git's %cI) names.
+func sameTime(t time.Time, s string) bool {
+	u, err := time.Parse(time.RFC3339, s)
+	return err == nil && t.Equal(u)
+}
+
+// dockerfileFinalStage returns the instructions of the Dockerfile's last stage, continuation
+// lines joined, comments and blank lines left out.
+func dockerfileFinalStage(t *testing.T) []string {
+	t.Helper()
 	f, err := os.Open("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var final []string // the instructions of the last stage, continuation lines joined
+	var final []string
 	sc := bufio.NewScanner(f)
 	line := ""
 	for sc.Scan() {
@@ -228,28 +278,94 @@ func TestDockerfileBuildsTheSameImage(t *testing.T) {
 		final = append(final, line)
 		line = ""
 	}
-	has := func(want string) {
-		t.Helper()
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return final
+}
+
+// ociLabelKeys returns the org.opencontainers.image.* keys named in text, sorted, once each.
+func ociLabelKeys(text string) []string {
+	keys := regexp.MustCompile(`org\.opencontainers\.image\.[a-z]+`).FindAllString(text, -1)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// dockerfileMatches: the Dockerfile's last stage gives the image the user, working dir,
+// entrypoint, command, environment and label keys that make image gave the archive.
+func dockerfileMatches(t *testing.T, cfg ociConfig) {
+	c := cfg.Config
+	final := dockerfileFinalStage(t)
+	entrypoint, _ := json.Marshal(c.Entrypoint)
+	cmd, _ := json.Marshal(c.Cmd)
+	env := slices.Clone(c.Env)
+	slices.Sort(env)
+	for _, want := range []string{
+		"FROM scratch",
+		"USER " + c.User,
+		"WORKDIR " + c.WorkingDir,
+		"ENTRYPOINT " + string(entrypoint),
+		"CMD " + string(cmd),
+		"ENV " + strings.Join(env, " "),
+	} {
+		if !slices.Contains(final, want) {
+			t.Errorf("the image has %q, the Dockerfile's last stage does not: %q", want, final)
+		}
+	}
+	var labels []string
+	for k := range c.Labels {
+		if strings.HasPrefix(k, "org.opencontainers.image.") {
+			labels = append(labels, k)
+		}
+	}
+	slices.Sort(labels)
+	if got := ociLabelKeys(strings.Join(final, "\n")); !slices.Equal(got, labels) {
+		t.Errorf("labels: the image has %v, the Dockerfile %v", labels, got)
+	}
+}
+
+// TestDockerfileBuildsTheSameImage: the Dockerfile, for those who build with docker, gives
+// the image the user, entrypoint, command and labels that image/build.sh gives it. It reads
+// the two files, so it runs without the archive; TestImage/Dockerfile checks the built image.
+func TestDockerfileBuildsTheSameImage(t *testing.T) {
+	final := dockerfileFinalStage(t)
+	for _, want := range []string{
+		"FROM scratch",
+		"USER 65532:65532",
+		`ENTRYPOINT ["/usr/local/bin/remediator"]`,
+		`CMD ["serve"]`,
+	} {
 		if !slices.Contains(final, want) {
 			t.Errorf("the Dockerfile's last stage lacks %q: %q", want, final)
 		}
 	}
-	has("FROM scratch")
-	has("USER 65532:65532")
-	has(`ENTRYPOINT ["/usr/local/bin/remediator"]`)
-	has(`CMD ["serve"]`)
-	script, err := os.ReadFile("../image/build.sh")
+	b, err := os.ReadFile("../image/build.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := regexp.MustCompile(`org\.opencontainers\.image\.[a-z]+`)
-	inScript, inDockerfile := labels.FindAllString(string(script), -1), labels.FindAllString(strings.Join(final, "\n"), -1)
-	slices.Sort(inScript)
-	slices.Sort(inDockerfile)
-	if !slices.Equal(slices.Compact(inScript), slices.Compact(inDockerfile)) {
-		t.Errorf("labels: image/build.sh %v, Dockerfile %v; want the same", slices.Compact(inScript), slices.Compact(inDockerfile))
+	script := string(b)
+	if inScript, inDockerfile := ociLabelKeys(script), ociLabelKeys(strings.Join(final, "\n")); !slices.Equal(inScript, inDockerfile) {
+		t.Errorf("labels: image/build.sh %v, Dockerfile %v; want the same", inScript, inDockerfile)
 	}
-	if !strings.Contains(string(script), `--user 65532:65532`) || !strings.Contains(string(script), `--entrypoint '["/usr/local/bin/remediator"]'`) {
-		t.Errorf("image/build.sh does not set the user and entrypoint the Dockerfile does")
+	for _, want := range []string{`--user 65532:65532`, `--entrypoint '["/usr/local/bin/remediator"]'`, `--cmd '["serve"]'`} {
+		if !strings.Contains(script, want) {
+			t.Errorf("image/build.sh lacks %s, which the Dockerfile sets", want)
+		}
+	}
+	// The builder's Go is the one go.mod names, so both builds compile with the same toolchain.
+	mod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	if goLine == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	dockerfile, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^FROM golang:` + regexp.QuoteMeta(string(goLine[1])) + `[-\s]`).Match(dockerfile) {
+		t.Errorf("the Dockerfile's builder is not golang:%s, the go line of go.mod", goLine[1])
 	}
 }

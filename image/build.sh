@@ -41,4 +41,6 @@ b config \
   --created-by "make image" \
   "$ctr"
 rm -f "$out"
-b commit --quiet --format oci --timestamp "$(date -d "$created" +%s)" "$ctr" "oci-archive:$out" >/dev/null
+# gzip halves what every node pulls (about 40 MB against 84); with the commit's time as every
+# file's and the config's, the same binaries give the same layer, config and manifest digests.
+b commit --quiet --format oci --disable-compression=false --timestamp "$(date -d "$created" +%s)" "$ctr" "oci-archive:$out" >/dev/null
