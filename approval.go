@@ -74,6 +74,10 @@ func (inc *Incident) Accept(a Answer, denied error, now time.Time) (granted bool
 		return refuse(EREFUSED, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
 	case inc.Cancel != nil:
 		return refuse(EREFUSED, "incident %s is being cancelled (%s): its clean-up runs, and it takes no answer", inc.ID, inc.Cancel.Why())
+	case a.Attempt != 0 && a.Attempt != max(inc.Attempt, 1):
+		return refuse(EREFUSED, "that answer was to attempt %d of incident %s, which is at attempt %d now: answer its current request", a.Attempt, inc.ID, max(inc.Attempt, 1))
+	case a.Gate != "" && a.Gate != req.Gate:
+		return refuse(EREFUSED, "that answer was to the request before step %s; incident %s now waits before step %s, which asks anew: read what it will do, then answer", a.Gate, inc.ID, req.Gate)
 	case denied != nil:
 		return refuse(EFORBIDDEN, "%v", denied)
 	case a.Approve && req.ApprovedBy(a.Person):

@@ -44,6 +44,20 @@ func TestAccept(t *testing.T) {
 			state: StateRunning, approvals: 2, granted: true},
 		{name: "a rejection ends it", inc: waiting(), answer: Answer{Incident: "i1", By: "bob", Person: "bob", Via: ViaAPI, Comment: "not now"},
 			state: StateRejected},
+		// A click on the request before an earlier step, arriving once the next one opened,
+		// counts for nothing: its clicker never saw what this step does.
+		{name: "an answer to the request before another step", inc: waiting(),
+			answer: Answer{Incident: "i1", By: "alice", Person: "alice", Via: ViaSlack, Approve: true, Gate: "stop", Attempt: 1},
+			code:   EREFUSED, state: StateAwaitingApproval},
+		{name: "a rejection of another step's request", inc: waiting(),
+			answer: Answer{Incident: "i1", By: "alice", Person: "alice", Via: ViaSlack, Gate: "stop"},
+			code:   EREFUSED, state: StateAwaitingApproval},
+		{name: "an answer to an earlier attempt", inc: func() *Incident { i := waiting(); i.Attempt = 2; return i }(),
+			answer: Answer{Incident: "i1", By: "alice", Person: "alice", Via: ViaSlack, Approve: true, Gate: "act", Attempt: 1},
+			code:   EREFUSED, state: StateAwaitingApproval},
+		{name: "an answer to this very request", inc: waiting(),
+			answer: Answer{Incident: "i1", By: "alice", Person: "alice", Via: ViaSlack, Approve: true, Gate: "act", Attempt: 1},
+			state:  StateAwaitingApproval, approvals: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			granted, refusal := tc.inc.Accept(tc.answer, tc.denied, t0)
@@ -63,6 +77,17 @@ func TestAccept(t *testing.T) {
 				t.Errorf("after a rejection the pending step is %s, want skipped", tc.inc.Steps[0].State)
 			}
 		})
+	}
+}
+
+func TestAnswerValue(t *testing.T) {
+	inc := &Incident{ID: "20261207-030000-aaaaaa", Attempt: 2, Approval: &ApprovalRequest{Gate: "force-new-cluster"}}
+	id, gate, attempt := ParseAnswerValue(AnswerValue(inc))
+	if id != inc.ID || gate != "force-new-cluster" || attempt != 2 {
+		t.Errorf("round trip: %q %q %d", id, gate, attempt)
+	}
+	if id, gate, attempt := ParseAnswerValue(inc.ID); id != inc.ID || gate != "" || attempt != 0 {
+		t.Errorf("a value of before: %q %q %d, want the incident alone", id, gate, attempt)
 	}
 }
 

@@ -47,7 +47,7 @@ func (inc *Incident) Stop(by, why string, end State, now time.Time) (cleanup boo
 		inc.SetState(end, why, now)
 		return false
 	}
-	inc.Cancel = &Cancel{By: by, Reason: why + "; the clean-up steps still run", At: now, Ends: end}
+	inc.Cancel = &Cancel{By: by, Reason: why, At: now, Ends: end}
 	inc.Record(now, EventCancelRequested, "", "%s; the run stops here, and its clean-up steps still run", why)
 	return true
 }

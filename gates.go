@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -172,6 +174,29 @@ type Answer struct {
 	Comment string `json:"comment,omitempty"`
 	// Channel is where the answer was given, to tell a refused user why.
 	Channel string `json:"channel,omitempty"`
+	// Gate and Attempt, when set, are the request the answerer saw (the step it waits before,
+	// and the run's attempt): the answer counts for that request only, never for one opened
+	// since, which may ask for something more destructive.
+	Gate    string `json:"gate,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// AnswerValue is what an answer button carries: the incident, and the request it answers.
+func AnswerValue(inc *Incident) string {
+	gate := ""
+	if inc.Approval != nil {
+		gate = inc.Approval.Gate
+	}
+	return fmt.Sprintf("%s:%s:%d", inc.ID, gate, max(inc.Attempt, 1))
+}
+
+// ParseAnswerValue reads an answer button's value (AnswerValue, or the incident ID alone, as
+// messages before it carried).
+func ParseAnswerValue(v string) (incident, gate string, attempt int) {
+	incident, rest, _ := strings.Cut(v, ":")
+	gate, n, _ := strings.Cut(rest, ":")
+	attempt, _ = strconv.Atoi(n)
+	return incident, gate, attempt
 }
 
 // Who names the answerer for people: "alice (U01ALICE)".

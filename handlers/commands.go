@@ -31,8 +31,6 @@ const maxReplyRunes = 2900
 // enqueued as a click is, and the worker applies the same rules and tells the user if they
 // may not answer.
 func (a *api) command(ctx context.Context, cmd slack.SlashCommand) *slack.Msg {
-	ctx, cancel := context.WithTimeout(ctx, slackBudget)
-	defer cancel()
 	text, err := a.runCommand(ctx, cmd)
 	log := a.Log.With("user", cmd.UserID, "command", cmd.Command+" "+cmd.Text)
 	if err != nil {
@@ -185,8 +183,9 @@ func (a *api) answerFromCommand(ctx context.Context, cmd slack.SlashCommand, app
 	if inc.State != remediator.StateAwaitingApproval || inc.Approval == nil {
 		return "", remediator.Errorf(remediator.EREFUSED, "incident %s is %s, not awaiting approval", inc.ID, inc.State)
 	}
-	answer := remediator.Answer{Incident: inc.ID, By: cmd.UserID, Name: cmd.UserName, Via: remediator.ViaSlack,
-		Approve: approve, Comment: comment, Channel: cmd.ChannelID}
+	// It answers the request shown to the user, as a button would.
+	answer := remediator.Answer{Incident: inc.ID, Gate: inc.Approval.Gate, Attempt: max(inc.Attempt, 1), By: cmd.UserID, Name: cmd.UserName,
+		Via: remediator.ViaSlack, Approve: approve, Comment: comment, Channel: cmd.ChannelID}
 	key := "slack-command:" + cmd.TriggerID
 	if cmd.TriggerID == "" {
 		key = "slack-command:" + cmd.UserID + ":" + a.Now().UTC().Format(time.RFC3339Nano)

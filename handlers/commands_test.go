@@ -212,7 +212,17 @@ func TestSlashCommandsAreVerifiedAsClicksAre(t *testing.T) {
 }
 
 func TestAppHomeOpenedOverHTTPAsksForTheHome(t *testing.T) {
-	f := newFixtureWith(t, "", func(c *Config) { c.NotifySubject = queue.SubjectNotify })
+	f := newFixtureWith(t, "", func(c *Config) {
+		c.NotifySubject = queue.SubjectNotify
+		c.ChatMembers = workspace{"U01ALICE": {ID: "U01ALICE"}, "U0GUEST": {ID: "U0GUEST", Guest: true}}
+	})
+	// A guest's Home is not drawn: it would show what /remediator refuses them.
+	if status, text := f.do(t, slacktest.Request(f.srv.URL+"/slack/events", signingSecret, time.Now(), slacktest.AppHomeOpened("U0GUEST"))); status != http.StatusOK {
+		t.Fatalf("app_home_opened by a guest: %d %s", status, text)
+	}
+	if n := f.pub.published.Load(); n != 0 {
+		t.Errorf("%d messages enqueued for a guest's Home, want none", n)
+	}
 	body := slacktest.AppHomeOpened("U01ALICE")
 	if status, text := f.do(t, slacktest.Request(f.srv.URL+"/slack/events", signingSecret, time.Now(), body)); status != http.StatusOK {
 		t.Fatalf("app_home_opened: %d %s", status, text)

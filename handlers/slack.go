@@ -53,13 +53,15 @@ const slackBudget = 2 * time.Second
 // worker, which tells them if not. It answers at once, well within Slack's three seconds.
 func (a *api) slackInteraction(c echo.Context) error {
 	const source = "slack"
-	form, key, err := a.verifySlack(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), slackBudget)
+	defer cancel()
+	form, key, err := a.verifySlack(ctx, c)
 	if err == nil {
 		var cb slack.InteractionCallback
 		if err = json.Unmarshal([]byte(form.Get("payload")), &cb); err != nil {
 			err = remediator.Errorf(remediator.EINVALID, "payload is not an interaction: %v", err)
 		} else {
-			err = a.takeInteraction(c.Request().Context(), cb, key)
+			err = a.takeInteraction(ctx, cb, key)
 		}
 	}
 	if err != nil {
@@ -73,18 +75,22 @@ func (a *api) slackInteraction(c echo.Context) error {
 // it in the response, which Slack shows to the user who typed it.
 func (a *api) slackCommand(c echo.Context) error {
 	const source = "slack_command"
-	form, _, err := a.verifySlack(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), slackBudget)
+	defer cancel()
+	form, _, err := a.verifySlack(ctx, c)
 	if err != nil {
 		return a.refused(source, err)
 	}
 	a.webhooks.WithLabelValues(source, "accepted").Inc()
-	return c.JSON(http.StatusOK, a.command(c.Request().Context(), slashCommand(form)))
+	return c.JSON(http.StatusOK, a.command(ctx, slashCommand(form)))
 }
 
 // slackEvents takes the Events API over HTTP: Slack's URL check, and App Home openings.
 func (a *api) slackEvents(c echo.Context) error {
 	const source = "slack_event"
-	body, err := a.verifiedSlackBody(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), slackBudget)
+	defer cancel()
+	body, err := a.verifiedSlackBody(ctx, c)
 	if err != nil {
 		return a.refused(source, err)
 	}
@@ -98,7 +104,7 @@ func (a *api) slackEvents(c echo.Context) error {
 		_ = json.Unmarshal(body, &challenge)
 		return c.JSON(http.StatusOK, challenge)
 	}
-	if err := a.takeEvent(c.Request().Context(), ev); err != nil {
+	if err := a.takeEvent(ctx, ev); err != nil {
 		return a.refused(source, err)
 	}
 	return c.NoContent(http.StatusOK)
@@ -106,8 +112,8 @@ func (a *api) slackEvents(c echo.Context) error {
 
 // verifySlack checks a Slack request's signature and freshness, refuses a replay, and
 // returns its form and the key that names it.
-func (a *api) verifySlack(c echo.Context) (url.Values, string, error) {
-	body, err := a.verifiedSlackBody(c)
+func (a *api) verifySlack(ctx context.Context, c echo.Context) (url.Values, string, error) {
+	body, err := a.verifiedSlackBody(ctx, c)
 	if err != nil {
 		return nil, "", err
 	}
@@ -128,14 +134,12 @@ func replayKey(r *http.Request) string {
 
 // verifiedSlackBody reads the body of a request that says it is from Slack, and returns it
 // once its signature, its timestamp and its novelty are checked.
-func (a *api) verifiedSlackBody(c echo.Context) ([]byte, error) {
+func (a *api) verifiedSlackBody(ctx context.Context, c echo.Context) ([]byte, error) {
 	r := c.Request()
 	body, err := readBody(c, maxInteractionBytes)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), slackBudget)
-	defer cancel()
 	sv, err := slack.NewSecretsVerifier(r.Header, a.SlackSigningSecret)
 	switch {
 	case errors.Is(err, slack.ErrExpiredTimestamp):
@@ -169,18 +173,18 @@ func (a *api) firstSeen(ctx context.Context, key string) error {
 
 // takeInteraction enqueues the answers of a click on Approve or Reject, whose sender was
 // checked (Slack's signature over HTTP, the socket's own token in Socket Mode). key names the
-// request, so that the same click enqueued twice is one answer.
+// request, so that the same click enqueued twice is one answer. ctx carries the request's
+// budget (slackBudget), as do command's and takeEvent's.
 func (a *api) takeInteraction(ctx context.Context, cb slack.InteractionCallback, key string) error {
 	if cb.Type != slack.InteractionTypeBlockActions {
 		return nil // nothing of ours
 	}
-	ctx, cancel := context.WithTimeout(ctx, slackBudget)
-	defer cancel()
 	for _, action := range cb.ActionCallback.BlockActions {
 		if action.ActionID != "approve" && action.ActionID != "reject" {
 			continue
 		}
-		answer := remediator.Answer{Incident: action.Value, By: cb.User.ID, Name: cb.User.Name, Via: remediator.ViaSlack,
+		id, gate, attempt := remediator.ParseAnswerValue(action.Value)
+		answer := remediator.Answer{Incident: id, Gate: gate, Attempt: attempt, By: cb.User.ID, Name: cb.User.Name, Via: remediator.ViaSlack,
 			Approve: action.ActionID == "approve", Channel: cb.Channel.ID}
 		if err := a.enqueueAnswer(ctx, answer, key+":"+action.ActionID); err != nil {
 			return err
@@ -207,8 +211,11 @@ func (a *api) takeEvent(ctx context.Context, ev slackevents.EventsAPIEvent) erro
 	if !ok || opened.Tab != "home" || opened.User == "" || a.NotifySubject == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, slackBudget)
-	defer cancel()
+	// The Home tab shows what /remediator shows, to whom it shows it: not to guests.
+	if err := a.mayCommand(ctx, opened.User); err != nil {
+		a.Log.Warn("App Home not drawn", "user", opened.User, "err", err)
+		return nil
+	}
 	data, _ := json.Marshal(remediator.Notice{Home: opened.User})
 	// One drawing per user per ten seconds is enough, however often they open it.
 	msgID := "home-" + opened.User + "-" + a.Now().UTC().Truncate(10*time.Second).Format("150405")

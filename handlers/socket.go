@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -36,15 +37,33 @@ func (s *Intake) RunSocket(ctx context.Context, client *socketmode.Client) {
 			}
 		}
 	}()
+	// A few envelopes at once, so that one slow to enqueue does not push the others' acks
+	// past Slack's three seconds; RunSocket returns once they are all done.
+	slots := make(chan struct{}, socketHandlers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ev := <-client.Events:
-			a.socketEvent(ctx, client, ev)
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				a.socketEvent(ctx, client, ev)
+			}()
 		}
 	}
 }
+
+// socketHandlers is how many envelopes are handled at once.
+const socketHandlers = 8
 
 // socketEvent handles one event of the socket.
 func (a *api) socketEvent(ctx context.Context, client *socketmode.Client, ev socketmode.Event) {
@@ -60,6 +79,8 @@ func (a *api) socketEvent(ctx context.Context, client *socketmode.Client, ev soc
 		return // the socket's own life: connecting, hello
 	}
 	source := "slack_socket"
+	hctx, cancel := context.WithTimeout(ctx, slackBudget)
+	defer cancel()
 	var (
 		payload any
 		err     error
@@ -73,11 +94,11 @@ func (a *api) socketEvent(ctx context.Context, client *socketmode.Client, ev soc
 		if data.TriggerID != "" {
 			key = "slack-trigger:" + data.TriggerID
 		}
-		err = a.takeInteraction(ctx, data, key)
+		err = a.takeInteraction(hctx, data, key)
 	case slack.SlashCommand:
-		payload = a.command(ctx, data)
+		payload = a.command(hctx, data)
 	case slackevents.EventsAPIEvent:
-		err = a.takeEvent(ctx, data)
+		err = a.takeEvent(hctx, data)
 	}
 	outcome := "accepted"
 	if err != nil {
@@ -90,7 +111,11 @@ func (a *api) socketEvent(ctx context.Context, client *socketmode.Client, ev soc
 	if remediator.ErrorCode(err) == remediator.EUNAVAILABLE {
 		return
 	}
-	if err := client.Ack(*ev.Request, payload); err != nil {
+	// With a deadline: with the connection down, slack-go's queue of replies fills, and an
+	// ack without one would wait for ever.
+	actx, cancelAck := context.WithTimeout(ctx, time.Second)
+	defer cancelAck()
+	if err := client.AckCtx(actx, ev.Request.EnvelopeID, payload); err != nil {
 		a.Log.Warn("cannot acknowledge a slack envelope", "envelope", ev.Request.EnvelopeID, "err", err)
 	}
 }

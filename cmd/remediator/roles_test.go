@@ -15,8 +15,8 @@ import (
 // TestIntakeAndWorkersShareOneNATS runs serve as the chart deploys it: an intake process
 // and worker processes against one real NATS cluster. The alert posted to the intake waits in the
 // queue until a worker starts (scale from zero); the worker that runs the remediation gets
-// SIGTERM mid-step, finishes that step, hands the run back, and a second worker finishes it,
-// with nothing done twice.
+// SIGTERM mid-step, finishes that step, hands the run back and exits, and a second worker,
+// started after, finishes it, with nothing done twice.
 func TestIntakeAndWorkersShareOneNATS(t *testing.T) {
 	bin := buildBinary(t)
 	etcd, cl := nospaceCluster(t)
@@ -73,7 +73,8 @@ func TestIntakeAndWorkersShareOneNATS(t *testing.T) {
 		want         int
 	}{{http.MethodGet, "/healthz", 200}, {http.MethodGet, "/readyz", 200}, {http.MethodGet, "/metrics", 200},
 		{http.MethodPost, "/webhooks/alertmanager", 404}, {http.MethodGet, "/api/v1/incidents", 404},
-		{http.MethodPost, "/api/v1/incidents/x/approve", 404}, {http.MethodGet, "/", 404}} {
+		{http.MethodPost, "/api/v1/incidents/x/approve", 404}, {http.MethodGet, "/", 404},
+		{http.MethodPost, "/slack/interactions", 404}, {http.MethodPost, "/slack/commands", 404}} {
 		if got := status(c.method, workerA.addr, c.path); got != c.want {
 			t.Errorf("%s %s on a worker: %d, want %d", c.method, c.path, got, c.want)
 		}
@@ -84,8 +85,6 @@ func TestIntakeAndWorkersShareOneNATS(t *testing.T) {
 	if inc.Steps[3].Name != "defragment" {
 		t.Fatalf("step 3 is %s, want defragment", inc.Steps[3].Name)
 	}
-	workerB := start("worker-b", "worker")
-
 	signalled := time.Now()
 	if err := workerA.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -101,6 +100,8 @@ func TestIntakeAndWorkersShareOneNATS(t *testing.T) {
 	case <-time.After(shutdownGrace + 15*time.Second):
 		t.Fatalf("worker a still running %s after SIGTERM", shutdownGrace+15*time.Second)
 	}
+	// Only now the second worker: what the first handed back waits for it in the queue.
+	workerB := start("worker-b", "worker")
 
 	inc = pollIncident(t, intake.addr, 2*time.Minute, terminal)
 	if inc.State != remediator.StateSucceeded {

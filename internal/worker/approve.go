@@ -93,6 +93,9 @@ func (w *Worker) Expire(ctx context.Context, data []byte) error {
 	switch {
 	case err != nil:
 		return err
+	case !open(inc) && inc.Cancel != nil && inc.Cancel.Ends != "":
+		// Stopped by this expiry or a rejection: make sure its clean-up run was enqueued.
+		return w.cleanUpAfterStop(ctx, inc)
 	case !open(inc):
 		// Answered, over, or not recorded yet (the deadline is scheduled first): look again
 		// at the deadline, by when it must be recorded if it ever will be. A gate granted
@@ -179,10 +182,10 @@ func (w *Worker) Answer(ctx context.Context, a remediator.Answer) (*remediator.I
 		log.Info("answer recorded", "state", inc.State)
 	}
 	w.notify(ctx, inc, ephemeral)
-	if refusal == nil && !a.Approve {
-		if err := w.cleanUpAfterStop(ctx, inc); err != nil {
-			return inc, err
-		}
+	// A rejection that stopped the run leaves its clean-up to a run of its own; enqueued
+	// again on any later answer, in case the first enqueue failed (its message ID makes it one).
+	if err := w.cleanUpAfterStop(ctx, inc); err != nil {
+		return inc, err
 	}
 	if granted {
 		if err := w.requestApprovedRun(ctx, inc); err != nil {

@@ -28,7 +28,7 @@ func (n *Notifier) publishHome(ctx context.Context, userID string) error {
 	var yours []*remediator.Incident
 	for _, inc := range open {
 		if inc.State == remediator.StateAwaitingApproval && inc.Approval != nil && inc.Cancel == nil &&
-			!inc.Approval.ApprovedBy(userID) && n.cfg.MayAnswer != nil && n.cfg.MayAnswer(ctx, inc, userID) {
+			!answered(inc.Approval, userID) && n.cfg.MayAnswer != nil && n.cfg.MayAnswer(ctx, inc, userID) {
 			yours = append(yours, inc)
 		}
 	}
@@ -37,6 +37,12 @@ func (n *Notifier) publishHome(ctx context.Context, userID string) error {
 		return classify(err, "views.publish for %s", userID)
 	}
 	return nil
+}
+
+// answered says whether the chat user approved the request already: by their Slack ID, or
+// as the operator it belongs to (Approval.ChatID).
+func answered(r *remediator.ApprovalRequest, userID string) bool {
+	return slices.ContainsFunc(r.Approvals, func(a remediator.Approval) bool { return a.By == userID || a.ChatID == userID })
 }
 
 // homeBlocks are the App Home's blocks.

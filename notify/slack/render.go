@@ -75,11 +75,14 @@ func render(inc *remediator.Incident, reportURL string) []slack.Block {
 		blocks = append(blocks, slack.NewSectionBlock(text(truncate(figures, maxSection)), nil, nil))
 	}
 	blocks = append(blocks, slack.NewSectionBlock(text(truncate(plan(inc), maxSection)), nil, nil))
-	if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval {
+	if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval && inc.Cancel == nil {
+		// The buttons answer this request alone: a click that arrives after the next gate
+		// opened is refused, not counted for a step its clicker never saw.
+		value := remediator.AnswerValue(inc)
 		blocks = append(blocks, slack.NewSectionBlock(text(truncate(ask(inc, a), maxSection)), nil, nil),
 			slack.NewActionBlock("approval",
-				slack.NewButtonBlockElement(ActionApprove, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary),
-				slack.NewButtonBlockElement(ActionReject, inc.ID, slack.NewTextBlockObject(slack.PlainTextType, "Reject", false, false)).WithStyle(slack.StyleDanger),
+				slack.NewButtonBlockElement(ActionApprove, value, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary),
+				slack.NewButtonBlockElement(ActionReject, value, slack.NewTextBlockObject(slack.PlainTextType, "Reject", false, false)).WithStyle(slack.StyleDanger),
 			))
 	} else if answered := approvals(inc); answered != "" {
 		blocks = append(blocks, slack.NewSectionBlock(text(truncate(answered, maxSection)), nil, nil))

@@ -132,7 +132,9 @@ func TestTheApprovalRequestStaysEscapedAndWithinLimits(t *testing.T) {
 			}
 		}
 	}
-	if want := "approve=" + inc.ID + " reject=" + inc.ID; strings.Join(got, " ") != want {
+	// The buttons answer this request alone: the incident, the step it waits before, the attempt.
+	value := inc.ID + ":" + inc.Approval.Gate + ":1"
+	if want := "approve=" + value + " reject=" + value; strings.Join(got, " ") != want {
 		t.Errorf("buttons %v, want %s", got, want)
 	}
 }

@@ -103,7 +103,7 @@ func TestTheMessageFollowsTheIncident(t *testing.T) {
 		t.Fatalf("%d chat.postMessage calls, want the message and 2 thread replies: %+v", len(posts), posts)
 	}
 	first := posts[0].Blocks()
-	if got := buttons(first); strings.Join(got, " ") != "approve="+f.id+"/primary reject="+f.id+"/danger" {
+	if got := buttons(first); strings.Join(got, " ") != "approve="+f.id+":compact:1/primary reject="+f.id+":compact:1/danger" {
 		t.Errorf("buttons %v, want Approve and Reject for the incident", got)
 	}
 	for _, want := range []string{"etcd-nospace-recovery on prod: awaiting approval", "etcdDatabaseQuotaLowSpace (firing) ×1",
