@@ -29,11 +29,15 @@ func TestTheHomeTabShowsWhatWaitsForTheViewer(t *testing.T) {
 	}
 	running := remediator.NewIncident("20261207-010000-cccccc", "staging", remediator.Decision{Remediation: "etcd-defrag-fragmented"}, now.Add(-time.Hour))
 	running.SetState(remediator.StateRunning, "", now)
-	open := []*remediator.Incident{waiting("20261207-030000-aaaaaa"), waiting("20261207-020000-bbbbbb", "U01ALICE"), running}
+	// carol, an operator with a Slack ID, approved cccccc: the approval carries her name, and
+	// her Slack ID as ChatID.
+	byCarol := waiting("20261207-015000-dddddd")
+	byCarol.Approval.Approvals = []remediator.Approval{{By: "carol", ChatID: "U03CAROL", Via: remediator.ViaSlack}}
+	open := []*remediator.Incident{waiting("20261207-030000-aaaaaa"), waiting("20261207-020000-bbbbbb", "U01ALICE"), running, byCarol}
 	n := New(Config{Token: token, Channel: "#etcd", APIURL: s.URL(), BaseURL: "https://remediator.example",
 		Open: func(context.Context) ([]*remediator.Incident, error) { return open, nil },
 		MayAnswer: func(_ context.Context, inc *remediator.Incident, user string) bool {
-			return user == "U01ALICE" // as the policy says
+			return user == "U01ALICE" || user == "U03CAROL" // as the policy says
 		}})
 	home := func(user string) (yours, all string) {
 		t.Helper()
@@ -68,6 +72,9 @@ func TestTheHomeTabShowsWhatWaitsForTheViewer(t *testing.T) {
 	}
 	if i, j := strings.Index(all, "aaaaaa"), strings.Index(all, "cccccc"); i < 0 || j < i {
 		t.Errorf("open incidents not newest first: %s", all)
+	}
+	if yours, _ := home("U03CAROL"); strings.Contains(yours, "dddddd") || !strings.Contains(yours, "aaaaaa") {
+		t.Errorf("carol's waiting list: %s\nwant aaaaaa, and not dddddd, which she approved as the operator she is", yours)
 	}
 	if yours, _ := home("U09MALLORY"); !strings.Contains(yours, "Nothing waits for you.") || strings.Contains(yours, "aaaaaa") {
 		t.Errorf("mallory's waiting list: %s, want nothing: the policy does not name her", yours)
