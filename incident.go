@@ -3,6 +3,7 @@ package remediator
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -70,6 +71,20 @@ type Step struct {
 	// Undo says how a human undoes the step, as its plan says, for whoever is asked to
 	// approve it.
 	Undo string `json:"undo,omitempty"`
+}
+
+// About says what the incident's remediation does, for people: its title, or the
+// remediation's name in incidents stored before there were titles.
+func (inc *Incident) About() string {
+	if inc.Title != "" {
+		return inc.Title
+	}
+	return inc.Remediation
+}
+
+// ReportPath is where the API serves an incident's HTML report, below the base URL.
+func ReportPath(id string) string {
+	return "/api/v1/incidents/" + url.PathEscape(id) + "/report?format=html"
 }
 
 // Duration is how long the step ran, or zero if it has not finished.

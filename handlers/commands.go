@@ -132,7 +132,7 @@ func (a *api) listForChat(ctx context.Context) (string, error) {
 			fmt.Fprintf(&b, "…and %d more: see %s\n", len(open)-maxListed, a.link("/", "the incidents page"))
 			break
 		}
-		fmt.Fprintf(&b, "• %s `%s` on *%s*: %s", a.link("/api/v1/incidents/"+inc.ID+"/report?format=html", inc.ID), inc.State, mrkdwn(inc.Cluster), mrkdwn(title(inc)))
+		fmt.Fprintf(&b, "• %s `%s` on *%s*: %s", a.link(remediator.ReportPath(inc.ID), inc.ID), inc.State, mrkdwn(inc.Cluster), mrkdwn(inc.About()))
 		if inc.Reason != "" {
 			fmt.Fprintf(&b, " (%s)", mrkdwn(inc.Reason))
 		}
@@ -144,7 +144,7 @@ func (a *api) listForChat(ctx context.Context) (string, error) {
 // showForChat is an incident's summary: its state, its steps, and what it waits for.
 func (a *api) showForChat(inc *remediator.Incident) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "*%s* on *%s*: %s\nState `%s`", a.link("/api/v1/incidents/"+inc.ID+"/report?format=html", inc.ID), mrkdwn(inc.Cluster), mrkdwn(title(inc)), inc.State)
+	fmt.Fprintf(&b, "*%s* on *%s*: %s\nState `%s`", a.link(remediator.ReportPath(inc.ID), inc.ID), mrkdwn(inc.Cluster), mrkdwn(inc.About()), inc.State)
 	if inc.Reason != "" {
 		fmt.Fprintf(&b, ": %s", mrkdwn(inc.Reason))
 	}
@@ -235,14 +235,6 @@ func (a *api) link(path, text string) string {
 		return mrkdwn(text)
 	}
 	return "<" + strings.TrimSuffix(a.BaseURL, "/") + path + "|" + mrkdwn(text) + ">"
-}
-
-// title is what an incident is about, for people.
-func title(inc *remediator.Incident) string {
-	if inc.Title != "" {
-		return inc.Title
-	}
-	return inc.Remediation
 }
 
 // mrkdwn escapes text for Slack's mrkdwn, where &, < and > are control characters.

@@ -120,7 +120,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	say("incident %s closed at %s: its alerts resolved", inc.ID, inc.ClosedAt.UTC().Format(time.RFC3339))
 
 	html := filepath.Join(o.Dir, "report.html")
-	if err := download(base+"/api/v1/incidents/"+inc.ID+"/report?format=html", html); err != nil {
+	if err := download(base+remediator.ReportPath(inc.ID), html); err != nil {
 		return err
 	}
 	say("the HTML report, with the DB size chart and the step timeline, is in %s", html)

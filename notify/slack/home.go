@@ -51,11 +51,7 @@ func homeBlocks(yours, open []*remediator.Incident, reportURL func(*remediator.I
 		return slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, text, false, false))
 	}
 	line := func(inc *remediator.Incident) slack.Block {
-		what := inc.Title
-		if what == "" {
-			what = inc.Remediation
-		}
-		text := fmt.Sprintf("%s *<%s|%s>* on *%s*: %s", stateEmoji[inc.State], reportURL(inc), escape(inc.ID), escape(inc.Cluster), escape(what))
+		text := fmt.Sprintf("%s *<%s|%s>* on *%s*: %s", stateEmoji[inc.State], reportURL(inc), escape(inc.ID), escape(inc.Cluster), escape(inc.About()))
 		if a := inc.Approval; a != nil && inc.State == remediator.StateAwaitingApproval {
 			text += fmt.Sprintf("\nWaits before *%s* for %d of %d approval(s), until %s.", escape(a.Gate), len(a.Approvals), a.Required, a.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
 		} else if inc.Reason != "" {

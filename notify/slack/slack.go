@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -272,7 +271,7 @@ func (n *Notifier) botTeam(ctx context.Context) (*slack.AuthTestResponse, error)
 // reportURL is the incident's report page, ready for mrkdwn: the incident ID is escaped for
 // the path and for Slack, so that it can neither leave the path nor end the link it is in.
 func (n *Notifier) reportURL(inc *remediator.Incident) string {
-	return n.cfg.BaseURL + "/api/v1/incidents/" + escape(url.PathEscape(inc.ID)) + "/report?format=html"
+	return n.cfg.BaseURL + escape(remediator.ReportPath(inc.ID))
 }
 
 // slackError says whether err is Slack's refusal with the given error code.
